@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: create .venv, install autoresearch, then run the demo or the tests.
+#   ./setup.sh demo   set up, then init + prepare + train a workspace on the embedded corpus (offline, CPU ok)
+#   ./setup.sh test   set up, then run the test suite
+#   ./setup.sh        set up only
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+# torch first, pinned, so the package's loose `torch>=2.9` is already satisfied: on CPU machines this is the
+# CPU build; a GPU user who installed their own torch into the venv keeps it.
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  pip install torch==2.13.0
+fi
+pip install -e ".[test]"
+
+case "${1:-}" in
+  demo)
+    WS=${WS:-demo-workspace}
+    BUDGET=${BUDGET:-60}
+    if [ ! -f "$WS/autoresearch.toml" ]; then
+      "$VENV/bin/autoresearch" init "$WS" --profile "${PROFILE:-cpu}" --time-budget "$BUDGET"
+    fi
+    cd "$WS"
+    "../$VENV/bin/autoresearch" prepare
+    "../$VENV/bin/autoresearch" train
+    ;;
+  test)
+    shift
+    "$VENV/bin/python" -m pytest "$@"
+    ;;
+  "") ;;
+  *) echo "usage: ./setup.sh [demo|test]" >&2; exit 2 ;;
+esac

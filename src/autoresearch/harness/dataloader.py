@@ -1,0 +1,132 @@
+"""BOS-aligned best-fit packing over the tokenized splits.
+
+Every row starts with a document's BOS token and is filled completely (no padding): the largest buffered
+document that still fits goes in next; when none fits, the shortest one is cropped to fill the row and its rest
+is dropped. This is the original autoresearch packing, rule for rule (same buffer of 1000 documents, same
+tie-breaking: first in, first out), so rows are identical to it. Two things make ours fast: the splits are
+tokenized once at prepare time and memory-mapped, and "largest that fits" is a bisection over a sorted list of
+lengths instead of a scan of the whole buffer.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+BUFFER_SIZE = 1000
+
+
+class TokenSplit:
+    """One tokenized split: documents (each starting with BOS) concatenated, plus their offsets."""
+
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray) -> None:
+        self.tokens = tokens  # (n_tokens,) uint16/uint32
+        self.offsets = offsets  # (n_docs + 1,) int64
+        self.lengths = np.diff(offsets)  # (n_docs,)
+
+    @classmethod
+    def open(cls, directory: Path, split: str) -> TokenSplit:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
+        tok_path, off_path = directory / f"{split}.tokens.npy", directory / f"{split}.offsets.npy"
+        if not tok_path.exists():
+            raise FileNotFoundError(f"no {split} split in {directory}: run `autoresearch prepare` in the workspace")
+        return cls(np.load(tok_path, mmap_mode="r"), np.load(off_path))
+
+    def save(self, directory: Path, split: str) -> None:
+        for name, arr in ((f"{split}.tokens.npy", self.tokens), (f"{split}.offsets.npy", self.offsets)):
+            tmp = directory / (name + ".tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, arr)
+            tmp.replace(directory / name)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def doc(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+
+def pack_rows(lengths: np.ndarray, capacity: int, buffer_size: int = BUFFER_SIZE) -> Iterator[tuple[list[tuple[int, int]], int]]:
+    """Yield (row, epoch) forever; a row is [(doc_index, n_tokens_taken), ...] summing to `capacity`.
+
+    Only document lengths are needed, so the entropy floor of exactly what is evaluated can be computed from the
+    same layout the loader produces.
+    """
+    if len(lengths) == 0:
+        raise ValueError("cannot pack an empty split")
+    n_docs = len(lengths)
+    next_doc, epoch = 0, 1
+    sorted_lens: list[int] = []  # lengths of buffered documents, ascending, one entry per document
+    by_len: dict[int, deque[int]] = {}  # length -> buffered documents of that length, oldest first
+    buffered = 0
+
+    while True:
+        row: list[tuple[int, int]] = []
+        pos = 0
+        while pos < capacity:
+            while buffered < buffer_size:  # refill before every placement, as the original does
+                if next_doc == n_docs:
+                    next_doc, epoch = 0, epoch + 1
+                length = int(lengths[next_doc])
+                bisect.insort(sorted_lens, length)
+                by_len.setdefault(length, deque()).append(next_doc)
+                next_doc += 1
+                buffered += 1
+            remaining = capacity - pos
+            k = bisect.bisect_right(sorted_lens, remaining) - 1
+            if k >= 0:  # the largest document that fits whole
+                length = sorted_lens.pop(k)
+                take = length
+            else:  # nothing fits: crop the shortest document to fill the row
+                length = sorted_lens.pop(0)
+                take = remaining
+            queue = by_len[length]
+            doc = queue.popleft()
+            if not queue:
+                del by_len[length]
+            buffered -= 1
+            row.append((doc, take))
+            pos += take
+        yield row, epoch
+
+
+def iter_row_arrays(split: TokenSplit, batch_size: int, seq_len: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield (rows (B, seq_len + 1) int64, epoch) forever."""
+    capacity = seq_len + 1
+    rows = pack_rows(split.lengths, capacity)
+    tokens, offsets = split.tokens, split.offsets
+    while True:
+        out = np.empty((batch_size, capacity), dtype=np.int64)
+        epoch = 1
+        for r in range(batch_size):
+            layout, epoch = next(rows)
+            pos = 0
+            for doc, take in layout:
+                start = offsets[doc]
+                out[r, pos : pos + take] = tokens[start : start + take]
+                pos += take
+        yield out, epoch
+
+
+def make_dataloader(tokenizer, B: int, T: int, split: str = "train", device=None, directory: Path | None = None):
+    """Iterator of (x, y, epoch): x, y int64 tensors (B, T) on `device`; y is x shifted by one token."""
+    import torch
+
+    from autoresearch.harness.constants import prepared_dir
+    from autoresearch.harness.device import get_device
+
+    device = torch.device(device) if device is not None else get_device()
+    data = TokenSplit.open(Path(directory) if directory else prepared_dir(), split)
+    pin = device.type == "cuda"
+    for rows, epoch in iter_row_arrays(data, B, T):
+        t = torch.from_numpy(rows)  # (B, T+1)
+        if pin:
+            t = t.pin_memory()
+        t = t.to(device, non_blocking=pin)
+        yield t[:, :-1], t[:, 1:], epoch

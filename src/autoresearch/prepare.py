@@ -1,0 +1,286 @@
+"""`autoresearch prepare`: raw documents -> BPE tokenizer -> tokenized train/val/test splits (+ entropy floor).
+
+Everything is written under the cache (see settings.cache_dir) and is idempotent: a finished preparation is
+recognised by its meta.json and reused. The evaluation window (how many rows of each split evaluate_bpb scores)
+is fixed here, once, so that every experiment is measured on exactly the same tokens, and so that the entropy
+floor of the embedded corpus can be computed for exactly those tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from autoresearch.harness import corpus, data
+from autoresearch.harness.constants import META_FILE, eval_key, load_meta, prepared_dir, raw_dir
+from autoresearch.harness.dataloader import SPLITS, TokenSplit, pack_rows
+from autoresearch.harness.tokenizer import Tokenizer
+from autoresearch.settings import Settings
+
+TOKENIZER_TRAIN_CHARS = 100_000_000  # plenty for vocabularies up to ~32k; bounds prepare time on big corpora
+DOC_CHAR_CAP = 10_000  # per document, for tokenizer training only (as the original)
+CHUNK_DOCS = 2_000  # documents per generation/tokenization chunk
+EVAL_MARGIN = 1.05  # embedded val/test hold 5% more tokens than one evaluation needs
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PrepareReport:
+    directory: Path
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> docs, tokens, bytes
+    eval_rows: dict[str, int] = field(default_factory=dict)
+    floor_bpb: dict[str, float] = field(default_factory=dict)  # embedded corpus only: val/test evaluation window
+    seconds: float = 0.0
+    reused: bool = False
+
+
+def prepare(s: Settings, cache: Path, progress: Progress = print, workers: int | None = None) -> PrepareReport:
+    t0 = time.perf_counter()
+    out = prepared_dir(s, cache)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = load_meta(out)
+    report = PrepareReport(directory=out)
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
+
+    if not meta.get("complete"):
+        source = _source(s, cache, progress, workers)
+        progress(f"prepare: {source.describe}")
+        tokenizer = _train_tokenizer(source, s.vocab_size, out, progress)
+        meta = {"dataset": s.dataset, "vocab_size": s.vocab_size, "splits": {}, "eval": {}}
+        for split in SPLITS:
+            tokens, offsets, nbytes = _tokenize_split(source, split, tokenizer, s, workers, progress)
+            TokenSplit(tokens, offsets).save(out, split)
+            meta["splits"][split] = {"docs": len(offsets) - 1, "tokens": int(len(tokens)), "bytes": nbytes}
+            progress(f"prepare: {split}: {len(offsets) - 1:,} documents, {len(tokens):,} tokens, {nbytes:,} bytes")
+        meta["complete"] = True
+        _write_meta(out, meta)
+    else:
+        report.reused = True
+        progress(f"prepare: reusing {out}")
+
+    key = eval_key(s)
+    if key not in meta["eval"]:
+        meta["eval"][key] = _evaluation_window(s, out, progress)
+        _write_meta(out, meta)
+    for split in ("val", "test"):
+        window = meta["eval"][key][split]
+        report.eval_rows[split] = window["rows"]
+        if "floor_bpb" in window:
+            report.floor_bpb[split] = window["floor_bpb"]
+    report.splits = meta["splits"]
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+# -- sources -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    describe: str
+    texts: Callable[[str], Iterator[str]]  # split -> documents
+    embedded: bool = False
+    train_cache: list[str] | None = None  # the whole training split, when tokenizer training already read it all
+
+    def documents(self, split: str) -> Iterator[str]:
+        if split == "train" and self.train_cache is not None:
+            return iter(self.train_cache)
+        return self.texts(split)
+
+
+def _source(s: Settings, cache: Path, progress: Progress, workers: int) -> _Source:
+    if s.dataset == "embedded":
+        return _Source(f"embedded corpus (seed {s.seed}, {s.embedded_train_mb:g} MB of training text)",
+                       texts=lambda split: _embedded_texts(s, split, workers), embedded=True)
+    raw = raw_dir(s, cache)
+    raw.mkdir(parents=True, exist_ok=True)
+    data.fetch(s.dataset, raw, train_shards=s.train_shards, progress=progress)
+    return _Source(data.describe(s.dataset), texts=lambda split: data.iter_documents(s.dataset, split, raw))
+
+
+def split_seed(seed: int, split: str) -> int:
+    """Independent generator streams per split, so val and test never share a document with train."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{split}".encode(), digest_size=8).digest(), "little")
+
+
+def _embedded_texts(s: Settings, split: str, workers: int = 1) -> Iterator[str]:
+    """Training text up to the configured size; val/test are open-ended (the tokenizer decides how much).
+
+    Chunks of documents are generated in worker processes, a bounded number ahead of the consumer.
+    """
+    seed = split_seed(s.seed, split)
+    budget = int(s.embedded_train_mb * 1e6) if split == "train" else None
+    produced = 0
+    starts = itertools.count(0, CHUNK_DOCS)
+    with ProcessPoolExecutor(workers) if workers > 1 else _InlineExecutor() as pool:
+        pending = deque(pool.submit(_generate_texts, seed, next(starts)) for _ in range(2 * workers))
+        while pending:
+            for text in pending.popleft().result():
+                yield text
+                produced += len(text)
+                if budget is not None and produced >= budget:
+                    for f in pending:
+                        f.cancel()
+                    return
+            pending.append(pool.submit(_generate_texts, seed, next(starts)))
+
+
+def _generate_texts(seed: int, start: int) -> list[str]:
+    return [doc.text for doc in corpus.generate(seed, start, CHUNK_DOCS)]
+
+
+class _InlineExecutor:
+    """The executor interface without processes (one worker: no pickling, no start-up)."""
+
+    def __enter__(self) -> _InlineExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        f: Future = Future()
+        f.set_result(fn(*args))
+        return f
+
+
+# -- tokenizer ---------------------------------------------------------------------------------------------------
+
+
+def _train_tokenizer(source: _Source, vocab_size: int, out: Path, progress: Progress) -> Tokenizer:
+    if (out / "tokenizer.pkl").exists():
+        return Tokenizer.load(out)
+    t0 = time.perf_counter()
+
+    kept: list[str] = []
+
+    def sample() -> Iterator[str]:
+        seen = 0
+        for text in source.texts("train"):
+            kept.append(text)
+            yield text[:DOC_CHAR_CAP]
+            seen += len(text)
+            if seen >= TOKENIZER_TRAIN_CHARS:
+                kept.clear()  # too big to keep: tokenization reads the split again
+                return
+        source.train_cache = kept  # read whole: no need to generate or read it twice
+
+    tokenizer = Tokenizer.train(sample(), vocab_size)
+    tokenizer.save(out)
+    progress(f"prepare: trained a {vocab_size}-token BPE tokenizer in {time.perf_counter() - t0:.1f}s")
+    return tokenizer
+
+
+# -- tokenization ------------------------------------------------------------------------------------------------
+
+
+def _tokenize_split(source: _Source, split: str, tok: Tokenizer, s: Settings, workers: int,
+                    progress: Progress) -> tuple[np.ndarray, np.ndarray, int]:
+    dtype = np.uint16 if tok.get_vocab_size() <= 2**16 else np.uint32
+    bos = tok.get_bos_token_id()
+    need = None
+    if source.embedded and split != "train":
+        need = int(s.eval_tokens * EVAL_MARGIN) + s.max_seq_len * 2
+    texts = source.documents(split)
+    if not source.embedded and split == "train":
+        texts = iter(_shuffled(list(texts)))  # local corpora are often ordered by topic or file
+    chunks: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    total_tokens = total_bytes = 0
+    while need is None or total_tokens < need:
+        batch = list(islice(texts, CHUNK_DOCS))
+        if not batch:
+            break
+        ids = tok.encode_batch(batch, num_threads=workers)
+        total_bytes += sum(len(t.encode("utf-8")) for t in batch)
+        for seq in ids:
+            arr = np.empty(len(seq) + 1, dtype=dtype)
+            arr[0] = bos
+            arr[1:] = seq
+            chunks.append(arr)
+        lengths.append(np.fromiter((len(seq) + 1 for seq in ids), dtype=np.int64, count=len(ids)))
+        total_tokens += sum(len(seq) + 1 for seq in ids)
+    if not chunks:
+        raise data.DataError(f"the {split} split of {s.dataset!r} is empty: add more documents to the corpus")
+    offsets = np.zeros(sum(len(x) for x in lengths) + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(lengths), out=offsets[1:])
+    return np.concatenate(chunks), offsets, total_bytes
+
+
+def _shuffled(items: list[str]) -> list[str]:
+    random.Random(0).shuffle(items)
+    return items
+
+
+# -- evaluation window and entropy floor -------------------------------------------------------------------------
+
+
+def _evaluation_window(s: Settings, out: Path, progress: Progress) -> dict:
+    """How many rows of val/test evaluate_bpb scores (at most one pass over the split), and their floor."""
+    tok = Tokenizer.load(out)
+    capacity = s.max_seq_len + 1
+    wanted = max(1, s.eval_tokens // s.max_seq_len)
+    window: dict[str, dict] = {}
+    for split in ("val", "test"):
+        data_split = TokenSplit.open(out, split)
+        layouts = []
+        for layout, epoch in pack_rows(data_split.lengths, capacity):
+            if epoch > 1 or len(layouts) == wanted:
+                break
+            layouts.append(layout)
+        if not layouts:
+            raise data.DataError(f"the {split} split is shorter than one row of {capacity} tokens: use a bigger corpus")
+        if len(layouts) < wanted:
+            progress(f"prepare: warning: {split} holds only {len(layouts)} rows of the {wanted} that eval_tokens "
+                     f"asks for; evaluation uses those (add documents for a less noisy metric)")
+        window[split] = {"rows": len(layouts)}
+        if s.dataset == "embedded":
+            window[split]["floor_bpb"] = _floor(s, split, data_split, layouts, tok.token_bytes)
+    return window
+
+
+def _floor(s: Settings, split: str, data_split: TokenSplit, layouts: list, token_bytes: np.ndarray) -> float:
+    """Lowest bpb any model can reach on exactly the evaluated tokens.
+
+    A document scored whole costs its exact information content (-log2 P). A document the packing cropped costs
+    at least the information of the choices it shows in full (a lower bound; the crop hides the rest).
+    """
+    used = sorted({doc for layout in layouts for doc, _ in layout})
+    docs = {}
+    seed = split_seed(s.seed, split)
+    for start in range(0, used[-1] + 1, CHUNK_DOCS):  # regenerate: the generator is a pure function of (seed, i)
+        wanted = [i for i in used if start <= i < start + CHUNK_DOCS]
+        if wanted:
+            for i, doc in enumerate(corpus.generate(seed, start, min(CHUNK_DOCS, used[-1] + 1 - start)), start):
+                docs[i] = doc
+    bits = 0.0
+    nbytes = 0
+    for layout in layouts:
+        for doc_index, take in layout:
+            ids = data_split.doc(doc_index)[1:take]  # the tokens scored as targets (BOS excluded)
+            seg_bytes = int(token_bytes[ids].sum())
+            doc = docs[doc_index]
+            bits += doc.bits if take == len(data_split.doc(doc_index)) else corpus.prefix_bits(doc, seg_bytes)
+            nbytes += seg_bytes
+    return bits / nbytes
+
+
+def _write_meta(out: Path, meta: dict) -> None:
+    tmp = out / (META_FILE + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(out / META_FILE)

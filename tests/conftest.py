@@ -1,0 +1,65 @@
+"""Shared fixtures. Every test runs with its own HOME and cache: nothing touches the user's directories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))  # the reference implementations the benchmarks compare against
+
+TINY = dict(profile="cpu", dataset="embedded", time_budget=4.0, max_seq_len=64, eval_tokens=2048, vocab_size=512,
+            embedded_train_mb=0.4)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    for var in ("AUTORESEARCH_WORKSPACE", "AUTORESEARCH_CACHE", "AUTORESEARCH_RESULT_FILE", "AUTORESEARCH_DEVICE"):
+        monkeypatch.delenv(var, raising=False)
+    from autoresearch.harness import constants
+
+    constants.workspace_settings.cache_clear()
+    yield
+    constants.workspace_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """A cache with the tiny embedded corpus prepared once for the whole session."""
+    from autoresearch.prepare import prepare
+    from autoresearch.settings import Settings
+
+    cache = tmp_path_factory.mktemp("cache")
+    prepare(Settings(**TINY), cache, progress=lambda _: None, workers=1)
+    return cache
+
+
+@pytest.fixture
+def tiny_workspace(tmp_path, tiny_cache, monkeypatch) -> Path:
+    """An initialised workspace using the tiny settings and the prepared tiny cache, as the cwd."""
+    from autoresearch.harness import constants
+    from autoresearch.settings import Settings
+    from autoresearch.workspace import init_workspace
+
+    ws = init_workspace(tmp_path / "ws", Settings(**TINY))
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(tiny_cache))
+    monkeypatch.chdir(ws)
+    constants.workspace_settings.cache_clear()
+    return ws
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def environ_without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in names}

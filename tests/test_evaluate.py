@@ -1,0 +1,132 @@
+"""evaluate_bpb against a hand computation on a tiny bigram model."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from reference_loader import reference_rows
+
+from autoresearch.harness import constants
+from autoresearch.harness.dataloader import TokenSplit
+from autoresearch.harness.evaluate import evaluate_bpb
+from autoresearch.harness.tokenizer import Tokenizer
+from autoresearch.settings import Settings
+
+TEXTS = [f"Story {i}: the {'red' if i % 3 else 'blue'} fox ran {i % 7} miles. Ünïcode ✓" * (1 + i % 4) for i in range(80)]
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    settings = Settings(profile="cpu", max_seq_len=16, eval_tokens=80, vocab_size=300)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "autoresearch.toml").write_text(settings.to_toml())
+    cache = tmp_path / "cache"
+    out = constants.prepared_dir(settings, cache)
+    out.mkdir(parents=True)
+    tok = Tokenizer.train(TEXTS, 300)
+    tok.save(out)
+    splits = {"val": TEXTS[:40], "test": TEXTS[40:]}
+    for name, texts in splits.items():
+        docs = [np.array(ids, dtype=np.uint16) for ids in tok.encode_batch(texts, prepend_bos=True)]
+        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum([len(d) for d in docs], out=offsets[1:])
+        TokenSplit(np.concatenate(docs), offsets).save(out, name)
+    rows = settings.eval_tokens // settings.max_seq_len
+    meta = {"complete": True, "eval": {constants.eval_key(settings): {"val": {"rows": rows}, "test": {"rows": rows}}}}
+    (out / "meta.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("AUTORESEARCH_WORKSPACE", str(ws))
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(cache))
+    constants.workspace_settings.cache_clear()
+    return settings, tok, splits
+
+
+class Bigram(torch.nn.Module):
+    def __init__(self, vocab: int, extra: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.table = torch.nn.Parameter(torch.randn(vocab, vocab + extra, generator=g))
+
+    def forward(self, idx):  # (B, T) -> (B, T, V)
+        return self.table[idx]
+
+
+def hand_bpb(model: Bigram, tok: Tokenizer, texts: list[str], settings: Settings) -> float:
+    docs = itertools.cycle([[tok.get_bos_token_id(), *tok.encode(t)] for t in texts])
+    rows = reference_rows(docs, settings.max_seq_len + 1)
+    table = model.table.detach().double().tolist()
+    nats = 0.0
+    nbytes = 0
+    for _ in range(settings.eval_tokens // settings.max_seq_len):
+        row = next(rows)
+        for t in range(settings.max_seq_len):
+            x, y = row[t], row[t + 1]
+            b = len(tok.enc.decode_single_token_bytes(y)) if y != tok.get_bos_token_id() else 0
+            if b == 0:
+                continue  # special tokens carry no bytes and are not scored
+            logits = table[x][: tok.get_vocab_size()]
+            m = max(logits)
+            nats += -(logits[y] - m - math.log(sum(math.exp(v - m) for v in logits)))
+            nbytes += b
+    return nats / (math.log(2) * nbytes)
+
+
+def test_matches_hand_computation_and_hands_over_both_splits(workspace, tmp_path, monkeypatch):
+    settings, tok, splits = workspace
+    result = tmp_path / "result.json"
+    monkeypatch.setenv("AUTORESEARCH_RESULT_FILE", str(result))
+    model = Bigram(tok.get_vocab_size())
+    val = evaluate_bpb(model, tok, batch_size=3)
+    assert val == pytest.approx(hand_bpb(model, tok, splits["val"], settings), rel=1e-6)
+    official = json.loads(result.read_text())
+    assert official["val_bpb"] == val
+    assert official["test_bpb"] == pytest.approx(hand_bpb(model, tok, splits["test"], settings), rel=1e-6)
+    assert official["val_tokens"] > 0 and official["val_bytes"] > official["val_tokens"]
+
+
+def test_batch_size_does_not_change_the_figure(workspace):
+    _, tok, _ = workspace
+    model = Bigram(tok.get_vocab_size())
+    assert evaluate_bpb(model, tok, 1) == pytest.approx(evaluate_bpb(model, tok, 5), rel=1e-9)
+
+
+def test_padded_vocabulary_logits_are_cut(workspace):
+    settings, tok, splits = workspace
+    model = Bigram(tok.get_vocab_size(), extra=12)
+    assert evaluate_bpb(model, tok, 4) == pytest.approx(hand_bpb(model, tok, splits["val"], settings), rel=1e-6)
+
+
+def test_uniform_model_costs_log2_vocab_bits_per_scored_token(workspace, tmp_path, monkeypatch):
+    _, tok, _ = workspace
+    monkeypatch.setenv("AUTORESEARCH_RESULT_FILE", str(tmp_path / "r.json"))
+
+    class Uniform(torch.nn.Module):
+        def forward(self, idx):
+            return torch.zeros(*idx.shape, tok.get_vocab_size())
+
+    bpb = evaluate_bpb(Uniform(), tok, 4)
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert bpb == pytest.approx(math.log2(tok.get_vocab_size()) * r["val_tokens"] / r["val_bytes"], rel=1e-6)
+
+
+def test_wrong_output_shape_is_a_clear_error(workspace):
+    _, tok, _ = workspace
+
+    class Scalar(torch.nn.Module):
+        def forward(self, idx):
+            return torch.tensor(0.0)
+
+    with pytest.raises(ValueError, match=r"logits of shape \(B, T, V\)"):
+        evaluate_bpb(Scalar(), tok, 2)
+
+
+def test_model_mode_is_restored(workspace):
+    _, tok, _ = workspace
+    model = Bigram(tok.get_vocab_size()).train()
+    evaluate_bpb(model, tok, 2)
+    assert model.training
