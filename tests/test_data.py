@@ -70,7 +70,8 @@ def test_climbmix_fetch_and_splits(climbmix_hub: HubServer, tmp_path: Path) -> N
     messages: list[str] = []
     fetch("climbmix", raw, train_shards=2, progress=messages.append)
 
-    assert sorted(p.name for p in raw.glob("*.parquet")) == ["shard_00000.parquet", "shard_00001.parquet", "shard_06542.parquet"]
+    names = sorted(p.name for p in raw.glob("*.parquet"))
+    assert names == ["shard_00000.parquet", "shard_00001.parquet", "shard_06542.parquet"]
     assert climbmix_hub.count("GET", "shard_00002.parquet") == 0
     assert len(messages) == 4  # one "downloading" line, one per file
     assert list(iter_documents("climbmix", "train", raw)) == shard_texts(0) + shard_texts(1)
@@ -79,7 +80,9 @@ def test_climbmix_fetch_and_splits(climbmix_hub: HubServer, tmp_path: Path) -> N
     assert list(iter_documents("climbmix", "test", raw)) == VAL_TEXTS[1::2]
 
 
-def test_second_fetch_makes_no_request(climbmix_hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_fetch_makes_no_request(
+    climbmix_hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     raw = tmp_path / "raw"
     fetch("climbmix", raw, train_shards=2)
     before = len(climbmix_hub.requests)
@@ -144,7 +147,8 @@ def test_tinystories(hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.
     train = [f"Once upon a time there was story {i}." for i in range(5)]
     valid = [f"Lily found valid story {i}.\nThe end." for i in range(5)]
     hub_server.add(TINYSTORIES, "TinyStoriesV2-GPT4-train.txt", "\n<|endoftext|>\n".join(train).encode())
-    hub_server.add(TINYSTORIES, "TinyStoriesV2-GPT4-valid.txt", ("<|endoftext|>\n".join(valid) + "<|endoftext|>\n").encode())
+    valid_txt = "<|endoftext|>\n".join(valid) + "<|endoftext|>\n"  # a trailing separator adds no document
+    hub_server.add(TINYSTORIES, "TinyStoriesV2-GPT4-valid.txt", valid_txt.encode())
     monkeypatch.setenv("HF_ENDPOINT", hub_server.url + "/")  # a trailing slash is tolerated
     raw = tmp_path / "raw"
     fetch("tinystories", raw)  # the default train_shards=10 means "the one train file" here
@@ -271,6 +275,14 @@ def test_tiny_local_corpus(tmp_path: Path) -> None:
     (tmp_path / "three.txt").write_text("one<|endoftext|>two<|endoftext|>one")
     with pytest.raises(DataError, match="at least 3"):
         list(iter_documents(str(tmp_path / "three.txt"), "val", tmp_path))
+
+
+def test_text_separator_across_read_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "stories.txt"
+    stories = [f"story {i}:" + "z" * i for i in range(12)]
+    path.write_text("<|endoftext|>".join(stories))
+    for chunk_chars in (1, 3, 7, 13, 1 << 20):  # separators straddle chunk boundaries in every way
+        assert list(data._read_text(path, chunk_chars=chunk_chars)) == stories
 
 
 def test_bad_jsonl_line_names_file_and_line(tmp_path: Path) -> None:

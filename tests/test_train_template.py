@@ -378,3 +378,29 @@ def test_main_fails_fast_on_nan_loss(fake_run, monkeypatch, capsys):
         fake_run.main()
     assert exit_info.value.code == 1
     assert capsys.readouterr().out.splitlines()[-1] == "FAIL"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (checks the FA3/flex path and compile)")
+def test_cuda_attention_path_matches_sdpa_and_trains(tr):
+    device = torch.device("cuda")
+    model = tiny_model(tr, n_layer=2, pattern="SL", seq_len=256, n_embd=64, n_head=2, live=True).to(device)
+    idx = torch.randint(0, 512, (2, 256), device=device)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        reference = model(idx)  # sdpa with an explicit mask
+    backend, why = tr.pick_attention(device)
+    assert backend in ("fa3", "flex"), why
+    model.attn_backend = backend
+    model.attn_masks(256, device)
+    compiled = torch.compile(model, dynamic=False)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        torch.testing.assert_close(compiled(idx), reference, rtol=0.05, atol=0.1)
+    opt = tr.make_optimizer(model, compile_muon=True)
+    losses = []
+    for _ in range(5):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = compiled(idx, idx.roll(-1, dims=1))
+        loss.backward()
+        opt.step()
+        model.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]

@@ -108,7 +108,7 @@ def _source(s: Settings, cache: Path, progress: Progress, workers: int) -> _Sour
     raw = raw_dir(s, cache)
     raw.mkdir(parents=True, exist_ok=True)
     data.fetch(s.dataset, raw, train_shards=s.train_shards, progress=progress)
-    return _Source(data.describe(s.dataset), texts=lambda split: data.iter_documents(s.dataset, split, raw))
+    return _Source(data.describe(s.dataset), texts=lambda split: data.iter_documents(s.dataset, split, raw, train_shards=s.train_shards))
 
 
 def split_seed(seed: int, split: str) -> int:

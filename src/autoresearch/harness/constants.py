@@ -44,7 +44,7 @@ def dataset_key(s: Settings) -> str:
     if s.dataset == "embedded":
         return f"embedded-s{s.seed}-{s.embedded_train_mb:g}mb"
     if s.dataset in ("climbmix", "tinystories"):
-        return f"{s.dataset}-{s.train_shards}" if s.dataset == "climbmix" else s.dataset
+        return s.dataset  # shards are shared: preparing with more training shards downloads only the new ones
     # A local path or glob: name it by its resolved spelling so two corpora never share a directory.
     spec = str(Path(s.dataset).expanduser().resolve()) if not any(c in s.dataset for c in "*?[") else s.dataset
     digest = hashlib.blake2b(spec.encode(), digest_size=6).hexdigest()
@@ -58,7 +58,8 @@ def raw_dir(s: Settings, cache: Path | None = None) -> Path:
 def prepared_dir(s: Settings | None = None, cache: Path | None = None) -> Path:
     """Tokenizer and tokenized splits for the workspace's dataset and vocabulary size."""
     s = s or workspace_settings()
-    return (cache or cache_dir()) / "prepared" / f"{dataset_key(s)}-v{s.vocab_size}"
+    shards = f"-{s.train_shards}sh" if s.dataset == "climbmix" else ""
+    return (cache or cache_dir()) / "prepared" / f"{dataset_key(s)}{shards}-v{s.vocab_size}"
 
 
 META_FILE = "meta.json"

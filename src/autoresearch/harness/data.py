@@ -156,6 +156,9 @@ def _endpoint() -> str:
 
 
 def _offline_error(endpoint: str, reason: object) -> DataError:
+    if isinstance(reason, BaseException):
+        reason = f"{type(reason).__name__}: {reason}"
+    reason = " ".join(str(reason).split())  # one line: library errors carry newlines
     return DataError(
         f"Cannot reach the Hugging Face hub at {endpoint} ({reason}). {OFFLINE_HINT} "
         "Behind a proxy, set HTTPS_PROXY; for a mirror, set HF_ENDPOINT."
@@ -181,7 +184,7 @@ def _probe(endpoint: str, repo_id: str) -> None:
     if thread.is_alive():
         raise _offline_error(endpoint, f"no answer within {PROBE_TIMEOUT_S:g} s")
     if errors:
-        raise _offline_error(endpoint, f"{type(errors[0]).__name__}: {' '.join(str(errors[0]).split())}")
+        raise _offline_error(endpoint, errors[0])
 
 
 def _download_all(
@@ -233,9 +236,11 @@ def _class_names(error: BaseException) -> set[str]:
     return {cls.__name__ for e in _chain(error) for cls in type(e).__mro__}
 
 
+_UNREACHABLE = {"ConnectError", "ConnectTimeout", "ConnectionRefusedError", "gaierror", "OfflineModeIsEnabled"}
+
+
 def _is_unreachable(error: BaseException) -> bool:
-    names = _class_names(error)
-    return bool(names & {"ConnectError", "ConnectTimeout", "ConnectionRefusedError", "gaierror", "OfflineModeIsEnabled"})
+    return bool(_class_names(error) & _UNREACHABLE)
 
 
 def _is_transient(error: BaseException) -> bool:

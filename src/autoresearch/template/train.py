@@ -115,7 +115,7 @@ def pick_attention(device):
     """Choose the attention kernel for `device`; returns (backend, reason). Never fails: SDPA always works."""
     global _fa3, _flex
     if device.type != "cuda":
-        return "sdpa", f"no CUDA (device is {device.type}): sdpa with an explicit causal/sliding-window mask"
+        return "sdpa", f"no CUDA, device is {device.type}; explicit boolean causal/sliding-window mask"
     major, minor = torch.cuda.get_device_capability(device)
     try:
         import flash_attn_interface  # FlashAttention 3, Hopper (sm90) only
@@ -124,14 +124,14 @@ def pick_attention(device):
             return "fa3", f"flash_attn_interface importable on sm{major}{minor}"
         why = f"flash_attn_interface is installed but FA3 needs sm90, this GPU is sm{major}{minor}"
     except ImportError as e:
-        why = f"FlashAttention 3 not importable ({e})"
+        why = f"FlashAttention 3 not importable: {e}"
     try:
         from torch.nn.attention.flex_attention import flex_attention
         # flex_attention is only fast compiled; uncompiled it materialises the full score matrix.
         _flex = torch.compile(flex_attention, dynamic=False)
-        return "flex", why + "; using compiled flex_attention with a causal+sliding-window block mask"
+        return "flex", why + "; compiled flex_attention with a causal+sliding-window block mask"
     except ImportError as e:
-        return "sdpa", why + f"; flex_attention unavailable ({e}): sdpa with an explicit mask"
+        return "sdpa", why + f"; flex_attention unavailable: {e}; explicit boolean mask"
 
 
 def attention_mask(backend, T, window, device):

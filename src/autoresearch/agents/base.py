@@ -1,0 +1,83 @@
+"""The one small interface every agent implements, and what it is given.
+
+An agent reads the context and returns a proposal: the complete new train.py and a one-line description (plus
+its reasoning and what it cost). It never runs experiments and never touches git; the loop does both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+class AgentError(Exception):
+    """The agent could not produce a proposal. `fatal` means retrying will not help (missing command, bad key)."""
+
+    def __init__(self, message: str, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One past experiment as an agent may see it (never the held-out test figure)."""
+
+    number: int
+    status: str  # keep | discard | crash | rejected
+    description: str
+    val_bpb: float | None = None
+    memory_gb: float | None = None
+    reason: str = ""  # for crash/rejected: why
+    diff: str = ""  # the change relative to the best train.py at the time (may be abbreviated)
+    train_py: str = ""  # the complete source that was tried (agents that search need it; prompts use the diff)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The last attempt of the current idea failed: what was tried and how it broke."""
+
+    description: str
+    status: str
+    reason: str
+    error_tail: str
+    train_py: str
+
+
+@dataclass(frozen=True)
+class Context:
+    program: str  # program.md: the human's instructions
+    train_py: str  # the current best train.py, to be changed
+    harness_surface: str  # what train.py may import from autoresearch.harness, as text
+    history: tuple[HistoryEntry, ...] = ()
+    best_val_bpb: float | None = None
+    time_budget: float = 300.0
+    failure: Failure | None = None  # set when the agent is asked to fix its own crashed change
+    workspace: Path | None = None  # command agents edit workspace/train.py in place
+    experiment: int = 0  # number of the experiment being proposed
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
+                     self.cost_usd + other.cost_usd)
+
+
+@dataclass
+class Proposal:
+    train_py: str
+    description: str
+    rationale: str = ""
+    usage: Usage = field(default_factory=Usage)
+
+
+@runtime_checkable
+class Agent(Protocol):
+    name: str
+
+    def propose(self, ctx: Context) -> Proposal: ...
