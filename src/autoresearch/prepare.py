@@ -25,14 +25,14 @@ import numpy as np
 
 from autoresearch.harness import corpus, data
 from autoresearch.harness.constants import META_FILE, eval_key, load_meta, prepared_dir, raw_dir
-from autoresearch.harness.dataloader import SPLITS, TokenSplit, pack_rows
+from autoresearch.harness.dataloader import BUFFER_SIZE, SPLITS, TokenSplit, pack_rows
 from autoresearch.harness.tokenizer import Tokenizer
 from autoresearch.settings import Settings
 
 TOKENIZER_TRAIN_CHARS = 100_000_000  # plenty for vocabularies up to ~32k; bounds prepare time on big corpora
 DOC_CHAR_CAP = 10_000  # per document, for tokenizer training only (as the original)
 CHUNK_DOCS = 2_000  # documents per generation/tokenization chunk
-EVAL_MARGIN = 1.05  # embedded val/test hold 5% more tokens than one evaluation needs
+EVAL_MARGIN = 2.0  # embedded val/test hold twice the tokens one evaluation scores
 
 Progress = Callable[[str], None]
 
@@ -193,16 +193,20 @@ def _tokenize_split(source: _Source, split: str, tok: Tokenizer, s: Settings, wo
                     progress: Progress) -> tuple[np.ndarray, np.ndarray, int]:
     dtype = np.uint16 if tok.get_vocab_size() <= 2**16 else np.uint32
     bos = tok.get_bos_token_id()
-    need = None
+    need_tokens = need_docs = None
     if source.embedded and split != "train":
-        need = int(s.eval_tokens * EVAL_MARGIN) + s.max_seq_len * 2
+        # Enough that the evaluation window never reaches a document twice: best-fit reads a full buffer ahead
+        # and passes over documents longer than a row, so count documents as well as tokens.
+        need_tokens = int(s.eval_tokens * EVAL_MARGIN)
+        need_docs = BUFFER_SIZE + 4 * max(1, s.eval_tokens // s.max_seq_len)
     texts = source.documents(split)
     if not source.embedded and split == "train":
         texts = iter(_shuffled(list(texts)))  # local corpora are often ordered by topic or file
     chunks: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
     total_tokens = total_bytes = 0
-    while need is None or total_tokens < need:
+    n_docs = 0
+    while need_tokens is None or total_tokens < need_tokens or n_docs < need_docs:
         batch = list(islice(texts, CHUNK_DOCS))
         if not batch:
             break
@@ -215,6 +219,7 @@ def _tokenize_split(source: _Source, split: str, tok: Tokenizer, s: Settings, wo
             chunks.append(arr)
         lengths.append(np.fromiter((len(seq) + 1 for seq in ids), dtype=np.int64, count=len(ids)))
         total_tokens += sum(len(seq) + 1 for seq in ids)
+        n_docs += len(ids)
     if not chunks:
         raise data.DataError(f"the {split} split of {s.dataset!r} is empty: add more documents to the corpus")
     offsets = np.zeros(sum(len(x) for x in lengths) + 1, dtype=np.int64)
@@ -238,10 +243,12 @@ def _evaluation_window(s: Settings, out: Path, progress: Progress) -> dict:
     window: dict[str, dict] = {}
     for split in ("val", "test"):
         data_split = TokenSplit.open(out, split)
-        layouts = []
-        for layout, epoch in pack_rows(data_split.lengths, capacity):
-            if epoch > 1 or len(layouts) == wanted:
+        layouts, seen = [], set()
+        for layout, _ in pack_rows(data_split.lengths, capacity):
+            docs = [doc for doc, _ in layout]
+            if len(layouts) == wanted or seen.intersection(docs):  # never score a document twice
                 break
+            seen.update(docs)
             layouts.append(layout)
         if not layouts:
             raise data.DataError(f"the {split} split is shorter than one row of {capacity} tokens: use a bigger corpus")

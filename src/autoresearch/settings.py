@@ -46,7 +46,7 @@ PROFILES: dict[str, Profile] = {
             eval_tokens=40 * 524288,
             embedded_train_mb=1024.0,
             train_constants={"DEPTH": 8, "ASPECT_RATIO": 64, "HEAD_DIM": 128, "DEVICE_BATCH_SIZE": 128,
-                             "TOTAL_BATCH_SIZE": "2**19", "WINDOW_PATTERN": '"SSSL"'},
+                             "TOTAL_BATCH_SIZE": 2**19, "WINDOW_PATTERN": "SSSL"},
         ),
         Profile(
             name="cuda-small",
@@ -57,7 +57,7 @@ PROFILES: dict[str, Profile] = {
             eval_tokens=8 * 524288,
             embedded_train_mb=256.0,
             train_constants={"DEPTH": 6, "ASPECT_RATIO": 64, "HEAD_DIM": 64, "DEVICE_BATCH_SIZE": 32,
-                             "TOTAL_BATCH_SIZE": "2**16", "WINDOW_PATTERN": '"SSSL"'},
+                             "TOTAL_BATCH_SIZE": 2**16, "WINDOW_PATTERN": "SSSL"},
         ),
         Profile(
             name="mps",
@@ -68,7 +68,7 @@ PROFILES: dict[str, Profile] = {
             eval_tokens=2 * 524288,
             embedded_train_mb=64.0,
             train_constants={"DEPTH": 4, "ASPECT_RATIO": 64, "HEAD_DIM": 64, "DEVICE_BATCH_SIZE": 16,
-                             "TOTAL_BATCH_SIZE": "2**14", "WINDOW_PATTERN": '"SL"'},
+                             "TOTAL_BATCH_SIZE": 2**14, "WINDOW_PATTERN": "SL"},
         ),
         Profile(
             name="cpu",
@@ -79,7 +79,7 @@ PROFILES: dict[str, Profile] = {
             eval_tokens=2**17,
             embedded_train_mb=24.0,
             train_constants={"DEPTH": 2, "ASPECT_RATIO": 64, "HEAD_DIM": 32, "DEVICE_BATCH_SIZE": 16,
-                             "TOTAL_BATCH_SIZE": "2**12", "WINDOW_PATTERN": '"SL"',
+                             "TOTAL_BATCH_SIZE": 2**12, "WINDOW_PATTERN": "SL",
                              "EMBEDDING_LR": 0.2, "MATRIX_LR": 0.03, "WARMDOWN_RATIO": 0.4},
         ),
     ]

@@ -68,8 +68,21 @@ def read_constants(source: str) -> dict[str, Any]:
     return out
 
 
+class Code(str):
+    """A value to write verbatim as Python source (e.g. Code("2**19")) rather than as a string literal."""
+
+
+def literal(value: Any) -> str:
+    """Python source for a constant's value: strings in double quotes (train.py's style), the rest as repr."""
+    if isinstance(value, Code):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
 def set_constants(source: str, values: dict[str, Any]) -> str:
-    """Rewrite `NAME = ...` lines, keeping each line's comment. Values are literals, or strings spelled as code."""
+    """Rewrite `NAME = ...` lines, keeping each line's comment aligned. Values are Python values (or Code)."""
     missing = set(values)
     lines = source.splitlines(keepends=True)
     for i, line in enumerate(lines):
@@ -77,8 +90,7 @@ def set_constants(source: str, values: dict[str, Any]) -> str:
         if not m or m["name"] not in values:
             continue
         value = values[m["name"]]
-        code = value if isinstance(value, str) else repr(value)
-        head = f"{m['name']}{m['eq']}{code}"
+        head = f"{m['name']}{m['eq']}{literal(value)}"
         comment = m["comment"] or ""
         if comment:  # keep comments aligned where the value got longer or shorter
             width = len(m["name"]) + len(m["eq"]) + len(m["value"]) + len(comment) - len(comment.lstrip())

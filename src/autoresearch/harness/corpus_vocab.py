@@ -4,7 +4,7 @@ The words are synthetic but pronounceable: syllables drawn from a fixed seed, so
 every machine and no word list ships with the package. Every word form (noun singular and plural, verb forms,
 names, places, topic names) differs from every other form and from the English words of the templates, compared
 in lower case: that is what lets the parser recover each choice of the generator from the text alone.
-Frequencies are Zipf-like (rank r has weight 1/(r+2.7)^s), globally and within each topic.
+Frequencies are Zipf-like (rank r has weight 1/(r+2.7)^0.85), globally and within each topic.
 """
 
 from __future__ import annotations
@@ -40,13 +40,14 @@ class Config:
     n_places: int = 200
     n_topics: int = 48
     topic_size: tuple[int, int, int] = (60, 20, 20)  # nouns, verbs, adjectives favoured by each topic
-    zipf: float = 1.0
+    zipf: float = 0.85
     # document: "# <Topic> of <Place>", paragraphs, END
-    max_paras: int = 12
-    p_end: float = 0.2  # after each paragraph
-    kind_w: tuple[float, ...] = (0.42, 0.16, 0.08, 0.08, 0.26)  # NARRATIVE .. DIALOGUE
+    min_paras: int = 3
+    max_paras: int = 14
+    p_end: float = 0.15  # after each paragraph from the min_paras-th on
+    kind_w: tuple[float, ...] = (0.55, 0.11, 0.08, 0.08, 0.18)  # NARRATIVE .. DIALOGUE
     max_cast: int = 5
-    p_topic: float = 0.75  # nouns, verbs, adjectives: from the topic's favourites, else from the whole vocabulary
+    p_topic: float = 0.55  # nouns, verbs, adjectives: from the topic's favourites, else from the whole vocabulary
     p_home: float = 0.6  # places: the one in the title, else any
     p_boost: float = 0.6  # the noun a character is known to hold, when asked or counted again
     # narrative
@@ -59,7 +60,8 @@ class Config:
     p_pair: float = 0.15  # an existing character's name is followed by "and <another>"
     vp_w: tuple[float, ...] = (0.4, 0.15, 0.08, 0.15, 0.12)  # TV .. HAS
     np_w: tuple[float, float, float] = (0.45, 0.35, 0.2)  # NP_NEW, NP_REF, NP_PLURAL
-    p_adj: float = 0.3
+    pp_w: tuple[float, float, float] = (0.6, 0.2, 0.2)  # after verb + object: nothing, "in <place>", "with <name>"
+    p_adj: float = 0.4
     has_max: int = 12
     count_words: tuple[str, ...] = ("two", "three", "four", "five", "six", "seven", "eight", "nine")
     # ledger: "At the market, Mara had 7 lamps. She sold 3. Now she has 4 lamps."
@@ -89,7 +91,7 @@ class Config:
 # Words of the templates; synthetic words must never coincide with them (nor with their capitalised forms).
 TEMPLATE_WORDS = frozenset("""
 a an the of there is are in she he they and live lives give gives to have has had at sold gave bought found more
-now no for packed that makes things total i do you what plus minus it how many yes not said asked end
+now no for with packed that makes things total i do you what plus minus it how many yes not said asked end
 """.split())
 
 
@@ -174,9 +176,9 @@ def grammar(cfg: Config | None = None) -> Grammar:
     topics = [w.capitalize() for w in _words(r, used, cfg.n_topics, (2, 3))]
     places = [w.capitalize() for w in _words(r, used, cfg.n_places, (2, 3))]
     names = tuple([w.capitalize() for w in _words(r, used, n, (2, 2, 3))] for n in cfg.n_names)
-    nouns = _words(r, used, cfg.n_nouns, (1, 2, 2, 3), lambda w: (w, _suffix_s(w)))
-    adjs = _words(r, used, cfg.n_adjs, (1, 2, 2, 3))
-    verbs = _words(r, used, cfg.n_verbs, (1, 2, 2), lambda w: (w, _suffix_s(w)))
+    nouns = _words(r, used, cfg.n_nouns, (1, 2, 2), lambda w: (w, _suffix_s(w)))
+    adjs = _words(r, used, cfg.n_adjs, (1, 2, 2))
+    verbs = _words(r, used, cfg.n_verbs, (1, 2), lambda w: (w, _suffix_s(w)))
 
     def mixtures(n: int, size: int) -> list[tuple[tuple[float, Table], ...]]:
         every = zipf_table(list(range(n)), cfg.zipf)

@@ -101,7 +101,7 @@ def peak_flops(device: torch.device | str) -> float:
               f"of {measured / 1e12:.1f} TFLOP/s", flush=True)
         return measured
     dtype = torch.bfloat16 if device.type == "mps" else torch.float32
-    measured = _measure_matmul_flops(device, dtype, 1024 if device.type == "cpu" else 2048)
+    measured = _measure_matmul_flops(device, dtype, 2048)
     print(f"peak_flops: {device.type} has no data-sheet figure; MFU is relative to a measured "
           f"{str(dtype).removeprefix('torch.')} matmul rate of {measured / 1e9:.1f} GFLOP/s", flush=True)
     return measured

@@ -41,7 +41,7 @@ DEPTH = 8                   # transformer blocks; the model's width follows from
 ASPECT_RATIO = 64           # model_dim = DEPTH * ASPECT_RATIO, rounded up to a multiple of HEAD_DIM
 HEAD_DIM = 128              # channels per attention head (heads = model_dim // HEAD_DIM)
 WINDOW_PATTERN = "SSSL"     # attention window per layer, cycled: S = half context, L = full (last layer always L)
-TOTAL_BATCH_SIZE = 524288   # tokens per optimizer step (2**19); gradient accumulation makes up the difference
+TOTAL_BATCH_SIZE = 524288   # tokens per optimizer step; gradient accumulation makes up the difference
 DEVICE_BATCH_SIZE = 128     # rows per forward/backward (each MAX_SEQ_LEN tokens); lower it if memory runs out
 EMBEDDING_LR = 0.6          # AdamW lr of token + value embeddings (times (model_dim/768)^-0.5)
 UNEMBEDDING_LR = 0.004      # AdamW lr of lm_head (times (model_dim/768)^-0.5)

@@ -1,0 +1,343 @@
+"""Coding-agent command lines as agents: Claude Code, the Codex CLI, or any program you name.
+
+A command agent only makes the edit. The loop checks the result, commits it, runs the experiment and keeps or
+reverts it; the command never does any of that.
+
+Choose one with `claude-code`, `codex`, or `cmd:"<command line>"` (split like a shell would, run without a shell).
+
+The protocol every command follows:
+
+- It runs with the workspace as its working directory and edits `train.py` there, in place. It changes no other
+  file (the loop verifies this and restores anything else).
+- The prompt reaches it twice: on standard input (closed after the prompt) and in a file named by the environment
+  variable `AUTORESEARCH_PROMPT_FILE` (a temporary file outside the workspace, deleted afterwards). It also finds
+  `AUTORESEARCH_TRAIN_PY` (the absolute path of train.py) and `AUTORESEARCH_EXPERIMENT` (the number of the
+  experiment being proposed). The rest of its environment is the orchestrator's, API keys included.
+- Its description of the change is the last line of its standard output that begins with `Description:`
+  (without one: `edit by <agent name>`). The rest of its standard output, trimmed and bounded, is kept as the
+  rationale.
+- Optionally it reports what the edit cost with lines `Cost: <usd>` and `Tokens: <input> <output>` on standard
+  output (the last of each counts). Without them the usage is recorded as zero.
+- Exit code 0 means a proposal was made; train.py must then differ from before. A non-zero exit is a failed round:
+  the loop may skip it. Either way, a failed command leaves train.py as it found it.
+- It has a time limit (default 900 s). Past it, its whole process group gets SIGTERM, then SIGKILL after a grace
+  period, and the round fails.
+- A command that cannot be found stops the loop before it starts, with a message saying how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.agents.base import AgentError, Context, Proposal, Usage
+
+DEFAULT_TIMEOUT = 900.0
+TERM_GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
+READER_JOIN_SECONDS = 5.0  # for output pipes kept open by a process that escaped the group
+STDERR_TAIL_LINES = 20
+STDOUT_KEEP_LINES = 2000
+RATIONALE_CHARS = 4000
+DESCRIPTION_CHARS = 200
+
+PROMPT_ENV = "AUTORESEARCH_PROMPT_FILE"
+TRAIN_PY_ENV = "AUTORESEARCH_TRAIN_PY"
+EXPERIMENT_ENV = "AUTORESEARCH_EXPERIMENT"
+
+# Claude Code in print mode: prompt from stdin, final message as plain text on stdout. Only the file tools exist
+# (--tools), they run without asking (--allowedTools, acceptEdits), and the shell is refused twice over.
+CLAUDE_CODE_ARGV = (
+    "claude", "-p",
+    "--output-format", "text",
+    "--permission-mode", "acceptEdits",
+    "--tools", "Read,Edit,Write",
+    "--allowedTools", "Read,Edit,Write",
+    "--disallowedTools", "Bash,WebFetch,WebSearch",
+)
+# Codex non-interactive: writes only inside the workspace, no network, never asks; "-" reads the prompt from stdin.
+# Progress goes to stderr, the final message to stdout.
+CODEX_ARGV = (
+    "codex", "exec",
+    "--sandbox", "workspace-write",
+    "-c", 'approval_policy="never"',
+    "-c", "sandbox_workspace_write.network_access=false",
+    "--skip-git-repo-check",
+    "--color", "never",
+    "-",
+)
+
+INSTALL_HINTS = {
+    "claude-code": "Install Claude Code (npm install -g @anthropic-ai/claude-code, or see "
+                   "https://docs.anthropic.com/en/docs/claude-code), log in once by running `claude`, "
+                   "or choose another agent.",
+    "codex": "Install the Codex CLI (npm install -g @openai/codex), log in with `codex login` "
+             "(or set OPENAI_API_KEY), or choose another agent.",
+}
+CMD_HINT = "Put the program on PATH or give its path in the command line after `cmd:`."
+
+COMMAND_INSTRUCTIONS = """
+
+## How to deliver your change
+
+You are running non-interactively; your current working directory is the workspace. These instructions replace
+any request above to reply with the complete file.
+
+- Edit `train.py` in place, in the current directory. Change no other file and create none.
+- Do not run train.py, training, benchmarks or any experiment, and do not use git: the loop runs the experiment
+  after you finish and keeps or reverts your change.
+- Leave train.py complete and runnable.
+- End your reply with one line of the form `Description: <one line saying what you changed>`; it must be the last
+  line you print.
+"""
+
+DESCRIPTION_RE = re.compile(r"^[\s>*_`#-]*Description\s*:[\s*_`]*(?P<text>.*?)[\s*_`]*$", re.IGNORECASE)
+COST_RE = re.compile(r"^\s*Cost:\s*\$?\s*(?P<usd>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
+TOKENS_RE = re.compile(r"^\s*Tokens:\s*(?P<inp>\d+)\s+(?P<out>\d+)\s*$")
+
+
+def base_prompt(ctx: Context) -> str:
+    """The prompt every agent gets (imported late: the prompt module is shared with the LLM agents)."""
+    from autoresearch.agents.prompt import build_prompt
+
+    return build_prompt(ctx)
+
+
+def command_prompt(ctx: Context) -> str:
+    return base_prompt(ctx).rstrip() + "\n" + COMMAND_INSTRUCTIONS
+
+
+@dataclass
+class CommandAgent:
+    """Runs `argv` in the workspace to edit train.py in place (see the module docstring for the protocol)."""
+
+    name: str
+    argv: tuple[str, ...]
+    timeout: float = DEFAULT_TIMEOUT
+    grace: float = TERM_GRACE_SECONDS
+    install_hint: str = CMD_HINT
+
+    def check(self, workspace: Path | None = None) -> str:
+        """The executable's absolute path; a fatal AgentError saying how to install it if there is none."""
+        exe = self.argv[0]
+        if os.sep in exe or (os.altsep and os.altsep in exe):
+            path = Path(exe).expanduser()
+            if not path.is_absolute():
+                path = (workspace or Path.cwd()) / path
+            if path.is_file() and os.access(path, os.X_OK):
+                return str(path)
+            raise AgentError(f"agent {self.name}: `{exe}` does not exist or is not executable "
+                             f"(looked at {path}). {self.install_hint}", fatal=True)
+        found = shutil.which(exe)
+        if found is None:
+            raise AgentError(f"agent {self.name}: the command `{exe}` was not found on PATH. {self.install_hint}",
+                             fatal=True)
+        return found
+
+    def propose(self, ctx: Context) -> Proposal:
+        if ctx.workspace is None:
+            raise AgentError(f"agent {self.name} edits train.py in the workspace, but none was given", fatal=True)
+        workspace = Path(ctx.workspace).resolve()
+        train = workspace / "train.py"
+        try:
+            original = train.read_bytes()
+        except OSError as e:
+            raise AgentError(f"agent {self.name}: cannot read {train}: {e}", fatal=True) from e
+        argv = [self.check(workspace), *self.argv[1:]]
+        prompt = command_prompt(ctx)
+        fd, prompt_path = tempfile.mkstemp(prefix="autoresearch-prompt-", suffix=".md")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(prompt)
+            env = {**os.environ, PROMPT_ENV: prompt_path, TRAIN_PY_ENV: str(train),
+                   EXPERIMENT_ENV: str(ctx.experiment)}
+            out = _run(argv, workspace, env, prompt, self.timeout, self.grace)
+            return self._proposal(out, train, original)
+        except BaseException:
+            _restore(train, original)
+            raise
+        finally:
+            Path(prompt_path).unlink(missing_ok=True)
+
+    def _proposal(self, out: _Output, train: Path, original: bytes) -> Proposal:
+        if out.timed_out:
+            raise AgentError(f"agent {self.name} timed out after {self.timeout:g} s "
+                             f"(stopped with SIGTERM, then SIGKILL){_tail(out.stderr)}")
+        if out.returncode != 0:
+            how = (f"was killed by signal {-out.returncode}" if out.returncode < 0
+                   else f"exited with code {out.returncode}")
+            raise AgentError(f"agent {self.name} {how}{_tail(out.stderr or out.stdout)}")
+        try:
+            new = train.read_bytes()
+        except OSError as e:
+            raise AgentError(f"agent {self.name} exited 0 but train.py is gone: {e}") from e
+        if new == original:
+            raise AgentError(f"agent {self.name} exited 0 but made no change to train.py{_tail(out.stderr)}",
+                             fatal=False)
+        try:
+            source = new.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise AgentError(f"agent {self.name} left train.py that is not UTF-8 text: {e}") from e
+        return Proposal(train_py=source, description=out.description or f"edit by {self.name}",
+                        rationale=out.rationale(), usage=out.usage)
+
+
+def make_command_agent(spec: str, *, timeout: float = DEFAULT_TIMEOUT) -> CommandAgent:
+    """`claude-code`, `codex`, or `cmd:<command line>` (also `cmd:"<command line>"`) -> an agent named `spec`."""
+    spec = spec.strip()
+    if not timeout > 0:
+        raise AgentError(f"agent {spec}: the time limit must be positive, got {timeout}", fatal=True)
+    if spec == "claude-code":
+        return CommandAgent(spec, CLAUDE_CODE_ARGV, timeout=timeout, install_hint=INSTALL_HINTS[spec])
+    if spec == "codex":
+        return CommandAgent(spec, CODEX_ARGV, timeout=timeout, install_hint=INSTALL_HINTS[spec])
+    if spec.startswith("cmd:"):
+        return CommandAgent(spec, parse_command_line(spec[4:]), timeout=timeout)
+    raise AgentError(f"unknown command agent {spec!r}: use claude-code, codex or cmd:\"<command line>\"", fatal=True)
+
+
+def parse_command_line(line: str) -> tuple[str, ...]:
+    """Split like a POSIX shell; a command line wrapped whole in quotes (cmd:"python agent.py") is unwrapped."""
+    try:
+        argv = shlex.split(line)
+        if len(argv) == 1 and line.strip()[:1] in ("'", '"'):
+            argv = shlex.split(argv[0])
+    except ValueError as e:
+        raise AgentError(f"cannot parse the command line {line!r}: {e}", fatal=True) from e
+    if not argv:
+        raise AgentError("the command line after cmd: is empty; write e.g. cmd:\"python my_agent.py\"", fatal=True)
+    return tuple(argv)
+
+
+# ---------------------------------------------------------------------------
+# Running the command
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Output:
+    returncode: int
+    timed_out: bool
+    stdout: list[str]  # the last STDOUT_KEEP_LINES lines
+    stderr: list[str]  # the last STDERR_TAIL_LINES lines
+    description: str | None
+    usage: Usage
+
+    def rationale(self) -> str:
+        lines = [ln for ln in self.stdout
+                 if not (DESCRIPTION_RE.match(ln) or COST_RE.match(ln) or TOKENS_RE.match(ln))]
+        text = "\n".join(lines).strip()
+        return text if len(text) <= RATIONALE_CHARS else "..." + text[-RATIONALE_CHARS:]
+
+
+class _StdoutReader:
+    """Keeps a bounded tail and the last Description/Cost/Tokens lines seen anywhere in the stream."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=STDOUT_KEEP_LINES)
+        self.description: str | None = None
+        self.usage = Usage()
+
+    def __call__(self, stream) -> None:
+        for raw in stream:
+            line = raw.rstrip("\r\n")
+            self.lines.append(line)
+            if (m := DESCRIPTION_RE.match(line)) and (text := " ".join(m["text"].split())):
+                self.description = text[:DESCRIPTION_CHARS]
+            elif m := COST_RE.match(line):
+                self.usage.cost_usd = float(m["usd"])
+            elif m := TOKENS_RE.match(line):
+                self.usage.input_tokens, self.usage.output_tokens = int(m["inp"]), int(m["out"])
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str], prompt: str, timeout: float, grace: float) -> _Output:
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+                                start_new_session=True)
+    except OSError as e:  # e.g. a script whose interpreter is missing
+        raise AgentError(f"could not start {shlex.join(argv)}: {e}", fatal=True) from e
+    out_reader = _StdoutReader()
+    err_lines: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    # Separate threads: the command may never read its stdin, and either pipe may fill while we wait on the other.
+    threads = [
+        threading.Thread(target=_feed, args=(proc.stdin, prompt), daemon=True),
+        threading.Thread(target=out_reader, args=(proc.stdout,), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stderr, err_lines), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        proc.wait(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _stop_group(proc, grace)
+    finally:
+        _signal_group(proc, signal.SIGKILL)  # whatever the command left behind goes with it
+        proc.wait()
+    deadline = time.monotonic() + READER_JOIN_SECONDS
+    for t in threads[1:]:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    return _Output(returncode=proc.returncode, timed_out=timed_out, stdout=list(out_reader.lines),
+                   stderr=list(err_lines), description=out_reader.description, usage=out_reader.usage)
+
+
+def _feed(stdin, text: str) -> None:
+    try:
+        stdin.write(text)
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the command did not read its stdin; the prompt file has the same text
+    finally:
+        try:
+            stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+
+
+def _drain(stream, sink: deque[str]) -> None:
+    for line in stream:
+        sink.append(line.rstrip("\r\n"))
+
+
+def _stop_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM to the whole group; SIGKILL if any member is still there after `grace` seconds."""
+    _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader so that it does not count as a live member
+        try:
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    _signal_group(proc, signal.SIGKILL)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _restore(train: Path, original: bytes) -> None:
+    try:
+        if not train.exists() or train.read_bytes() != original:
+            train.write_bytes(original)
+    except OSError:
+        pass  # the loop's own check restores the workspace from git
+
+
+def _tail(lines: list[str]) -> str:
+    text = "\n".join(lines[-STDERR_TAIL_LINES:]).strip()
+    return f":\n{text}" if text else ""

@@ -1,0 +1,561 @@
+"""The embedded offline corpus: a seeded stochastic generator whose exact entropy is known.
+
+Documents are short stories in a synthetic language with an English skeleton. The words are invented
+(corpus_vocab.py: thousands of them, Zipf-like frequencies, favourites per topic), but the structure is the kind a
+language model has to learn, at several ranges:
+
+- agreement: "she sells" / "they sell", "is" / "are", "a lamp" / "an old lamp", "1 lamp" / "2 lamps";
+- reference: characters introduced by name come back as "she", "he" or "they" (the gender of the name must be
+  remembered); "the lamp" only names a thing introduced earlier; the title's place recurs;
+- exact arithmetic: "Mara had 7 lamps. She sold 3. Now she has 4 lamps.", list totals, "What is 7 plus 5?" -
+  "It is 12.", and a character asked how many lamps she has answers with the count from an earlier paragraph;
+- layout: titles, paragraphs of prose, numbered lists, dialogue with alternating speakers, a closing line.
+
+Every document carries its exact information content, bits = -log2 P(text). That is well defined because the
+text determines every choice that produced it (no two choice sequences give the same text), which corpus_parse.py
+checks independently by parsing the text back. A document ends with END, a line that occurs nowhere else, so no
+document is a proper prefix of another and the end of a document is predictable from its text alone: the
+evaluation never scores the boundary token, so the choice to stop must be paid for in bytes that are scored.
+
+Document i of a seed is a pure function of (seed, i): any index range can be generated in any process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+from autoresearch.harness.corpus_vocab import (BE, BOUGHT, DIALOGUE, END, EXIST, FOUND, GAVE, GIVE, HAS, LEDGER,
+                                               LIST_INLINE, LIST_VERTICAL, LIVE, NARRATIVE, NEW, NP_NEW, NP_REF,
+                                               PRON, SOLD, TV, U_COUNT, U_HAVE, U_I, U_SUM, U_THE, VOWELS, Config,
+                                               Grammar, Table, grammar)
+
+_log2 = math.log2
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    text: str  # ASCII, ends with END
+    bits: float  # -log2 P(text) under the generator, exact: sum(choice_bits)
+    # One entry per point where the text settles one or more choices: the byte offset in `text` after which those
+    # choices are determined by the text before it (a word is settled by the character after it), and their
+    # -log2 p summed. Offsets are >= 1 and non-decreasing; choices of probability 1 are not recorded.
+    choice_ends: tuple[int, ...]
+    choice_bits: tuple[float, ...]
+
+
+class _Gen:
+    """One document being generated. Emits text in reading order and charges each choice as it is made.
+
+    Charged bits accumulate in `pend` and are recorded by mark() once the text written so far (plus the
+    character that follows) determines them; the parser's look-ahead is the reference for where that is.
+    The choice primitives (unif .. mix) are the only source of randomness, so a test can replace them.
+    """
+
+    def __init__(self, g: Grammar, rand: Callable[[], float]) -> None:
+        self.g, self.c, self.rand = g, g.cfg, rand
+        self.out: list[str] = []
+        self.pos = 0
+        self.ends: list[int] = []
+        self.bits: list[float] = []
+        self.pend = 0.0
+        self.cast: list[tuple[int, int]] = []  # characters in order of introduction: (gender, name index)
+        self.focus: tuple[int, ...] = ()  # who "she"/"he"/"they" refers to: cast indices of the last subject
+        self.things: list[int] = []  # nouns introduced with "a"/"an", in order: "the <noun>" picks among them
+        self.known: set[int] = set()
+        self.inv: dict[int, tuple[int, int]] = {}  # cast index -> (noun, count) the text last said they hold
+        self.topic = 0
+        self.home_mix: tuple[tuple[float, Table], ...] = ()
+
+    # ---------------------------------------------------------------------------------------------- choices
+    def unif(self, n: int) -> int:
+        if n == 1:
+            return 0
+        self.pend += _log2(n)
+        return int(self.rand() * n)
+
+    def bern(self, p: float) -> bool:
+        if self.rand() < p:
+            self.pend -= _log2(p)
+            return True
+        self.pend -= _log2(1.0 - p)
+        return False
+
+    def choose(self, w: tuple[float, ...]) -> int:
+        """Index k with probability w[k] / sum(w); a zero weight marks an option unavailable here."""
+        total = sum(w)
+        x = self.rand() * total
+        k = last = 0
+        for k, wk in enumerate(w):
+            if wk > 0:
+                last = k
+                if x < wk:
+                    break
+                x -= wk
+        else:  # rounding ran past the end
+            k = last
+        self.pend += _log2(total / w[k])
+        return k
+
+    def pick(self, t: Table) -> int:
+        i = bisect_right(t.cum, self.rand() * t.total)
+        self.pend += t.bits[i]
+        return t.vals[i]
+
+    def pick_excl(self, t: Table, excl: set[int]) -> int:
+        """A draw from t conditioned on not being in excl (rejection sampling; excl is small)."""
+        while (v := t.vals[bisect_right(t.cum, self.rand() * t.total)]) in excl:
+            pass
+        self.pend -= _log2(t.p[v] / (1.0 - sum(t.p[e] for e in excl)))
+        return v
+
+    def mix(self, comps: tuple[tuple[float, Table], ...]) -> int:
+        """A draw from a mixture: component by weight, then value; charged the value's total probability."""
+        x = self.rand()
+        for w, t in comps:
+            if x < w:
+                break
+            x -= w
+        v = t.vals[bisect_right(t.cum, self.rand() * t.total)]
+        self.pend -= _log2(sum(w * t.p.get(v, 0.0) for w, t in comps))
+        return v
+
+    # ---------------------------------------------------------------------------------------------- output
+    def put(self, s: str) -> None:
+        self.out.append(s)
+        self.pos += len(s)
+
+    def mark(self) -> None:
+        """Record the pending bits as settled by the text so far plus the next character."""
+        if self.pend:
+            self.ends.append(self.pos + 1)
+            self.bits.append(self.pend)
+            self.pend = 0.0
+
+    def document(self) -> Document:
+        g, c = self.g, self.c
+        self.put("# ")
+        self.topic = self.unif(c.n_topics)
+        self.put(g.topics[self.topic])
+        self.mark()
+        self.put(" of ")
+        home = self.pick(g.place_t)
+        self.put(g.places[home])
+        self.mark()
+        self.home_mix = ((c.p_home, Table([home], [1.0])), (1.0 - c.p_home, g.place_t))
+        paras = 0
+        while True:
+            self.put("\n\n")
+            self._PARAGRAPHS[self.choose(c.kind_w)](self)
+            paras += 1
+            if paras == c.max_paras or (paras >= c.min_paras and self.bern(c.p_end)):
+                break
+        self.put(END)
+        if self.pend:
+            self.ends.append(self.pos)
+            self.bits.append(self.pend)
+        return Document("".join(self.out), sum(self.bits), tuple(self.ends), tuple(self.bits))
+
+    # ---------------------------------------------------------------------------------------------- words
+    def name(self, i: int) -> str:
+        gender, v = self.cast[i]
+        return self.g.names[gender][v]
+
+    def pronoun(self, who: tuple[int, ...], cap: bool) -> str:
+        p = "they" if len(who) > 1 else ("she", "he")[self.cast[who[0]][0]]
+        return p.capitalize() if cap else p
+
+    def noun(self, boost: int = -1) -> int:
+        comps = self.g.noun_mix[self.topic]
+        if boost >= 0:  # the noun a character holds, else the usual mixture
+            q = 1.0 - self.c.p_boost
+            comps = ((self.c.p_boost, Table([boost], [1.0])), (q * comps[0][0], comps[0][1]), (q * comps[1][0], comps[1][1]))
+        return self.mix(comps)
+
+    def adj(self) -> str:
+        return self.g.adjs[self.mix(self.g.adj_mix[self.topic])]
+
+    def count(self, n: int, v: int) -> str:
+        return f"no {self.g.plurals[v]}" if n == 0 else f"1 {self.g.nouns[v]}" if n == 1 else f"{n} {self.g.plurals[v]}"
+
+    def place(self) -> None:
+        self.put(self.g.places[self.mix(self.home_mix)])
+        self.mark()
+
+    # ---------------------------------------------------------------------------------------------- characters
+    def free(self, gender: int) -> bool:
+        return sum(1 for gd, _ in self.cast if gd == gender) < len(self.g.names[gender])
+
+    def can_new(self) -> bool:
+        return len(self.cast) < self.c.max_cast and (self.free(0) or self.free(1))
+
+    def new_char(self) -> int:
+        gender = self.choose((0.5 if self.free(0) else 0.0, 0.5 if self.free(1) else 0.0))
+        v = self.pick_excl(self.g.name_t[gender], {v for gd, v in self.cast if gd == gender})
+        self.put(self.g.names[gender][v])
+        self.mark()
+        self.cast.append((gender, v))
+        return len(self.cast) - 1
+
+    def subject(self, cap: bool, pairs: bool) -> tuple[int, ...]:
+        c, focus, n = self.c, self.focus, len(self.cast)
+        k = self.choose((c.subj_w[PRON] if focus and (pairs or len(focus) == 1) else 0.0,
+                         c.subj_w[EXIST] if n else 0.0, c.subj_w[NEW] if self.can_new() else 0.0))
+        if k == PRON:
+            self.put(self.pronoun(focus, cap))
+            self.mark()
+            return focus
+        if k == NEW:
+            return (self.new_char(),)
+        i = self.unif(n)
+        self.put(self.name(i))
+        self.mark()
+        if pairs and n >= 2 and self.bern(c.p_pair):  # decided after the first name: that is the reading order
+            j = self.unif(n - 1)
+            j += j >= i
+            self.put(" and " + self.name(j))
+            self.mark()
+            return (i, j)
+        return (i,)
+
+    def speaker(self, exclude: int) -> int:
+        others = [j for j in range(len(self.cast)) if j != exclude]
+        if self.choose((self.c.subj_w[EXIST] if others else 0.0, self.c.subj_w[NEW] if self.can_new() else 0.0)):
+            return self.new_char()
+        j = others[self.unif(len(others))]
+        self.put(self.name(j))
+        self.mark()
+        return j
+
+    # ---------------------------------------------------------------------------------------------- phrases
+    def np(self) -> None:
+        c = self.c
+        k = self.choose((c.np_w[NP_NEW], c.np_w[NP_REF] if self.things else 0.0, c.np_w[2]))
+        if k == NP_NEW:
+            self.np_new()
+        elif k == NP_REF:
+            self.put("the " + self.g.nouns[self.things[self.unif(len(self.things))]])
+            self.mark()
+        else:
+            self.put(c.count_words[self.unif(len(c.count_words))])
+            self.mark()
+            if self.bern(c.p_adj):
+                self.put(" " + self.adj())
+                self.mark()
+            self.put(" " + self.g.plurals[self.noun()])
+            self.mark()
+
+    def np_new(self) -> None:
+        """ "a lamp", "an old lamp": a new thing, which "the lamp" may refer to from now on."""
+        if self.bern(self.c.p_adj):
+            a = self.adj()
+            self.put(("an " if a[0] in VOWELS else "a ") + a)
+            self.mark()
+            v = self.noun()
+            self.put(" " + self.g.nouns[v])
+        else:
+            v = self.noun()
+            w = self.g.nouns[v]
+            self.put(("an " if w[0] in VOWELS else "a ") + w)
+        self.mark()
+        if v not in self.known:
+            self.known.add(v)
+            self.things.append(v)
+
+    def vp(self, subj: tuple[int, ...]) -> None:
+        g, c = self.g, self.c
+        pl = len(subj) > 1
+        others = [j for j in range(len(self.cast)) if j not in subj]
+        k = self.choose(c.vp_w[:GIVE] + (c.vp_w[GIVE] if others else 0.0,) + c.vp_w[GIVE + 1:])
+        if k == TV:
+            v = self.mix(g.verb_mix[self.topic])
+            self.put((g.verbs if pl else g.verbs3)[v])
+            self.mark()
+            self.put(" ")
+            self.np()
+            pp = self.choose((c.pp_w[0], c.pp_w[1], c.pp_w[2] if others else 0.0))  # nothing, "in <place>", "with <name>"
+            if pp == 1:
+                self.put(" in ")
+                self.place()
+            elif pp == 2:
+                self.put(" with " + self.name(others[self.unif(len(others))]))
+                self.mark()
+        elif k == BE:
+            self.put(("are " if pl else "is ") + self.adj())
+            self.mark()
+        elif k == LIVE:
+            self.put("live in " if pl else "lives in ")
+            self.place()
+        elif k == GIVE:
+            self.put("give " if pl else "gives ")
+            self.np()
+            self.put(" to " + self.name(others[self.unif(len(others))]))
+            self.mark()
+        else:
+            n = 2 + self.unif(c.has_max - 1)
+            v = self.noun()
+            self.put(f"{'have' if pl else 'has'} {n} {g.plurals[v]}")
+            self.mark()
+            if not pl:
+                self.inv[subj[0]] = (v, n)
+
+    # ---------------------------------------------------------------------------------------------- paragraphs
+    def narrative(self) -> None:
+        sentences = 0
+        while True:
+            self.sentence()
+            sentences += 1
+            if sentences == self.c.max_sents or not self.bern(self.c.p_more_sents):
+                return
+            self.put(" ")
+
+    def sentence(self) -> None:
+        c = self.c
+        if self.bern(c.p_there):
+            self.put("There")
+            self.mark()
+            self.put(" is ")
+            self.np_new()
+            self.put(" in ")
+            self.place()
+            self.put(".")
+            return
+        cap = True
+        if self.bern(c.p_opener):
+            self.put(c.openers[self.unif(len(c.openers))])
+            self.mark()
+            self.put(", ")
+            cap = False
+        subj = self.subject(cap, pairs=True)
+        self.put(" ")
+        self.vp(subj)
+        self.put(".")
+        self.focus = subj
+
+    def ledger(self) -> None:
+        c = self.c
+        self.put("At " + c.settings[self.unif(len(c.settings))])
+        self.mark()
+        self.put(", ")
+        (x,) = self.subject(False, pairs=False)
+        inv = self.inv.get(x)
+        v = self.noun(inv[0] if inv else -1)
+        n = inv[1] if inv and v == inv[0] else 2 + self.unif(c.ledger_max - 1)  # a known count is not chosen again
+        self.put(f" had {self.count(n, v)}")
+        self.mark()
+        self.put(".")
+        pron = self.pronoun((x,), True)
+        others = [j for j in range(len(self.cast)) if j != x]
+        ops = 0
+        while True:
+            k = self.choose((c.op_w[SOLD] if n else 0.0, c.op_w[GAVE] if n and others else 0.0,
+                             c.op_w[BOUGHT], c.op_w[FOUND]))
+            if k == SOLD:
+                m = 1 + self.unif(n)
+                self.put(f" {pron} sold {m}")
+                n -= m
+            elif k == GAVE:
+                m = 1 + self.unif(n)
+                j = others[self.unif(len(others))]
+                self.put(f" {pron} gave {m} to {self.name(j)}")
+                n -= m
+                if j in self.inv and self.inv[j][0] == v:
+                    self.inv[j] = (v, self.inv[j][1] + m)
+            else:
+                m = 1 + self.unif(c.buy_max if k == BOUGHT else c.found_max)
+                self.put(f" {pron} {'bought' if k == BOUGHT else 'found'} {m} more")
+                n += m
+            self.mark()
+            self.put(".")
+            ops += 1
+            if ops == c.max_ops or not self.bern(c.p_more_ops):
+                break
+        self.put(" Now")
+        self.mark()
+        self.put(f" {pron.lower()} has {self.count(n, v)}.")
+        self.inv[x] = (v, n)
+        self.focus = (x,)
+
+    def item(self) -> int:
+        """One list item; returns how many things it counts."""
+        if self.bern(self.c.p_item_plural):
+            n = 2 + self.unif(self.c.item_max - 1)
+            self.put(f"{n} {self.g.plurals[self.noun()]}")
+            self.mark()
+            return n
+        self.np_new()
+        return 1
+
+    def list_inline(self) -> None:
+        c = self.c
+        self.put("For the " + c.purposes[self.unif(len(c.purposes))])
+        self.mark()
+        self.put(", ")
+        (x,) = self.subject(False, pairs=False)
+        self.put(" packed ")
+        total, j = self.item(), 1
+        while True:
+            last = j + 1 == c.max_items or self.bern(c.p_last)
+            self.put(" and " if last and j == 1 else ", and " if last else ", ")
+            total += self.item()
+            j += 1
+            if last:
+                break
+        self.put(f". That makes {total} things.")
+        self.focus = (x,)
+
+    def list_vertical(self) -> None:
+        c = self.c
+        self.put("Things to " + c.headers[self.unif(len(c.headers))])
+        self.mark()
+        self.put(":")
+        total = j = 0
+        while True:
+            j += 1
+            self.put(f"\n{j}. ")
+            total += self.item()
+            if j >= 2 and (j == c.max_items or self.bern(c.p_last)):
+                break
+        self.put("\nTotal")
+        self.mark()
+        self.put(f": {total} things.")
+
+    def dialogue(self) -> None:
+        c = self.c
+        spk = [-1, -1]  # the two speakers alternate; each is named on their first line
+        line, question = 0, None
+        while True:
+            s = line & 1
+            if line:
+                self.put("\n")
+            self.put('"')
+            if question is not None:
+                self.answer(question, spk[s])
+                asked = None
+            else:
+                room = line + 1 < c.max_lines  # a question needs a line for its answer
+                k = self.choose((c.utt_w[U_I], c.utt_w[U_THE] if self.things else 0.0,
+                                 c.utt_w[U_HAVE] if room else 0.0, c.utt_w[U_SUM] if room else 0.0,
+                                 c.utt_w[U_COUNT] if room and line else 0.0))  # the one asked is known by line 2
+                asked = self.utterance(k, spk[1 - s])
+            verb = "said" if asked is None else "asked"
+            self.put('," ' if asked is None else '?" ')
+            if line < 2:
+                self.put(verb + " ")
+                spk[s] = self.speaker(spk[0] if line else -1)
+            else:
+                i = spk[s]
+                self.put(f"{self.pronoun((i,), False)} {verb}" if self.bern(c.p_pron_attr) else f"{verb} {self.name(i)}")
+                self.mark()
+            self.put(".")
+            self.focus = (spk[s],)
+            line += 1
+            question = asked
+            if asked is None and line >= 2 and (line == c.max_lines or not self.bern(c.p_more_lines)):
+                return
+
+    def utterance(self, k: int, answerer: int) -> tuple[int, int] | None:
+        """The words of one line; returns (kind, data) when the line is a question that the next line answers."""
+        g, c = self.g, self.c
+        if k == U_I:
+            self.put("I")
+            self.mark()
+            self.put(" " + g.verbs[self.mix(g.verb_mix[self.topic])])
+            self.mark()
+            self.put(" ")
+            self.np()
+            return None
+        if k == U_THE:
+            self.put("The " + g.nouns[self.things[self.unif(len(self.things))]])
+            self.mark()
+            self.put(" is " + self.adj())
+            self.mark()
+            return None
+        if k == U_HAVE:
+            w = g.nouns[self.noun()]
+            self.put(f"Do you have {'an' if w[0] in VOWELS else 'a'} {w}")
+            self.mark()
+            return (U_HAVE, 0)
+        if k == U_SUM:
+            a = 1 + self.unif(c.sum_max)
+            self.put(f"What is {a}")
+            self.mark()
+            minus = self.bern(0.5)
+            b = 1 + self.unif(a if minus else c.sum_max)
+            self.put(f" {'minus' if minus else 'plus'} {b}")
+            self.mark()
+            return (U_SUM, a - b if minus else a + b)
+        inv = self.inv.get(answerer)
+        v = self.noun(inv[0] if inv else -1)
+        self.put(f"How many {g.plurals[v]}")
+        self.mark()
+        self.put(" do you have")
+        return (U_COUNT, v)
+
+    def answer(self, question: tuple[int, int], who: int) -> None:
+        kind, data = question
+        if kind == U_HAVE:
+            yes = self.bern(0.5)
+            self.put("Yes" if yes else "No")
+            self.mark()
+            self.put(", I do" if yes else ", I do not")
+        elif kind == U_SUM:
+            self.put(f"It is {data}")
+        else:
+            inv = self.inv.get(who)
+            if inv and inv[0] == data:
+                n = inv[1]  # said before: the answer is determined
+            else:
+                n = self.unif(self.c.count_max + 1)
+                self.inv[who] = (data, n)
+            self.put("I have " + self.count(n, data))
+            self.mark()
+
+    _PARAGRAPHS = {NARRATIVE: narrative, LEDGER: ledger, LIST_INLINE: list_inline, LIST_VERTICAL: list_vertical,
+                   DIALOGUE: dialogue}
+
+
+# -------------------------------------------------------------------------------------------------- public API
+def _rng(seed: int, i: int) -> random.Random:
+    """The random stream of document i of a seed: independent of every other document, of order and of process."""
+    digest = hashlib.blake2b(f"corpus:{seed}:{i}".encode(), digest_size=16).digest()
+    return random.Random(int.from_bytes(digest, "little"))
+
+
+def generate(seed: int, start: int, count: int, *, config: Config | None = None) -> Iterator[Document]:
+    """Documents start .. start+count-1 of a seed (config: a smaller grammar, for tests)."""
+    g = grammar(config)
+    for i in range(start, start + count):
+        yield _Gen(g, _rng(seed, i).random).document()
+
+
+def score(text: str, *, config: Config | None = None) -> float:
+    """-log2 P(text), computed by parsing the text back into choices (not by replaying the generator).
+
+    Raises ValueError, saying where, if the generator cannot produce this text.
+    """
+    from autoresearch.harness.corpus_parse import parse
+
+    return parse(text, grammar(config)).bits
+
+
+def prefix_bits(doc: Document, n_bytes: int) -> float:
+    """A lower bound on -log2 P(a document starts with doc.text[:n_bytes]): the bits of the choices settled there.
+
+    0 for n_bytes <= 0 (every choice is settled at offset >= 1), doc.bits for n_bytes >= len(doc.text),
+    non-decreasing in between.
+    """
+    return sum(doc.choice_bits[: bisect_right(doc.choice_ends, n_bytes)])
+
+
+def entropy_floor(docs: Iterable[Document]) -> float:
+    """Bits per byte of the generator on these documents: no model can do better on average."""
+    bits = nbytes = 0.0
+    for d in docs:
+        bits += d.bits
+        nbytes += len(d.text)
+    return bits / nbytes

@@ -1,0 +1,630 @@
+"""Parse a corpus document back into the generator's choices: the independent check of corpus.py.
+
+The grammar is deterministic to parse with at most one word of look-ahead, so the parser never backtracks: each
+decision it takes is forced by the text, which is the proof that no two choice sequences give the same text. It
+mirrors the generator's rules (written separately, from the text's point of view) and charges -log2 p for each
+choice it recovers, at the offset up to which it had to look to recover it. Anything the generator could not
+have written (a misspelled word, "she sell", "a apple", a wrong sum, "the lamp" before any lamp) is a ValueError.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from autoresearch.harness.corpus_vocab import (ADJ, BE, BOUGHT, DIALOGUE, END, EXIST, FOUND, GAVE, GIVE, HAS, LEDGER,
+                                               LIST_INLINE, LIST_VERTICAL, LIVE, NAME, NARRATIVE, NEW, NOUN, NP_NEW,
+                                               NP_PLURAL, NP_REF, PLACE, PLURAL, PRON, SOLD, TOPIC, TV, U_COUNT,
+                                               U_HAVE, U_I, U_SUM, U_THE, VERB, VERB3, VOWELS, Grammar)
+
+_WORD = re.compile(r"[A-Za-z]+")
+_NUMBER = re.compile(r"0|[1-9][0-9]*")
+
+
+class Parse:
+    """The parser's account of a text: what it recovered and where it became certain of it."""
+
+    def __init__(self, ends: list[int], bits: list[float]) -> None:
+        self.choice_ends, self.choice_bits = tuple(ends), tuple(bits)
+        self.bits = sum(bits)
+
+
+def parse(text: str, g: Grammar) -> Parse:
+    p = _Parser(text, g)
+    p.document()
+    return Parse(p.ends, p.bits)
+
+
+class _Parser:
+    def __init__(self, text: str, g: Grammar) -> None:
+        self.t, self.g, self.c = text, g, g.cfg
+        self.i = 0  # cursor
+        self.hi = 0  # how far the parser has looked: every decision so far is a function of t[:hi]
+        self.ends: list[int] = []
+        self.bits: list[float] = []
+        self.cast: list[tuple[int, int]] = []  # (gender, name index)
+        self.who: dict[str, int] = {}  # name -> cast index
+        self.focus: tuple[int, ...] = ()
+        self.things: list[int] = []
+        self.inv: dict[int, tuple[int, int]] = {}
+        self.topic = self.home = -1
+
+    # ------------------------------------------------------------------------------------------- reading
+    def fail(self, expected: str) -> None:
+        raise ValueError(f"not a document of this corpus: expected {expected} at byte {self.i}, "
+                         f"found {self.t[self.i:self.i + 30]!r}")
+
+    def charge(self, p: float, what: str = "a possible choice") -> None:
+        if not p > 0:
+            self.fail(what)
+        if p < 1:
+            self.ends.append(self.hi)
+            self.bits.append(-math.log2(p))
+
+    def see(self, s: str) -> bool:
+        """Whether s comes next; looks exactly as far as needed to tell."""
+        t, i = self.t, self.i
+        if t.startswith(s, i):
+            self.hi = max(self.hi, i + len(s))
+            return True
+        j = 0
+        while i + j < len(t) and t[i + j] == s[j]:
+            j += 1
+        self.hi = max(self.hi, min(i + j + 1, len(t)))
+        return False
+
+    def lit(self, s: str) -> None:
+        if not self.see(s):
+            self.fail(repr(s))
+        self.i += len(s)
+
+    def peek(self) -> str:
+        """The next word (letters only), without consuming it; a word is known once the character after it is."""
+        m = _WORD.match(self.t, self.i)
+        end = m.end() if m else self.i
+        self.hi = max(self.hi, min(end + 1, len(self.t)))
+        return m.group() if m else ""
+
+    def word(self, cat: int, what: str) -> int:
+        """Consume a word of a category; returns its index."""
+        w = self.peek()
+        c, v = self.g.lex.get(w, (-1, -1))
+        if c != cat:
+            self.fail(what)
+        self.i += len(w)
+        return v
+
+    def number(self, lo: int, hi: int) -> int:
+        m = _NUMBER.match(self.t, self.i)
+        if not m or self.t[m.end():m.end() + 1].isdigit():
+            self.fail("a number")
+        self.hi = max(self.hi, min(m.end() + 1, len(self.t)))
+        n = int(m.group())
+        if not lo <= n <= hi:
+            self.fail(f"a number from {lo} to {hi}")
+        self.i = m.end()
+        return n
+
+    # ------------------------------------------------------------------------------------------- probabilities
+    def mixture(self, topic_mix, v: int, boost: int = -1) -> float:
+        (wt, topic_t), (wg, every) = topic_mix
+        p = wt * topic_t.p.get(v, 0.0) + wg * every.p[v]
+        if boost >= 0:
+            p = self.c.p_boost * (v == boost) + (1.0 - self.c.p_boost) * p
+        return p
+
+    def noun(self, plural: bool = False, boost: int = -1) -> int:
+        v = self.word(PLURAL if plural else NOUN, "a plural noun" if plural else "a noun")
+        self.charge(self.mixture(self.g.noun_mix[self.topic], v, boost))
+        return v
+
+    def adj(self) -> None:
+        self.charge(self.mixture(self.g.adj_mix[self.topic], self.word(ADJ, "an adjective")))
+
+    def place(self) -> None:
+        v = self.word(PLACE, "a place")
+        self.charge(self.c.p_home * (v == self.home) + (1.0 - self.c.p_home) * self.g.place_t.p[v])
+
+    def choice(self, weights: tuple[float, ...], k: int) -> None:
+        self.charge(weights[k] / sum(weights), "a construction possible here")
+
+    def count(self, n: int, v: int) -> str:
+        g = self.g
+        return f"no {g.plurals[v]}" if n == 0 else f"1 {g.nouns[v]}" if n == 1 else f"{n} {g.plurals[v]}"
+
+    # ------------------------------------------------------------------------------------------- characters
+    def pronoun(self, who: tuple[int, ...], cap: bool) -> str:
+        p = "they" if len(who) > 1 else "he" if self.cast[who[0]][0] else "she"
+        return p.capitalize() if cap else p
+
+    def free(self, gender: int) -> bool:
+        return sum(1 for gd, _ in self.cast if gd == gender) < len(self.g.names[gender])
+
+    def can_new(self) -> bool:
+        return len(self.cast) < self.c.max_cast and (self.free(0) or self.free(1))
+
+    def name(self) -> tuple[str, int, int]:
+        w = self.peek()
+        cat, code = self.g.lex.get(w, (-1, -1))
+        if cat != NAME:
+            self.fail("a name")
+        self.i += len(w)
+        return w, code >> 20, code & 0xFFFFF
+
+    def new_char(self, w: str, gender: int, v: int) -> int:
+        self.charge(0.5 / ((0.5 if self.free(0) else 0.0) + (0.5 if self.free(1) else 0.0)))
+        taken = [u for gd, u in self.cast if gd == gender]
+        t = self.g.name_t[gender]
+        self.charge(t.p[v] / (1.0 - sum(t.p[u] for u in taken)))
+        self.cast.append((gender, v))
+        self.who[w] = len(self.cast) - 1
+        return len(self.cast) - 1
+
+    def subject(self, cap: bool, pairs: bool) -> tuple[int, ...]:
+        c, focus, n = self.c, self.focus, len(self.cast)
+        w = (c.subj_w[PRON] if focus and (pairs or len(focus) == 1) else 0.0,
+             c.subj_w[EXIST] if n else 0.0, c.subj_w[NEW] if self.can_new() else 0.0)
+        if w[PRON] and self.peek() == self.pronoun(focus, cap):
+            self.choice(w, PRON)
+            self.i += len(self.pronoun(focus, cap))
+            return focus
+        name, gender, v = self.name()
+        if name not in self.who:
+            self.choice(w, NEW)
+            return (self.new_char(name, gender, v),)
+        self.choice(w, EXIST)
+        i = self.who[name]
+        self.charge(1 / n)
+        if not (pairs and n >= 2):
+            return (i,)
+        if not self.see(" and "):
+            self.charge(1 - c.p_pair)
+            return (i,)
+        self.charge(c.p_pair)
+        self.i += 5
+        other = self.name()[0]
+        if self.who.get(other, i) == i:
+            self.fail("the name of another known character")
+        self.charge(1 / (n - 1))
+        return (i, self.who[other])
+
+    def speaker(self, exclude: int) -> int:
+        others = [j for j in range(len(self.cast)) if j != exclude]
+        w = (self.c.subj_w[EXIST] if others else 0.0, self.c.subj_w[NEW] if self.can_new() else 0.0)
+        name, gender, v = self.name()
+        if name not in self.who:
+            self.choice(w, 1)
+            return self.new_char(name, gender, v)
+        if self.who[name] == exclude:
+            self.fail("the other speaker")
+        self.choice(w, 0)
+        self.charge(1 / len(others))
+        return self.who[name]
+
+    def other(self, others: list[int]) -> int:
+        j = self.who.get(self.name()[0], -1)
+        if j not in others:
+            self.fail("a known character other than the subject")
+        self.charge(1 / len(others))
+        return j
+
+    # ------------------------------------------------------------------------------------------- phrases
+    def article(self) -> str:
+        art = self.peek()
+        if art not in ("a", "an"):
+            self.fail("'a' or 'an'")
+        self.i += len(art)
+        self.lit(" ")
+        return art
+
+    def agree(self, art: str, w: str) -> None:
+        if art != ("an" if w[0] in VOWELS else "a"):
+            self.fail(f"{'an' if art == 'a' else 'a'} {w!r}")
+
+    def np_new(self) -> None:
+        c = self.c
+        art = self.article()
+        first = self.peek()
+        if self.g.lex.get(first, (-1,))[0] == ADJ:
+            self.charge(c.p_adj)
+            self.adj()
+            self.lit(" ")
+        else:
+            self.charge(1 - c.p_adj)
+        self.agree(art, first)
+        v = self.noun()
+        if v not in self.things:
+            self.things.append(v)
+
+    def np(self) -> None:
+        c = self.c
+        w = (c.np_w[NP_NEW], c.np_w[NP_REF] if self.things else 0.0, c.np_w[NP_PLURAL])
+        first = self.peek()
+        if first in ("a", "an"):
+            self.choice(w, NP_NEW)
+            self.np_new()
+        elif first == "the":
+            self.choice(w, NP_REF)
+            self.lit("the ")
+            if self.noun_ref() < 0:
+                self.fail("a thing introduced before")
+        elif first in c.count_words:
+            self.choice(w, NP_PLURAL)
+            self.charge(1 / len(c.count_words))
+            self.i += len(first)
+            self.lit(" ")
+            if self.g.lex.get(self.peek(), (-1,))[0] == ADJ:
+                self.charge(c.p_adj)
+                self.adj()
+                self.lit(" ")
+            else:
+                self.charge(1 - c.p_adj)
+            self.noun(plural=True)
+        else:
+            self.fail("a noun phrase")
+
+    def noun_ref(self) -> int:
+        """A noun that must be one of the things introduced so far; -1 if it is not."""
+        v = self.word(NOUN, "a noun")
+        if v not in self.things:
+            return -1
+        self.charge(1 / len(self.things))
+        return v
+
+    def vp(self, subj: tuple[int, ...]) -> None:
+        c = self.c
+        pl = len(subj) > 1
+        others = [j for j in range(len(self.cast)) if j not in subj]
+        w = c.vp_w[:GIVE] + (c.vp_w[GIVE] if others else 0.0,) + c.vp_w[GIVE + 1:]
+        first = self.peek()
+        keywords = {"are" if pl else "is": BE, "live" if pl else "lives": LIVE, "give" if pl else "gives": GIVE,
+                    "have" if pl else "has": HAS}
+        k = keywords.get(first, TV)
+        self.choice(w, k)
+        if k == TV:
+            v = self.word(VERB if pl else VERB3, "a verb agreeing with its subject")
+            self.charge(self.mixture(self.g.verb_mix[self.topic], v))
+            self.lit(" ")
+            self.np()
+            w = (c.pp_w[0], c.pp_w[1], c.pp_w[2] if others else 0.0)
+            if self.see(" in "):
+                self.choice(w, 1)
+                self.i += 4
+                self.place()
+            elif self.see(" with "):
+                self.choice(w, 2)
+                self.i += 6
+                self.other(others)
+            else:
+                self.choice(w, 0)
+            return
+        self.i += len(first)
+        self.lit(" ")
+        if k == BE:
+            self.adj()
+        elif k == LIVE:
+            self.lit("in ")
+            self.place()
+        elif k == GIVE:
+            self.np()
+            self.lit(" to ")
+            self.other(others)
+        else:
+            n = self.number(2, c.has_max)
+            self.charge(1 / (c.has_max - 1))
+            self.lit(" ")
+            v = self.noun(plural=True)
+            if not pl:
+                self.inv[subj[0]] = (v, n)
+
+    def count_phrase(self) -> tuple[int, int]:
+        """ "no lamps", "1 lamp", "7 lamps" -> (count, noun); charges nothing (the caller knows the context)."""
+        if self.see("no "):
+            self.i += 3
+            n = 0
+        else:
+            n = self.number(1, 10**9)
+            self.lit(" ")
+        return n, self.word(NOUN if n == 1 else PLURAL, "a noun agreeing with the count")
+
+    # ------------------------------------------------------------------------------------------- paragraphs
+    def document(self) -> None:
+        c = self.c
+        self.lit("# ")
+        self.topic = self.word(TOPIC, "a topic")
+        self.charge(1 / c.n_topics)
+        self.lit(" of ")
+        self.home = self.word(PLACE, "a place")
+        self.charge(self.g.place_t.p[self.home])
+        paras = 0
+        while True:
+            self.lit("\n\n")
+            first = '"' if self.see('"') else self.peek()
+            kind = {'"': DIALOGUE, "At": LEDGER, "For": LIST_INLINE, "Things": LIST_VERTICAL}.get(first, NARRATIVE)
+            self.choice(c.kind_w, kind)
+            (self.narrative, self.ledger, self.list_inline, self.list_vertical, self.dialogue)[kind]()
+            paras += 1
+            if paras == c.max_paras:
+                self.lit(END)
+                break
+            if paras < c.min_paras:
+                continue
+            if self.see(END):
+                self.charge(c.p_end)
+                self.i += len(END)
+                break
+            self.charge(1 - c.p_end)
+        if self.i != len(self.t):
+            self.fail("the end of the text")
+
+    def narrative(self) -> None:
+        c = self.c
+        sentences = 0
+        while True:
+            self.sentence()
+            sentences += 1
+            if sentences == c.max_sents:
+                return
+            if not self.see(" "):
+                self.charge(1 - c.p_more_sents)
+                return
+            self.charge(c.p_more_sents)
+            self.i += 1
+
+    def sentence(self) -> None:
+        c = self.c
+        first = self.peek()
+        if first == "There":
+            self.charge(c.p_there)
+            self.lit("There is ")
+            self.np_new()
+            self.lit(" in ")
+            self.place()
+            self.lit(".")
+            return
+        self.charge(1 - c.p_there)
+        firsts = [o.split()[0] for o in c.openers]
+        cap = first not in firsts
+        if cap:
+            self.charge(1 - c.p_opener)
+        else:
+            self.charge(c.p_opener)
+            self.charge(1 / len(c.openers))
+            self.lit(c.openers[firsts.index(first)] + ", ")
+        subj = self.subject(cap, pairs=True)
+        self.lit(" ")
+        self.vp(subj)
+        self.lit(".")
+        self.focus = subj
+
+    def one_of(self, options: tuple[str, ...], after: str) -> None:
+        """One of a few fixed phrases, recognised with the character that follows it."""
+        for s in options:
+            if self.see(s + after):
+                self.charge(1 / len(options))
+                self.i += len(s)
+                return
+        self.fail(" or ".join(map(repr, options)))
+
+    def ledger(self) -> None:
+        c = self.c
+        self.lit("At ")
+        self.one_of(c.settings, ",")
+        self.lit(", ")
+        (x,) = self.subject(False, pairs=False)
+        self.lit(" had ")
+        n, v = self.count_phrase()
+        inv = self.inv.get(x)
+        self.charge(self.mixture(self.g.noun_mix[self.topic], v, inv[0] if inv else -1))
+        if inv and v == inv[0]:
+            if n != inv[1]:
+                self.fail(f"the count said before ({inv[1]})")
+        elif not 2 <= n <= c.ledger_max:
+            self.fail(f"a count from 2 to {c.ledger_max}")
+        else:
+            self.charge(1 / (c.ledger_max - 1))
+        self.lit(".")
+        pron = self.pronoun((x,), True)
+        others = [j for j in range(len(self.cast)) if j != x]
+        ops = 0
+        while True:
+            self.lit(f" {pron} ")
+            w = (c.op_w[SOLD] if n else 0.0, c.op_w[GAVE] if n and others else 0.0, c.op_w[BOUGHT], c.op_w[FOUND])
+            k = {"sold": SOLD, "gave": GAVE, "bought": BOUGHT, "found": FOUND}.get(self.peek(), -1)
+            if k < 0:
+                self.fail("sold, gave, bought or found")
+            self.choice(w, k)
+            self.i += len(("sold", "gave", "bought", "found")[k])
+            self.lit(" ")
+            if k in (SOLD, GAVE):
+                m = self.number(1, n)
+                self.charge(1 / n)
+                n -= m
+                if k == GAVE:
+                    self.lit(" to ")
+                    j = self.other(others)
+                    if j in self.inv and self.inv[j][0] == v:
+                        self.inv[j] = (v, self.inv[j][1] + m)
+            else:
+                top = c.buy_max if k == BOUGHT else c.found_max
+                n += self.number(1, top)
+                self.charge(1 / top)
+                self.lit(" more")
+            self.lit(".")
+            ops += 1
+            if ops == c.max_ops:
+                break
+            if self.see(" Now"):
+                self.charge(1 - c.p_more_ops)
+                break
+            self.charge(c.p_more_ops)
+        self.lit(f" Now {pron.lower()} has {self.count(n, v)}.")
+        self.inv[x] = (v, n)
+        self.focus = (x,)
+
+    def item(self) -> int:
+        c = self.c
+        self.hi = max(self.hi, self.i + 1)
+        if not self.t[self.i:self.i + 1].isdigit():
+            self.charge(1 - c.p_item_plural)
+            self.np_new()
+            return 1
+        self.charge(c.p_item_plural)
+        n = self.number(2, c.item_max)
+        self.charge(1 / (c.item_max - 1))
+        self.lit(" ")
+        self.noun(plural=True)
+        return n
+
+    def list_inline(self) -> None:
+        c = self.c
+        self.lit("For the ")
+        self.one_of(c.purposes, ",")
+        self.lit(", ")
+        (x,) = self.subject(False, pairs=False)
+        self.lit(" packed ")
+        total, j = self.item(), 1
+        while True:
+            sep_last = " and " if j == 1 else ", and "
+            if j + 1 == c.max_items:
+                self.lit(sep_last)
+                last = True
+            else:
+                last = self.see(sep_last)
+                if not last:
+                    self.lit(", ")
+                else:
+                    self.i += len(sep_last)
+                self.charge(c.p_last if last else 1 - c.p_last)
+            total += self.item()
+            j += 1
+            if last:
+                break
+        self.lit(f". That makes {total} things.")
+        self.focus = (x,)
+
+    def list_vertical(self) -> None:
+        c = self.c
+        self.lit("Things to ")
+        self.one_of(c.headers, ":")
+        self.lit(":")
+        total = j = 0
+        while True:
+            j += 1
+            self.lit(f"\n{j}. ")
+            total += self.item()
+            if j >= 2:
+                if j == c.max_items:
+                    break
+                if self.see("\nTotal"):
+                    self.charge(c.p_last)
+                    break
+                self.charge(1 - c.p_last)
+        self.lit(f"\nTotal: {total} things.")
+
+    def dialogue(self) -> None:
+        c = self.c
+        spk = [-1, -1]
+        line, question = 0, None
+        while True:
+            s = line & 1
+            if line:
+                self.lit("\n")
+            self.lit('"')
+            if question is not None:
+                self.answer(question, spk[s])
+                asked = None
+            else:
+                room = line + 1 < c.max_lines
+                w = (c.utt_w[U_I], c.utt_w[U_THE] if self.things else 0.0, c.utt_w[U_HAVE] if room else 0.0,
+                     c.utt_w[U_SUM] if room else 0.0, c.utt_w[U_COUNT] if room and line else 0.0)
+                k = {"I": U_I, "The": U_THE, "Do": U_HAVE, "What": U_SUM, "How": U_COUNT}.get(self.peek(), -1)
+                if k < 0:
+                    self.fail("the start of a line of dialogue")
+                self.choice(w, k)
+                asked = self.utterance(k, spk[1 - s])
+            verb = "said" if asked is None else "asked"
+            self.lit('," ' if asked is None else '?" ')
+            if line < 2:
+                self.lit(verb + " ")
+                spk[s] = self.speaker(spk[0] if line else -1)
+            else:
+                pron = self.pronoun((spk[s],), False)
+                by_pronoun = self.see(pron + " ")
+                self.charge(c.p_pron_attr if by_pronoun else 1 - c.p_pron_attr)
+                self.lit(f"{pron} {verb}" if by_pronoun else f"{verb} {self.name_of(spk[s])}")
+            self.lit(".")
+            self.focus = (spk[s],)
+            line += 1
+            question = asked
+            if asked is None and line >= 2:
+                if line == c.max_lines:
+                    return
+                if not self.see('\n"'):
+                    self.charge(1 - c.p_more_lines)
+                    return
+                self.charge(c.p_more_lines)
+
+    def name_of(self, i: int) -> str:
+        gender, v = self.cast[i]
+        return self.g.names[gender][v]
+
+    def utterance(self, k: int, answerer: int) -> tuple[int, int] | None:
+        c = self.c
+        if k == U_I:
+            self.lit("I ")
+            self.charge(self.mixture(self.g.verb_mix[self.topic], self.word(VERB, "a verb (base form)")))
+            self.lit(" ")
+            self.np()
+            return None
+        if k == U_THE:
+            self.lit("The ")
+            if self.noun_ref() < 0:
+                self.fail("a thing introduced before")
+            self.lit(" is ")
+            self.adj()
+            return None
+        if k == U_HAVE:
+            self.lit("Do you have ")
+            art = self.article()
+            self.agree(art, self.peek())
+            self.noun()
+            return (U_HAVE, 0)
+        if k == U_SUM:
+            self.lit("What is ")
+            a = self.number(1, c.sum_max)
+            self.charge(1 / c.sum_max)
+            minus = self.see(" minus ")
+            self.lit(" minus " if minus else " plus ")
+            self.charge(0.5)
+            b = self.number(1, a if minus else c.sum_max)
+            self.charge(1 / (a if minus else c.sum_max))
+            return (U_SUM, a - b if minus else a + b)
+        self.lit("How many ")
+        inv = self.inv.get(answerer)
+        v = self.noun(plural=True, boost=inv[0] if inv else -1)
+        self.lit(" do you have")
+        return (U_COUNT, v)
+
+    def answer(self, question: tuple[int, int], who: int) -> None:
+        kind, data = question
+        if kind == U_HAVE:
+            yes = self.see("Yes")
+            self.charge(0.5)
+            self.lit("Yes, I do" if yes else "No, I do not")
+        elif kind == U_SUM:
+            self.lit(f"It is {data}")
+        else:
+            self.lit("I have ")
+            n, v = self.count_phrase()
+            if v != data:
+                self.fail(f"an answer about {self.g.plurals[data]!r}")
+            inv = self.inv.get(who)
+            if inv and inv[0] == v:
+                if n != inv[1]:
+                    self.fail(f"the count said before ({inv[1]})")
+            elif n > self.c.count_max:
+                self.fail(f"a count up to {self.c.count_max}")
+            else:
+                self.charge(1 / (self.c.count_max + 1))
+                self.inv[who] = (v, n)
