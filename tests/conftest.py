@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "bench"))  # the reference implementations the ben
 
 TINY = dict(profile="cpu", dataset="embedded", time_budget=4.0, max_seq_len=64, eval_tokens=2048, vocab_size=512,
             embedded_train_mb=0.4)
+TINY_TRAIN = {"DEVICE_BATCH_SIZE": 8, "TOTAL_BATCH_SIZE": 512}
 
 
 @pytest.fixture(autouse=True)
@@ -48,9 +49,13 @@ def tiny_workspace(tmp_path, tiny_cache, monkeypatch) -> Path:
     """An initialised workspace using the tiny settings and the prepared tiny cache, as the cwd."""
     from autoresearch.harness import constants
     from autoresearch.settings import Settings
-    from autoresearch.workspace import init_workspace
+    from autoresearch import vcs
+    from autoresearch.workspace import init_workspace, set_constants
 
     ws = init_workspace(tmp_path / "ws", Settings(**TINY))
+    train = ws / "train.py"
+    train.write_text(set_constants(train.read_text(), TINY_TRAIN))  # one micro-batch per step: fast tests
+    vcs.commit_all(ws, "tiny batch for tests")
     monkeypatch.setenv("AUTORESEARCH_CACHE", str(tiny_cache))
     monkeypatch.chdir(ws)
     constants.workspace_settings.cache_clear()

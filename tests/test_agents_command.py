@@ -7,12 +7,13 @@ import os
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from autoresearch.agents import command
-from autoresearch.agents.base import Agent, AgentError, Context
+from autoresearch.agents.base import Agent, AgentError, Context, Failure
 from autoresearch.agents.command import (CLAUDE_CODE_ARGV, CODEX_ARGV, CommandAgent, make_command_agent,
                                          parse_command_line)
 
@@ -165,6 +166,7 @@ def test_nonzero_exit_is_nonfatal_with_stderr_tail_and_restores(env):
         for i in range(40):
             print(f"log line {i}", file=sys.stderr)
         print("rate limited: try again later", file=sys.stderr)
+        print("Cost: 0.5")
         sys.exit(3)
         """)
     with pytest.raises(AgentError) as err:
@@ -173,6 +175,7 @@ def test_nonzero_exit_is_nonfatal_with_stderr_tail_and_restores(env):
     msg = str(err.value)
     assert "exited with code 3" in msg and "rate limited: try again later" in msg
     assert "log line 39" in msg and "log line 0\n" not in msg  # only the tail
+    assert err.value.usage.cost_usd == pytest.approx(0.5)  # what the failed attempt still cost
     assert (env.ws / "train.py").read_text() == SOURCE
 
 
@@ -208,7 +211,8 @@ def test_missing_executable_is_fatal(env, monkeypatch):
     empty = env.bin.parent / "empty"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    for spec, exe, hint in [("claude-code", "claude", "@anthropic-ai/claude-code"), ("codex", "codex", "@openai/codex")]:
+    builtins = [("claude-code", "claude", "@anthropic-ai/claude-code"), ("codex", "codex", "@openai/codex")]
+    for spec, exe, hint in builtins:
         with pytest.raises(AgentError) as err:
             make_command_agent(spec).check()
         assert err.value.fatal and f"`{exe}`" in str(err.value) and hint in str(err.value)
@@ -352,9 +356,35 @@ def test_needs_a_workspace(env):
     assert err.value.fatal
 
 
-def test_real_prompt_builder_gets_the_command_section(monkeypatch):
-    prompt_mod = pytest.importorskip("autoresearch.agents.prompt")
-    ctx = Context(program="Make val_bpb lower.", train_py=SOURCE, harness_surface="")
+def test_fixing_a_failed_attempt_starts_from_that_attempt(env):
+    failed = SOURCE.replace("LR = 0.01", "LR = 0.05 +")  # a syntax error
+    ctx = replace(env.ctx, failure=Failure(description="raise LR", status="crash", reason="SyntaxError",
+                                           error_tail="SyntaxError: invalid syntax", train_py=failed))
+    write_stub(env.bin, "stub", """\
+        (out / "seen.py").write_text(Path("train.py").read_text())
+        edit("LR = 0.05 +", "LR = 0.05")
+        print("Description: raise LR (fixed)")
+        """)
+    proposal = make_command_agent("cmd:stub").propose(ctx)
+    assert (env.out / "seen.py").read_text() == failed
+    assert proposal.train_py == SOURCE.replace("LR = 0.01", "LR = 0.05")
+
+    # Reverting to the best is no proposal either; the workspace goes back to what it held (the best).
+    write_stub(env.bin, "stub", f"""\
+        Path("train.py").write_text({SOURCE!r})
+        print("Description: give up")
+        """)
+    (env.ws / "train.py").write_text(SOURCE)
+    with pytest.raises(AgentError, match="made no change"):
+        make_command_agent("cmd:stub").propose(ctx)
+    assert (env.ws / "train.py").read_text() == SOURCE
+
+
+def test_real_prompt_builder_gets_the_command_section():
+    from autoresearch.agents.prompt import build_prompt
+
+    ctx = Context(program="Make val_bpb lower.", train_py=SOURCE, harness_surface="", workspace=Path("/ws"))
     text = command.command_prompt(ctx)
-    assert text.startswith(prompt_mod.build_prompt(ctx).rstrip())
+    assert text.startswith(build_prompt(ctx).rstrip())
     assert text.rstrip().endswith(command.COMMAND_INSTRUCTIONS.rstrip())
+    assert "```python" in text and "Description:" in text

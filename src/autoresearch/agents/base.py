@@ -12,11 +12,15 @@ from typing import Protocol, runtime_checkable
 
 
 class AgentError(Exception):
-    """The agent could not produce a proposal. `fatal` means retrying will not help (missing command, bad key)."""
+    """The agent could not produce a proposal. `fatal` means retrying will not help (missing command, bad key).
 
-    def __init__(self, message: str, fatal: bool = False) -> None:
+    `usage` is what the failed attempt still cost (tokens of replies that could not be used), for the journal.
+    """
+
+    def __init__(self, message: str, fatal: bool = False, usage: Usage | None = None) -> None:
         super().__init__(message)
         self.fatal = fatal
+        self.usage = usage if usage is not None else Usage()
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class Context:
     failure: Failure | None = None  # set when the agent is asked to fix its own crashed change
     workspace: Path | None = None  # command agents edit workspace/train.py in place
     experiment: int = 0  # number of the experiment being proposed
+    max_seq_len: int | None = None  # tokens per row (workspace setting); None: agents keep batch ratios as they are
 
 
 @dataclass

@@ -8,7 +8,8 @@ Choose one with `claude-code`, `codex`, or `cmd:"<command line>"` (split like a 
 The protocol every command follows:
 
 - It runs with the workspace as its working directory and edits `train.py` there, in place. It changes no other
-  file (the loop verifies this and restores anything else).
+  file (the loop verifies this and restores anything else). When the agent is asked to fix its own failed attempt,
+  train.py holds that attempt when the command starts.
 - The prompt reaches it twice: on standard input (closed after the prompt) and in a file named by the environment
   variable `AUTORESEARCH_PROMPT_FILE` (a temporary file outside the workspace, deleted afterwards). It also finds
   `AUTORESEARCH_TRAIN_PY` (the absolute path of train.py) and `AUTORESEARCH_EXPERIMENT` (the number of the
@@ -17,9 +18,9 @@ The protocol every command follows:
   (without one: `edit by <agent name>`). The rest of its standard output, trimmed and bounded, is kept as the
   rationale.
 - Optionally it reports what the edit cost with lines `Cost: <usd>` and `Tokens: <input> <output>` on standard
-  output (the last of each counts). Without them the usage is recorded as zero.
+  output (the last of each counts; a failed round is charged too). Without them the usage is recorded as zero.
 - Exit code 0 means a proposal was made; train.py must then differ from before. A non-zero exit is a failed round:
-  the loop may skip it. Either way, a failed command leaves train.py as it found it.
+  the loop may skip it. After any failed round autoresearch puts train.py back as it was.
 - It has a time limit (default 900 s). Past it, its whole process group gets SIGTERM, then SIGKILL after a grace
   period, and the round fails.
 - A command that cannot be found stops the loop before it starts, with a message saying how to install it.
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.agents.base import AgentError, Context, Proposal, Usage
+from autoresearch.agents.prompt import build_prompt
 
 DEFAULT_TIMEOUT = 900.0
 TERM_GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
@@ -86,18 +88,14 @@ INSTALL_HINTS = {
 CMD_HINT = "Put the program on PATH or give its path in the command line after `cmd:`."
 
 COMMAND_INSTRUCTIONS = """
-
-## How to deliver your change
-
-You are running non-interactively; your current working directory is the workspace. These instructions replace
-any request above to reply with the complete file.
-
-- Edit `train.py` in place, in the current directory. Change no other file and create none.
-- Do not run train.py, training, benchmarks or any experiment, and do not use git: the loop runs the experiment
-  after you finish and keeps or reverts your change.
+## How to deliver your change (this replaces the reply format above)
+You run non-interactively; your current working directory is the workspace. Do not reply with the file or with
+SEARCH/REPLACE blocks: make the change yourself.
+- Edit `train.py` in place, in the current directory. Change, create or delete no other file.
+- Do not run train.py, training, benchmarks or any other experiment, and do not use git: the loop runs the
+  experiment after you finish and keeps or reverts your change.
 - Leave train.py complete and runnable.
-- End your reply with one line of the form `Description: <one line saying what you changed>`; it must be the last
-  line you print.
+- The last line you print must be `Description: <one line saying what you changed>`.
 """
 
 DESCRIPTION_RE = re.compile(r"^[\s>*_`#-]*Description\s*:[\s*_`]*(?P<text>.*?)[\s*_`]*$", re.IGNORECASE)
@@ -106,9 +104,7 @@ TOKENS_RE = re.compile(r"^\s*Tokens:\s*(?P<inp>\d+)\s+(?P<out>\d+)\s*$")
 
 
 def base_prompt(ctx: Context) -> str:
-    """The prompt every agent gets (imported late: the prompt module is shared with the LLM agents)."""
-    from autoresearch.agents.prompt import build_prompt
-
+    """The prompt every agent gets; command_prompt adds how a command delivers its change."""
     return build_prompt(ctx)
 
 
@@ -154,39 +150,42 @@ class CommandAgent:
             raise AgentError(f"agent {self.name}: cannot read {train}: {e}", fatal=True) from e
         argv = [self.check(workspace), *self.argv[1:]]
         prompt = command_prompt(ctx)
+        # The file on disk must be the one the prompt describes: when fixing a failed attempt, that attempt.
+        start = ctx.failure.train_py if ctx.failure and ctx.failure.train_py else ctx.train_py
         fd, prompt_path = tempfile.mkstemp(prefix="autoresearch-prompt-", suffix=".md")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(prompt)
+            if original != start.encode("utf-8"):
+                train.write_text(start, encoding="utf-8")
             env = {**os.environ, PROMPT_ENV: prompt_path, TRAIN_PY_ENV: str(train),
                    EXPERIMENT_ENV: str(ctx.experiment)}
             out = _run(argv, workspace, env, prompt, self.timeout, self.grace)
-            return self._proposal(out, train, original)
+            return self._proposal(out, train, unchanged=(start, ctx.train_py))
         except BaseException:
             _restore(train, original)
             raise
         finally:
             Path(prompt_path).unlink(missing_ok=True)
 
-    def _proposal(self, out: _Output, train: Path, original: bytes) -> Proposal:
+    def _proposal(self, out: _Output, train: Path, unchanged: tuple[str, ...]) -> Proposal:
+        def fail(message: str, lines: list[str] = ()) -> AgentError:
+            return AgentError(f"agent {self.name} {message}{_tail(list(lines))}", usage=out.usage)
+
         if out.timed_out:
-            raise AgentError(f"agent {self.name} timed out after {self.timeout:g} s "
-                             f"(stopped with SIGTERM, then SIGKILL){_tail(out.stderr)}")
+            raise fail(f"timed out after {self.timeout:g} s (stopped with SIGTERM, then SIGKILL)", out.stderr)
         if out.returncode != 0:
             how = (f"was killed by signal {-out.returncode}" if out.returncode < 0
                    else f"exited with code {out.returncode}")
-            raise AgentError(f"agent {self.name} {how}{_tail(out.stderr or out.stdout)}")
+            raise fail(how, out.stderr or out.stdout)
         try:
-            new = train.read_bytes()
+            source = train.read_bytes().decode("utf-8")
         except OSError as e:
-            raise AgentError(f"agent {self.name} exited 0 but train.py is gone: {e}") from e
-        if new == original:
-            raise AgentError(f"agent {self.name} exited 0 but made no change to train.py{_tail(out.stderr)}",
-                             fatal=False)
-        try:
-            source = new.decode("utf-8")
+            raise fail(f"exited 0 but train.py is gone: {e}") from e
         except UnicodeDecodeError as e:
-            raise AgentError(f"agent {self.name} left train.py that is not UTF-8 text: {e}") from e
+            raise fail(f"left train.py that is not UTF-8 text: {e}") from e
+        if source in unchanged:  # the file it started from, or the current best
+            raise fail("exited 0 but made no change to train.py", out.stderr)
         return Proposal(train_py=source, description=out.description or f"edit by {self.name}",
                         rationale=out.rationale(), usage=out.usage)
 
@@ -315,12 +314,31 @@ def _stop_group(proc: subprocess.Popen, grace: float) -> None:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         proc.poll()  # reap the leader so that it does not count as a live member
-        try:
-            os.killpg(proc.pid, 0)
-        except (ProcessLookupError, PermissionError):
+        if not _group_alive(proc.pid):
             return
         time.sleep(0.05)
     _signal_group(proc, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs. Zombies do not count: in containers whose init reaps slowly
+    (or never), they would otherwise hold every timeout for its full grace period."""
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:  # no /proc (macOS): ask the kernel, zombies included
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for pid in entries:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -1,0 +1,293 @@
+"""Agents that ask a language model for the next train.py: `anthropic:<model>` and `openai:<model>`.
+
+`openai:` speaks Chat Completions, so with `base_url` it also reaches any OpenAI-compatible server (Ollama, vLLM,
+llama.cpp, LM Studio). Both SDKs are optional extras, imported only when such an agent is made.
+
+The retry policy is ours, not the SDK's (its max_retries is 0), so it is visible and testable:
+- transient failures (429, 408, 409, 5xx, connection errors, timeouts) are retried with exponential backoff and
+  jitter, honouring Retry-After; past the budget the agent raises a non-fatal AgentError so the loop can wait and
+  go on: the loop never dies of a provider error;
+- a refused key (401/403) or an unknown model (404) is fatal, with a message saying what to fix;
+- a reply that cannot be parsed gets exactly one corrective turn carrying the parse error.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import importlib
+import ipaddress
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlparse
+
+from autoresearch.agents.base import Agent, AgentError, Context, Proposal, Usage
+from autoresearch.agents.pricing import Price, cost_usd, price_for
+from autoresearch.agents.prompt import (SYSTEM_PROMPT, ReplyError, base_source, build_prompt, correction_message,
+                                        parse_reply)
+
+log = logging.getLogger(__name__)
+
+LOCAL_API_KEY = "not-needed"  # local servers ignore the key, but the SDKs insist on one
+ANTHROPIC_MAX_TOKENS = 32_000  # Anthropic requires a cap; a full train.py is ~8k tokens, thinking needs headroom
+RETRYABLE_STATUS = {408, 409, 429}  # plus every 5xx (Anthropic's 529 "overloaded" included)
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter. `sleep` and `rng` are injectable so tests do not wait."""
+
+    base: float = 2.0  # seconds before the first retry (about; jitter spreads it over [base/2, base])
+    cap: float = 120.0  # no single wait is longer, Retry-After included
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        ceiling = min(self.cap, self.base * 2.0**attempt)
+        wait = ceiling / 2 + self.rng.uniform(0, ceiling / 2)  # never zero, and clients that failed together part
+        if retry_after is not None:  # the server knows best when it will take us again
+            wait = max(wait, min(retry_after, self.cap))
+        return wait
+
+
+@dataclass
+class Completion:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    truncated: bool  # stopped at the output token limit
+
+
+class LLMAgent:
+    """The provider-independent part: prompt, corrective retry, transient-error retries, usage and cost."""
+
+    provider = ""
+    key_env = ""
+    base_url_env = ""
+    default_endpoint = ""
+
+    def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 600, max_retries: int = 6,
+                 prices: Mapping[str, Price] | None = None, temperature: float | None = None,
+                 max_tokens: int | None = None, backoff: Backoff | None = None) -> None:
+        self.name = f"{self.provider}:{model}"
+        self.model = model
+        self.base_url = base_url or os.environ.get(self.base_url_env) or None
+        self.local = is_local_url(self.base_url)
+        self.timeout = timeout
+        self.max_retries = max(0, max_retries)
+        self.temperature = temperature  # None: the model's default (some recent models refuse any other value)
+        self.max_tokens = max_tokens
+        self.backoff = backoff or Backoff()
+        self.price = price_for(model, prices, builtin=not self.local)  # warns now, at start-up, if unknown
+        self.sdk = _import_sdk(self.provider)
+        self.client = self._make_client()
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url or self.default_endpoint
+
+    # -- the agent ---------------------------------------------------------------------------------------------
+    def propose(self, ctx: Context) -> Proposal:
+        source = base_source(ctx)
+        messages: list[dict[str, str]] = [{"role": "user", "content": build_prompt(ctx)}]
+        usage = Usage()
+        for turn in range(2):  # the reply, and at most one correction
+            reply = self._call(messages, usage)
+            try:
+                if reply.truncated:
+                    raise ReplyError("the reply was cut off at the output token limit; use SEARCH/REPLACE edits, "
+                                     "which are much shorter than the complete file")
+                if not reply.text.strip():
+                    raise ReplyError("the reply was empty")
+                train_py, description, rationale = parse_reply(reply.text, source)
+            except ReplyError as err:
+                if turn == 1:
+                    raise AgentError(f"{self.name}: two replies in a row could not be used; the last one: {err}",
+                                     usage=usage) from None
+                log.info("%s: reply unusable (%s); asking once more", self.name, err)
+                messages += [{"role": "assistant", "content": reply.text.strip() or "(empty reply)"},
+                             {"role": "user", "content": correction_message(err)}]
+                continue
+            return Proposal(train_py, description, rationale, usage)
+        raise AssertionError("unreachable")
+
+    def _call(self, messages: list[dict[str, str]], usage: Usage) -> Completion:
+        """One completion, retrying transient failures; adds what every answered request cost to `usage`."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                reply = self._complete(messages)
+            except Exception as exc:  # noqa: BLE001 - sorted below; anything unrecognised is re-raised
+                verdict, retry_after, message = self._classify(exc)
+                if verdict == "fatal":
+                    raise AgentError(message, fatal=True, usage=usage) from exc
+                if verdict == "fail" or attempt == self.max_retries:
+                    tries = f" (after {attempt + 1} attempts)" if verdict == "retry" else ""
+                    raise AgentError(f"{message}{tries}", usage=usage) from exc
+                wait = self.backoff.delay(attempt, retry_after)
+                log.warning("%s; retry %d of %d in %.1f s", message, attempt + 1, self.max_retries, wait)
+                self.backoff.sleep(wait)
+                continue
+            usage.input_tokens += reply.input_tokens
+            usage.output_tokens += reply.output_tokens
+            usage.cost_usd += cost_usd(reply.input_tokens, reply.output_tokens, self.price)
+            return reply
+        raise AssertionError("unreachable")
+
+    def _classify(self, exc: Exception) -> tuple[str, float | None, str]:
+        """("retry" | "fail" | "fatal", Retry-After seconds, message). Both SDKs share these exception names."""
+        sdk, who = self.sdk, f"{self.name} at {self.endpoint}"
+        if isinstance(exc, sdk.APITimeoutError):
+            return "retry", None, f"{who}: no answer within {self.timeout:g} s"
+        if isinstance(exc, sdk.APIConnectionError):
+            return "retry", None, f"{who}: cannot connect ({exc.__cause__ or exc})"
+        if isinstance(exc, sdk.APIStatusError):
+            status, detail = exc.status_code, _detail(exc)
+            if status in (401, 403):
+                return "fatal", None, (f"{who} refused the credentials (HTTP {status}: {detail}). Set {self.key_env} "
+                                       "to a valid key with access to this model.")
+            if status == 404:
+                return "fatal", None, (f"{who}: model {self.model!r} or the API path was not found (HTTP 404: "
+                                       f"{detail}). Check the model name (a local server may need it pulled first, "
+                                       "e.g. `ollama pull MODEL`) and --base-url (OpenAI-compatible servers usually "
+                                       "end in /v1).")
+            if status in RETRYABLE_STATUS or status >= 500:
+                return "retry", _retry_after(exc), f"{who}: HTTP {status} ({detail})"
+            return "fail", None, f"{who}: request rejected (HTTP {status}: {detail})"
+        if isinstance(exc, sdk.APIError):  # e.g. a response that does not parse: a server problem, not ours
+            return "fail", None, f"{who}: {exc}"
+        if isinstance(exc, TypeError) and "authentication" in str(exc).lower():  # Anthropic SDK without a key
+            return "fatal", None, f"{who}: no API key. Set {self.key_env}."
+        raise exc
+
+    # -- provider specifics ------------------------------------------------------------------------------------
+    def _make_client(self) -> Any:
+        raise NotImplementedError
+
+    def _complete(self, messages: list[dict[str, str]]) -> Completion:
+        raise NotImplementedError
+
+
+class AnthropicAgent(LLMAgent):
+    provider = "anthropic"
+    key_env = "ANTHROPIC_API_KEY"
+    base_url_env = "ANTHROPIC_BASE_URL"
+    default_endpoint = "https://api.anthropic.com"
+
+    def _make_client(self) -> Any:
+        key = os.environ.get(self.key_env)
+        if not key and self.local and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+            key = LOCAL_API_KEY
+        # Without a key the SDK may still find other credentials; if it finds none, _classify says so.
+        return self.sdk.Anthropic(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
+
+    def _complete(self, messages: list[dict[str, str]]) -> Completion:
+        options: dict[str, Any] = {}
+        if self.temperature is not None:  # through extra_body: recent SDKs dropped the argument (recent models
+            options["extra_body"] = {"temperature": self.temperature}  # refuse it), older models still take it
+        # An explicit timeout also keeps the SDK from refusing large max_tokens without streaming.
+        resp = self.client.messages.create(model=self.model, max_tokens=self.max_tokens or ANTHROPIC_MAX_TOKENS,
+                                           system=SYSTEM_PROMPT, messages=messages, timeout=self.timeout, **options)
+        text = "".join(getattr(b, "text", "") or "" for b in resp.content or [] if getattr(b, "type", "") == "text")
+        usage = resp.usage
+        return Completion(text, getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0,
+                          resp.stop_reason == "max_tokens")
+
+
+class OpenAIAgent(LLMAgent):
+    provider = "openai"
+    key_env = "OPENAI_API_KEY"
+    base_url_env = "OPENAI_BASE_URL"
+    default_endpoint = "https://api.openai.com/v1"
+
+    def _make_client(self) -> Any:
+        key = os.environ.get(self.key_env) or (LOCAL_API_KEY if self.local else None)
+        try:
+            return self.sdk.OpenAI(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
+        except self.sdk.OpenAIError as exc:
+            raise AgentError(f"{self.name}: no API key ({exc}). Set {self.key_env}, or pass --base-url for a local "
+                             "server that needs none.", fatal=True) from None
+
+    def _complete(self, messages: list[dict[str, str]]) -> Completion:
+        options: dict[str, Any] = {}
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
+        if self.max_tokens is not None:  # recent models reject the older max_tokens
+            options["max_completion_tokens"] = self.max_tokens
+        resp = self.client.chat.completions.create(
+            model=self.model, messages=[{"role": "system", "content": SYSTEM_PROMPT}, *messages],
+            timeout=self.timeout, **options)
+        choice = resp.choices[0] if resp.choices else None
+        text = (choice.message.content or "") if choice is not None and choice.message is not None else ""
+        usage = resp.usage  # some compatible servers send none
+        return Completion(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0,
+                          choice is not None and choice.finish_reason == "length")
+
+
+PROVIDERS: dict[str, type[LLMAgent]] = {"anthropic": AnthropicAgent, "openai": OpenAIAgent}
+
+
+def make_llm_agent(spec: str, *, base_url: str | None = None, timeout: float = 600, max_retries: int = 6,
+                   prices: Mapping[str, Price] | None = None, temperature: float | None = None,
+                   max_tokens: int | None = None, backoff: Backoff | None = None) -> Agent:
+    """An agent for `anthropic:<model>` or `openai:<model>`; its name is the spec."""
+    provider, _, model = spec.partition(":")
+    if provider not in PROVIDERS or not model.strip():
+        raise AgentError(f"unknown LLM agent {spec!r}: write anthropic:MODEL or openai:MODEL "
+                         "(e.g. anthropic:claude-opus-5-5, openai:gpt-6-sol)", fatal=True)
+    return PROVIDERS[provider](model.strip(), base_url=base_url, timeout=timeout, max_retries=max_retries,
+                               prices=prices, temperature=temperature, max_tokens=max_tokens, backoff=backoff)
+
+
+def is_local_url(url: str | None) -> bool:
+    """Whether a base URL points at this machine or a private network: a server nobody bills for."""
+    host = (urlparse(url).hostname or "") if url else ""
+    if not host:
+        return False
+    if host == "localhost" or host.endswith((".localhost", ".local")) or host == "host.docker.internal":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified
+
+
+def _import_sdk(provider: str) -> ModuleType:
+    try:
+        return importlib.import_module(provider)
+    except ImportError:
+        raise AgentError(f"the {provider!r} package is not installed, and {provider}:MODEL agents need it: "
+                         f"pip install 'autoresearch[{provider}]'", fatal=True) from None
+
+
+def _detail(exc: Any) -> str:
+    """The provider's own error message, short."""
+    body = getattr(exc, "body", None)
+    message = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else inner
+    text = " ".join(str(message or getattr(exc, "message", "") or exc).split())
+    return text[:300]
+
+
+def _retry_after(exc: Any) -> float | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return max(0.0, float(ms) / 1000)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:  # an HTTP date
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
