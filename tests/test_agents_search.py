@@ -17,6 +17,7 @@ from autoresearch.workspace import CONSTANT_RE, read_constants, set_constants, t
 TEMPLATE = template_text("train.py")
 CPU = set_constants(TEMPLATE, PROFILES["cpu"].train_constants)  # what `init --profile cpu` writes
 CPU_SEQ = PROFILES["cpu"].max_seq_len
+CPU_CONSTANTS = read_constants(CPU)
 
 
 def ctx(train_py: str, history: tuple[HistoryEntry, ...] = (), experiment: int = 1, **kw) -> Context:
@@ -74,8 +75,9 @@ def check_proposal(old: str, new: str, seq_len: int | None = None) -> dict:
     assert t & (t - 1) == 0 and b & (b - 1) == 0
     if seq_len:
         assert t % (b * seq_len) == 0
+        r0 = None
     else:  # the ratio the start had stays a divisor, so whatever sequence length worked still does
-        r0 = read_constants(CPU)["TOTAL_BATCH_SIZE"] // read_constants(CPU)["DEVICE_BATCH_SIZE"]
+        r0 = CPU_CONSTANTS["TOTAL_BATCH_SIZE"] // CPU_CONSTANTS["DEVICE_BATCH_SIZE"]
         assert t % b == 0 and (t // b) % r0 == 0
     return after
 
@@ -122,10 +124,11 @@ def test_is_an_agent_with_zero_usage():
 
 def test_proposals_change_only_constants_and_keep_types_ranges_and_invariants():
     for source, seq_len in ((TEMPLATE, 2048), (CPU, CPU_SEQ), (CPU, None)):
-        for n in range(40):
+        before = read_constants(source)
+        for n in range(15):
             p = SearchAgent().propose(ctx(source, experiment=n, max_seq_len=seq_len))
             after = check_proposal(source, p.train_py, seq_len if source is TEMPLATE or seq_len else None)
-            moved = {name for name, v in after.items() if v != read_constants(source)[name]}
+            moved = {name for name, v in after.items() if v != before[name]}
             assert set(described(p.description)) == moved, p.description
 
 
@@ -136,11 +139,11 @@ def test_search_never_repeats_and_improves_the_objective():
     assert len(set(keys)) == len(keys)
     assert tuple(sorted(read_constants(CPU).items(), key=str)) not in keys
     assert sum(e.status == "keep" for e in history[1:]) >= 5
-    assert best < 1 + 0.5 * (start - 1), (start, best)  # the excess over the optimum (1.0) at least halved
+    assert best < 1 + 0.25 * (start - 1), (start, best)  # at most a quarter of the excess over the optimum left
 
 
 def test_search_without_sequence_length_or_baseline_entry_keeps_the_batch_ratio():
-    proposals, history, best = run_search(CPU, 40, seed=3, baseline=False)  # check_proposal asserts the ratio
+    proposals, history, best = run_search(CPU, 30, seed=3, baseline=False)  # check_proposal asserts the ratio
     assert best < objective(read_constants(CPU))
 
 
@@ -162,33 +165,47 @@ def test_learns_the_direction_from_the_history():
     up = _with(CPU, MATRIX_LR=0.042)
     discarded = (entry(1, "discard", CPU, up, "MATRIX_LR 0.03 -> 0.042", val_bpb=2.0),)
     seen = []
-    for n in range(2, 200):
-        after = read_constants(SearchAgent().propose(ctx(CPU, discarded, n)).train_py)
-        if after["MATRIX_LR"] != 0.03:
-            seen.append(after["MATRIX_LR"])
+    for n in range(2, 100):
+        p = SearchAgent().propose(ctx(CPU, discarded, n))
+        if "MATRIX_LR" in p.description:
+            seen.append(read_constants(p.train_py)["MATRIX_LR"])
+            assert re.search(r"[Rr]aising MATRIX_LR did not help last time \(#1 discarded\)", p.rationale)
     assert seen and all(v < 0.03 for v in seen), seen
-    p = next(SearchAgent().propose(ctx(CPU, discarded, n)) for n in range(2, 200)
-             if "MATRIX_LR" in SearchAgent().propose(ctx(CPU, discarded, n)).description)
-    assert "did not help" in p.rationale and "MATRIX_LR 0.03 -> 0.021" in p.description
+    assert 0.021 in seen  # x0.7
 
     # kept: the same direction again, one step larger (x2 after x1.4)
     kept = (entry(1, "keep", CPU, up, "MATRIX_LR 0.03 -> 0.042", val_bpb=1.5),)
-    moves = [read_constants(SearchAgent().propose(ctx(up, kept, n)).train_py)["MATRIX_LR"] for n in range(2, 200)]
-    moves = [v for v in moves if v != 0.042]
-    assert moves and all(v == 0.084 for v in moves), moves
+    baseline_then_kept = (HistoryEntry(0, "keep", "baseline", val_bpb=2.0, train_py=CPU),  # no diffs needed
+                          HistoryEntry(1, "keep", "MATRIX_LR 0.03 -> 0.042", val_bpb=1.5, train_py=up))
+    for history in (kept, baseline_then_kept):
+        moves = [read_constants(SearchAgent().propose(ctx(up, history, n)).train_py)["MATRIX_LR"]
+                 for n in range(2, 100)]
+        moves = [v for v in moves if v != 0.042]
+        assert moves and all(v == 0.084 for v in moves), moves
+
+    # a bigger step after that overshot: back to the smaller step in the same direction
+    overshot = kept + (entry(2, "discard", up, _with(up, MATRIX_LR=0.084), "MATRIX_LR 0.042 -> 0.084"),)
+    moves = [read_constants(SearchAgent().propose(ctx(up, overshot, n)).train_py)["MATRIX_LR"]
+             for n in range(3, 100)]
+    assert {v for v in moves if v != 0.042} == {0.0588}
 
 
 def test_a_crash_counts_as_tried_and_bad():
-    big = _with(CPU, DEVICE_BATCH_SIZE=32, TOTAL_BATCH_SIZE=2**13)
-    crashed = (HistoryEntry(1, "crash", "DEVICE_BATCH_SIZE 16 -> 32", reason="oom", train_py=big),)
-    for n in range(2, 120):
-        p = SearchAgent().propose(ctx(CPU, crashed, n, max_seq_len=CPU_SEQ))
-        assert read_constants(p.train_py) != read_constants(big)
+    base = "TOTAL_BATCH_SIZE = 2**13\nDEVICE_BATCH_SIZE = 16\nMATRIX_LR = 0.03\nDEPTH = 2\n"  # room for 32
+    big = _with(base, DEVICE_BATCH_SIZE=32)
+    crashed = (entry(1, "crash", base, big, "DEVICE_BATCH_SIZE 16 -> 32", reason="out of memory"),)
     # the same through ctx.failure (the loop asks the agent to fix its crashed change)
-    failure = Failure("DEVICE_BATCH_SIZE 16 -> 32", "crash", "oom", "CUDA out of memory", big)
-    for n in range(2, 60):
-        p = SearchAgent().propose(ctx(CPU, experiment=n, failure=failure, max_seq_len=CPU_SEQ))
-        assert read_constants(p.train_py) != read_constants(big)
+    failure = Failure("DEVICE_BATCH_SIZE 16 -> 32", "crash", "out of memory", "CUDA out of memory", big)
+    for history, fail in ((crashed, None), ((), failure)):
+        batch = []
+        for n in range(2, 60):
+            p = SearchAgent().propose(ctx(base, history, n, failure=fail, max_seq_len=CPU_SEQ))
+            after = read_constants(p.train_py)
+            assert after != read_constants(big)
+            if after["DEVICE_BATCH_SIZE"] != 16:
+                batch.append(after["DEVICE_BATCH_SIZE"])
+                assert "crashed" in p.rationale
+        assert batch and all(b < 16 for b in batch), batch
 
 
 def test_natural_spelling_of_values():

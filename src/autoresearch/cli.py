@@ -161,6 +161,123 @@ def train(workspace: Path | None, cache_dir: Path | None, timeout: float | None)
                f" | {result.wall_seconds:.1f}s wall")
 
 
+@cli.command()
+@workspace_option
+@cache_option
+@click.option("--tag", help="Name of the run; its branch is autoresearch/<tag> (default: today, e.g. nov21).")
+@click.option("--resume", is_flag=True, help="Continue an existing run (the latest, or --tag) after a stop or crash.")
+@click.option("--agent", "agent_spec", default="search", show_default=True, envvar="AUTORESEARCH_AGENT",
+              help="search | anthropic:MODEL | openai:MODEL | claude-code | codex | cmd:\"COMMAND\". "
+              "Env: AUTORESEARCH_AGENT.")
+@click.option("--base-url", envvar="AUTORESEARCH_BASE_URL",
+              help="OpenAI-compatible server for openai:MODEL (Ollama, vLLM, llama.cpp, LM Studio).")
+@click.option("--prices", "prices_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="TOML price table overriding the built-in USD per million tokens.")
+@click.option("--max-experiments", type=click.IntRange(min=1), help="Stop after this many experiments in the run.")
+@click.option("--max-hours", type=float, help="Stop starting experiments after this many hours.")
+@click.option("--max-cost", type=float, help="Stop when the agent's usage reaches this many USD.")
+@click.option("--fix-attempts", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Times an agent may repair its own crashed change before it is recorded as a crash.")
+@click.option("--timeout", type=float, help="Kill an experiment after this many seconds "
+              "(default: 2 x budget, at least budget + 120 s).")
+@click.option("--agent-timeout", type=float, help="Time limit of one agent call, seconds.")
+@click.option("--policy", type=click.Choice(["greedy"]), default="greedy", show_default=True,
+              help="greedy: keep any improvement.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the search agent.")
+@friendly_errors
+def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume: bool, agent_spec: str,
+        base_url: str | None, prices_file: Path | None, max_experiments: int | None, max_hours: float | None,
+        max_cost: float | None, fix_attempts: int, timeout: float | None, agent_timeout: float | None,
+        policy: str, seed: int) -> None:
+    """Run the research loop: the agent proposes, the harness judges, git keeps the winners.
+
+    The first experiment is the unchanged baseline. Each later one: the agent edits train.py, the loop checks
+    and commits it, trains for the time budget, keeps the commit if val_bpb improved and resets the branch
+    otherwise. Records go to results.tsv and the journal (.autoresearch/journal.db). Ctrl-C stops cleanly;
+    `--resume` continues after any stop, even a crash of this process.
+    """
+    from autoresearch.agents import AgentError, make_agent
+    from autoresearch.harness.constants import prepared_dir
+    from autoresearch.loop import Limits, Loop, LoopConfig, LoopError, default_tag, open_journal
+    from autoresearch.ui import LoopView, status_table, summary_line
+
+    root = _workspace_root(workspace)
+    settings = Settings.load(root / SETTINGS_FILE)
+    cache = _cache(cache_dir)
+    if not (prepared_dir(settings, cache) / "meta.json").exists():
+        raise click.ClickException("the data is not prepared yet: run `autoresearch prepare` in the workspace first")
+    if resume and tag is None:
+        journal = open_journal(root)
+        runs = journal.runs()
+        journal.close()
+        if not runs:
+            raise click.ClickException("nothing to resume: this workspace has no runs yet (start one without --resume)")
+        tag = runs[-1].tag
+    tag = tag or default_tag()
+    prices = None
+    if prices_file:
+        from autoresearch.agents.pricing import load_prices
+
+        prices = load_prices(prices_file)
+    try:
+        agent = make_agent(agent_spec, seed=seed, base_url=base_url, prices=prices, agent_timeout=agent_timeout)
+        check = getattr(agent, "check", None)
+        if check:
+            check(root)
+    except AgentError as e:
+        raise click.ClickException(str(e)) from e
+    config = LoopConfig(tag=tag, agent=agent_spec, policy=policy, resume=resume, fix_attempts=fix_attempts,
+                        limits=Limits(max_experiments, max_hours, max_cost), timeout=timeout, cache=cache)
+    loop = Loop(root, settings, agent, config)
+    try:
+        loop.start()
+    except LoopError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"run {tag} on branch autoresearch/{tag} | agent {agent.name} | {settings.time_budget:g}s per experiment")
+    with LoopView(loop.journal, tag, agent.name) as view:
+        loop.view = view
+        reason = loop.run_until_limit()
+    records = loop.journal.final_attempts(tag)
+    from rich.console import Console
+
+    Console().print(status_table(records, title=f"run {tag}"))
+    click.echo(summary_line(records, loop.journal.totals(tag)))
+    click.echo(f"stopped: {reason}")
+    loop.journal.close()
+
+
+@cli.command()
+@workspace_option
+@click.option("--tag", help="The run to show (default: the latest).")
+@click.option("--all", "all_runs", is_flag=True, help="List every run of the workspace.")
+@friendly_errors
+def status(workspace: Path | None, tag: str | None, all_runs: bool) -> None:
+    """Print the table of experiments of a run and the best result so far."""
+    from rich.console import Console
+
+    from autoresearch.loop import open_journal
+    from autoresearch.ui import status_table, summary_line
+
+    root = _workspace_root(workspace)
+    journal = open_journal(root)
+    runs = journal.runs()
+    if not runs:
+        raise click.ClickException("no runs yet: start one with `autoresearch run`")
+    if all_runs:
+        for r in runs:
+            recs = journal.final_attempts(r.tag)
+            click.echo(f"{r.tag:<16} {r.branch:<28} {r.agent:<24} {r.state:<8} {summary_line(recs)}")
+        return
+    run = journal.run(tag) if tag else runs[-1]
+    if run is None:
+        raise click.ClickException(f"no run tagged {tag!r}; see `autoresearch status --all`")
+    records = journal.final_attempts(run.tag)
+    Console().print(status_table(records, title=f"run {run.tag} ({run.branch}, agent {run.agent}, {run.state})"))
+    click.echo(summary_line(records, journal.totals(run.tag)))
+    if run.stop_reason:
+        click.echo(f"last stop: {run.stop_reason}")
+
+
 def main() -> None:
     cli(prog_name="autoresearch")
 

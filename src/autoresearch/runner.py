@@ -29,6 +29,7 @@ STATUSES = ("ok", "crash", "timeout", "nan", "oom", "rejected")
 TERM_GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
 STARTUP_ALLOWANCE = 120.0  # start-up, compilation and evaluation on top of the training budget
 TAIL_LINES = 30
+PGID_FILE = "pgid"
 
 # Names of environment variables an experiment never sees: API keys and other credentials of the orchestrator.
 SECRET_RE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
@@ -124,19 +125,68 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
         try:
             proc = subprocess.Popen([sys.executable, str(script)], cwd=run_dir, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
-                                    start_new_session=True, errors="replace")
+                                    start_new_session=True, errors="replace", preexec_fn=_die_with_parent)
         except OSError as e:
             return RunResult(status="crash", log_path=log_path, reason=f"could not start python: {e}")
+        (run_dir / PGID_FILE).write_text(str(proc.pid))  # lets a resumed orchestrator stop an orphaned run
         reader = threading.Thread(target=_pump, args=(proc, log, tail, on_line, on_progress), daemon=True)
         reader.start()
         timed_out = _wait(proc, exp.limit)
         _kill_group(proc)  # children the run left behind (compile workers, strays) go with it
         reader.join(timeout=5)
+    (run_dir / PGID_FILE).unlink(missing_ok=True)
     result = _classify(proc.returncode, timed_out, list(tail), result_path, exp.limit)
     result.wall_seconds = time.monotonic() - t0
     result.returncode = proc.returncode
     result.log_path = log_path
     return result
+
+
+def _die_with_parent() -> None:
+    """Linux: the experiment gets SIGKILL if the orchestrator dies (kill -9 included), so none trains on alone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def kill_stale_group(run_dir: Path) -> int:
+    """Kill what is left of a run an earlier orchestrator started and never saw finish. Returns processes hit.
+
+    Only processes still in that run's process group *and* working in its directory are touched, so a recycled
+    group id can never take an unrelated process down.
+    """
+    path = run_dir / PGID_FILE
+    try:
+        pgid = int(path.read_text())
+    except (OSError, ValueError):
+        return 0
+    hit = 0
+    for pid in _group_members(pgid):
+        try:
+            if Path(f"/proc/{pid}/cwd").resolve() == run_dir.resolve():
+                os.kill(pid, signal.SIGKILL)
+                hit += 1
+        except OSError:
+            continue
+    path.unlink(missing_ok=True)
+    return hit
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
 
 
 def _pump(proc: subprocess.Popen, log, tail: deque, on_line, on_progress) -> None:

@@ -59,3 +59,143 @@ class RunView:
         if p.remaining is not None:
             info += f" | {p.remaining:.0f}s left"
         self._bar.update(self._task, completed=min(100.0, p.percent), info=info)
+
+
+# -- the research loop ----------------------------------------------------------------------------------------------
+
+STATUS_STYLE = {"keep": "bold green", "discard": "dim", "crash": "red", "rejected": "magenta"}
+
+
+def _fmt(v: float | None, spec: str = ".6f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def status_table(records, title: str | None = None, limit: int | None = None):
+    """The experiments of a run, one row each (the final attempt of every idea), keeps in green."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, header_style="bold")
+    for col, kw in (("#", {"justify": "right"}), ("commit", {}), ("status", {}), ("val_bpb", {"justify": "right"}),
+                    ("Δ best", {"justify": "right"}), ("mem GB", {"justify": "right"}), ("description", {})):
+        table.add_column(col, **kw)
+    best: float | None = None
+    rows = []
+    for r in records:
+        delta = None if best is None or r.val_bpb is None or r.status not in ("keep", "discard") else r.val_bpb - best
+        note = r.description + (f"  [{r.outcome}: {r.reason}]" if r.status in ("crash", "rejected") else "")
+        if r.attempt:
+            note += f"  (fix attempt {r.attempt})"
+        rows.append((str(r.number), (r.commit_sha or r.parent_commit or "")[:7], r.status or r.state,
+                     _fmt(r.val_bpb if r.status in ("keep", "discard") else None),
+                     "" if delta is None else f"{delta:+.4f}", _fmt(r.memory_gb, ".1f"), note[:120],
+                     STATUS_STYLE.get(r.status or "", "")))
+        if r.status == "keep":
+            best = r.val_bpb
+    for *cells, style in rows[-limit:] if limit else rows:
+        table.add_row(*cells, style=style)
+    return table
+
+
+def summary_line(records, totals: dict | None = None) -> str:
+    """One line a researcher pastes into a chat: baseline -> best, how many kept, what it cost."""
+    done = [r for r in records if r.status]
+    kept = [r for r in done if r.status == "keep"]
+    if not kept:
+        return f"{len(done)} experiments, nothing kept yet"
+    base, best = kept[0].val_bpb, kept[-1].val_bpb
+    line = (f"val_bpb {base:.6f} -> {best:.6f} ({(best - base) / base * 100:+.2f}%) | {len(done)} experiments, "
+            f"{len(kept) - 1} kept, {sum(r.status == 'crash' for r in done)} crashed, "
+            f"{sum(r.status == 'rejected' for r in done)} rejected")
+    if totals and totals.get("cost"):
+        line += f" | agent cost ${totals['cost']:.2f}"
+    return line
+
+
+class LoopView:
+    """Live view of the loop: header, current experiment with its training progress, the last results.
+
+    On a terminal it redraws in place (rich Live); elsewhere it prints one plain line per event.
+    """
+
+    def __init__(self, journal, tag: str, agent: str, console: Console | None = None, recent: int = 8) -> None:
+        self.console = console or Console(file=sys.stdout)
+        self.journal, self.tag, self.agent, self.recent = journal, tag, agent, recent
+        self.current = None
+        self.budget = 0.0
+        self.last: Progress | None = None
+        self._live = None
+        self._last_plain = 0.0
+        self.started = time.monotonic()
+
+    def __enter__(self) -> LoopView:
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live:
+            self._live.update(self._render())
+            self._live.stop()
+
+    # View protocol (autoresearch.loop.View)
+    def message(self, text: str) -> None:
+        self._print(text)
+
+    def experiment_started(self, rec, budget: float) -> None:
+        self.current, self.budget, self.last = rec, budget, None
+        self._print(f"[exp {rec.number}] {rec.description} | running ({budget:g}s budget)")
+
+    def line(self, text: str) -> None:
+        if not self._live and text.startswith("step "):
+            now = time.monotonic()
+            if now - self._last_plain >= PLAIN_STEP_INTERVAL:
+                self._last_plain = now
+                print(f"  {text}", flush=True)
+
+    def progress(self, p: Progress) -> None:
+        self.last = p
+        self._refresh()
+
+    def experiment_done(self, rec, best: float | None) -> None:
+        self.current = None
+        figure = f"val_bpb {rec.val_bpb:.6f}" if rec.val_bpb is not None else rec.reason
+        self._print(f"[exp {rec.number}] {rec.status} | {figure} | best {_fmt(best)} | {rec.description}")
+
+    # rendering
+    def _print(self, text: str) -> None:
+        if self._live:
+            self._live.console.print(text, markup=False, highlight=False)
+            self._refresh()
+        else:
+            print(text, flush=True)
+
+    def _refresh(self) -> None:
+        if self._live:
+            self._live.update(self._render())
+
+    def _render(self):
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.progress_bar import ProgressBar
+        from rich.text import Text
+
+        records = self.journal.final_attempts(self.tag)
+        kept = [r for r in records if r.status == "keep"]
+        best = kept[-1].val_bpb if kept else None
+        elapsed = time.monotonic() - self.started
+        head = Text(f"run {self.tag} | agent {self.agent} | {len(records)} experiments | best val_bpb {_fmt(best)}"
+                    f" | {elapsed / 60:.1f} min", style="bold")
+        parts = [head]
+        if self.current is not None:
+            p = self.last
+            pct = p.percent if p else 0.0
+            info = f"step {p.step} | loss {p.loss:.4f}" + (f" | {p.remaining:.0f}s left" if p and p.remaining is not None
+                                                           else "") if p else "starting"
+            parts += [Text(f"exp {self.current.number}: {self.current.description}"),
+                      ProgressBar(total=100, completed=min(100.0, pct), width=50), Text(info, style="cyan")]
+        if records:
+            parts.append(status_table(records, limit=self.recent))
+        return Panel(Group(*parts), title="autoresearch", border_style="blue")

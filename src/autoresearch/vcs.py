@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from functools import cache
 from pathlib import Path
 
 FALLBACK_IDENTITY = ("autoresearch", "autoresearch@localhost")
@@ -23,6 +24,7 @@ def git(repo: Path, *args: str, check: bool = True, input: str | None = None) ->
     return proc.stdout
 
 
+@cache
 def _identity_args(repo: Path) -> list[str]:
     """Commit as the user when git knows who they are, else as autoresearch (CI machines often have no identity)."""
     probe = subprocess.run(["git", "-C", str(repo), "config", "user.email"], capture_output=True, text=True)
@@ -49,3 +51,64 @@ def commit_all(repo: Path, message: str) -> str:
 
 def head(repo: Path) -> str:
     return git(repo, "rev-parse", "HEAD").strip()
+
+
+def branch_exists(repo: Path, branch: str) -> bool:
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+                          capture_output=True).returncode == 0
+
+
+def current_branch(repo: Path) -> str:
+    return git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip()
+
+
+def create_branch(repo: Path, branch: str) -> None:
+    git(repo, "checkout", "-q", "-b", branch)
+
+
+def checkout(repo: Path, branch: str) -> None:
+    git(repo, "checkout", "-q", branch)
+
+
+def reset_hard(repo: Path, commit: str) -> None:
+    git(repo, "reset", "-q", "--hard", commit)
+
+
+def commit_file(repo: Path, name: str, message: str) -> str:
+    """Commit exactly one file (the experiment's train.py), whatever else the index holds."""
+    git(repo, "add", "--", name)
+    git(repo, "commit", "-q", "--no-verify", "-m", message, "--", name)
+    return head(repo)
+
+
+def status_porcelain(repo: Path) -> list[str]:
+    """Changed and untracked (not ignored) paths, one `XY path` entry each."""
+    out = git(repo, "status", "--porcelain", "--untracked-files=all", "-z")
+    return [entry for entry in out.split("\0") if entry]
+
+
+def show(repo: Path, commit: str, name: str) -> str:
+    return git(repo, "show", f"{commit}:{name}")
+
+
+def diff_texts(old: str, new: str, name: str = "train.py") -> str:
+    import difflib
+
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        fromfile=f"a/{name}", tofile=f"b/{name}"))
+
+
+def log_subjects(repo: Path, base: str, tip: str = "HEAD") -> list[tuple[str, str]]:
+    """(sha, subject) of the commits in base..tip, oldest first."""
+    out = git(repo, "log", "--reverse", "--format=%H%x09%s", f"{base}..{tip}")
+    return [tuple(line.split("\t", 1)) for line in out.splitlines() if line]  # type: ignore[misc]
+
+
+def clear_stale_lock(repo: Path) -> bool:
+    """A kill -9 during a git command can leave index.lock behind; we are the only writer, so remove it."""
+    lock = Path(git(repo, "rev-parse", "--git-dir").strip())
+    lock = (lock if lock.is_absolute() else repo / lock) / "index.lock"
+    if lock.exists():
+        lock.unlink()
+        return True
+    return False

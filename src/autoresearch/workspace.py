@@ -33,6 +33,14 @@ def template_text(name: str) -> str:
     return resources.files("autoresearch.template").joinpath(name).read_text()
 
 
+def harness_surface() -> str:
+    """What train.py may import from autoresearch.harness, as an agent's prompt shows it."""
+    import autoresearch.harness as harness
+
+    doc = harness.__doc__ or ""
+    return "from autoresearch.harness import ...\n" + doc.split("\n", 1)[1].strip() + "\n"
+
+
 def init_workspace(directory: Path, settings: Settings) -> Path:
     """Create a git repository holding train.py, program.md, autoresearch.toml and .gitignore, committed."""
     directory = directory.expanduser().resolve()

@@ -1,0 +1,72 @@
+"""Agents, registered behind one small interface (base.Agent). Built-ins register the same way plugins do.
+
+A spec names an agent: `search`, `anthropic:<model>`, `openai:<model>`, `claude-code`, `codex`, `cmd:"<command>"`,
+or `<plugin>:<arg>` for a third-party package exposing a factory in the `autoresearch.agents` entry-point group
+(the factory is called as factory(arg, **options) and returns an object with `name` and `propose(ctx)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, Proposal, Usage
+
+__all__ = ["Agent", "AgentError", "Context", "Failure", "HistoryEntry", "Proposal", "Usage", "make_agent", "register"]
+
+Factory = Callable[..., Agent]
+_REGISTRY: dict[str, Factory] = {}
+
+
+def register(prefix: str) -> Callable[[Factory], Factory]:
+    def deco(factory: Factory) -> Factory:
+        _REGISTRY[prefix] = factory
+        return factory
+
+    return deco
+
+
+@register("search")
+def _search(arg: str, *, seed: int = 0, **_: Any) -> Agent:
+    from autoresearch.agents.search import SearchAgent
+
+    return SearchAgent(seed=seed)
+
+
+@register("anthropic")
+@register("openai")
+def _llm(arg: str, *, spec: str, base_url: str | None = None, prices: dict | None = None,
+         timeout: float | None = None, **_: Any) -> Agent:
+    from autoresearch.agents.llm import make_llm_agent
+
+    if not arg:
+        raise AgentError(f"{spec!r} needs a model name, e.g. anthropic:claude-sonnet-4-5 or openai:gpt-5", fatal=True)
+    kw: dict[str, Any] = {"base_url": base_url, "prices": prices}
+    if timeout:
+        kw["timeout"] = timeout
+    return make_llm_agent(spec, **kw)
+
+
+@register("claude-code")
+@register("codex")
+@register("cmd")
+def _command(arg: str, *, spec: str, agent_timeout: float | None = None, **_: Any) -> Agent:
+    from autoresearch.agents.command import make_command_agent
+
+    return make_command_agent(spec, **({"timeout": agent_timeout} if agent_timeout else {}))
+
+
+def make_agent(spec: str, **options: Any) -> Agent:
+    """Build the agent a spec names; unknown names list what exists (built-ins and installed plugins)."""
+    prefix, _, arg = spec.partition(":")
+    factory = _REGISTRY.get(prefix)
+    if factory is None:
+        plugins = {ep.name: ep for ep in entry_points(group="autoresearch.agents")}
+        if prefix in plugins:
+            factory = plugins[prefix].load()
+        else:
+            known = ", ".join(sorted({*_REGISTRY, *plugins}))
+            raise AgentError(f"unknown agent {spec!r}; choose one of: {known} (e.g. search, anthropic:MODEL, "
+                             f"openai:MODEL, claude-code, codex, cmd:\"./my-agent.sh\")", fatal=True)
+    return factory(arg, spec=spec, **options)

@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 LOCAL_API_KEY = "not-needed"  # local servers ignore the key, but the SDKs insist on one
 ANTHROPIC_MAX_TOKENS = 32_000  # Anthropic requires a cap; a full train.py is ~8k tokens, thinking needs headroom
 RETRYABLE_STATUS = {408, 409, 429}  # plus every 5xx (Anthropic's 529 "overloaded" included)
+# Local reasoning models (DeepSeek-R1, Qwen3 on Ollama or vLLM) often put their reasoning inline; its code snippets
+# must not be mistaken for the answer.
+_THINKING = re.compile(r"^\s*<think>.*?</think>", re.DOTALL)
 
 
 @dataclass
@@ -98,19 +102,20 @@ class LLMAgent:
         usage = Usage()
         for turn in range(2):  # the reply, and at most one correction
             reply = self._call(messages, usage)
+            text = _THINKING.sub("", reply.text).strip()
             try:
                 if reply.truncated:
                     raise ReplyError("the reply was cut off at the output token limit; use SEARCH/REPLACE edits, "
                                      "which are much shorter than the complete file")
-                if not reply.text.strip():
+                if not text:
                     raise ReplyError("the reply was empty")
-                train_py, description, rationale = parse_reply(reply.text, source)
+                train_py, description, rationale = parse_reply(text, source)
             except ReplyError as err:
                 if turn == 1:
                     raise AgentError(f"{self.name}: two replies in a row could not be used; the last one: {err}",
                                      usage=usage) from None
                 log.info("%s: reply unusable (%s); asking once more", self.name, err)
-                messages += [{"role": "assistant", "content": reply.text.strip() or "(empty reply)"},
+                messages += [{"role": "assistant", "content": text or "(empty reply)"},
                              {"role": "user", "content": correction_message(err)}]
                 continue
             return Proposal(train_py, description, rationale, usage)

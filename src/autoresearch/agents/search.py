@@ -385,9 +385,10 @@ class Event:
     level: int
     good: bool
     status: str
+    alone: bool  # the only constant that attempt changed (a crash is blamed on it alone then)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)  # parsing is the cost of a call; sources repeat across calls
 def _parse(source: str) -> tuple[tuple[str, Any], ...]:
     return tuple(read_constants(source).items())
 
@@ -429,20 +430,22 @@ def learn(ctx: Context, cur: dict[str, Any]) -> tuple[set, dict[Dim, list[Event]
     history = sorted(ctx.history, key=lambda e: e.number)
     any_keep = any(e.status == "keep" and e.train_py for e in history)
     base: dict[str, Any] | None = None if any_keep else cur  # before the first keep, the best was the start
-    attempts = [(e.number, e.status, e.train_py, e.diff) for e in history]
-    if ctx.failure is not None:
-        attempts.append((ctx.experiment, ctx.failure.status or "crash", ctx.failure.train_py, ""))
-    for number, status, source, diff in attempts:
+    attempts = [(e.number, e.status, e.train_py, e.diff, None) for e in history]
+    if ctx.failure is not None:  # the attempt at this experiment that just broke, relative to the current best
+        attempts.append((ctx.experiment, ctx.failure.status or "crash", ctx.failure.train_py, "", cur))
+    for number, status, source, diff, ref in attempts:
         if not source:
             continue
         consts = constants(source)
         tried.add(setting_key(consts))
         if status in ("keep", "discard"):
             ran.append(consts)
-        ref = base if base is not None else _diff_base(consts, diff)
+        ref = ref or (base if base is not None else _diff_base(consts, diff))
         if ref is not None:
-            for dim, direction, level in _moves_between(ref, consts):
-                events.setdefault(dim, []).append(Event(number, direction, level, status == "keep", status))
+            moves = _moves_between(ref, consts)
+            for dim, direction, level in moves:
+                events.setdefault(dim, []).append(Event(number, direction, level, status == "keep", status,
+                                                        alone=len(moves) == 1))
         if status == "keep":
             base = consts
     return tried, events, ran
@@ -459,7 +462,8 @@ class Candidate:
     dims: tuple[Dim, ...]
     ring: int
     weight: float
-    reason: str
+    reason: str  # why this move, for the rationale
+    action: str  # the move in a few words ("raising MATRIX_LR")
 
 
 @dataclass(frozen=True)
@@ -475,7 +479,7 @@ class Preference:
 
 def preference(evs: list[Event], rule: Rule) -> Preference:
     latest = {e.direction: e for e in evs}  # the most recent event per direction
-    avoid = frozenset(d for d, e in latest.items() if e.status == "crash")
+    avoid = frozenset(d for d, e in latest.items() if e.status == "crash" and e.alone)
     if not evs:
         return Preference(None, 1, 1.0, "fresh", avoid)
     last = evs[-1]
@@ -516,11 +520,16 @@ def _reason(dim: Dim, rule: Rule, direction: int, evs: list[Event], pref: Prefer
         seen = f"{verb(last.direction)} helped last time (#{last.number} kept)"
     else:
         seen = f"{verb(last.direction)} did not help last time (#{last.number} {outcome})"
-    if direction == pref.direction and ring == 0:
+    if ring == 0 and direction == pref.direction:
         plan = {"momentum": "so pushing further that way", "overshoot": "so trying a smaller step that way",
                 "reverse": "so trying the other way"}[pref.mode]
         return f"{seen}, {plan}"
-    return f"{seen}; {verb(direction)} instead, since the nearer settings have all been tried"
+    if ring == 0:  # no preferred direction: the other one crashed
+        crash = next(e for e in reversed(evs) if e.direction == -direction)
+        return f"{seen}, and {verb(-direction)} crashed (#{crash.number}), so {verb(direction)} once more"
+    if direction == last.direction:
+        return f"{seen}, but the moves nearer to the plan are used up, so trying that way again"
+    return f"{seen}; now {verb(direction)}, as the nearer settings have all been tried"
 
 
 def candidates(cur: dict[str, Any], dims: dict[Dim, Rule], events: dict[Dim, list[Event]],
@@ -542,7 +551,8 @@ def candidates(cur: dict[str, Any], dims: dict[Dim, Rule], events: dict[Dim, lis
                 partners = [k for k in changes if k != dim[0]]
                 if partners:
                     reason += f", with {' and '.join(partners)} adjusted to keep the shapes consistent"
-                out.append(Candidate(changes, (dim,), ring, rule.weight * pref.factor, reason))
+                action = rule.words[0 if direction == UP else 1].format(_label(dim))
+                out.append(Candidate(changes, (dim,), ring, rule.weight * pref.factor, reason, action))
     return out
 
 
@@ -579,6 +589,7 @@ class SearchAgent:
             if k not in tried and k not in fresh:
                 fresh[k] = c
         chosen: list[Candidate] = []
+        exhausted = False
         if fresh:
             inner = min(c.ring for c in fresh.values())
             pool = [c for c in fresh.values() if c.ring == inner]
@@ -600,6 +611,7 @@ class SearchAgent:
                 pool = [p for p in pairs if p[0] == inner]
                 _, a, b = rng.choices(pool, weights=[p[1].weight * p[2].weight for p in pool])[0]
                 chosen = [a, b]
+                exhausted = True
         if not chosen:
             raise AgentError(f"search space exhausted: every setting of the {len(dims)} tunable constant(s) within "
                              f"reach of the best train.py has been tried ({len(tried)} in all); use an LLM agent "
@@ -614,6 +626,9 @@ class SearchAgent:
                                 f"{_show(name, changes[name], code[name])}" for name in order)
         if len(chosen) == 1:
             rationale = _sentence(chosen[0].reason)
+        elif exhausted:
+            rationale = _sentence("every single move within reach has been tried, so two at once: "
+                                  f"{chosen[0].action} and {chosen[1].action}")
         else:
             rationale = _sentence(f"two moves at once: {chosen[0].reason}; and {chosen[1].reason}")
         return Proposal(train_py=train_py, description=description, rationale=rationale, usage=Usage())

@@ -136,16 +136,19 @@ class _Gen:
             self.bits.append(self.pend)
             self.pend = 0.0
 
+    def say(self, s: str) -> None:
+        """Write text that settles the choices charged so far (a word is settled by the character after it)."""
+        self.put(s)
+        self.mark()
+
     def document(self) -> Document:
         g, c = self.g, self.c
         self.put("# ")
         self.topic = self.unif(c.n_topics)
-        self.put(g.topics[self.topic])
-        self.mark()
+        self.say(g.topics[self.topic])
         self.put(" of ")
         home = self.pick(g.place_t)
-        self.put(g.places[home])
-        self.mark()
+        self.say(g.places[home])
         self.home_mix = ((c.p_home, Table([home], [1.0])), (1.0 - c.p_home, g.place_t))
         paras = 0
         while True:
@@ -183,8 +186,7 @@ class _Gen:
         return f"no {self.g.plurals[v]}" if n == 0 else f"1 {self.g.nouns[v]}" if n == 1 else f"{n} {self.g.plurals[v]}"
 
     def place(self) -> None:
-        self.put(self.g.places[self.mix(self.home_mix)])
-        self.mark()
+        self.say(self.g.places[self.mix(self.home_mix)])
 
     # ---------------------------------------------------------------------------------------------- characters
     def free(self, gender: int) -> bool:
@@ -196,8 +198,7 @@ class _Gen:
     def new_char(self) -> int:
         gender = self.choose((0.5 if self.free(0) else 0.0, 0.5 if self.free(1) else 0.0))
         v = self.pick_excl(self.g.name_t[gender], {v for gd, v in self.cast if gd == gender})
-        self.put(self.g.names[gender][v])
-        self.mark()
+        self.say(self.g.names[gender][v])
         self.cast.append((gender, v))
         return len(self.cast) - 1
 
@@ -206,19 +207,16 @@ class _Gen:
         k = self.choose((c.subj_w[PRON] if focus and (pairs or len(focus) == 1) else 0.0,
                          c.subj_w[EXIST] if n else 0.0, c.subj_w[NEW] if self.can_new() else 0.0))
         if k == PRON:
-            self.put(self.pronoun(focus, cap))
-            self.mark()
+            self.say(self.pronoun(focus, cap))
             return focus
         if k == NEW:
             return (self.new_char(),)
         i = self.unif(n)
-        self.put(self.name(i))
-        self.mark()
+        self.say(self.name(i))
         if pairs and n >= 2 and self.bern(c.p_pair):  # decided after the first name: that is the reading order
             j = self.unif(n - 1)
             j += j >= i
-            self.put(" and " + self.name(j))
-            self.mark()
+            self.say(" and " + self.name(j))
             return (i, j)
         return (i,)
 
@@ -227,8 +225,7 @@ class _Gen:
         if self.choose((self.c.subj_w[EXIST] if others else 0.0, self.c.subj_w[NEW] if self.can_new() else 0.0)):
             return self.new_char()
         j = others[self.unif(len(others))]
-        self.put(self.name(j))
-        self.mark()
+        self.say(self.name(j))
         return j
 
     # ---------------------------------------------------------------------------------------------- phrases
@@ -238,23 +235,18 @@ class _Gen:
         if k == NP_NEW:
             self.np_new()
         elif k == NP_REF:
-            self.put("the " + self.g.nouns[self.things[self.unif(len(self.things))]])
-            self.mark()
+            self.say("the " + self.g.nouns[self.things[self.unif(len(self.things))]])
         else:
-            self.put(c.count_words[self.unif(len(c.count_words))])
-            self.mark()
+            self.say(c.count_words[self.unif(len(c.count_words))])
             if self.bern(c.p_adj):
-                self.put(" " + self.adj())
-                self.mark()
-            self.put(" " + self.g.plurals[self.noun()])
-            self.mark()
+                self.say(" " + self.adj())
+            self.say(" " + self.g.plurals[self.noun()])
 
     def np_new(self) -> None:
         """ "a lamp", "an old lamp": a new thing, which "the lamp" may refer to from now on."""
         if self.bern(self.c.p_adj):
             a = self.adj()
-            self.put(("an " if a[0] in VOWELS else "a ") + a)
-            self.mark()
+            self.say(("an " if a[0] in VOWELS else "a ") + a)
             v = self.noun()
             self.put(" " + self.g.nouns[v])
         else:
@@ -273,8 +265,7 @@ class _Gen:
         k = self.choose(c.vp_w[:GIVE] + (c.vp_w[GIVE] if others else 0.0,) + c.vp_w[GIVE + 1:])
         if k == TV:
             v = self.mix(g.verb_mix[self.topic])
-            self.put((g.verbs if pl else g.verbs3)[v])
-            self.mark()
+            self.say((g.verbs if pl else g.verbs3)[v])
             self.put(" ")
             self.np()
             pp = self.choose((c.pp_w[0], c.pp_w[1], c.pp_w[2] if others else 0.0))  # nothing, "in <place>", "with <name>"
@@ -282,24 +273,20 @@ class _Gen:
                 self.put(" in ")
                 self.place()
             elif pp == 2:
-                self.put(" with " + self.name(others[self.unif(len(others))]))
-                self.mark()
+                self.say(" with " + self.name(others[self.unif(len(others))]))
         elif k == BE:
-            self.put(("are " if pl else "is ") + self.adj())
-            self.mark()
+            self.say(("are " if pl else "is ") + self.adj())
         elif k == LIVE:
             self.put("live in " if pl else "lives in ")
             self.place()
         elif k == GIVE:
             self.put("give " if pl else "gives ")
             self.np()
-            self.put(" to " + self.name(others[self.unif(len(others))]))
-            self.mark()
+            self.say(" to " + self.name(others[self.unif(len(others))]))
         else:
             n = 2 + self.unif(c.has_max - 1)
             v = self.noun()
-            self.put(f"{'have' if pl else 'has'} {n} {g.plurals[v]}")
-            self.mark()
+            self.say(f"{'have' if pl else 'has'} {n} {g.plurals[v]}")
             if not pl:
                 self.inv[subj[0]] = (v, n)
 
@@ -316,8 +303,7 @@ class _Gen:
     def sentence(self) -> None:
         c = self.c
         if self.bern(c.p_there):
-            self.put("There")
-            self.mark()
+            self.say("There")
             self.put(" is ")
             self.np_new()
             self.put(" in ")
@@ -326,8 +312,7 @@ class _Gen:
             return
         cap = True
         if self.bern(c.p_opener):
-            self.put(c.openers[self.unif(len(c.openers))])
-            self.mark()
+            self.say(c.openers[self.unif(len(c.openers))])
             self.put(", ")
             cap = False
         subj = self.subject(cap, pairs=True)
@@ -338,15 +323,13 @@ class _Gen:
 
     def ledger(self) -> None:
         c = self.c
-        self.put("At " + c.settings[self.unif(len(c.settings))])
-        self.mark()
+        self.say("At " + c.settings[self.unif(len(c.settings))])
         self.put(", ")
         (x,) = self.subject(False, pairs=False)
         inv = self.inv.get(x)
         v = self.noun(inv[0] if inv else -1)
         n = inv[1] if inv and v == inv[0] else 2 + self.unif(c.ledger_max - 1)  # a known count is not chosen again
-        self.put(f" had {self.count(n, v)}")
-        self.mark()
+        self.say(f" had {self.count(n, v)}")
         self.put(".")
         pron = self.pronoun((x,), True)
         others = [j for j in range(len(self.cast)) if j != x]
@@ -374,8 +357,7 @@ class _Gen:
             ops += 1
             if ops == c.max_ops or not self.bern(c.p_more_ops):
                 break
-        self.put(" Now")
-        self.mark()
+        self.say(" Now")
         self.put(f" {pron.lower()} has {self.count(n, v)}.")
         self.inv[x] = (v, n)
         self.focus = (x,)
@@ -384,16 +366,14 @@ class _Gen:
         """One list item; returns how many things it counts."""
         if self.bern(self.c.p_item_plural):
             n = 2 + self.unif(self.c.item_max - 1)
-            self.put(f"{n} {self.g.plurals[self.noun()]}")
-            self.mark()
+            self.say(f"{n} {self.g.plurals[self.noun()]}")
             return n
         self.np_new()
         return 1
 
     def list_inline(self) -> None:
         c = self.c
-        self.put("For the " + c.purposes[self.unif(len(c.purposes))])
-        self.mark()
+        self.say("For the " + c.purposes[self.unif(len(c.purposes))])
         self.put(", ")
         (x,) = self.subject(False, pairs=False)
         self.put(" packed ")
@@ -410,8 +390,7 @@ class _Gen:
 
     def list_vertical(self) -> None:
         c = self.c
-        self.put("Things to " + c.headers[self.unif(len(c.headers))])
-        self.mark()
+        self.say("Things to " + c.headers[self.unif(len(c.headers))])
         self.put(":")
         total = j = 0
         while True:
@@ -420,8 +399,7 @@ class _Gen:
             total += self.item()
             if j >= 2 and (j == c.max_items or self.bern(c.p_last)):
                 break
-        self.put("\nTotal")
-        self.mark()
+        self.say("\nTotal")
         self.put(f": {total} things.")
 
     def dialogue(self) -> None:
@@ -449,8 +427,7 @@ class _Gen:
                 spk[s] = self.speaker(spk[0] if line else -1)
             else:
                 i = spk[s]
-                self.put(f"{self.pronoun((i,), False)} {verb}" if self.bern(c.p_pron_attr) else f"{verb} {self.name(i)}")
-                self.mark()
+                self.say(f"{self.pronoun((i,), False)} {verb}" if self.bern(c.p_pron_attr) else f"{verb} {self.name(i)}")
             self.put(".")
             self.focus = (spk[s],)
             line += 1
@@ -462,37 +439,29 @@ class _Gen:
         """The words of one line; returns (kind, data) when the line is a question that the next line answers."""
         g, c = self.g, self.c
         if k == U_I:
-            self.put("I")
-            self.mark()
-            self.put(" " + g.verbs[self.mix(g.verb_mix[self.topic])])
-            self.mark()
+            self.say("I")
+            self.say(" " + g.verbs[self.mix(g.verb_mix[self.topic])])
             self.put(" ")
             self.np()
             return None
         if k == U_THE:
-            self.put("The " + g.nouns[self.things[self.unif(len(self.things))]])
-            self.mark()
-            self.put(" is " + self.adj())
-            self.mark()
+            self.say("The " + g.nouns[self.things[self.unif(len(self.things))]])
+            self.say(" is " + self.adj())
             return None
         if k == U_HAVE:
             w = g.nouns[self.noun()]
-            self.put(f"Do you have {'an' if w[0] in VOWELS else 'a'} {w}")
-            self.mark()
+            self.say(f"Do you have {'an' if w[0] in VOWELS else 'a'} {w}")
             return (U_HAVE, 0)
         if k == U_SUM:
             a = 1 + self.unif(c.sum_max)
-            self.put(f"What is {a}")
-            self.mark()
+            self.say(f"What is {a}")
             minus = self.bern(0.5)
             b = 1 + self.unif(a if minus else c.sum_max)
-            self.put(f" {'minus' if minus else 'plus'} {b}")
-            self.mark()
+            self.say(f" {'minus' if minus else 'plus'} {b}")
             return (U_SUM, a - b if minus else a + b)
         inv = self.inv.get(answerer)
         v = self.noun(inv[0] if inv else -1)
-        self.put(f"How many {g.plurals[v]}")
-        self.mark()
+        self.say(f"How many {g.plurals[v]}")
         self.put(" do you have")
         return (U_COUNT, v)
 
@@ -500,8 +469,7 @@ class _Gen:
         kind, data = question
         if kind == U_HAVE:
             yes = self.bern(0.5)
-            self.put("Yes" if yes else "No")
-            self.mark()
+            self.say("Yes" if yes else "No")
             self.put(", I do" if yes else ", I do not")
         elif kind == U_SUM:
             self.put(f"It is {data}")
@@ -512,8 +480,7 @@ class _Gen:
             else:
                 n = self.unif(self.c.count_max + 1)
                 self.inv[who] = (data, n)
-            self.put("I have " + self.count(n, data))
-            self.mark()
+            self.say("I have " + self.count(n, data))
 
     _PARAGRAPHS = {NARRATIVE: narrative, LEDGER: ledger, LIST_INLINE: list_inline, LIST_VERTICAL: list_vertical,
                    DIALOGUE: dialogue}

@@ -128,6 +128,11 @@ class _Parser:
     def choice(self, weights: tuple[float, ...], k: int) -> None:
         self.charge(weights[k] / sum(weights), "a construction possible here")
 
+    def flag(self, yes: bool, p: float) -> bool:
+        """A yes/no choice of probability p for yes, read from the text."""
+        self.charge(p if yes else 1.0 - p)
+        return yes
+
     def count(self, n: int, v: int) -> str:
         g = self.g
         return f"no {g.plurals[v]}" if n == 0 else f"1 {g.nouns[v]}" if n == 1 else f"{n} {g.plurals[v]}"
@@ -175,12 +180,8 @@ class _Parser:
         self.choice(w, EXIST)
         i = self.who[name]
         self.charge(1 / n)
-        if not (pairs and n >= 2):
+        if not (pairs and n >= 2 and self.flag(self.see(" and "), c.p_pair)):
             return (i,)
-        if not self.see(" and "):
-            self.charge(1 - c.p_pair)
-            return (i,)
-        self.charge(c.p_pair)
         self.i += 5
         other = self.name()[0]
         if self.who.get(other, i) == i:
@@ -225,12 +226,9 @@ class _Parser:
         c = self.c
         art = self.article()
         first = self.peek()
-        if self.g.lex.get(first, (-1,))[0] == ADJ:
-            self.charge(c.p_adj)
+        if self.flag(self.g.lex.get(first, (-1,))[0] == ADJ, c.p_adj):
             self.adj()
             self.lit(" ")
-        else:
-            self.charge(1 - c.p_adj)
         self.agree(art, first)
         v = self.noun()
         if v not in self.things:
@@ -246,30 +244,34 @@ class _Parser:
         elif first == "the":
             self.choice(w, NP_REF)
             self.lit("the ")
-            if self.noun_ref() < 0:
-                self.fail("a thing introduced before")
+            self.noun_ref()
         elif first in c.count_words:
             self.choice(w, NP_PLURAL)
             self.charge(1 / len(c.count_words))
             self.i += len(first)
             self.lit(" ")
-            if self.g.lex.get(self.peek(), (-1,))[0] == ADJ:
-                self.charge(c.p_adj)
+            if self.flag(self.g.lex.get(self.peek(), (-1,))[0] == ADJ, c.p_adj):
                 self.adj()
                 self.lit(" ")
-            else:
-                self.charge(1 - c.p_adj)
             self.noun(plural=True)
         else:
             self.fail("a noun phrase")
 
-    def noun_ref(self) -> int:
-        """A noun that must be one of the things introduced so far; -1 if it is not."""
-        v = self.word(NOUN, "a noun")
-        if v not in self.things:
-            return -1
+    def noun_ref(self) -> None:
+        """ "the <noun>": one of the things introduced so far."""
+        if self.word(NOUN, "a noun") not in self.things:
+            self.fail("a thing introduced before")
         self.charge(1 / len(self.things))
-        return v
+
+    def count_phrase(self) -> tuple[int, int]:
+        """ "no lamps", "1 lamp", "7 lamps" -> (count, noun); charges nothing (the caller knows the context)."""
+        if self.see("no "):
+            self.i += 3
+            n = 0
+        else:
+            n = self.number(1, 10**9)
+            self.lit(" ")
+        return n, self.word(NOUN if n == 1 else PLURAL, "a noun agreeing with the count")
 
     def vp(self, subj: tuple[int, ...]) -> None:
         c = self.c
@@ -286,17 +288,11 @@ class _Parser:
             self.charge(self.mixture(self.g.verb_mix[self.topic], v))
             self.lit(" ")
             self.np()
-            w = (c.pp_w[0], c.pp_w[1], c.pp_w[2] if others else 0.0)
-            if self.see(" in "):
-                self.choice(w, 1)
-                self.i += 4
-                self.place()
-            elif self.see(" with "):
-                self.choice(w, 2)
-                self.i += 6
-                self.other(others)
-            else:
-                self.choice(w, 0)
+            pp = 1 if self.see(" in ") else 2 if self.see(" with ") else 0  # nothing, "in <place>", "with <name>"
+            self.choice((c.pp_w[0], c.pp_w[1], c.pp_w[2] if others else 0.0), pp)
+            if pp:
+                self.lit(("", " in ", " with ")[pp])
+                self.place() if pp == 1 else self.other(others)
             return
         self.i += len(first)
         self.lit(" ")
@@ -316,16 +312,6 @@ class _Parser:
             v = self.noun(plural=True)
             if not pl:
                 self.inv[subj[0]] = (v, n)
-
-    def count_phrase(self) -> tuple[int, int]:
-        """ "no lamps", "1 lamp", "7 lamps" -> (count, noun); charges nothing (the caller knows the context)."""
-        if self.see("no "):
-            self.i += 3
-            n = 0
-        else:
-            n = self.number(1, 10**9)
-            self.lit(" ")
-        return n, self.word(NOUN if n == 1 else PLURAL, "a noun agreeing with the count")
 
     # ------------------------------------------------------------------------------------------- paragraphs
     def document(self) -> None:
@@ -347,13 +333,9 @@ class _Parser:
             if paras == c.max_paras:
                 self.lit(END)
                 break
-            if paras < c.min_paras:
-                continue
-            if self.see(END):
-                self.charge(c.p_end)
+            if paras >= c.min_paras and self.flag(self.see(END), c.p_end):
                 self.i += len(END)
                 break
-            self.charge(1 - c.p_end)
         if self.i != len(self.t):
             self.fail("the end of the text")
 
@@ -363,32 +345,23 @@ class _Parser:
         while True:
             self.sentence()
             sentences += 1
-            if sentences == c.max_sents:
+            if sentences == c.max_sents or not self.flag(self.see(" "), c.p_more_sents):
                 return
-            if not self.see(" "):
-                self.charge(1 - c.p_more_sents)
-                return
-            self.charge(c.p_more_sents)
             self.i += 1
 
     def sentence(self) -> None:
         c = self.c
         first = self.peek()
-        if first == "There":
-            self.charge(c.p_there)
+        if self.flag(first == "There", c.p_there):
             self.lit("There is ")
             self.np_new()
             self.lit(" in ")
             self.place()
             self.lit(".")
             return
-        self.charge(1 - c.p_there)
         firsts = [o.split()[0] for o in c.openers]
-        cap = first not in firsts
-        if cap:
-            self.charge(1 - c.p_opener)
-        else:
-            self.charge(c.p_opener)
+        cap = not self.flag(first in firsts, c.p_opener)
+        if not cap:
             self.charge(1 / len(c.openers))
             self.lit(c.openers[firsts.index(first)] + ", ")
         subj = self.subject(cap, pairs=True)
@@ -452,12 +425,8 @@ class _Parser:
                 self.lit(" more")
             self.lit(".")
             ops += 1
-            if ops == c.max_ops:
+            if ops == c.max_ops or not self.flag(not self.see(" Now"), c.p_more_ops):
                 break
-            if self.see(" Now"):
-                self.charge(1 - c.p_more_ops)
-                break
-            self.charge(c.p_more_ops)
         self.lit(f" Now {pron.lower()} has {self.count(n, v)}.")
         self.inv[x] = (v, n)
         self.focus = (x,)
@@ -465,11 +434,9 @@ class _Parser:
     def item(self) -> int:
         c = self.c
         self.hi = max(self.hi, self.i + 1)
-        if not self.t[self.i:self.i + 1].isdigit():
-            self.charge(1 - c.p_item_plural)
+        if not self.flag(self.t[self.i:self.i + 1].isdigit(), c.p_item_plural):
             self.np_new()
             return 1
-        self.charge(c.p_item_plural)
         n = self.number(2, c.item_max)
         self.charge(1 / (c.item_max - 1))
         self.lit(" ")
@@ -485,17 +452,9 @@ class _Parser:
         self.lit(" packed ")
         total, j = self.item(), 1
         while True:
-            sep_last = " and " if j == 1 else ", and "
-            if j + 1 == c.max_items:
-                self.lit(sep_last)
-                last = True
-            else:
-                last = self.see(sep_last)
-                if not last:
-                    self.lit(", ")
-                else:
-                    self.i += len(sep_last)
-                self.charge(c.p_last if last else 1 - c.p_last)
+            sep = " and " if j == 1 else ", and "  # before the last item
+            last = j + 1 == c.max_items or self.flag(self.see(sep), c.p_last)
+            self.lit(sep if last else ", ")
             total += self.item()
             j += 1
             if last:
@@ -513,13 +472,8 @@ class _Parser:
             j += 1
             self.lit(f"\n{j}. ")
             total += self.item()
-            if j >= 2:
-                if j == c.max_items:
-                    break
-                if self.see("\nTotal"):
-                    self.charge(c.p_last)
-                    break
-                self.charge(1 - c.p_last)
+            if j >= 2 and (j == c.max_items or self.flag(self.see("\nTotal"), c.p_last)):
+                break
         self.lit(f"\nTotal: {total} things.")
 
     def dialogue(self) -> None:
@@ -550,20 +504,15 @@ class _Parser:
                 spk[s] = self.speaker(spk[0] if line else -1)
             else:
                 pron = self.pronoun((spk[s],), False)
-                by_pronoun = self.see(pron + " ")
-                self.charge(c.p_pron_attr if by_pronoun else 1 - c.p_pron_attr)
+                by_pronoun = self.flag(self.see(pron + " "), c.p_pron_attr)
                 self.lit(f"{pron} {verb}" if by_pronoun else f"{verb} {self.name_of(spk[s])}")
             self.lit(".")
             self.focus = (spk[s],)
             line += 1
             question = asked
-            if asked is None and line >= 2:
-                if line == c.max_lines:
-                    return
-                if not self.see('\n"'):
-                    self.charge(1 - c.p_more_lines)
-                    return
-                self.charge(c.p_more_lines)
+            if asked is None and line >= 2 and (line == c.max_lines or not self.flag(self.see('\n"'),
+                                                                                       c.p_more_lines)):
+                return
 
     def name_of(self, i: int) -> str:
         gender, v = self.cast[i]
@@ -579,8 +528,7 @@ class _Parser:
             return None
         if k == U_THE:
             self.lit("The ")
-            if self.noun_ref() < 0:
-                self.fail("a thing introduced before")
+            self.noun_ref()
             self.lit(" is ")
             self.adj()
             return None
@@ -609,8 +557,7 @@ class _Parser:
     def answer(self, question: tuple[int, int], who: int) -> None:
         kind, data = question
         if kind == U_HAVE:
-            yes = self.see("Yes")
-            self.charge(0.5)
+            yes = self.flag(self.see("Yes"), 0.5)
             self.lit("Yes, I do" if yes else "No, I do not")
         elif kind == U_SUM:
             self.lit(f"It is {data}")

@@ -1,0 +1,284 @@
+"""The single record of a research run: a SQLite journal, and results.tsv derived from it.
+
+Only the orchestrator writes here. Every step of an experiment is one transaction that moves it forward through
+`proposed -> committed -> running -> done`, so after a crash of the orchestrator (even kill -9) the journal says
+exactly how far each experiment got, and `loop.resume` can reconcile git with it. results.tsv is never appended
+to: it is rewritten atomically from the journal after every decision, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
+STATES = ("proposed", "committed", "running", "done")
+STATUSES = ("keep", "discard", "crash", "rejected")  # decisions; results.tsv writes rejected as crash
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    tag TEXT PRIMARY KEY,
+    branch TEXT NOT NULL,
+    base_commit TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    settings TEXT NOT NULL,          -- autoresearch.toml values, JSON
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'running',   -- running | stopped
+    stop_reason TEXT NOT NULL DEFAULT '',
+    info TEXT NOT NULL DEFAULT '{}'  -- JSON: noise floor and other run-level evidence
+);
+CREATE TABLE IF NOT EXISTS experiments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tag TEXT NOT NULL REFERENCES runs(tag),
+    number INTEGER NOT NULL,         -- the idea; 1 is the baseline
+    attempt INTEGER NOT NULL DEFAULT 0,  -- 0 = first try, 1.. = the agent fixing its own crash
+    state TEXT NOT NULL,             -- proposed | committed | running | done
+    status TEXT,                     -- keep | discard | crash | rejected (when done)
+    outcome TEXT,                    -- runner: ok | crash | timeout | nan | oom | rejected
+    description TEXT NOT NULL,
+    rationale TEXT NOT NULL DEFAULT '',
+    agent TEXT NOT NULL DEFAULT '',
+    parent_commit TEXT NOT NULL,     -- the best commit the change was made on
+    commit_sha TEXT,                 -- the experiment's commit (kept on the branch only if status is keep)
+    train_py TEXT NOT NULL,
+    diff TEXT NOT NULL DEFAULT '',
+    val_bpb REAL,
+    test_bpb REAL,                   -- held out: never shown to an agent
+    memory_gb REAL,
+    reason TEXT NOT NULL DEFAULT '',
+    error_tail TEXT NOT NULL DEFAULT '',
+    log_path TEXT NOT NULL DEFAULT '',
+    run_dir TEXT NOT NULL DEFAULT '',
+    training_seconds REAL,
+    eval_seconds REAL,
+    run_seconds REAL,                -- wall time of the experiment's process
+    agent_seconds REAL,
+    overhead_seconds REAL,           -- checks, git and bookkeeping around the run
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    metrics TEXT NOT NULL DEFAULT '{}',   -- JSON: harness result and train.py's summary block
+    evidence TEXT NOT NULL DEFAULT '{}',  -- JSON: why the decision was made
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    UNIQUE (tag, number, attempt)
+);
+CREATE TABLE IF NOT EXISTS charges (   -- agent usage that produced no proposal (failed calls still cost money)
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tag TEXT NOT NULL REFERENCES runs(tag),
+    number INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+@dataclass
+class ExperimentRecord:
+    id: int
+    tag: str
+    number: int
+    attempt: int
+    state: str
+    status: str | None
+    outcome: str | None
+    description: str
+    rationale: str
+    agent: str
+    parent_commit: str
+    commit_sha: str | None
+    train_py: str
+    diff: str
+    val_bpb: float | None
+    test_bpb: float | None
+    memory_gb: float | None
+    reason: str
+    error_tail: str
+    log_path: str
+    run_dir: str
+    training_seconds: float | None
+    eval_seconds: float | None
+    run_seconds: float | None
+    agent_seconds: float | None
+    overhead_seconds: float | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    metrics: dict = field(default_factory=dict)
+    evidence: dict = field(default_factory=dict)
+    created_at: float = 0.0
+    finished_at: float | None = None
+
+    @property
+    def tsv_status(self) -> str:
+        return "crash" if self.status == "rejected" else (self.status or "crash")
+
+
+@dataclass
+class RunRecord:
+    tag: str
+    branch: str
+    base_commit: str
+    agent: str
+    policy: str
+    settings: dict
+    created_at: float
+    state: str
+    stop_reason: str
+    info: dict
+
+
+_JSON_FIELDS = {"metrics", "evidence", "settings", "info"}
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)  # explicit transactions below
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")  # readers (status, dashboard) never block the loop
+        self.db.execute("PRAGMA synchronous=FULL")  # a committed step survives power loss, not just kill -9
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- runs ------------------------------------------------------------------------------------------------------
+
+    def create_run(self, tag: str, branch: str, base_commit: str, agent: str, policy: str, settings: dict) -> RunRecord:
+        with self.transaction() as db:
+            db.execute("INSERT INTO runs (tag, branch, base_commit, agent, policy, settings, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (tag, branch, base_commit, agent, policy, json.dumps(settings), time.time()))
+        run = self.run(tag)
+        assert run is not None
+        return run
+
+    def run(self, tag: str) -> RunRecord | None:
+        row = self.db.execute("SELECT * FROM runs WHERE tag = ?", (tag,)).fetchone()
+        return _record(RunRecord, row) if row else None
+
+    def runs(self) -> list[RunRecord]:
+        return [_record(RunRecord, r) for r in self.db.execute("SELECT * FROM runs ORDER BY created_at")]
+
+    def update_run(self, tag: str, **values: Any) -> None:
+        _update(self, "runs", "tag", tag, values)
+
+    # -- experiments -----------------------------------------------------------------------------------------------
+
+    def add_experiment(self, tag: str, number: int, attempt: int, description: str, train_py: str,
+                       parent_commit: str, **values: Any) -> ExperimentRecord:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO experiments (tag, number, attempt, state, description, train_py, parent_commit, "
+                "created_at) VALUES (?, ?, ?, 'proposed', ?, ?, ?, ?)",
+                (tag, number, attempt, description, train_py, parent_commit, time.time()))
+            exp_id = cur.lastrowid
+        if values:
+            self.update(exp_id, **values)
+        return self.get(exp_id)
+
+    def update(self, exp_id: int, **values: Any) -> None:
+        if "state" in values and values["state"] not in STATES:
+            raise ValueError(f"bad state {values['state']!r}")
+        if values.get("status") is not None and values["status"] not in STATUSES:
+            raise ValueError(f"bad status {values['status']!r}")
+        _update(self, "experiments", "id", exp_id, values)
+
+    def get(self, exp_id: int) -> ExperimentRecord:
+        row = self.db.execute("SELECT * FROM experiments WHERE id = ?", (exp_id,)).fetchone()
+        if row is None:
+            raise KeyError(exp_id)
+        return _record(ExperimentRecord, row)
+
+    def experiments(self, tag: str, done_only: bool = False) -> list[ExperimentRecord]:
+        sql = "SELECT * FROM experiments WHERE tag = ?" + (" AND state = 'done'" if done_only else "")
+        return [_record(ExperimentRecord, r) for r in self.db.execute(sql + " ORDER BY number, attempt", (tag,))]
+
+    def final_attempts(self, tag: str) -> list[ExperimentRecord]:
+        """One record per finished idea: its last attempt (what results.tsv lists)."""
+        last: dict[int, ExperimentRecord] = {}
+        for e in self.experiments(tag, done_only=True):
+            if e.status is not None:
+                last[e.number] = e
+        return [last[n] for n in sorted(last)]
+
+    def unfinished(self, tag: str) -> ExperimentRecord | None:
+        row = self.db.execute("SELECT * FROM experiments WHERE tag = ? AND state != 'done' "
+                              "ORDER BY number DESC, attempt DESC LIMIT 1", (tag,)).fetchone()
+        return _record(ExperimentRecord, row) if row else None
+
+    def best(self, tag: str) -> ExperimentRecord | None:
+        """The kept experiment with the lowest val_bpb (the branch's tip)."""
+        kept = [e for e in self.final_attempts(tag) if e.status == "keep"]
+        return kept[-1] if kept else None  # each keep beats the one before it
+
+    def add_charge(self, tag: str, number: int, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO charges (tag, number, input_tokens, output_tokens, cost_usd, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (tag, number, input_tokens, output_tokens, cost_usd, time.time()))
+
+    def totals(self, tag: str) -> dict[str, float]:
+        """Agent usage of the run: proposals plus failed calls."""
+        sums = "COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0)"
+        a = self.db.execute(f"SELECT {sums} FROM experiments WHERE tag = ?", (tag,)).fetchone()
+        b = self.db.execute(f"SELECT {sums} FROM charges WHERE tag = ?", (tag,)).fetchone()
+        return {"cost": a[0] + b[0], "input_tokens": a[1] + b[1], "output_tokens": a[2] + b[2]}
+
+    # -- results.tsv -----------------------------------------------------------------------------------------------
+
+    def write_results_tsv(self, tag: str, path: Path) -> None:
+        lines = [RESULTS_HEADER]
+        for e in self.final_attempts(tag):
+            val = f"{e.val_bpb:.6f}" if e.val_bpb is not None and e.status in ("keep", "discard") else "0.000000"
+            mem = f"{e.memory_gb:.1f}" if e.memory_gb is not None and e.status in ("keep", "discard") else "0.0"
+            commit = (e.commit_sha or e.parent_commit)[:7]
+            desc = " ".join(e.description.split())  # one line, no tabs
+            lines.append(f"{commit}\t{val}\t{mem}\t{e.tsv_status}\t{desc}")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        os.replace(tmp, path)
+
+
+def read_results_tsv(path: Path) -> list[dict[str, str]]:
+    rows = path.read_text().splitlines()
+    if not rows or rows[0] != RESULTS_HEADER:
+        raise ValueError(f"{path} does not start with the header {RESULTS_HEADER!r}")
+    keys = RESULTS_HEADER.split("\t")
+    return [dict(zip(keys, line.split("\t"))) for line in rows[1:] if line]
+
+
+def _update(journal: Journal, table: str, key: str, value: Any, values: dict[str, Any]) -> None:
+    if not values:
+        return
+    cols = ", ".join(f"{k} = ?" for k in values)
+    params = [json.dumps(v) if k in _JSON_FIELDS else v for k, v in values.items()]
+    with journal.transaction() as db:
+        db.execute(f"UPDATE {table} SET {cols} WHERE {key} = ?", (*params, value))
+
+
+def _record(cls, row: sqlite3.Row):
+    names = {f.name for f in fields(cls)}
+    data = {k: (json.loads(row[k]) if k in _JSON_FIELDS else row[k]) for k in row.keys() if k in names}
+    return cls(**data)

@@ -1,0 +1,358 @@
+"""The research loop: propose -> check -> commit -> run -> decide -> record, until a limit; and resume.
+
+Git, the journal and results.tsv stay consistent at every instant that matters: each step is recorded in the
+journal before or after its git action in an order that `reconcile` can finish from any interruption (even
+kill -9), by resetting the branch to the best kept commit and re-running the experiment that was in flight.
+"""
+
+from __future__ import annotations
+
+import ast
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from autoresearch import vcs
+from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, Proposal, Usage
+from autoresearch.journal import ExperimentRecord, Journal, RunRecord
+from autoresearch.policy import make_policy
+from autoresearch.runner import Experiment, Progress, RunResult, kill_stale_group, run_experiment
+from autoresearch.settings import Settings
+from autoresearch.workspace import EDITABLE, RUN_DIR, harness_surface
+
+RESULTS_FILE = "results.tsv"
+JOURNAL_FILE = "journal.db"
+FIXABLE = ("crash", "oom", "rejected")  # outcomes an agent may repair in a follow-up attempt
+AGENT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # waits after non-fatal agent errors; the last repeats
+
+
+class LoopError(Exception):
+    """The loop cannot start or go on; the message says how to fix it."""
+
+
+@dataclass
+class Limits:
+    max_experiments: int | None = None  # total experiments of the run, earlier sessions included
+    max_hours: float | None = None  # wall-clock hours of this session
+    max_cost: float | None = None  # USD of agent usage over the whole run
+
+
+@dataclass
+class LoopConfig:
+    tag: str
+    agent: str = "search"
+    policy: str = "greedy"
+    resume: bool = False
+    limits: Limits = field(default_factory=Limits)
+    fix_attempts: int = 2  # follow-up attempts an agent gets to repair its own crashed change
+    timeout: float | None = None  # per experiment; default from the runner (2 x budget, at least budget + 120 s)
+    cache: Path | None = None
+
+
+class View:
+    """What the loop reports as it goes. The terminal UI subclasses it; tests use it as is (silent)."""
+
+    def message(self, text: str) -> None: ...
+    def experiment_started(self, rec: ExperimentRecord, budget: float) -> None: ...
+    def line(self, text: str) -> None: ...
+    def progress(self, p: Progress) -> None: ...
+    def experiment_done(self, rec: ExperimentRecord, best: float | None) -> None: ...
+
+
+def default_tag() -> str:
+    return datetime.now().strftime("%b%d").lower()  # e.g. nov21, as the original names its branches
+
+
+def branch_name(tag: str) -> str:
+    return f"autoresearch/{tag}"
+
+
+def open_journal(workspace: Path) -> Journal:
+    return Journal(workspace / RUN_DIR / JOURNAL_FILE)
+
+
+class Loop:
+    def __init__(self, workspace: Path, settings: Settings, agent: Agent, config: LoopConfig,
+                 view: View | None = None) -> None:
+        self.ws = workspace
+        self.settings = settings
+        self.agent = agent
+        self.config = config
+        self.view = view or View()
+        self.policy = make_policy(config.policy)
+        self.journal = open_journal(workspace)
+        self.tag = config.tag
+        self.branch = branch_name(config.tag)
+        self.started = time.monotonic()
+        self.run: RunRecord | None = None
+
+    # -- start and resume ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the run's branch (new tag) or check it out and reconcile (resume)."""
+        if not vcs.is_repo(self.ws):
+            raise LoopError(f"{self.ws} is not a git repository; create the workspace with `autoresearch init`")
+        vcs.clear_stale_lock(self.ws)
+        existing = self.journal.run(self.tag)
+        if self.config.resume:
+            if existing is None or not vcs.branch_exists(self.ws, self.branch):
+                raise LoopError(f"nothing to resume: no run tagged {self.tag!r} (see `autoresearch status --all`)")
+            vcs.reset_hard(self.ws, "HEAD")  # an agent may have been editing train.py when we died
+            vcs.checkout(self.ws, self.branch)
+            self.run = existing
+            self.journal.update_run(self.tag, state="running", stop_reason="")
+            self.reconcile()
+            return
+        if existing is not None or vcs.branch_exists(self.ws, self.branch):
+            raise LoopError(f"branch {self.branch} already exists: continue it with `autoresearch run --resume "
+                            f"--tag {self.tag}`, or start a new run with another --tag")
+        dirty = [e for e in vcs.status_porcelain(self.ws) if e[3:] == EDITABLE or e[:2] != "??"]
+        if dirty:
+            raise LoopError("the workspace has uncommitted changes (" + ", ".join(e[3:] for e in dirty) +
+                            "): commit or discard them first, so the baseline is what git holds")
+        vcs.create_branch(self.ws, self.branch)
+        self.run = self.journal.create_run(self.tag, self.branch, vcs.head(self.ws), self.agent.name,
+                                           self.policy.name, asdict(self.settings))
+        self._write_results()
+
+    def reconcile(self) -> None:
+        """Make git and results.tsv agree with the journal after any interruption."""
+        pending = self.journal.unfinished(self.tag)
+        if pending is not None and pending.run_dir:
+            kill_stale_group(Path(pending.run_dir))  # a run orphaned by our death must not train on beside the next
+        best = self.best_commit()
+        if vcs.head(self.ws) != best or vcs.status_porcelain(self.ws):
+            vcs.reset_hard(self.ws, best)
+        self._write_results()
+        if pending is not None:
+            self.view.message(f"resume: experiment {pending.number} was interrupted ({pending.state}); running it again")
+
+    def best_commit(self) -> str:
+        best = self.journal.best(self.tag)
+        assert self.run is not None
+        return (best.commit_sha or best.parent_commit) if best else self.run.base_commit
+
+    def best_val(self) -> float | None:
+        best = self.journal.best(self.tag)
+        return best.val_bpb if best else None
+
+    # -- the loop --------------------------------------------------------------------------------------------------
+
+    def run_until_limit(self) -> str:
+        """Run experiments until a limit, a fatal agent error or Ctrl-C. Returns why it stopped."""
+        assert self.run is not None, "call start() first"
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        reason = "stopped"
+        try:
+            while (reason := self.limit_reached()) is None:
+                self.one_experiment()
+        except KeyboardInterrupt:
+            reason = "interrupted (Ctrl-C); resume with `autoresearch run --resume`"
+            self._restore_best()
+        except AgentError as e:
+            reason = f"agent error: {e}"
+            self._restore_best()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.journal.update_run(self.tag, state="stopped", stop_reason=reason)
+            self._write_results()
+        return reason
+
+    def limit_reached(self) -> str | None:
+        lim = self.config.limits
+        done = len(self.journal.final_attempts(self.tag))
+        if lim.max_experiments is not None and done >= lim.max_experiments:
+            return f"reached --max-experiments {lim.max_experiments}"
+        if lim.max_hours is not None and time.monotonic() - self.started >= lim.max_hours * 3600:
+            return f"reached --max-hours {lim.max_hours:g}"
+        if lim.max_cost is not None and self.journal.totals(self.tag)["cost"] >= lim.max_cost:
+            return f"reached --max-cost ${lim.max_cost:.2f}"
+        return None
+
+    def one_experiment(self) -> ExperimentRecord:
+        """One idea, from proposal to decision, with up to `fix_attempts` repairs of its own crashes."""
+        pending = self.journal.unfinished(self.tag)
+        if pending is not None:
+            rec = pending
+        else:
+            number = self._next_number()
+            if number == 1:
+                source = (self.ws / EDITABLE).read_text()
+                rec = self.journal.add_experiment(self.tag, number, 0, "baseline", source, self.best_commit(),
+                                                  agent="baseline")
+            else:
+                rec = self._propose(number, attempt=0, failure=None)
+        while True:
+            rec = self._execute(rec)
+            if not (rec.status in ("crash", "rejected") and rec.outcome in FIXABLE and rec.number > 1
+                    and rec.attempt < self.config.fix_attempts and getattr(self.agent, "can_fix", True)):
+                return rec
+            failure = Failure(description=rec.description, status=rec.outcome or rec.status or "crash",
+                              reason=rec.reason, error_tail=rec.error_tail, train_py=rec.train_py)
+            self.view.message(f"experiment {rec.number}: {rec.outcome}; asking the agent to fix it "
+                              f"(attempt {rec.attempt + 1} of {self.config.fix_attempts})")
+            rec = self._propose(rec.number, attempt=rec.attempt + 1, failure=failure)
+
+    def _next_number(self) -> int:
+        numbers = [e.number for e in self.journal.experiments(self.tag)]
+        return max(numbers, default=0) + 1
+
+    # -- steps -----------------------------------------------------------------------------------------------------
+
+    def _propose(self, number: int, attempt: int, failure: Failure | None) -> ExperimentRecord:
+        """Ask the agent, waiting out non-fatal errors (the loop never dies of a provider error)."""
+        best_source = vcs.show(self.ws, self.best_commit(), EDITABLE)
+        ctx = Context(program=_read(self.ws / "program.md"), train_py=failure.train_py if failure else best_source,
+                      harness_surface=harness_surface(), history=self._history(), best_val_bpb=self.best_val(),
+                      time_budget=self.settings.time_budget, failure=failure, workspace=self.ws, experiment=number)
+        if failure is not None:  # a command agent edits the file on disk: show it the failed attempt
+            (self.ws / EDITABLE).write_text(failure.train_py)
+        before = set(vcs.status_porcelain(self.ws))
+        for wait in _backoff():
+            t0 = time.monotonic()
+            try:
+                proposal = self.agent.propose(ctx)
+                break
+            except AgentError as e:
+                usage = getattr(e, "usage", None)
+                if usage:
+                    self._charge_failed_call(number, usage)
+                if e.fatal:
+                    raise
+                self.view.message(f"agent error (waiting {wait:.0f}s, then trying again): {e}")
+                _restore_editable(self.ws, self.best_commit(), before)
+                time.sleep(wait)
+        agent_seconds = time.monotonic() - t0
+        rec = self.journal.add_experiment(
+            self.tag, number, attempt, _one_line(proposal.description), proposal.train_py, self.best_commit(),
+            rationale=proposal.rationale, agent=self.agent.name, agent_seconds=agent_seconds,
+            input_tokens=proposal.usage.input_tokens, output_tokens=proposal.usage.output_tokens,
+            cost_usd=proposal.usage.cost_usd, diff=vcs.diff_texts(best_source, proposal.train_py))
+        rejection = self._check(proposal, best_source, before)
+        if rejection:
+            self._finish(rec.id, status="rejected", outcome="rejected", reason=rejection)
+            _remove_new_files(self.ws, before)
+            return self.journal.get(rec.id)
+        return rec
+
+    def _check(self, proposal: Proposal, best_source: str, before: set[str]) -> str:
+        """Why the proposal cannot run ('' if it can): only train.py may change, and it must parse."""
+        if proposal.train_py == best_source:
+            return f"no change: the proposed {EDITABLE} is the current best"
+        changed = [e[3:] for e in set(vcs.status_porcelain(self.ws)) - before if e[3:] != EDITABLE]
+        if changed:
+            return f"the agent changed files other than {EDITABLE}: {', '.join(sorted(changed))}"
+        try:
+            ast.parse(proposal.train_py, filename=EDITABLE)
+        except SyntaxError as e:
+            return f"{EDITABLE} does not parse: {e.msg} (line {e.lineno})"
+        if not proposal.description.strip():
+            return "the proposal has no description"
+        return ""
+
+    def _execute(self, rec: ExperimentRecord) -> ExperimentRecord:
+        if rec.state == "done":  # rejected at proposal time
+            return rec
+        t0 = time.monotonic()
+        best = self.best_commit()
+        if vcs.head(self.ws) != best:
+            vcs.reset_hard(self.ws, best)
+        (self.ws / EDITABLE).write_text(rec.train_py)
+        sha = best
+        if rec.number > 1 and vcs.status_porcelain(self.ws):
+            sha = vcs.commit_file(self.ws, EDITABLE, _one_line(rec.description))
+        run_dir = self.ws / RUN_DIR / "runs" / self.tag / f"{rec.number:04d}-{rec.attempt}"
+        self.journal.update(rec.id, state="running", commit_sha=sha, run_dir=str(run_dir), parent_commit=best)
+        rec = self.journal.get(rec.id)
+        self.view.experiment_started(rec, self.settings.time_budget)
+        overhead = time.monotonic() - t0
+        result = run_experiment(Experiment(source=rec.train_py, workspace=self.ws, settings=self.settings,
+                                           run_dir=run_dir, timeout=self.config.timeout, cache=self.config.cache),
+                                on_line=self.view.line, on_progress=self.view.progress)
+        t1 = time.monotonic()
+        status, evidence = self._decide(result)
+        self._finish(rec.id, status=status, outcome=result.status, result=result, evidence=evidence,
+                     overhead_before=overhead, t_after=t1)
+        rec = self.journal.get(rec.id)
+        self.view.experiment_done(rec, self.best_val())
+        return rec
+
+    def _decide(self, result: RunResult) -> tuple[str, dict]:
+        if not result.ok:
+            return "crash", {"why": result.reason}
+        decision = self.policy.decide(result.val_bpb, self.best_val())
+        return ("keep" if decision.keep else "discard"), decision.evidence
+
+    def _finish(self, exp_id: int, status: str, outcome: str, reason: str = "", result: RunResult | None = None,
+                evidence: dict | None = None, overhead_before: float = 0.0, t_after: float | None = None) -> None:
+        """Record the decision (one transaction), then make git follow it, then rewrite results.tsv."""
+        values: dict = {"state": "done", "status": status, "outcome": outcome, "finished_at": time.time(),
+                        "evidence": evidence or {}}
+        if result is not None:
+            values.update(
+                val_bpb=result.val_bpb, test_bpb=result.test_bpb, memory_gb=result.memory_gb,
+                reason=result.reason, error_tail=result.error_tail if not result.ok else "",
+                log_path=str(result.log_path or ""), run_seconds=result.wall_seconds,
+                training_seconds=result.summary.get("training_seconds"),
+                eval_seconds=result.harness.get("eval_seconds"),
+                metrics={"harness": result.harness, "summary": result.summary})
+        else:
+            values["reason"] = reason
+        self.journal.update(exp_id, **values)
+        if status != "keep":
+            self._restore_best()
+        self._write_results()
+        if t_after is not None:
+            self.journal.update(exp_id, overhead_seconds=overhead_before + time.monotonic() - t_after)
+
+    def _restore_best(self) -> None:
+        vcs.reset_hard(self.ws, self.best_commit())
+
+    def _charge_failed_call(self, number: int, usage: Usage) -> None:
+        """A failed agent call still costs money: record it so --max-cost sees it."""
+        self.journal.add_charge(self.tag, number, usage.input_tokens, usage.output_tokens, usage.cost_usd)
+
+    def _history(self) -> tuple[HistoryEntry, ...]:
+        return tuple(
+            HistoryEntry(number=e.number, status=e.status or "crash", description=e.description, val_bpb=e.val_bpb,
+                         memory_gb=e.memory_gb, reason=e.reason if e.status in ("crash", "rejected") else "",
+                         diff=e.diff, train_py=e.train_py)
+            for e in self.journal.experiments(self.tag, done_only=True) if e.status is not None
+        )
+
+    def _write_results(self) -> None:
+        self.journal.write_results_tsv(self.tag, self.ws / RESULTS_FILE)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _backoff():
+    for wait in AGENT_BACKOFF:
+        yield wait
+    while True:
+        yield AGENT_BACKOFF[-1]
+
+
+def _restore_editable(ws: Path, best: str, before: set[str]) -> None:
+    if set(vcs.status_porcelain(ws)) != before:
+        vcs.reset_hard(ws, best)
+        _remove_new_files(ws, before)
+
+
+def _remove_new_files(ws: Path, before: set[str]) -> None:
+    """Delete untracked files that appeared since `before` (an agent's stray output); the user's stay."""
+    for entry in set(vcs.status_porcelain(ws)) - before:
+        if entry.startswith("?? "):
+            (ws / entry[3:]).unlink(missing_ok=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200] or "unnamed change"
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
