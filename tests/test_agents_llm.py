@@ -336,6 +336,9 @@ def test_prompt_with_failure_shows_the_tail_and_the_failed_file():
     assert "huge LR" in text and "nan loss" in text and "fix it" in text
     assert "-LR = 0.02" in text and "+LR = 9.99" in text  # what the idea changed
     assert base_source(ctx) == failed and failed.strip() in text
+    # The loop may pass the failed file as train_py too: the prompt still shows it, only without the idea's diff.
+    same = build_prompt(make_ctx(train_py=failed, failure=ctx.failure))
+    assert failed.strip() in same and "RuntimeError: shapes" in same and "-LR = 0.02" not in same
 
 
 def test_prompt_without_history():

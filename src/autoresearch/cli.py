@@ -216,9 +216,12 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
     tag = tag or default_tag()
     prices = None
     if prices_file:
-        from autoresearch.agents.pricing import load_prices
+        from autoresearch.agents.pricing import PriceFileError, load_prices
 
-        prices = load_prices(prices_file)
+        try:
+            prices = load_prices(prices_file)
+        except PriceFileError as e:
+            raise click.ClickException(str(e)) from e
     try:
         agent = make_agent(agent_spec, seed=seed, base_url=base_url, prices=prices, agent_timeout=agent_timeout)
         check = getattr(agent, "check", None)

@@ -87,6 +87,7 @@ class Loop:
         self.branch = branch_name(config.tag)
         self.started = time.monotonic()
         self.run: RunRecord | None = None
+        self.sleep = time.sleep  # waits between agent retries (tests replace it)
 
     # -- start and resume ------------------------------------------------------------------------------------------
 
@@ -204,9 +205,10 @@ class Loop:
     def _propose(self, number: int, attempt: int, failure: Failure | None) -> ExperimentRecord:
         """Ask the agent, waiting out non-fatal errors (the loop never dies of a provider error)."""
         best_source = vcs.show(self.ws, self.best_commit(), EDITABLE)
-        ctx = Context(program=_read(self.ws / "program.md"), train_py=failure.train_py if failure else best_source,
+        ctx = Context(program=_read(self.ws / "program.md"), train_py=best_source,
                       harness_surface=harness_surface(), history=self._history(), best_val_bpb=self.best_val(),
-                      time_budget=self.settings.time_budget, failure=failure, workspace=self.ws, experiment=number)
+                      time_budget=self.settings.time_budget, failure=failure, workspace=self.ws, experiment=number,
+                      max_seq_len=self.settings.max_seq_len)
         if failure is not None:  # a command agent edits the file on disk: show it the failed attempt
             (self.ws / EDITABLE).write_text(failure.train_py)
         before = set(vcs.status_porcelain(self.ws))
@@ -223,7 +225,7 @@ class Loop:
                     raise
                 self.view.message(f"agent error (waiting {wait:.0f}s, then trying again): {e}")
                 _restore_editable(self.ws, self.best_commit(), before)
-                time.sleep(wait)
+                self.sleep(wait)
         agent_seconds = time.monotonic() - t0
         rec = self.journal.add_experiment(
             self.tag, number, attempt, _one_line(proposal.description), proposal.train_py, self.best_commit(),

@@ -78,6 +78,7 @@ class LLMAgent:
     def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 600, max_retries: int = 6,
                  prices: Mapping[str, Price] | None = None, temperature: float | None = None,
                  max_tokens: int | None = None, backoff: Backoff | None = None) -> None:
+        self.sdk = _import_sdk(self.provider)  # first: a missing package is the error to report
         self.name = f"{self.provider}:{model}"
         self.model = model
         self.base_url = base_url or os.environ.get(self.base_url_env) or None
@@ -88,7 +89,6 @@ class LLMAgent:
         self.max_tokens = max_tokens
         self.backoff = backoff or Backoff()
         self.price = price_for(model, prices, builtin=not self.local)  # warns now, at start-up, if unknown
-        self.sdk = _import_sdk(self.provider)
         self.client = self._make_client()
 
     @property

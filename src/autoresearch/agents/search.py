@@ -556,6 +556,15 @@ def candidates(cur: dict[str, Any], dims: dict[Dim, Rule], events: dict[Dim, lis
     return out
 
 
+def _best_source(ctx: Context) -> str:
+    """The train.py to move from: the best, also when asked to fix a failure (the loop then shows the failed one)."""
+    if ctx.failure is not None and ctx.train_py == ctx.failure.train_py:
+        kept = [e for e in sorted(ctx.history, key=lambda e: e.number) if e.status == "keep" and e.train_py]
+        if kept:
+            return kept[-1].train_py
+    return ctx.train_py
+
+
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + "."
 
@@ -564,12 +573,14 @@ class SearchAgent:
     """Hyperparameter search over the CAPS constants of the best train.py; deterministic given (ctx, seed)."""
 
     name = "search"
+    can_fix = False  # a crashed setting is recorded as tried and bad; the next experiment simply moves on
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
     def propose(self, ctx: Context) -> Proposal:
-        cur = constants(ctx.train_py)
+        source = _best_source(ctx)
+        cur = constants(source)
         dims = tunable(cur)
         if not dims:
             raise AgentError("train.py has no tunable CAPS constants (top-level `NAME = literal` lines such as "
@@ -618,9 +629,9 @@ class SearchAgent:
                              "to change the code, or start from another train.py", fatal=True)
 
         changes = {k: v for c in chosen for k, v in c.changes.items()}
-        spelled = _spellings(ctx.train_py)
+        spelled = _spellings(source)
         code = {name: Code(_code(value, spelled.get(name, ""))) for name, value in changes.items()}
-        train_py = set_constants(ctx.train_py, code)
+        train_py = set_constants(source, code)
         order = [name for name in cur if name in changes]  # source order
         description = ", ".join(f"{name} {_show(name, cur[name], spelled.get(name, ''))} -> "
                                 f"{_show(name, changes[name], code[name])}" for name in order)

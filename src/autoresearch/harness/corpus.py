@@ -176,7 +176,7 @@ class _Gen:
         comps = self.g.noun_mix[self.topic]
         if boost >= 0:  # the noun a character holds, else the usual mixture
             q = 1.0 - self.c.p_boost
-            comps = ((self.c.p_boost, Table([boost], [1.0])), (q * comps[0][0], comps[0][1]), (q * comps[1][0], comps[1][1]))
+            comps = ((self.c.p_boost, Table([boost], [1.0])),) + tuple((q * w, t) for w, t in comps)
         return self.mix(comps)
 
     def adj(self) -> str:
@@ -268,7 +268,8 @@ class _Gen:
             self.say((g.verbs if pl else g.verbs3)[v])
             self.put(" ")
             self.np()
-            pp = self.choose((c.pp_w[0], c.pp_w[1], c.pp_w[2] if others else 0.0))  # nothing, "in <place>", "with <name>"
+            # nothing, "in <place>" or "with <name>"
+            pp = self.choose((c.pp_w[0], c.pp_w[1], c.pp_w[2] if others else 0.0))
             if pp == 1:
                 self.put(" in ")
                 self.place()
@@ -427,7 +428,8 @@ class _Gen:
                 spk[s] = self.speaker(spk[0] if line else -1)
             else:
                 i = spk[s]
-                self.say(f"{self.pronoun((i,), False)} {verb}" if self.bern(c.p_pron_attr) else f"{verb} {self.name(i)}")
+                by_pronoun = self.bern(c.p_pron_attr)
+                self.say(f"{self.pronoun((i,), False)} {verb}" if by_pronoun else f"{verb} {self.name(i)}")
             self.put(".")
             self.focus = (spk[s],)
             line += 1

@@ -290,9 +290,12 @@ class _Parser:
             self.np()
             pp = 1 if self.see(" in ") else 2 if self.see(" with ") else 0  # nothing, "in <place>", "with <name>"
             self.choice((c.pp_w[0], c.pp_w[1], c.pp_w[2] if others else 0.0), pp)
-            if pp:
-                self.lit(("", " in ", " with ")[pp])
-                self.place() if pp == 1 else self.other(others)
+            if pp == 1:
+                self.lit(" in ")
+                self.place()
+            elif pp == 2:
+                self.lit(" with ")
+                self.other(others)
             return
         self.i += len(first)
         self.lit(" ")

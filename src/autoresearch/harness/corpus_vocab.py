@@ -127,7 +127,6 @@ class Grammar:
     verbs3: list[str]  # third person singular: "she sells"
     names: tuple[list[str], list[str]]  # female, male; capitalised
     place_t: Table
-    noun_t: Table
     name_t: tuple[Table, Table]
     noun_mix: list[tuple[tuple[float, Table], ...]]  # per topic: (weight, table) components of a mixture
     verb_mix: list[tuple[tuple[float, Table], ...]]
@@ -162,12 +161,19 @@ def _words(r: random.Random, used: set[str], n: int, syllables: tuple[int, ...],
     return out
 
 
-@functools.lru_cache(maxsize=8)
 def grammar(cfg: Config | None = None) -> Grammar:
     """The grammar of a Config (the default corpus when None), built once per process."""
-    cfg = cfg or Config()
+    return _build(cfg or Config())
+
+
+@functools.lru_cache(maxsize=8)
+def _build(cfg: Config) -> Grammar:
     firsts = [o.split()[0] for o in cfg.openers]
-    assert len(set(firsts)) == len(firsts), "openers must differ in their first word (the parser looks at one word)"
+    # The parser tells constructions apart by their first word: keep those words distinct.
+    assert len(set(firsts)) == len(firsts), "openers must differ in their first word"
+    assert not set(firsts) & {"There", "She", "He", "They", "At", "For", "Things", "THE"}, "opener like a construction"
+    assert not set(cfg.count_words) & {"a", "an", "the"}
+    assert not any(ch in p for p in cfg.settings + cfg.purposes + cfg.headers for ch in ",:"), "',' or ':' in a phrase"
     assert cfg.max_cast >= 2 and sum(cfg.n_names) >= 2, "a dialogue needs two distinct speakers"
     r = random.Random(cfg.seed)
     used = set(TEMPLATE_WORDS)
@@ -186,7 +192,6 @@ def grammar(cfg: Config | None = None) -> Grammar:
         return [((cfg.p_topic, zipf_table(r.sample(range(n), min(size, n)), cfg.zipf)), (1 - cfg.p_topic, every))
                 for _ in range(cfg.n_topics)]
 
-    noun_mix = mixtures(len(nouns), cfg.topic_size[0])
     lex: dict[str, tuple[int, int]] = {}
     for cat, words in ((TOPIC, topics), (PLACE, places), (NOUN, nouns), (PLURAL, [_suffix_s(w) for w in nouns]),
                        (ADJ, adjs), (VERB, verbs), (VERB3, [_suffix_s(w) for w in verbs])):
@@ -196,7 +201,7 @@ def grammar(cfg: Config | None = None) -> Grammar:
     return Grammar(
         cfg=cfg, topics=topics, places=places, nouns=nouns, plurals=[_suffix_s(w) for w in nouns], adjs=adjs,
         verbs=verbs, verbs3=[_suffix_s(w) for w in verbs], names=names,
-        place_t=zipf_table(list(range(len(places))), cfg.zipf), noun_t=noun_mix[0][1][1],
+        place_t=zipf_table(list(range(len(places))), cfg.zipf),
         name_t=tuple(zipf_table(list(range(len(n))), cfg.zipf) for n in names),
-        noun_mix=noun_mix, verb_mix=mixtures(len(verbs), cfg.topic_size[1]),
+        noun_mix=mixtures(len(nouns), cfg.topic_size[0]), verb_mix=mixtures(len(verbs), cfg.topic_size[1]),
         adj_mix=mixtures(len(adjs), cfg.topic_size[2]), lex=lex)

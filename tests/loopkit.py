@@ -1,0 +1,108 @@
+"""Helpers for loop tests: a fast stand-in for train.py, scripted agents, and the consistency check."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from autoresearch.agents.base import Context, Proposal
+from autoresearch.journal import Journal, read_results_tsv
+from autoresearch.workspace import set_constants
+
+# Trains nothing: a unigram model whose sharpness is a CAPS constant, scored by the real harness. val_bpb is
+# lowest at QUALITY = 1.0, so a search over QUALITY makes real, deterministic progress in ~2 s per run.
+FAST_TRAIN = '''\
+import os
+import time
+
+import torch
+
+from autoresearch.harness import MAX_SEQ_LEN, Tokenizer, evaluate_bpb, make_dataloader
+
+QUALITY = 0.3           # sharpness of the unigram prior; 1.0 is best
+SLEEP = 0.0             # seconds to pretend to train
+
+# ---------------------------------------------------------------------------
+tok = Tokenizer.load()
+V = tok.get_vocab_size()
+counts = torch.ones(V)
+x, y, _ = next(make_dataloader(tok, 64, MAX_SEQ_LEN, "train", device="cpu"))
+counts += torch.bincount(y.flatten(), minlength=V)[:V].float()
+logp = torch.log(counts / counts.sum())
+
+
+class Unigram(torch.nn.Module):
+    def forward(self, idx):  # (B, T) -> (B, T, V)
+        return (QUALITY * logp).expand(*idx.shape, V)
+
+
+if os.environ.get("FAST_TRAIN_MARKER"):
+    open(os.environ["FAST_TRAIN_MARKER"], "a").write(f"{os.getpid()}\\n")
+print("step 00000 (0.0%) | loss: 5.000000 | lrm: 1.00 | dt: 1ms | tok/sec: 1 | mfu: 0.0% | epoch: 1 | remaining: 1s")
+time.sleep(SLEEP)
+val_bpb = evaluate_bpb(Unigram(), tok, 8)
+print("---")
+print(f"val_bpb:          {val_bpb:.6f}")
+print("training_seconds: 0.1")
+print("total_seconds:    0.2")
+print("peak_vram_mb:     10.0")
+print("mfu_percent:      0.00")
+print("total_tokens_M:   0.0")
+print("num_steps:        1")
+print("num_params_M:     0.0")
+print("depth:            0")
+'''
+
+
+def fast_source(**constants) -> str:
+    return set_constants(FAST_TRAIN, constants) if constants else FAST_TRAIN
+
+
+class ScriptedAgent:
+    """Returns prepared proposals in order: (source, description) pairs; can_fix like an LLM."""
+
+    name = "scripted"
+    can_fix = True
+
+    def __init__(self, proposals: list[tuple[str, str]]) -> None:
+        self.proposals = list(proposals)
+        self.contexts: list[Context] = []
+
+    def propose(self, ctx: Context) -> Proposal:
+        self.contexts.append(ctx)
+        source, description = self.proposals.pop(0)
+        return Proposal(train_py=source, description=description, rationale="scripted")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def assert_consistent(ws: Path, tag: str) -> list[dict]:
+    """results.tsv, the journal and the branch history agree; the workspace sits clean at the best commit."""
+    journal = Journal(ws / ".autoresearch" / "journal.db")
+    try:
+        run = journal.run(tag)
+        assert run is not None
+        final = journal.final_attempts(tag)
+        assert journal.unfinished(tag) is None
+        rows = read_results_tsv(ws / "results.tsv")
+        assert [r["description"] for r in rows] == [" ".join(e.description.split()) for e in final]
+        assert [r["status"] for r in rows] == [e.tsv_status for e in final]
+        for r, e in zip(rows, final):
+            assert r["commit"] == (e.commit_sha or e.parent_commit)[:7]
+            if e.status in ("keep", "discard"):
+                assert float(r["val_bpb"]) == round(e.val_bpb, 6)
+        assert [e.number for e in final] == list(range(1, len(final) + 1))  # no idea lost or counted twice
+        kept = [e for e in final if e.status == "keep"]
+        branch_commits = [line.split()[0] for line in
+                          git(ws, "log", "--reverse", "--format=%H", f"{run.base_commit}..{run.branch}").splitlines()]
+        assert branch_commits == [e.commit_sha for e in kept if e.number > 1]  # every keep, and nothing else
+        assert git(ws, "rev-parse", "HEAD").strip() == (kept[-1].commit_sha if kept else run.base_commit)
+        assert git(ws, "rev-parse", "--abbrev-ref", "HEAD").strip() == run.branch
+        assert git(ws, "status", "--porcelain").strip() == ""
+        vals = [e.val_bpb for e in kept]
+        assert vals == sorted(vals, reverse=True)  # each keep beat the one before
+        return rows
+    finally:
+        journal.close()

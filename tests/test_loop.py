@@ -1,0 +1,200 @@
+"""The research loop end to end: decisions, records, rejections, crash repair, limits, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from loopkit import ScriptedAgent, assert_consistent, fast_source, git
+
+from autoresearch import vcs
+from autoresearch.agents.search import SearchAgent
+from autoresearch.loop import Limits, Loop, LoopConfig, LoopError
+from autoresearch.settings import Settings
+
+
+@pytest.fixture
+def fast_ws(tiny_workspace):
+    """The tiny workspace with the fast stand-in for train.py committed as its baseline."""
+    (tiny_workspace / "train.py").write_text(fast_source())
+    vcs.commit_all(tiny_workspace, "fast train.py for loop tests")
+    return tiny_workspace
+
+
+def make_loop(ws, agent, tag="t", **kw) -> Loop:
+    limits = Limits(**{k: kw.pop(k) for k in ("max_experiments", "max_hours", "max_cost") if k in kw})
+    loop = Loop(ws, Settings.load(ws / "autoresearch.toml"), agent, LoopConfig(tag=tag, limits=limits, **kw))
+    loop.start()
+    return loop
+
+
+def test_search_agent_end_to_end_on_the_real_template(tiny_workspace):
+    """Baseline + 2 search proposals on the real train.py: records agree, the branch holds exactly the keeps."""
+    loop = make_loop(tiny_workspace, SearchAgent(seed=0), max_experiments=3)
+    reason = loop.run_until_limit()
+    assert "max-experiments 3" in reason
+    rows = assert_consistent(tiny_workspace, "t")
+    assert len(rows) == 3 and rows[0]["description"] == "baseline" and rows[0]["status"] == "keep"
+    journal = loop.journal
+    for e in journal.final_attempts("t"):
+        assert e.outcome == "ok" and e.test_bpb is not None and e.run_seconds > 0
+        assert e.metrics["summary"]["num_steps"] >= 1
+    assert all(e.diff for e in journal.final_attempts("t")[1:])
+
+
+def test_keeps_improvements_resets_regressions(fast_ws):
+    agent = ScriptedAgent([(fast_source(QUALITY=0.6), "sharper"), (fast_source(QUALITY=0.1), "flatter"),
+                           (fast_source(QUALITY=0.9), "sharper still")])
+    loop = make_loop(fast_ws, agent, max_experiments=4)
+    loop.run_until_limit()
+    rows = assert_consistent(fast_ws, "t")
+    assert [r["status"] for r in rows] == ["keep", "keep", "discard", "keep"]
+    assert "QUALITY = 0.9" in (fast_ws / "train.py").read_text()
+    # the agent saw the history, with figures, and always the current best source
+    last = agent.contexts[-1]
+    assert [h.description for h in last.history] == ["baseline", "sharper", "flatter"]
+    assert last.history[2].status == "discard" and last.history[2].val_bpb > last.history[1].val_bpb
+    assert "QUALITY = 0.6" in last.train_py
+    assert "test" not in json.dumps([h.__dict__ for h in last.history if h.val_bpb]).replace("test_", "")
+
+
+def test_crash_is_repaired_by_the_agent(fast_ws):
+    broken = fast_source(QUALITY=0.8).replace("val_bpb = evaluate_bpb", "raise RuntimeError('boom')\nval_bpb = evaluate_bpb")
+    agent = ScriptedAgent([(broken, "sharper, broken"), (fast_source(QUALITY=0.8), "sharper, fixed")])
+    loop = make_loop(fast_ws, agent, max_experiments=2)
+    loop.run_until_limit()
+    rows = assert_consistent(fast_ws, "t")
+    assert [r["status"] for r in rows] == ["keep", "keep"]
+    fix_ctx = agent.contexts[1]
+    assert fix_ctx.failure is not None and "RuntimeError: boom" in fix_ctx.failure.error_tail
+    attempts = loop.journal.experiments("t")
+    assert [(e.number, e.attempt, e.status) for e in attempts] == [(1, 0, "keep"), (2, 0, "crash"), (2, 1, "keep")]
+
+
+def test_crash_recorded_after_fix_attempts_run_out(fast_ws):
+    broken = fast_source().replace("import os", "import os\nraise SystemExit(3)")
+    agent = ScriptedAgent([(broken, "broken 1"), (broken + "\n", "broken 2")])
+    loop = make_loop(fast_ws, agent, max_experiments=2, fix_attempts=1)
+    loop.run_until_limit()
+    rows = assert_consistent(fast_ws, "t")
+    assert rows[1]["status"] == "crash" and rows[1]["val_bpb"] == "0.000000"
+    assert "exit code 3" in loop.journal.final_attempts("t")[1].reason
+
+
+def test_rejections_cost_no_run_and_tell_the_agent_why(fast_ws):
+    agent = ScriptedAgent([("def broken(:\n", "syntax error"), (fast_source(), "no change"),
+                           (fast_source(QUALITY=0.5), "fine")])
+    loop = make_loop(fast_ws, agent, max_experiments=3, fix_attempts=1)
+    loop.run_until_limit()
+    rows = assert_consistent(fast_ws, "t")
+    attempts = loop.journal.experiments("t")
+    assert [(e.number, e.status, e.outcome) for e in attempts] == [
+        (1, "keep", "ok"), (2, "rejected", "rejected"), (2, "rejected", "rejected"), (3, "keep", "ok")]
+    assert "does not parse" in attempts[1].reason and "no change" in attempts[2].reason
+    assert attempts[1].run_dir == "" and attempts[1].commit_sha is None  # never committed, never ran
+    assert rows[1]["status"] == "crash"  # results.tsv keeps the original's three statuses
+    assert "does not parse" in agent.contexts[1].failure.reason
+
+
+def test_agent_touching_other_files_is_rejected_and_cleaned_up(fast_ws):
+    class Vandal(ScriptedAgent):
+        def propose(self, ctx):
+            (ctx.workspace / "program.md").write_text("I rewrote the rules")
+            (ctx.workspace / "stray.txt").write_text("junk")
+            return super().propose(ctx)
+
+    (fast_ws / "notes.txt").write_text("the user's own untracked notes")
+    agent = Vandal([(fast_source(QUALITY=0.5), "sneaky")])
+    agent.can_fix = False
+    loop = make_loop(fast_ws, agent, max_experiments=2)
+    loop.run_until_limit()
+    rec = loop.journal.final_attempts("t")[1]
+    assert rec.status == "rejected" and "program.md" in rec.reason and "stray.txt" in rec.reason
+    assert "I rewrote" not in (fast_ws / "program.md").read_text()
+    assert not (fast_ws / "stray.txt").exists()
+    assert (fast_ws / "notes.txt").exists()  # the user's untracked files are never touched
+    (fast_ws / "notes.txt").unlink()
+    assert_consistent(fast_ws, "t")
+
+
+def test_new_tag_refuses_an_existing_branch_and_resume_needs_one(fast_ws):
+    make_loop(fast_ws, ScriptedAgent([]), tag="a", max_experiments=1).run_until_limit()
+    with pytest.raises(LoopError, match="already exists.*--resume"):
+        make_loop(fast_ws, ScriptedAgent([]), tag="a")
+    with pytest.raises(LoopError, match="nothing to resume"):
+        make_loop(fast_ws, ScriptedAgent([]), tag="b", resume=True)
+
+
+def test_uncommitted_changes_block_a_new_run(fast_ws):
+    (fast_ws / "train.py").write_text(fast_source(QUALITY=0.4))
+    with pytest.raises(LoopError, match="uncommitted changes"):
+        make_loop(fast_ws, ScriptedAgent([]))
+
+
+def test_max_cost_stops_the_loop(fast_ws):
+    class Pricey(ScriptedAgent):
+        def propose(self, ctx):
+            p = super().propose(ctx)
+            p.usage.cost_usd = 0.6
+            return p
+
+    agent = Pricey([(fast_source(QUALITY=q), f"q {q}") for q in (0.4, 0.5, 0.6, 0.7)])
+    loop = make_loop(fast_ws, agent, max_cost=1.0)
+    reason = loop.run_until_limit()
+    assert "max-cost" in reason and len(loop.journal.final_attempts("t")) == 3  # baseline + 2 x $0.60
+    assert_consistent(fast_ws, "t")
+
+
+def test_max_hours_stops_before_the_next_experiment(fast_ws):
+    loop = make_loop(fast_ws, ScriptedAgent([(fast_source(QUALITY=0.5), "x")]), max_hours=1e-9)
+    assert "max-hours" in loop.run_until_limit()
+
+
+def test_non_fatal_agent_errors_are_waited_out(fast_ws, monkeypatch):
+    from autoresearch.agents.base import AgentError
+
+    sleeps: list[float] = []
+
+    class Flaky(ScriptedAgent):
+        calls = 0
+
+        def propose(self, ctx):
+            self.calls += 1
+            if self.calls < 3:
+                raise AgentError("503 from provider")
+            return super().propose(ctx)
+
+    loop = make_loop(fast_ws, Flaky([(fast_source(QUALITY=0.5), "after outage")]), max_experiments=2)
+    loop.sleep = sleeps.append
+    loop.run_until_limit()
+    assert sleeps == [10.0, 30.0]
+    assert_consistent(fast_ws, "t")
+
+
+def test_fatal_agent_error_stops_cleanly(fast_ws):
+    from autoresearch.agents.base import AgentError
+
+    class Broken(ScriptedAgent):
+        def propose(self, ctx):
+            raise AgentError("invalid API key", fatal=True)
+
+    loop = make_loop(fast_ws, Broken([]))
+    assert "invalid API key" in loop.run_until_limit()
+    assert_consistent(fast_ws, "t")
+
+
+def test_secrets_never_reach_train_py(fast_ws, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA")
+    monkeypatch.setenv("HARMLESS_SETTING", "visible")
+    spy = fast_source().replace("import time", "import time\nimport json\njson.dump(dict(os.environ), open('env.json', 'w'))")
+    loop = make_loop(fast_ws, ScriptedAgent([(spy, "spy")]), max_experiments=2)
+    loop.run_until_limit()
+    rec = loop.journal.final_attempts("t")[1]
+    seen = json.loads((fast_ws / ".autoresearch" / "runs" / "t" / "0002-0" / "env.json").read_text())
+    assert rec.outcome == "ok"
+    assert not {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "MY_SERVICE_TOKEN", "AWS_ACCESS_KEY_ID"} & set(seen)
+    assert seen["HARMLESS_SETTING"] == "visible" and os.environ["OPENAI_API_KEY"] == "sk-secret"
