@@ -29,6 +29,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
+from autoresearch.harness.corpus_parse import parse
 from autoresearch.harness.corpus_vocab import (BE, BOUGHT, DIALOGUE, END, EXIST, FOUND, GAVE, GIVE, HAS, LEDGER,
                                                LIST_INLINE, LIST_VERTICAL, LIVE, NARRATIVE, NEW, NP_NEW, NP_REF,
                                                PRON, SOLD, TV, U_COUNT, U_HAVE, U_I, U_SUM, U_THE, VOWELS, Config,
@@ -507,8 +508,6 @@ def score(text: str, *, config: Config | None = None) -> float:
 
     Raises ValueError, saying where, if the generator cannot produce this text.
     """
-    from autoresearch.harness.corpus_parse import parse
-
     return parse(text, grammar(config)).bits
 
 
@@ -527,4 +526,6 @@ def entropy_floor(docs: Iterable[Document]) -> float:
     for d in docs:
         bits += d.bits
         nbytes += len(d.text)
+    if not nbytes:
+        raise ValueError("entropy_floor needs at least one document")
     return bits / nbytes

@@ -1,0 +1,271 @@
+"""What a run found, as plain data: the numbers the report, the progress plot and the dashboard all show.
+
+Everything here reads; nothing writes. The journal is opened read-only, so a report or a dashboard can follow a
+loop that is running (WAL mode lets readers in beside the writer) and can never disturb it. test_bpb appears in
+these figures because they are for the human; none of this reaches an agent.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autoresearch.journal import ExperimentRecord, Journal, RunRecord
+from autoresearch.runner import parse_progress
+
+MAX_LOSS_POINTS = 2000  # a loss curve longer than this is thinned for the browser (first and last steps stay)
+
+
+class ReadOnlyJournal(Journal):
+    """The journal's read API over a connection that cannot write (a reader never takes the writer's lock)."""
+
+    def __init__(self, path: Path) -> None:  # noqa: super().__init__ would create tables and switch modes
+        if not path.exists():
+            raise FileNotFoundError(f"no journal at {path}: start a run with `autoresearch run` first")
+        self.path = path
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+
+
+@dataclass
+class Summary:
+    tag: str
+    branch: str
+    agent: str
+    state: str  # running | stopped
+    stop_reason: str
+    baseline: float | None  # val_bpb of the baseline (experiment 1)
+    best: float | None  # val_bpb of the best kept commit
+    best_number: int | None
+    gain: float | None  # baseline - best, in bits per byte (positive = better)
+    gain_pct: float | None  # the gain as a percentage of the baseline
+    baseline_test: float | None
+    best_test: float | None
+    experiments: int  # finished ideas (final attempts), the baseline included
+    attempts: int  # every try, fix attempts included
+    kept: int  # improvements kept after the baseline
+    discarded: int
+    crashed: int
+    rejected: int
+    keep_rate: float | None  # over the ideas after the baseline
+    crash_rate: float | None
+    reject_rate: float | None
+    wall_hours: float  # from the run's start to its last finished experiment (or now, while it runs)
+    per_hour: float | None  # finished ideas per wall-clock hour
+    train_hours: float  # wall time of the experiments' processes
+    agent_hours: float
+    cost: float  # USD of agent usage, failed calls included
+    input_tokens: int
+    output_tokens: int
+    noise: dict | None  # run.info["noise"]: {"std": ..., "runs": ...} when the loop measured it
+    floor: float | None  # entropy floor of the val split (embedded corpus only)
+    test_floor: float | None
+
+
+@dataclass
+class Row:
+    """One attempt of one idea, as the tables show it."""
+
+    number: int
+    attempt: int
+    final: bool  # the attempt that decided the idea (earlier ones crashed and were fixed)
+    state: str
+    status: str | None
+    outcome: str | None
+    commit: str
+    val_bpb: float | None
+    test_bpb: float | None
+    delta: float | None  # val_bpb minus the best before it (negative = better)
+    memory_gb: float | None
+    seconds: float | None  # agent + run + bookkeeping
+    run_seconds: float | None
+    agent_seconds: float | None
+    cost: float
+    tokens: int
+    description: str
+    reason: str
+    val_only: bool = False  # kept for val_bpb, but the held-out test_bpb got worse
+    test_change: float | None = None  # kept: test_bpb minus the previous keep's test_bpb
+    created_at: float = 0.0
+    finished_at: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.number}" + (f".{self.attempt}" if self.attempt else "")
+
+
+@dataclass
+class Facts:
+    run: RunRecord
+    summary: Summary
+    rows: list[Row]  # every attempt, in order
+    records: list[ExperimentRecord] = field(repr=False)  # every attempt, as the journal holds it
+
+    @property
+    def finals(self) -> list[Row]:
+        return [r for r in self.rows if r.final]
+
+    @property
+    def keeps(self) -> list[Row]:
+        return [r for r in self.rows if r.final and r.status == "keep"]
+
+    def record(self, row: Row) -> ExperimentRecord:
+        return next(e for e in self.records if e.number == row.number and e.attempt == row.attempt)
+
+
+def journal_path(workspace: Path) -> Path:
+    from autoresearch.loop import JOURNAL_FILE
+    from autoresearch.workspace import RUN_DIR
+
+    return workspace / RUN_DIR / JOURNAL_FILE
+
+
+def pick_run(journal: Journal, tag: str | None) -> RunRecord:
+    """The run tagged `tag`, or the latest; FileNotFoundError (a friendly CLI error) when there is none."""
+    runs = journal.runs()
+    if not runs:
+        raise FileNotFoundError("no runs yet: start one with `autoresearch run`")
+    if tag is None:
+        return runs[-1]
+    run = journal.run(tag)
+    if run is None:
+        raise FileNotFoundError(f"no run tagged {tag!r}; see `autoresearch status --all`")
+    return run
+
+
+def gather(journal: Journal, run: RunRecord, cache: Path | None = None, now: float | None = None) -> Facts:
+    records = journal.experiments(run.tag)
+    rows = _rows(records)
+    return Facts(run=run, summary=_summary(journal, run, rows, cache, now), rows=rows, records=records)
+
+
+def entropy_floor(settings: dict, split: str = "val", cache: Path | None = None) -> float | None:
+    """The lowest bpb any model can reach on the split, known for the embedded corpus; None otherwise."""
+    from autoresearch.harness.constants import eval_key, load_meta, prepared_dir
+    from autoresearch.settings import Settings
+
+    try:
+        s = Settings(**settings)
+        value = load_meta(prepared_dir(s, cache))["eval"][eval_key(s)][split]["floor_bpb"]
+        return float(value) if value is not None else None
+    except (TypeError, KeyError, ValueError, OSError):
+        return None
+
+
+def val_only_threshold(noise: dict | None, val_gain: float) -> float:
+    """How much worse test_bpb may get on a kept change before we call the gain val-only."""
+    std = (noise or {}).get("std")
+    return float(std) if isinstance(std, (int, float)) and std > 0 else val_gain
+
+
+# -- training loss from a run.log -----------------------------------------------------------------------------------
+
+@dataclass
+class LossCurve:
+    steps: list[int] = field(default_factory=list)
+    loss: list[float | None] = field(default_factory=list)  # None where the run printed nan/inf
+    last: dict | None = None  # the latest progress line: step, percent, loss, tokens_per_second, mfu, remaining
+
+
+def read_loss(path: Path, max_points: int = MAX_LOSS_POINTS) -> LossCurve:
+    """The training loss printed so far by train.py; a missing or half-written log gives what there is."""
+    curve = LossCurve()
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return curve
+    for line in text.splitlines():
+        p = parse_progress(line)
+        if p is None:
+            continue
+        curve.steps.append(p.step)
+        curve.loss.append(p.loss if math.isfinite(p.loss) else None)
+        curve.last = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in asdict(p).items()}
+    if len(curve.steps) > max_points:  # keep the first and last points, thin the middle evenly
+        idx = sorted({round(i * (len(curve.steps) - 1) / (max_points - 1)) for i in range(max_points)})
+        curve.steps = [curve.steps[i] for i in idx]
+        curve.loss = [curve.loss[i] for i in idx]
+    return curve
+
+
+# -- internals ------------------------------------------------------------------------------------------------------
+
+def _rows(records: list[ExperimentRecord]) -> list[Row]:
+    last_attempt: dict[int, int] = {}
+    for e in records:
+        last_attempt[e.number] = max(last_attempt.get(e.number, 0), e.attempt)
+    rows: list[Row] = []
+    best: float | None = None
+    prev_keep_test: float | None = None
+    for e in records:  # ordered by number, attempt: the best before each row is known when we reach it
+        measured = e.status in ("keep", "discard")
+        val = e.val_bpb if measured else None
+        row = Row(
+            number=e.number, attempt=e.attempt, final=e.attempt == last_attempt[e.number], state=e.state,
+            status=e.status, outcome=e.outcome, commit=(e.commit_sha or e.parent_commit or "")[:7],
+            val_bpb=val, test_bpb=e.test_bpb if measured else None,
+            delta=None if best is None or val is None else val - best, memory_gb=e.memory_gb if measured else None,
+            seconds=_sum(e.agent_seconds, e.run_seconds, e.overhead_seconds), run_seconds=e.run_seconds,
+            agent_seconds=e.agent_seconds, cost=e.cost_usd or 0.0, tokens=(e.input_tokens or 0) + (e.output_tokens or 0),
+            description=e.description, reason=e.reason, created_at=e.created_at, finished_at=e.finished_at)
+        if e.status == "keep" and val is not None:
+            if best is not None and prev_keep_test is not None and row.test_bpb is not None:
+                row.test_change = row.test_bpb - prev_keep_test
+            best = val
+            prev_keep_test = row.test_bpb
+        rows.append(row)
+    return rows
+
+
+def _flag_val_only(rows: list[Row], noise: dict | None) -> None:
+    prev: Row | None = None
+    for r in rows:
+        if not (r.final and r.status == "keep" and r.val_bpb is not None):
+            continue
+        if prev is not None and r.test_change is not None and prev.val_bpb is not None:
+            r.val_only = r.test_change > val_only_threshold(noise, prev.val_bpb - r.val_bpb)
+        prev = r
+
+
+def _summary(journal: Journal, run: RunRecord, rows: list[Row], cache: Path | None, now: float | None) -> Summary:
+    noise = run.info.get("noise") if isinstance(run.info, dict) else None
+    noise = noise if isinstance(noise, dict) and noise.get("std") is not None else None
+    _flag_val_only(rows, noise)
+    finals = [r for r in rows if r.final and r.status]
+    keeps = [r for r in finals if r.status == "keep" and r.val_bpb is not None]
+    base, best = (keeps[0], keeps[-1]) if keeps else (None, None)
+    ideas = [r for r in finals if r.number > 1]
+
+    def count(status: str) -> int:
+        return sum(r.status == status for r in ideas)
+
+    def rate(status: str) -> float | None:
+        return count(status) / len(ideas) if ideas else None
+
+    finished = [r.finished_at for r in rows if r.finished_at]
+    end = (now or time.time()) if run.state == "running" else max(finished, default=run.created_at)
+    wall_hours = max(0.0, end - run.created_at) / 3600
+    totals = journal.totals(run.tag)
+    gain = base.val_bpb - best.val_bpb if base and best else None  # type: ignore[operator]
+    return Summary(
+        tag=run.tag, branch=run.branch, agent=run.agent, state=run.state, stop_reason=run.stop_reason,
+        baseline=base.val_bpb if base else None, best=best.val_bpb if best else None,
+        best_number=best.number if best else None, gain=gain,
+        gain_pct=gain / base.val_bpb * 100 if base and gain is not None and base.val_bpb else None,
+        baseline_test=base.test_bpb if base else None, best_test=best.test_bpb if best else None,
+        experiments=len(finals), attempts=sum(1 for r in rows if r.status), kept=max(0, len(keeps) - 1),
+        discarded=count("discard"), crashed=count("crash"), rejected=count("rejected"),
+        keep_rate=rate("keep"), crash_rate=rate("crash"), reject_rate=rate("rejected"),
+        wall_hours=wall_hours, per_hour=len(finals) / wall_hours if wall_hours > 0 and finals else None,
+        train_hours=sum(r.run_seconds or 0 for r in rows) / 3600,
+        agent_hours=sum(r.agent_seconds or 0 for r in rows) / 3600,
+        cost=float(totals["cost"]), input_tokens=int(totals["input_tokens"]), output_tokens=int(totals["output_tokens"]),
+        noise=noise, floor=entropy_floor(run.settings, "val", cache), test_floor=entropy_floor(run.settings, "test", cache))
+
+
+def _sum(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
