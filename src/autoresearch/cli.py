@@ -281,6 +281,61 @@ def status(workspace: Path | None, tag: str | None, all_runs: bool) -> None:
         click.echo(f"last stop: {run.stop_reason}")
 
 
+@cli.command()
+@workspace_option
+@cache_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for progress.png and report.html (default: <workspace>/.autoresearch/report).")
+@click.option("--tag", help="The run to report (default: the latest).")
+@friendly_errors
+def report(workspace: Path | None, cache_dir: Path | None, out: Path | None, tag: str | None) -> None:
+    """Write progress.png and a self-contained report.html about a run: what was tried, what was kept, how far
+    val_bpb came and what it cost. The page works offline; paste the PNG into a chat."""
+    from autoresearch.report import write_report
+
+    root = _workspace_root(workspace)
+    files = write_report(root, out=out.expanduser().resolve() if out else None, tag=tag, cache=_cache(cache_dir))
+    click.echo(f"plot:   {files.png}")
+    click.echo(f"report: {files.html}")
+
+
+@cli.command()
+@workspace_option
+@cache_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback exposes your journal (diffs, costs) to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free one).")
+@click.option("--tag", help="The run to show (default: the latest, switching to a new run when one starts).")
+@click.option("--open/--no-open", "open_browser", default=True, show_default=True,
+              help="Open the page in a browser (only where there is a display).")
+@friendly_errors
+def dashboard(workspace: Path | None, cache_dir: Path | None, host: str, port: int, tag: str | None,
+              open_browser: bool) -> None:
+    """Serve a live web page of a run: progress chart, the training loss of the running experiment, every
+    experiment, the best diff. It reads the journal only, so start it beside `autoresearch run` or after it."""
+    import os
+    import webbrowser
+
+    from autoresearch.dashboard import serve
+
+    root = _workspace_root(workspace)
+    try:
+        server = serve(root, host=host, port=port, tag=tag, cache=_cache(cache_dir))
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port} ({e.strerror or e}): pick another --port, "
+                                   "or 0 for any free one") from e
+    click.echo(f"dashboard of {root} at {server.url} (Ctrl-C to stop)")
+    if open_browser and (sys.platform in ("darwin", "win32") or os.environ.get("DISPLAY")
+                         or os.environ.get("WAYLAND_DISPLAY")):
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        click.echo("stopped")
+    finally:
+        server.server_close()
+
+
 def main() -> None:
     cli(prog_name="autoresearch")
 

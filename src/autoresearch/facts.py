@@ -138,8 +138,10 @@ def pick_run(journal: Journal, tag: str | None) -> RunRecord:
 
 def gather(journal: Journal, run: RunRecord, cache: Path | None = None, now: float | None = None) -> Facts:
     records = journal.experiments(run.tag)
-    rows = _rows(records)
-    return Facts(run=run, summary=_summary(journal, run, rows, cache, now), rows=rows, records=records)
+    noise = run.info.get("noise") if isinstance(run.info, dict) else None
+    noise = noise if isinstance(noise, dict) and isinstance(noise.get("std"), (int, float)) else None
+    rows = _rows(records, noise)
+    return Facts(run=run, summary=_summary(journal, run, rows, noise, cache, now), rows=rows, records=records)
 
 
 def entropy_floor(settings: dict, split: str = "val", cache: Path | None = None) -> float | None:
@@ -193,13 +195,12 @@ def read_loss(path: Path, max_points: int = MAX_LOSS_POINTS) -> LossCurve:
 
 # -- internals ------------------------------------------------------------------------------------------------------
 
-def _rows(records: list[ExperimentRecord]) -> list[Row]:
+def _rows(records: list[ExperimentRecord], noise: dict | None) -> list[Row]:
     last_attempt: dict[int, int] = {}
     for e in records:
         last_attempt[e.number] = max(last_attempt.get(e.number, 0), e.attempt)
     rows: list[Row] = []
-    best: float | None = None
-    prev_keep_test: float | None = None
+    best: Row | None = None  # the kept row before the current one
     for e in records:  # ordered by number, attempt: the best before each row is known when we reach it
         measured = e.status in ("keep", "discard")
         val = e.val_bpb if measured else None
@@ -207,33 +208,23 @@ def _rows(records: list[ExperimentRecord]) -> list[Row]:
             number=e.number, attempt=e.attempt, final=e.attempt == last_attempt[e.number], state=e.state,
             status=e.status, outcome=e.outcome, commit=(e.commit_sha or e.parent_commit or "")[:7],
             val_bpb=val, test_bpb=e.test_bpb if measured else None,
-            delta=None if best is None or val is None else val - best, memory_gb=e.memory_gb if measured else None,
-            seconds=_sum(e.agent_seconds, e.run_seconds, e.overhead_seconds), run_seconds=e.run_seconds,
-            agent_seconds=e.agent_seconds, cost=e.cost_usd or 0.0, tokens=(e.input_tokens or 0) + (e.output_tokens or 0),
-            description=e.description, reason=e.reason, created_at=e.created_at, finished_at=e.finished_at)
+            delta=None if best is None or val is None else val - best.val_bpb,  # type: ignore[operator]
+            memory_gb=e.memory_gb if measured else None,
+            seconds=_sum(e.agent_seconds, e.run_seconds, e.overhead_seconds) if e.state == "done" else None,
+            run_seconds=e.run_seconds, agent_seconds=e.agent_seconds, cost=e.cost_usd or 0.0,
+            tokens=(e.input_tokens or 0) + (e.output_tokens or 0), description=e.description, reason=e.reason,
+            created_at=e.created_at, finished_at=e.finished_at)
         if e.status == "keep" and val is not None:
-            if best is not None and prev_keep_test is not None and row.test_bpb is not None:
-                row.test_change = row.test_bpb - prev_keep_test
-            best = val
-            prev_keep_test = row.test_bpb
+            if best is not None and best.test_bpb is not None and row.test_bpb is not None:
+                row.test_change = row.test_bpb - best.test_bpb
+                row.val_only = row.test_change > val_only_threshold(noise, best.val_bpb - val)  # type: ignore[operator]
+            best = row
         rows.append(row)
     return rows
 
 
-def _flag_val_only(rows: list[Row], noise: dict | None) -> None:
-    prev: Row | None = None
-    for r in rows:
-        if not (r.final and r.status == "keep" and r.val_bpb is not None):
-            continue
-        if prev is not None and r.test_change is not None and prev.val_bpb is not None:
-            r.val_only = r.test_change > val_only_threshold(noise, prev.val_bpb - r.val_bpb)
-        prev = r
-
-
-def _summary(journal: Journal, run: RunRecord, rows: list[Row], cache: Path | None, now: float | None) -> Summary:
-    noise = run.info.get("noise") if isinstance(run.info, dict) else None
-    noise = noise if isinstance(noise, dict) and noise.get("std") is not None else None
-    _flag_val_only(rows, noise)
+def _summary(journal: Journal, run: RunRecord, rows: list[Row], noise: dict | None, cache: Path | None,
+             now: float | None) -> Summary:
     finals = [r for r in rows if r.final and r.status]
     keeps = [r for r in finals if r.status == "keep" and r.val_bpb is not None]
     base, best = (keeps[0], keeps[-1]) if keeps else (None, None)

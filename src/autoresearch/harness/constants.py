@@ -42,7 +42,9 @@ def workspace_settings() -> Settings:
 def dataset_key(s: Settings) -> str:
     """A directory name that identifies the raw data a setting produces (not the tokenizer)."""
     if s.dataset == "embedded":
-        return f"embedded-s{s.seed}-{s.embedded_train_mb:g}mb"
+        from autoresearch.harness.corpus import CORPUS_VERSION
+
+        return f"embedded{CORPUS_VERSION}-s{s.seed}-{s.embedded_train_mb:g}mb"
     if s.dataset in ("climbmix", "tinystories"):
         return s.dataset  # shards are shared: preparing with more training shards downloads only the new ones
     # A local path or glob: name it by its resolved spelling so two corpora never share a directory.

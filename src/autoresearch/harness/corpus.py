@@ -38,6 +38,9 @@ from autoresearch.harness.corpus_vocab import (BE, BOUGHT, DIALOGUE, END, EXIST,
 _log2 = math.log2
 
 
+# Bump when the generator or its defaults change: prepared data is cached under this version.
+CORPUS_VERSION = 1
+
 @dataclass(frozen=True, slots=True)
 class Document:
     text: str  # ASCII, ends with END

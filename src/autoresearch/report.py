@@ -1,0 +1,195 @@
+"""`autoresearch report`: the progress plot and one self-contained HTML page about a run.
+
+The page works offline and alone (mail it, attach it to an issue): its CSS and JS are inlined and the plot is
+embedded as base64. Numbers come from `facts`, the same reading of the journal the dashboard serves.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.facts import Facts, Row, Summary, gather, journal_path, pick_run, ReadOnlyJournal
+from autoresearch.plot import progress_png
+
+ASSETS = Path(__file__).parent / "dashboard"  # web assets shared by the dashboard and this page
+REPORT_DIR = Path(".autoresearch") / "report"
+
+
+@dataclass
+class ReportFiles:
+    png: Path
+    html: Path
+
+
+def write_report(workspace: Path, out: Path | None = None, tag: str | None = None,
+                 cache: Path | None = None) -> ReportFiles:
+    """Read the run from the workspace's journal and write progress.png and report.html into `out`."""
+    journal = ReadOnlyJournal(journal_path(workspace))
+    try:
+        facts = gather(journal, pick_run(journal, tag), cache)
+    finally:
+        journal.close()
+    out = out or workspace / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    png = progress_png(facts)
+    files = ReportFiles(png=out / "progress.png", html=out / "report.html")
+    files.png.write_bytes(png)
+    files.html.write_text(render_html(facts, png), encoding="utf-8")
+    return files
+
+
+def render_html(facts: Facts, png: bytes) -> str:
+    s = facts.summary
+    body = "\n".join([
+        f"<header><h1>autoresearch · run <code>{_e(s.tag)}</code></h1>"
+        f"<p class=sub>branch <code>{_e(s.branch)}</code> · agent <code>{_e(s.agent)}</code> · {_e(s.state)}"
+        f"{' · ' + _e(s.stop_reason) if s.stop_reason else ''} · report written {time.strftime('%Y-%m-%d %H:%M')}"
+        "</p></header>",
+        summary_html(s),
+        '<section><h2>Progress</h2><img class=plot alt="val_bpb per experiment" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></section>',
+        f"<section><h2>Experiments</h2>{table_html(facts.rows)}</section>",
+        f"<section><h2>Kept changes</h2>{kept_html(facts)}</section>",
+    ])
+    page = (ASSETS / "report.html").read_text(encoding="utf-8")
+    return (page.replace("{{title}}", _e(f"autoresearch {s.tag}"))
+            .replace("{{css}}", (ASSETS / "style.css").read_text(encoding="utf-8"))
+            .replace("{{js}}", (ASSETS / "table.js").read_text(encoding="utf-8"))
+            .replace("{{body}}", body))
+
+
+# -- the pieces -----------------------------------------------------------------------------------------------------
+
+def summary_html(s: Summary) -> str:
+    cards: list[tuple[str, str, str]] = []  # (label, value, detail)
+    if s.baseline is not None and s.best is not None:
+        cards.append(("val_bpb", f"{s.baseline:.4f} → {s.best:.4f}", f"baseline → best (#{s.best_number})"))
+        pct = f" ({-s.gain_pct:+.2f}%)" if s.gain_pct is not None else ""
+        cards.append(("gain", f"{s.gain:.4f} bpb{pct}", _noise_ratio(s)))
+    else:
+        cards.append(("val_bpb", "–", "nothing kept yet"))
+    if s.baseline_test is not None and s.best_test is not None:
+        cards.append(("test_bpb (held out)", f"{s.baseline_test:.4f} → {s.best_test:.4f}",
+                      f"{s.best_test - s.baseline_test:+.4f} bpb; never shown to the agent"))
+    if s.floor is not None:
+        gap = f"best is {s.best - s.floor:.4f} above it" if s.best is not None else ""
+        cards.append(("entropy floor", f"{s.floor:.4f}", gap))
+    if s.noise:
+        runs = s.noise.get("runs")
+        cards.append(("noise floor", f"σ {float(s.noise['std']):.4f}", f"over {runs} runs" if runs else ""))
+    rate = f"{s.per_hour:.1f} per hour" if s.per_hour else ""
+    cards.append(("experiments", f"{s.experiments}", f"{s.attempts} attempts · {rate}".strip(" ·")))
+    cards.append(("kept / crashed / rejected", f"{_pct(s.keep_rate)} / {_pct(s.crash_rate)} / {_pct(s.reject_rate)}",
+                  f"{s.kept} kept · {s.discarded} discarded · {s.crashed} crashed · {s.rejected} rejected"))
+    cards.append(("time", _hours(s.wall_hours), f"training {_hours(s.train_hours)} · agent {_hours(s.agent_hours)}"))
+    cards.append(("agent cost", f"${s.cost:.2f}", f"{s.input_tokens:,} tokens in · {s.output_tokens:,} out"))
+    items = "".join(f"<div class=card><div class=k>{_e(k)}</div><div class=v>{_e(v)}</div>"
+                    f"<div class=d>{_e(d)}</div></div>" for k, v, d in cards)
+    return f"<section class=summary id=summary>{items}</section>"
+
+
+COLUMNS = ("#", "commit", "status", "outcome", "val_bpb", "test_bpb", "Δ", "memory", "time", "cost", "description")
+
+
+def table_html(rows: list[Row]) -> str:
+    head = "".join(f"<th{' class=num' if c not in ('commit', 'status', 'outcome', 'description') else ''}>"
+                   f"{_e(c)}</th>" for c in COLUMNS)
+    body = "\n".join(_row_html(r) for r in rows)
+    return (f"<div class=scroll><table class=sortable id=experiments><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>"
+            "<p class=note>Click a header to sort. A number like 5.1 is the agent's first fix of its own crashed "
+            "change 5; the row it replaced is dimmed. Δ is val_bpb minus the best before it.</p>")
+
+
+def _row_html(r: Row) -> str:
+    status = r.status or r.state
+    classes = [f"st-{status}"] + ([] if r.final else ["superseded"]) + (["val-only"] if r.val_only else [])
+    desc = _e(r.description)
+    if r.attempt:
+        desc += f' <span class="badge fix">fix {r.attempt}</span>'
+    if r.val_only:
+        desc += f' <span class="badge val-only" title="{_e(_val_only_why(r))}">val-only gain</span>'
+    if r.status in ("crash", "rejected") and r.reason:
+        desc += f'<div class=reason>{_e(r.outcome or r.status)}: {_e(r.reason)}</div>'
+    cells = [
+        (r.number + r.attempt / 10, r.label), (r.commit, f"<code>{_e(r.commit)}</code>"),
+        (status, f"<span class=\"pill {_e(status)}\">{_e(status)}</span>"), (r.outcome or "", _e(r.outcome or "")),
+        _num(r.val_bpb, ".6f"), _num(r.test_bpb, ".6f"), _num(r.delta, "+.4f"), _num(r.memory_gb, ".1f", " GB"),
+        (r.seconds if r.seconds is not None else "", _duration(r.seconds)),
+        (r.cost, f"${r.cost:.3f}" if r.cost else "–"), (r.description, desc),
+    ]
+    tds = "".join(f'<td data-v="{_e(str(v))}"{" class=num" if i not in (1, 2, 3, 10) else ""}>{shown}</td>'
+                  for i, (v, shown) in enumerate(cells))
+    return f'<tr class="{" ".join(classes)}" data-n="{r.label}">{tds}</tr>'
+
+
+def kept_html(facts: Facts) -> str:
+    keeps = [r for r in facts.keeps if r.number > 1]
+    if not keeps:
+        return "<p class=note>No change has been kept yet.</p>"
+    parts = []
+    prev = next((r for r in facts.keeps if r.number == 1), None)
+    for r in keeps:
+        rec = facts.record(r)
+        change = f"val_bpb {prev.val_bpb:.6f} → {r.val_bpb:.6f}" if prev and prev.val_bpb is not None else ""
+        if r.test_change is not None:
+            change += f" · test_bpb {r.test_change:+.4f}"
+        badge = (f' <span class="badge val-only" title="{_e(_val_only_why(r))}">val-only gain</span>'
+                 if r.val_only else "")
+        parts.append(f'<details class=kept open id="kept-{r.number}"><summary><b>#{r.number}</b> '
+                     f"<code>{_e(r.commit)}</code> {_e(r.description)}{badge}"
+                     f"<span class=change>{_e(change)}</span></summary>"
+                     f"{'<p class=rationale>' + _e(rec.rationale) + '</p>' if rec.rationale else ''}"
+                     f"{diff_html(rec.diff)}</details>")
+        prev = r
+    return "\n".join(parts)
+
+
+def diff_html(diff: str) -> str:
+    """A unified diff, escaped, one span per line coloured by its kind."""
+    if not diff.strip():
+        return "<p class=note>(no diff recorded)</p>"
+    lines = []
+    for line in diff.splitlines():
+        kind = ("meta" if line.startswith(("+++", "---")) else "hunk" if line.startswith("@@")
+                else "add" if line.startswith("+") else "del" if line.startswith("-") else "ctx")
+        lines.append(f'<span class="{kind}">{_e(line) or " "}</span>')
+    return f"<pre class=diff>{''.join(lines)}</pre>"  # block spans: a newline between them would double-space
+
+
+# -- formatting -----------------------------------------------------------------------------------------------------
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _num(v: float | None, spec: str, unit: str = "") -> tuple[object, str]:
+    return ("", "–") if v is None else (v, format(v, spec) + unit)
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v * 100:.0f}%"
+
+
+def _hours(h: float) -> str:
+    return f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _noise_ratio(s: Summary) -> str:
+    if s.noise and s.gain is not None and float(s.noise.get("std") or 0) > 0:
+        return f"{s.gain / float(s.noise['std']):.1f}× the noise σ"
+    return "baseline minus best"
+
+
+def _val_only_why(r: Row) -> str:
+    return f"kept for val_bpb, but the held-out test_bpb got worse by {r.test_change:+.4f}"
