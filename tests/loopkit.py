@@ -110,3 +110,12 @@ def assert_consistent(ws: Path, tag: str) -> list[dict]:
         return rows
     finally:
         journal.close()
+
+
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie (PID 1 may be slow to reap in containers)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

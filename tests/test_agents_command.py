@@ -14,8 +14,13 @@ import pytest
 
 from autoresearch.agents import command
 from autoresearch.agents.base import Agent, AgentError, Context, Failure
-from autoresearch.agents.command import (CLAUDE_CODE_ARGV, CODEX_ARGV, CommandAgent, make_command_agent,
-                                         parse_command_line)
+from autoresearch.agents.command import (
+    CLAUDE_CODE_ARGV,
+    CODEX_ARGV,
+    CommandAgent,
+    make_command_agent,
+    parse_command_line,
+)
 
 SOURCE = "LR = 0.01                   # learning rate\nprint('training')\n"
 

@@ -7,13 +7,13 @@ import sys
 from dataclasses import fields
 
 import pytest
+from fakellm import Delay, FakeLLM, Reply, Status, fake_llm  # noqa: F401 - fake_llm is a fixture
+from hubserver import closed_port_url
 
 from autoresearch.agents import pricing
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry
 from autoresearch.agents.llm import Backoff, is_local_url, make_llm_agent
 from autoresearch.agents.prompt import ReplyError, base_source, build_prompt, format_history, parse_reply
-from fakellm import Delay, FakeLLM, Reply, Status, fake_llm  # noqa: F401 - fake_llm is a fixture
-from hubserver import closed_port_url
 
 SOURCE = """\
 import torch

@@ -9,13 +9,12 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import TINY, git
 
 from autoresearch.cli import cli
 from autoresearch.harness.constants import load_meta, prepared_dir
 from autoresearch.settings import PROFILES, Settings
 from autoresearch.workspace import read_constants
-
-from conftest import TINY, git
 
 
 def invoke(*args: str, **kw):

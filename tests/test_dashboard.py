@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_report import FLOOR, HOSTILE, TAG, build_journal
 
 from autoresearch.cli import cli
 from autoresearch.dashboard import serve
 from autoresearch.facts import journal_path
 from autoresearch.journal import Journal
-
-from test_report import FLOOR, HOSTILE, TAG, build_journal
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from loopkit import ScriptedAgent, assert_consistent, fast_source, git
+from loopkit import ScriptedAgent, assert_consistent, fast_source
 
 from autoresearch import vcs
 from autoresearch.agents.search import SearchAgent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import TINY
 
 from autoresearch.harness import corpus
 from autoresearch.harness.constants import eval_rows, load_meta, prepared_dir
@@ -10,8 +11,6 @@ from autoresearch.harness.dataloader import TokenSplit, pack_rows
 from autoresearch.harness.tokenizer import Tokenizer
 from autoresearch.prepare import prepare, split_seed
 from autoresearch.settings import Settings
-
-from conftest import TINY
 
 
 def test_splits_are_tokenized_documents_starting_with_bos(tiny_cache):

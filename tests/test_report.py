@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from click.testing import CliRunner
+from conftest import TINY
 
 from autoresearch.cli import cli
 from autoresearch.facts import ReadOnlyJournal, gather, journal_path, pick_run, read_loss
@@ -18,8 +19,6 @@ from autoresearch.harness.constants import eval_key, prepared_dir
 from autoresearch.journal import Journal
 from autoresearch.report import write_report
 from autoresearch.settings import SETTINGS_FILE, Settings
-
-from conftest import TINY
 
 TAG = "mar5"
 FLOOR = 1.21

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from loopkit import assert_consistent, fast_source
+from loopkit import alive, assert_consistent, fast_source
 
 from autoresearch import vcs
 from autoresearch.cli import cli
@@ -111,17 +111,10 @@ def test_resume_after_sigkill_mid_run_kills_the_orphan_and_reruns(ws, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 10
-    while _alive(training_pid) and time.monotonic() < deadline:
+    while alive(training_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(training_pid), "the experiment trained on after its orchestrator died"
+    assert not alive(training_pid), "the experiment trained on after its orchestrator died"
     resume(ws, tmp_path)
     rows = assert_consistent(ws, "t")
     assert [r["description"] for r in rows] == ["baseline", "quality 0.1", "quality 0.6", "quality 0.8"]
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

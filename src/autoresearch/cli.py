@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -96,7 +95,6 @@ def prepare(workspace: Path | None, cache_dir: Path | None, dataset: str | None,
 
 
 def _settings_for_prepare(workspace, dataset, profile, vocab_size, train_shards) -> Settings:
-    from autoresearch.harness.constants import find_workspace
 
     try:
         root = _workspace_root(workspace)

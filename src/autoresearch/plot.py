@@ -21,9 +21,8 @@ FIGSIZE, DPI = (11.0, 5.6), 120  # 1320 x 672 px: sharp in a chat window, small 
 
 def progress_png(facts: Facts) -> bytes:
     """The figure as PNG bytes (Agg backend: no display needed, safe in threads of a server)."""
-    from matplotlib.figure import Figure
-
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
     FigureCanvasAgg(fig)

@@ -29,8 +29,14 @@ from urllib.parse import urlparse
 
 from autoresearch.agents.base import Agent, AgentError, Context, Proposal, Usage
 from autoresearch.agents.pricing import Price, cost_usd, price_for
-from autoresearch.agents.prompt import (SYSTEM_PROMPT, ReplyError, base_source, build_prompt, correction_message,
-                                        parse_reply)
+from autoresearch.agents.prompt import (
+    SYSTEM_PROMPT,
+    ReplyError,
+    base_source,
+    build_prompt,
+    correction_message,
+    parse_reply,
+)
 
 log = logging.getLogger(__name__)
 

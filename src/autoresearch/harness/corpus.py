@@ -26,14 +26,41 @@ import hashlib
 import math
 import random
 from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 from autoresearch.harness.corpus_parse import parse
-from autoresearch.harness.corpus_vocab import (BE, BOUGHT, DIALOGUE, END, EXIST, FOUND, GAVE, GIVE, HAS, LEDGER,
-                                               LIST_INLINE, LIST_VERTICAL, LIVE, NARRATIVE, NEW, NP_NEW, NP_REF,
-                                               PRON, SOLD, TV, U_COUNT, U_HAVE, U_I, U_SUM, U_THE, VOWELS, Config,
-                                               Grammar, Table, grammar)
+from autoresearch.harness.corpus_vocab import (
+    BE,
+    BOUGHT,
+    DIALOGUE,
+    END,
+    EXIST,
+    FOUND,
+    GAVE,
+    GIVE,
+    LEDGER,
+    LIST_INLINE,
+    LIST_VERTICAL,
+    LIVE,
+    NARRATIVE,
+    NEW,
+    NP_NEW,
+    NP_REF,
+    PRON,
+    SOLD,
+    TV,
+    U_COUNT,
+    U_HAVE,
+    U_I,
+    U_SUM,
+    U_THE,
+    VOWELS,
+    Config,
+    Grammar,
+    Table,
+    grammar,
+)
 
 _log2 = math.log2
 

@@ -12,10 +12,44 @@ from __future__ import annotations
 import math
 import re
 
-from autoresearch.harness.corpus_vocab import (ADJ, BE, BOUGHT, DIALOGUE, END, EXIST, FOUND, GAVE, GIVE, HAS, LEDGER,
-                                               LIST_INLINE, LIST_VERTICAL, LIVE, NAME, NARRATIVE, NEW, NOUN, NP_NEW,
-                                               NP_PLURAL, NP_REF, PLACE, PLURAL, PRON, SOLD, TOPIC, TV, U_COUNT,
-                                               U_HAVE, U_I, U_SUM, U_THE, VERB, VERB3, VOWELS, Grammar)
+from autoresearch.harness.corpus_vocab import (
+    ADJ,
+    BE,
+    BOUGHT,
+    DIALOGUE,
+    END,
+    EXIST,
+    FOUND,
+    GAVE,
+    GIVE,
+    HAS,
+    LEDGER,
+    LIST_INLINE,
+    LIST_VERTICAL,
+    LIVE,
+    NAME,
+    NARRATIVE,
+    NEW,
+    NOUN,
+    NP_NEW,
+    NP_PLURAL,
+    NP_REF,
+    PLACE,
+    PLURAL,
+    PRON,
+    SOLD,
+    TOPIC,
+    TV,
+    U_COUNT,
+    U_HAVE,
+    U_I,
+    U_SUM,
+    U_THE,
+    VERB,
+    VERB3,
+    VOWELS,
+    Grammar,
+)
 
 _WORD = re.compile(r"[A-Za-z]+")
 _NUMBER = re.compile(r"0|[1-9][0-9]*")
