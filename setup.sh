@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: create .venv, install autoresearch, then run the demo or the tests.
-#   ./setup.sh demo   set up, then init + prepare + train a workspace on the embedded corpus (offline, CPU ok)
+#   ./setup.sh demo   set up, then init + prepare + a short research loop on the embedded corpus (offline, CPU ok)
 #   ./setup.sh test   set up, then run the test suite
 #   ./setup.sh        set up only
 set -euo pipefail
@@ -21,14 +21,19 @@ pip install -e ".[test]"
 
 case "${1:-}" in
   demo)
+    # WS, PROFILE, BUDGET (training seconds per experiment) and EXPERIMENTS can be overridden.
     WS=${WS:-demo-workspace}
-    BUDGET=${BUDGET:-60}
+    AR="$PWD/$VENV/bin/autoresearch"
     if [ ! -f "$WS/autoresearch.toml" ]; then
-      "$VENV/bin/autoresearch" init "$WS" --profile "${PROFILE:-cpu}" --time-budget "$BUDGET"
+      "$AR" init "$WS" --profile "${PROFILE:-cpu}" --time-budget "${BUDGET:-45}"
     fi
     cd "$WS"
-    "../$VENV/bin/autoresearch" prepare
-    "../$VENV/bin/autoresearch" train
+    "$AR" prepare
+    if git show-ref --quiet "refs/heads/autoresearch/demo"; then
+      "$AR" run --resume --tag demo --max-experiments "${EXPERIMENTS:-4}"
+    else
+      "$AR" run --tag demo --max-experiments "${EXPERIMENTS:-4}"
+    fi
     ;;
   test)
     shift

@@ -1,0 +1,65 @@
+"""Where the wall time of a research loop goes: training, and everything else.
+
+Runs a short loop with the built-in search agent on a fresh workspace (embedded corpus), then splits each
+experiment's wall time using the journal: training (train.py's timed steps), evaluation (the harness), start-up
+and warm-up (the rest of the experiment's process), agent, and the loop's own checks, git and bookkeeping.
+The original autoresearch spends about 8.6% outside training (325.9 s for 300 s); we aim for under 4% excluding
+the agent's thinking time, at the cuda profile's 300 s budget (shorter budgets make the fixed costs weigh more).
+
+    python bench/loop_overhead.py [--profile cpu] [--budget 60] [--experiments 3] [--cache-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from autoresearch.agents.search import SearchAgent
+from autoresearch.loop import Limits, Loop, LoopConfig
+from autoresearch.prepare import prepare
+from autoresearch.settings import PROFILES, Settings, cache_dir
+from autoresearch.workspace import init_workspace
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="cpu", choices=list(PROFILES))
+    ap.add_argument("--budget", type=float, default=60.0, help="training seconds per experiment")
+    ap.add_argument("--experiments", type=int, default=3)
+    ap.add_argument("--cache-dir", type=Path)
+    args = ap.parse_args()
+
+    settings = Settings.from_profile(args.profile, time_budget=args.budget)
+    cache = cache_dir(args.cache_dir)
+    prepare(settings, cache, progress=lambda m: print(m, flush=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = init_workspace(Path(tmp) / "ws", settings)
+        loop = Loop(ws, settings, SearchAgent(), LoopConfig(tag="bench", limits=Limits(args.experiments), cache=cache))
+        t0 = time.monotonic()
+        loop.start()
+        loop.run_until_limit()
+        wall = time.monotonic() - t0
+        records = [r for r in loop.journal.experiments("bench", done_only=True) if r.run_seconds]
+
+    train = sum(r.training_seconds or 0 for r in records)
+    evaluation = sum(r.eval_seconds or 0 for r in records)
+    run = sum(r.run_seconds for r in records)
+    agent = sum(r.agent_seconds or 0 for r in records)
+    loop_own = wall - run - agent
+    startup = run - train - evaluation
+    print(f"\n{len(records)} experiments, profile {args.profile}, {args.budget:g}s budget, {wall:.1f}s wall")
+    for name, secs in [("training", train), ("evaluation (harness)", evaluation),
+                       ("start-up + warm-up steps", startup), ("agent (search)", agent),
+                       ("loop: checks, git, journal", loop_own)]:
+        print(f"  {name:<28} {secs:8.1f}s  {100 * secs / wall:5.1f}%")
+    outside = wall - agent - train
+    print(f"share of wall time not spent training, agent excluded: {100 * outside / (wall - agent):.1f}%")
+    print(f"per experiment: {outside / len(records):.1f}s outside training "
+          f"(evaluation {evaluation / len(records):.1f}s, start-up {startup / len(records):.1f}s, "
+          f"loop {loop_own / len(records):.2f}s)")
+
+
+if __name__ == "__main__":
+    main()
