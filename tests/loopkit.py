@@ -21,6 +21,8 @@ from autoresearch.harness import MAX_SEQ_LEN, Tokenizer, evaluate_bpb, make_data
 
 QUALITY = 0.3           # sharpness of the unigram prior; 1.0 is best
 SLEEP = 0.0             # seconds to pretend to train
+NOISE = 0.0             # seed-dependent jitter of the logits: run-to-run noise like a real training run
+SEED = 42               # seed of that jitter
 
 # ---------------------------------------------------------------------------
 tok = Tokenizer.load()
@@ -31,9 +33,12 @@ counts += torch.bincount(y.flatten(), minlength=V)[:V].float()
 logp = torch.log(counts / counts.sum())
 
 
+jitter = NOISE * torch.randn(V, generator=torch.Generator().manual_seed(SEED))
+
+
 class Unigram(torch.nn.Module):
     def forward(self, idx):  # (B, T) -> (B, T, V)
-        return (QUALITY * logp).expand(*idx.shape, V)
+        return (QUALITY * logp + jitter).expand(*idx.shape, V)
 
 
 if os.environ.get("FAST_TRAIN_MARKER"):

@@ -88,6 +88,8 @@ def test_train_end_to_end_on_cpu(tiny_workspace, tiny_cache):
     assert keys == ["val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
                     "total_tokens_M", "num_steps", "num_params_M", "depth"]
     result = json.loads(next((tiny_workspace / ".autoresearch" / "train").glob("*/result.json")).read_text())
+    assert result["status"] == "ok" and result["val_bpb"] == result["harness"]["val_bpb"]
+    result = result["harness"]
     s = Settings(**TINY)
     untrained = math.log2(s.vocab_size) * result["val_tokens"] / result["val_bytes"]  # uniform prediction
     floor = load_meta(prepared_dir(s, tiny_cache))["eval"][f"T{s.max_seq_len}-E{s.eval_tokens}"]["val"]["floor_bpb"]

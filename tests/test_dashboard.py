@@ -69,7 +69,7 @@ def status_of(server, path: str, headers: dict | None = None) -> int:
 # -- the API --------------------------------------------------------------------------------------------------------
 
 def test_state_has_the_run_the_best_and_the_live_loss(dashboard):
-    server, _ = dashboard
+    server, ws = dashboard
     st = get_json(server, "/api/state")
     assert st["run"]["tag"] == TAG and st["run"]["state"] == "running"
     assert [e["label"] for e in st["experiments"]] == ["1", "2", "3", "4", "4.1", "5", "6", "7", "8"]
@@ -85,6 +85,16 @@ def test_state_has_the_run_the_best_and_the_live_loss(dashboard):
     tr = st["training"]
     assert tr["live"] and tr["number"] == 8 and tr["steps"] == list(range(40))
     assert tr["loss"][0] == 6.0 and tr["last"]["step"] == 39 and tr["last"]["tokens_per_second"] == 12345
+    assert tr["repeat"] is None
+
+    # the noise policy repeats a run with another seed beside the first: the page follows the newest log
+    repeat = ws / ".autoresearch" / "runs" / TAG / "0008-0-seed1" / "run.log"
+    repeat.parent.mkdir()
+    repeat.write_text("step 00000 (0.0%) | loss: 7.000000 | lrm: 1.00\nstep 00001 (1.0%) | loss: 6.900000 | lrm: 1.00\n")
+    first = ws / ".autoresearch" / "runs" / TAG / "0008-0" / "run.log"
+    os.utime(first, (time.time() - 60, time.time() - 60))
+    tr = get_json(server, "/api/state")["training"]
+    assert tr["repeat"] == 1 and tr["steps"] == [0, 1] and tr["loss"] == [7.0, 6.9]
 
 
 def test_runs_experiment_and_errors(dashboard):

@@ -5,19 +5,47 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
 from reference_loader import reference_rows
 
-from autoresearch.harness import constants
+from autoresearch.harness import channel, constants
 from autoresearch.harness.dataloader import TokenSplit
-from autoresearch.harness.evaluate import evaluate_bpb
+from autoresearch.harness.dataloader import make_dataloader
+from autoresearch.harness.evaluate import RefusedToScore, evaluate_bpb
 from autoresearch.harness.tokenizer import Tokenizer
 from autoresearch.settings import Settings
 
 TEXTS = [f"Story {i}: the {'red' if i % 3 else 'blue'} fox ran {i % 7} miles. Ünïcode ✓" * (1 + i % 4) for i in range(80)]
+
+
+@pytest.fixture
+def events():
+    """The harness's channel, connected to a pipe this test reads."""
+    r, w = os.pipe()
+    channel.connect(w)
+
+    def read() -> list[dict]:
+        os.set_blocking(r, False)
+        data = b""
+        try:
+            while chunk := os.read(r, 65536):
+                data += chunk
+        except BlockingIOError:
+            pass
+        return [json.loads(line) for line in data.decode().splitlines()]
+
+    yield read
+    channel.connect(None)
+    os.close(r)
+    os.close(w)
+
+
+def result_of(events) -> dict:
+    return next(e for e in reversed(events()) if e["event"] == "result")
 
 
 @pytest.fixture
@@ -76,14 +104,12 @@ def hand_bpb(model: Bigram, tok: Tokenizer, texts: list[str], settings: Settings
     return nats / (math.log(2) * nbytes)
 
 
-def test_matches_hand_computation_and_hands_over_both_splits(workspace, tmp_path, monkeypatch):
+def test_matches_hand_computation_and_hands_over_both_splits(workspace, events):
     settings, tok, splits = workspace
-    result = tmp_path / "result.json"
-    monkeypatch.setenv("AUTORESEARCH_RESULT_FILE", str(result))
     model = Bigram(tok.get_vocab_size())
     val = evaluate_bpb(model, tok, batch_size=3)
     assert val == pytest.approx(hand_bpb(model, tok, splits["val"], settings), rel=1e-6)
-    official = json.loads(result.read_text())
+    official = result_of(events)
     assert official["val_bpb"] == val
     assert official["test_bpb"] == pytest.approx(hand_bpb(model, tok, splits["test"], settings), rel=1e-6)
     assert official["val_tokens"] > 0 and official["val_bytes"] > official["val_tokens"]
@@ -101,16 +127,15 @@ def test_padded_vocabulary_logits_are_cut(workspace):
     assert evaluate_bpb(model, tok, 4) == pytest.approx(hand_bpb(model, tok, splits["val"], settings), rel=1e-6)
 
 
-def test_uniform_model_costs_log2_vocab_bits_per_scored_token(workspace, tmp_path, monkeypatch):
+def test_uniform_model_costs_log2_vocab_bits_per_scored_token(workspace, events):
     _, tok, _ = workspace
-    monkeypatch.setenv("AUTORESEARCH_RESULT_FILE", str(tmp_path / "r.json"))
 
     class Uniform(torch.nn.Module):
         def forward(self, idx):
             return torch.zeros(*idx.shape, tok.get_vocab_size())
 
     bpb = evaluate_bpb(Uniform(), tok, 4)
-    r = json.loads((tmp_path / "r.json").read_text())
+    r = result_of(events)
     assert bpb == pytest.approx(math.log2(tok.get_vocab_size()) * r["val_tokens"] / r["val_bytes"], rel=1e-6)
 
 
@@ -130,3 +155,47 @@ def test_model_mode_is_restored(workspace):
     model = Bigram(tok.get_vocab_size()).train()
     evaluate_bpb(model, tok, 2)
     assert model.training
+
+
+def test_a_model_that_looks_ahead_gets_no_score(workspace, events):
+    _, tok, _ = workspace
+
+    class Peek(Bigram):  # predicts token t+1 from token t+1 itself: perfect, and impossible
+        def forward(self, idx):
+            nxt = torch.roll(idx, -1, dims=1)
+            return 50.0 * torch.nn.functional.one_hot(nxt, self.table.size(1)).float()
+
+    with pytest.raises(RefusedToScore, match="looks ahead"):
+        evaluate_bpb(Peek(tok.get_vocab_size()), tok, 4)
+    sent = events()
+    assert [e["event"] for e in sent] == ["eval_start", "violation"]
+    assert sent[1]["kind"] == "non_causal" and not sent[1]["probe"]["causal"]
+
+
+def test_a_causal_model_passes_the_probe(workspace, events):
+    _, tok, _ = workspace
+    evaluate_bpb(Bigram(tok.get_vocab_size()), tok, 4)
+    probe = result_of(events)["probe"]
+    assert probe["causal"] and probe["max_diff"] == 0.0
+
+
+def test_patching_the_harness_at_run_time_gets_no_score(workspace, events, monkeypatch):
+    _, tok, _ = workspace
+    import autoresearch.harness.evaluate as ev
+
+    monkeypatch.setattr(ev, "score_split", lambda *a, **k: None)
+    with pytest.raises(RefusedToScore, match="score_split"):
+        evaluate_bpb(Bigram(tok.get_vocab_size()), tok, 4)
+    monkeypatch.undo()
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", lambda *a, **k: torch.zeros(1))
+    with pytest.raises(RefusedToScore, match="F.cross_entropy"):
+        evaluate_bpb(Bigram(tok.get_vocab_size()), tok, 4)
+    assert events()[-1]["kind"] == "tampered"
+
+
+def test_train_py_may_not_load_the_validation_split(workspace, events):
+    _, tok, _ = workspace
+    for split in ("val", "test"):
+        with pytest.raises(PermissionError, match="train' split only"):
+            make_dataloader(tok, 2, 16, split, device="cpu")
+    assert [e["kind"] for e in events()] == ["split", "split"]

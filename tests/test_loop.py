@@ -23,6 +23,7 @@ def fast_ws(tiny_workspace):
 
 
 def make_loop(ws, agent, tag="t", **kw) -> Loop:
+    kw.setdefault("policy", "greedy")  # the noise policy has tests of its own below
     limits = Limits(**{k: kw.pop(k) for k in ("max_experiments", "max_hours", "max_cost") if k in kw})
     loop = Loop(ws, Settings.load(ws / "autoresearch.toml"), agent, LoopConfig(tag=tag, limits=limits, **kw))
     loop.start()
@@ -198,3 +199,59 @@ def test_secrets_never_reach_train_py(fast_ws, monkeypatch):
     assert rec.outcome == "ok"
     assert not {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "MY_SERVICE_TOKEN", "AWS_ACCESS_KEY_ID"} & set(seen)
     assert seen["HARMLESS_SETTING"] == "visible" and os.environ["OPENAI_API_KEY"] == "sk-secret"
+
+
+def noisy(quality: float, **constants) -> str:
+    return fast_source(QUALITY=quality, NOISE=0.3, **constants)
+
+
+def test_noise_policy_measures_the_floor_and_keeps_only_what_clears_it(fast_ws):
+    (fast_ws / "train.py").write_text(noisy(0.3))
+    vcs.commit_all(fast_ws, "noisy")
+    agent = ScriptedAgent([(noisy(0.3, SLEEP=0.01), "no real change"), (noisy(0.9), "much sharper")])
+    loop = make_loop(fast_ws, agent, policy="noise", noise_runs=2, confirm_runs=1, max_experiments=3)
+    loop.run_until_limit()
+    rows = assert_consistent(fast_ws, "t")
+    noise = loop.journal.run("t").info["noise"]
+    assert len(noise["runs"]) == 3 and noise["std"] > 0  # the baseline, twice more with other seeds
+    base, hair, much = loop.journal.final_attempts("t")
+    assert base.val_bpb == pytest.approx(noise["mean"])
+    assert hair.status == "discard" and hair.evidence["gain"] <= hair.evidence["threshold"]
+    assert much.status == "keep" and much.evidence["margin"] > much.evidence["sigmas"]
+    assert [r["status"] for r in rows] == ["keep", "discard", "keep"]
+
+
+def test_marginal_winner_is_measured_again_before_the_decision(fast_ws):
+    from autoresearch.policy import NoisePolicy
+
+    class Recording(NoisePolicy):
+        calls: list = []
+
+        def decide(self, runs, best, best_runs=1, sigma=None, final=True):
+            self.calls.append((list(runs), final))
+            if best is not None and not final:  # call every first result marginal
+                return __import__("autoresearch.policy", fromlist=["Decision"]).Decision(False, {}, rerun=True)
+            return super().decide(runs, best, best_runs, sigma, final)
+
+    loop = make_loop(fast_ws, ScriptedAgent([(fast_source(QUALITY=0.9), "sharper")]), policy="noise",
+                     noise_runs=1, confirm_runs=2, max_experiments=2)
+    loop.policy = Recording(noise_runs=1, confirm_runs=2)
+    loop.run_until_limit()
+    assert [(len(runs), final) for runs, final in Recording.calls] == [(2, True), (1, False), (3, True)]
+    rec = loop.journal.final_attempts("t")[1]
+    assert rec.status == "keep" and len(rec.evidence["runs"]) == 3
+    assert rec.val_bpb == pytest.approx(sum(rec.evidence["runs"]) / 3)
+    assert (fast_ws / ".autoresearch" / "runs" / "t" / "0002-0-seed2").is_dir()  # the confirmation runs
+
+
+def test_noise_policy_rule():
+    from autoresearch.policy import NoisePolicy
+
+    p = NoisePolicy(sigmas=2.0)
+    assert p.decide([1.0, 1.1, 0.9], None).keep  # the baseline
+    clear = p.decide([0.90], best=1.0, best_runs=3, sigma=0.02)  # gain 0.1 > 2 * 0.02 * sqrt(4/3)
+    assert clear.keep and clear.evidence["margin"] == pytest.approx(5.0)
+    marginal = p.decide([0.97], best=1.0, best_runs=3, sigma=0.02, final=False)
+    assert marginal.rerun and not marginal.keep
+    assert not p.decide([0.97], best=1.0, best_runs=3, sigma=0.02, final=True).keep
+    assert not p.decide([1.01], best=1.0, best_runs=3, sigma=0.02, final=False).rerun  # worse: no second look

@@ -111,7 +111,7 @@ def test_facts_summarize_the_run(tmp_path):
     assert (s.experiments, s.attempts, s.kept, s.discarded, s.crashed, s.rejected) == (7, 8, 3, 2, 0, 1)
     assert s.keep_rate == 0.5 and s.reject_rate == 1 / 6
     assert abs(s.cost - (7 * 0.048 + 0.004)) < 1e-9 and s.input_tokens == 7 * 12000 + 1000  # fix attempts cost too
-    assert s.floor == FLOOR and s.noise is None
+    assert s.floor == FLOOR and s.noise_std is None and s.noise_runs is None
     assert abs(s.wall_hours - (7 * 600 + 400) / 3600) < 1e-9 and abs(s.per_hour - 7 / s.wall_hours) < 1e-9
     flagged = [r.label for r in f.rows if r.val_only]
     assert flagged == ["4.1"]  # test +0.06 > val gain 0.05; #7's test +0.01 is within its val gain 0.02
@@ -121,10 +121,11 @@ def test_facts_summarize_the_run(tmp_path):
 
 
 def test_noise_floor_tightens_the_val_only_flag(tmp_path):
-    build_journal(tmp_path / "ws", noise={"std": 0.002, "runs": 5})
+    noise = {"runs": [1.601, 1.598, 1.600], "std": 0.002, "mean": 1.5997, "tests": [1.62, 1.619, 1.621]}  # as loop writes
+    build_journal(tmp_path / "ws", noise=noise)
     j = ReadOnlyJournal(journal_path(tmp_path / "ws"))
     f = gather(j, pick_run(j, TAG), cache=tmp_path / "nothing")
-    assert f.summary.noise == {"std": 0.002, "runs": 5} and f.summary.floor is None
+    assert (f.summary.noise_std, f.summary.noise_runs) == (0.002, 3) and f.summary.floor is None
     assert [r.label for r in f.rows if r.val_only] == ["4.1", "7"]  # +0.01 on test is 5 sigma
     j.close()
 
@@ -143,7 +144,7 @@ def test_read_loss_parses_progress_and_tolerates_a_torn_line(tmp_path):
 
 def test_report_writes_a_png_and_a_self_contained_page(tmp_path):
     ws = tmp_path / "ws"
-    build_journal(ws, cache=tmp_path / "cache", noise={"std": 0.002, "runs": 5})
+    build_journal(ws, cache=tmp_path / "cache", noise={"std": 0.002, "runs": [1.6, 1.602, 1.598, 1.6, 1.6]})
     files = write_report(ws, out=tmp_path / "out", cache=tmp_path / "cache")
     png = files.png.read_bytes()
     w, h = png_size(png)
@@ -155,7 +156,7 @@ def test_report_writes_a_png_and_a_self_contained_page(tmp_path):
 
     page = files.html.read_text()
     assert "1.6000 → 1.4800" in page and "0.1200 bpb (-7.50%)" in page  # baseline → best, gain
-    assert "σ 0.0020" in page and "60.0× the noise σ" in page and "1.2100" in page  # noise and entropy floor
+    assert "σ 0.0020" in page and "over 5 runs" in page and "60.0× the noise σ" in page and "1.2100" in page  # noise and entropy floor
     assert "$0.34" in page and "85,000 tokens in" in page
     rows = re.findall(r'<tr class="([^"]*)" data-n="([\d.]+)">', page)
     assert [n for _, n in rows] == ["1", "2", "3", "4", "4.1", "5", "6", "7"]

@@ -13,8 +13,8 @@ from autoresearch.runner import Experiment, parse_progress, parse_summary, run_e
 from autoresearch.settings import Settings
 
 
-def run(ws, tmp_path, source: str, timeout: float | None = None):
-    settings = Settings.load(ws / "autoresearch.toml")
+def run(ws, tmp_path, source: str, timeout: float | None = None, **settings_changes):
+    settings = Settings.load(ws / "autoresearch.toml").replace(**settings_changes)
     exp = Experiment(source=source, workspace=ws, settings=settings, run_dir=tmp_path / "run", timeout=timeout,
                      cache=Path(os.environ["AUTORESEARCH_CACHE"]))
     lines: list[str] = []
@@ -22,12 +22,19 @@ def run(ws, tmp_path, source: str, timeout: float | None = None):
 
 
 def test_ok_takes_the_official_figures_from_the_harness(tiny_workspace, tmp_path):
-    liar = fast_source().replace('print(f"val_bpb:          {val_bpb:.6f}")', 'print("val_bpb:          0.000100")')
-    result, lines = run(tiny_workspace, tmp_path, liar)
+    result, lines = run(tiny_workspace, tmp_path, fast_source())
     assert result.status == "ok" and result.ok
-    assert result.summary["val_bpb"] == 0.0001  # what train.py claimed...
-    assert result.val_bpb > 1.0 and result.val_bpb == result.harness["val_bpb"]  # ...is not what counts
-    assert result.test_bpb is not None and (tmp_path / "run" / "run.log").read_text().count("\n") == len(lines)
+    assert result.val_bpb == result.harness["val_bpb"] == pytest.approx(result.summary["val_bpb"], abs=1e-6)
+    assert result.test_bpb is not None and result.harness["probe"]["causal"]
+    assert result.training_seconds is not None and result.eval_seconds is not None
+    assert (tmp_path / "run" / "run.log").read_text().count("\n") == len(lines)
+
+
+def test_a_printed_figure_that_is_not_the_harness_s_gets_no_score(tiny_workspace, tmp_path):
+    liar = fast_source().replace('print(f"val_bpb:          {val_bpb:.6f}")', 'print("val_bpb:          0.000100")')
+    result, _ = run(tiny_workspace, tmp_path, liar)
+    assert result.status == "rejected" and result.val_bpb is None
+    assert "printed val_bpb 0.0001 but the harness measured" in result.reason
 
 
 def test_crash_keeps_the_traceback_tail(tiny_workspace, tmp_path):
@@ -37,9 +44,36 @@ def test_crash_keeps_the_traceback_tail(tiny_workspace, tmp_path):
     assert "bad shape" in result.reason
 
 
-def test_finishing_without_evaluation_is_a_crash(tiny_workspace, tmp_path):
+def test_finishing_without_evaluation_gets_no_score(tiny_workspace, tmp_path):
     result, _ = run(tiny_workspace, tmp_path, "print('---')\nprint('val_bpb:          0.5')\n")
-    assert result.status == "crash" and "evaluate_bpb" in result.reason and result.val_bpb is None
+    assert result.status == "rejected" and "evaluate_bpb" in result.reason and result.val_bpb is None
+
+
+def test_training_past_the_budget_is_stopped_by_the_runner_s_clock(tiny_workspace, tmp_path):
+    """train.py's own timer says nothing here: the runner clocks from the first training batch."""
+    slow = fast_source().replace("time.sleep(SLEEP)", "time.sleep(30)")
+    t0 = time.monotonic()
+    result, _ = run(tiny_workspace, tmp_path, slow, time_allowance=1.0)
+    assert result.status == "timeout" and "by the runner's clock" in result.reason
+    assert time.monotonic() - t0 < 25  # stopped at budget (4 s) + allowance (1 s), not at the hard limit
+
+
+def test_memory_limit(tiny_workspace, tmp_path):
+    hog = "import time\nblocks = []\nwhile True:\n    blocks.append(bytearray(50 * 2**20))\n    time.sleep(0.05)\n"
+    result, _ = run(tiny_workspace, tmp_path, hog, memory_limit_mb=400)
+    assert result.status == "oom" and "memory limit of 400 MB" in result.reason
+
+
+def test_a_process_left_running_is_killed_and_the_run_gets_no_score(tiny_workspace, tmp_path):
+    pidfile = tmp_path / "stray.pid"
+    stray = fast_source().replace(
+        "import time\n",
+        "import time\nimport subprocess, sys\n"
+        f"_p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(_p.pid))\n", 1)
+    result, _ = run(tiny_workspace, tmp_path, stray)
+    assert result.status == "rejected" and "left 1 process" in result.reason
+    assert not alive(int(pidfile.read_text()))
 
 
 def test_timeout_kills_the_whole_group(tiny_workspace, tmp_path):

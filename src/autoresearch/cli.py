@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -151,6 +152,7 @@ def train(workspace: Path | None, cache_dir: Path | None, timeout: float | None)
                      timeout=timeout, cache=cache)
     with RunView(budget=settings.time_budget, title="train.py") as view:
         result = run_experiment(exp, on_line=view.line, on_progress=view.progress)
+    (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
     click.echo(f"log: {result.log_path}")
     if not result.ok:
         click.echo(result.error_tail, err=True)
@@ -179,14 +181,21 @@ def train(workspace: Path | None, cache_dir: Path | None, timeout: float | None)
 @click.option("--timeout", type=float, help="Kill an experiment after this many seconds "
               "(default: 2 x budget, at least budget + 120 s).")
 @click.option("--agent-timeout", type=float, help="Time limit of one agent call, seconds.")
-@click.option("--policy", type=click.Choice(["greedy"]), default="greedy", show_default=True,
-              help="greedy: keep any improvement.")
+@click.option("--policy", type=click.Choice(["noise", "greedy"]), default="noise", show_default=True,
+              help="noise: keep a change only when its gain clears the measured noise floor; "
+              "greedy: keep any improvement (the original's rule).")
+@click.option("--noise-runs", type=click.IntRange(min=0), default=2, show_default=True,
+              help="noise policy: extra runs of the baseline with other seeds, to measure the noise floor.")
+@click.option("--sigmas", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="noise policy: the margin a gain must clear, in standard deviations of the noise.")
+@click.option("--confirm-runs", type=click.IntRange(min=0), default=1, show_default=True,
+              help="noise policy: extra runs (other seeds) of a marginal winner before deciding.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the search agent.")
 @friendly_errors
 def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume: bool, agent_spec: str,
         base_url: str | None, prices_file: Path | None, max_experiments: int | None, max_hours: float | None,
         max_cost: float | None, fix_attempts: int, timeout: float | None, agent_timeout: float | None,
-        policy: str, seed: int) -> None:
+        policy: str, noise_runs: int, sigmas: float, confirm_runs: int, seed: int) -> None:
     """Run the research loop: the agent proposes, the harness judges, git keeps the winners.
 
     The first experiment is the unchanged baseline. Each later one: the agent edits train.py, the loop checks
@@ -227,7 +236,8 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
             check(root)
     except AgentError as e:
         raise click.ClickException(str(e)) from e
-    config = LoopConfig(tag=tag, agent=agent_spec, policy=policy, resume=resume, fix_attempts=fix_attempts,
+    config = LoopConfig(tag=tag, agent=agent_spec, policy=policy, sigmas=sigmas, noise_runs=noise_runs,
+                        confirm_runs=confirm_runs, resume=resume, fix_attempts=fix_attempts,
                         limits=Limits(max_experiments, max_hours, max_cost), timeout=timeout, cache=cache)
     loop = Loop(root, settings, agent, config)
     try:

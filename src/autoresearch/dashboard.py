@@ -13,6 +13,7 @@ a lock, never writes, and shows a finished run the same way as a running one.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import mimetypes
@@ -129,15 +130,23 @@ def _training(facts: Facts) -> dict | None:
         live = running and e.state == "running"
         if not e.run_dir or (e.state != "done" and not live):
             continue
-        curve = read_loss(_log_path(e))
+        log, repeat = _latest_log(e)
+        curve = read_loss(log)
         if curve.steps or live:
             return {"number": e.number, "attempt": e.attempt, "description": e.description, "live": live,
-                    "status": e.status or e.state, "steps": curve.steps, "loss": curve.loss, "last": curve.last}
+                    "status": e.status or e.state, "repeat": repeat, "steps": curve.steps, "loss": curve.loss,
+                    "last": curve.last}
     return None
 
 
-def _log_path(e: ExperimentRecord) -> Path:
-    return Path(e.log_path) if e.log_path else Path(e.run_dir) / "run.log"
+def _latest_log(e: ExperimentRecord) -> tuple[Path, int | None]:
+    """The experiment's newest run.log: the noise policy repeats a run with other seeds in `<run_dir>-seedN`."""
+    run_dir = Path(e.run_dir)
+    logs = [(run_dir / "run.log", None)] + [(d / "run.log", int(d.name.rsplit("-seed", 1)[1]))
+                                           for d in run_dir.parent.glob(f"{glob.escape(run_dir.name)}-seed*")
+                                           if d.name.rsplit("-seed", 1)[1].isdigit()]
+    existing = [(p, n) for p, n in logs if p.exists()]
+    return max(existing, key=lambda x: x[0].stat().st_mtime) if existing else logs[0]
 
 
 # -- the server -----------------------------------------------------------------------------------------------------

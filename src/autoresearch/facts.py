@@ -60,7 +60,8 @@ class Summary:
     cost: float  # USD of agent usage, failed calls included
     input_tokens: int
     output_tokens: int
-    noise: dict | None  # run.info["noise"]: {"std": ..., "runs": ...} when the loop measured it
+    noise_std: float | None  # the noise floor: std of val_bpb over repeated baseline runs (noise policy)
+    noise_runs: int | None  # how many runs measured it
     floor: float | None  # entropy floor of the val split (embedded corpus only)
     test_floor: float | None
 
@@ -138,10 +139,18 @@ def pick_run(journal: Journal, tag: str | None) -> RunRecord:
 
 def gather(journal: Journal, run: RunRecord, cache: Path | None = None, now: float | None = None) -> Facts:
     records = journal.experiments(run.tag)
-    noise = run.info.get("noise") if isinstance(run.info, dict) else None
-    noise = noise if isinstance(noise, dict) and isinstance(noise.get("std"), (int, float)) else None
-    rows = _rows(records, noise)
-    return Facts(run=run, summary=_summary(journal, run, rows, noise, cache, now), rows=rows, records=records)
+    std, n = noise_floor(run.info)
+    rows = _rows(records, std)
+    return Facts(run=run, summary=_summary(journal, run, rows, (std, n), cache, now), rows=rows, records=records)
+
+
+def noise_floor(info: dict) -> tuple[float | None, int | None]:
+    """(std, runs) from run.info["noise"], which the noise policy writes as {"std": s, "runs": [val_bpb, ...]}."""
+    noise = info.get("noise") if isinstance(info, dict) else None
+    if not isinstance(noise, dict) or not isinstance(noise.get("std"), (int, float)):
+        return None, None
+    runs = noise.get("runs")
+    return float(noise["std"]), len(runs) if isinstance(runs, list) else runs if isinstance(runs, int) else None
 
 
 def entropy_floor(settings: dict, split: str = "val", cache: Path | None = None) -> float | None:
@@ -157,10 +166,10 @@ def entropy_floor(settings: dict, split: str = "val", cache: Path | None = None)
         return None
 
 
-def val_only_threshold(noise: dict | None, val_gain: float) -> float:
-    """How much worse test_bpb may get on a kept change before we call the gain val-only."""
-    std = (noise or {}).get("std")
-    return float(std) if isinstance(std, (int, float)) and std > 0 else val_gain
+def val_only_threshold(noise_std: float | None, val_gain: float) -> float:
+    """How much worse test_bpb may get on a kept change before we call the gain val-only: the noise floor when
+    the run measured one, else the val_bpb gain itself."""
+    return noise_std if noise_std is not None and noise_std > 0 else val_gain
 
 
 # -- training loss from a run.log -----------------------------------------------------------------------------------
@@ -195,7 +204,7 @@ def read_loss(path: Path, max_points: int = MAX_LOSS_POINTS) -> LossCurve:
 
 # -- internals ------------------------------------------------------------------------------------------------------
 
-def _rows(records: list[ExperimentRecord], noise: dict | None) -> list[Row]:
+def _rows(records: list[ExperimentRecord], noise_std: float | None) -> list[Row]:
     last_attempt: dict[int, int] = {}
     for e in records:
         last_attempt[e.number] = max(last_attempt.get(e.number, 0), e.attempt)
@@ -217,14 +226,14 @@ def _rows(records: list[ExperimentRecord], noise: dict | None) -> list[Row]:
         if e.status == "keep" and val is not None:
             if best is not None and best.test_bpb is not None and row.test_bpb is not None:
                 row.test_change = row.test_bpb - best.test_bpb
-                row.val_only = row.test_change > val_only_threshold(noise, best.val_bpb - val)  # type: ignore[operator]
+                row.val_only = row.test_change > val_only_threshold(noise_std, best.val_bpb - val)  # type: ignore[operator]
             best = row
         rows.append(row)
     return rows
 
 
-def _summary(journal: Journal, run: RunRecord, rows: list[Row], noise: dict | None, cache: Path | None,
-             now: float | None) -> Summary:
+def _summary(journal: Journal, run: RunRecord, rows: list[Row], noise: tuple[float | None, int | None],
+             cache: Path | None, now: float | None) -> Summary:
     finals = [r for r in rows if r.final and r.status]
     keeps = [r for r in finals if r.status == "keep" and r.val_bpb is not None]
     base, best = (keeps[0], keeps[-1]) if keeps else (None, None)
@@ -254,7 +263,7 @@ def _summary(journal: Journal, run: RunRecord, rows: list[Row], noise: dict | No
         train_hours=sum(r.run_seconds or 0 for r in rows) / 3600,
         agent_hours=sum(r.agent_seconds or 0 for r in rows) / 3600,
         cost=float(totals["cost"]), input_tokens=int(totals["input_tokens"]), output_tokens=int(totals["output_tokens"]),
-        noise=noise, floor=entropy_floor(run.settings, "val", cache), test_floor=entropy_floor(run.settings, "test", cache))
+        noise_std=noise[0], noise_runs=noise[1], floor=entropy_floor(run.settings, "val", cache), test_floor=entropy_floor(run.settings, "test", cache))
 
 
 def _sum(*values: float | None) -> float | None:

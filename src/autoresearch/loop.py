@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import signal
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -17,10 +18,10 @@ from pathlib import Path
 from autoresearch import vcs
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, Proposal, Usage
 from autoresearch.journal import ExperimentRecord, Journal, RunRecord
-from autoresearch.policy import make_policy
+from autoresearch.policy import make_policy, noise_sigma
 from autoresearch.runner import Experiment, Progress, RunResult, kill_stale_group, run_experiment
 from autoresearch.settings import Settings
-from autoresearch.workspace import EDITABLE, RUN_DIR, harness_surface
+from autoresearch.workspace import EDITABLE, RUN_DIR, harness_surface, read_constants, set_constants
 
 RESULTS_FILE = "results.tsv"
 JOURNAL_FILE = "journal.db"
@@ -43,7 +44,10 @@ class Limits:
 class LoopConfig:
     tag: str
     agent: str = "search"
-    policy: str = "greedy"
+    policy: str = "noise"
+    sigmas: float = 2.0  # noise policy: margin in standard deviations
+    noise_runs: int = 2  # noise policy: extra baseline runs with other seeds
+    confirm_runs: int = 1  # noise policy: extra runs of a marginal winner
     resume: bool = False
     limits: Limits = field(default_factory=Limits)
     fix_attempts: int = 2  # follow-up attempts an agent gets to repair its own crashed change
@@ -81,7 +85,9 @@ class Loop:
         self.agent = agent
         self.config = config
         self.view = view or View()
-        self.policy = make_policy(config.policy)
+        self.policy = make_policy(config.policy, **({"sigmas": config.sigmas, "noise_runs": config.noise_runs,
+                                                       "confirm_runs": config.confirm_runs}
+                                                    if config.policy == "noise" else {}))
         self.journal = open_journal(workspace)
         self.tag = config.tag
         self.branch = branch_name(config.tag)
@@ -137,7 +143,7 @@ class Loop:
 
     def best_val(self) -> float | None:
         best = self.journal.best(self.tag)
-        return best.val_bpb if best else None
+        return _mean_of(best) if best else None
 
     # -- the loop --------------------------------------------------------------------------------------------------
 
@@ -157,6 +163,7 @@ class Loop:
             self._restore_best()
         finally:
             signal.signal(signal.SIGTERM, previous)
+            reason = reason or "the orchestrator crashed (see the traceback); resume with `autoresearch run --resume`"
             self.journal.update_run(self.tag, state="stopped", stop_reason=reason)
             self._write_results()
         return reason
@@ -270,22 +277,62 @@ class Loop:
         rec = self.journal.get(rec.id)
         self.view.experiment_started(rec, self.settings.time_budget)
         overhead = time.monotonic() - t0
-        result = run_experiment(Experiment(source=rec.train_py, workspace=self.ws, settings=self.settings,
-                                           run_dir=run_dir, timeout=self.config.timeout, cache=self.config.cache),
-                                on_line=self.view.line, on_progress=self.view.progress)
+        result = self._run(rec, rec.train_py, run_dir)
         t1 = time.monotonic()
-        status, evidence = self._decide(result)
+        status, evidence = self._decide(rec, result, run_dir)
         self._finish(rec.id, status=status, outcome=result.status, result=result, evidence=evidence,
                      overhead_before=overhead, t_after=t1)
         rec = self.journal.get(rec.id)
         self.view.experiment_done(rec, self.best_val())
         return rec
 
-    def _decide(self, result: RunResult) -> tuple[str, dict]:
+    def _run(self, rec: ExperimentRecord, source: str, run_dir: Path) -> RunResult:
+        return run_experiment(Experiment(source=source, workspace=self.ws, settings=self.settings, run_dir=run_dir,
+                                         timeout=self.config.timeout, cache=self.config.cache),
+                              on_line=self.view.line, on_progress=self.view.progress)
+
+    def _decide(self, rec: ExperimentRecord, result: RunResult, run_dir: Path) -> tuple[str, dict]:
+        """Decide on a finished run; under the noise policy, repeat runs with other seeds where it matters."""
         if not result.ok:
-            return "crash", {"why": result.reason}
-        decision = self.policy.decide(result.val_bpb, self.best_val())
-        return ("keep" if decision.keep else "discard"), decision.evidence
+            return ("rejected" if result.status == "rejected" else "crash"), {"why": result.reason}
+        runs, tests = [result.val_bpb], [result.test_bpb]
+        best = self.journal.best(self.tag)
+        best_mean = _mean_of(best) if best else None
+        best_runs = len(best.evidence.get("runs", [1])) if best else 1
+        sigma = self.noise_sigma()
+        extra = self.policy.noise_runs if best is None else 0  # the baseline: measure the noise floor
+        decision = None
+        while True:
+            for _ in range(extra):
+                seed_run = self._run(rec, _with_seed(rec.train_py, len(runs)), run_dir.with_name(
+                    f"{run_dir.name}-seed{len(runs)}"))
+                if not seed_run.ok:
+                    return "crash", {"why": f"a repeat with another seed failed: {seed_run.reason}", "runs": runs}
+                runs.append(seed_run.val_bpb)
+                tests.append(seed_run.test_bpb)
+            if best is None and len(runs) > 1:
+                sigma = noise_sigma(runs)
+            final = extra > 0 or best is None or self.policy.confirm_runs == 0
+            decision = self.policy.decide(runs, best_mean, best_runs, sigma, final=final)
+            if not decision.rerun:
+                break
+            extra = self.policy.confirm_runs
+            self.view.message(f"experiment {rec.number}: marginal gain; measuring again with "
+                              f"{extra} other seed(s)")
+        evidence = {**decision.evidence, "tests": tests}
+        if best is None and len(runs) > 1:
+            evidence["sigma"] = sigma
+            noise = {"runs": runs, "std": sigma, "mean": statistics.fmean(runs), "tests": tests}
+            self.journal.update_run(self.tag, info={"noise": noise})
+        result.val_bpb = statistics.fmean(runs)
+        result.test_bpb = statistics.fmean(t for t in tests if t is not None) if any(t is not None for t in tests) \
+            else None
+        return ("keep" if decision.keep else "discard"), evidence
+
+    def noise_sigma(self) -> float | None:
+        run = self.journal.run(self.tag)
+        noise = (run.info or {}).get("noise") if run else None
+        return noise.get("std") if noise else None
 
     def _finish(self, exp_id: int, status: str, outcome: str, reason: str = "", result: RunResult | None = None,
                 evidence: dict | None = None, overhead_before: float = 0.0, t_after: float | None = None) -> None:
@@ -297,8 +344,7 @@ class Loop:
                 val_bpb=result.val_bpb, test_bpb=result.test_bpb, memory_gb=result.memory_gb,
                 reason=result.reason, error_tail=result.error_tail if not result.ok else "",
                 log_path=str(result.log_path or ""), run_seconds=result.wall_seconds,
-                training_seconds=result.summary.get("training_seconds"),
-                eval_seconds=result.harness.get("eval_seconds"),
+                training_seconds=result.training_seconds, eval_seconds=result.eval_seconds,
                 metrics={"harness": result.harness, "summary": result.summary})
         else:
             values["reason"] = reason
@@ -326,6 +372,18 @@ class Loop:
 
     def _write_results(self) -> None:
         self.journal.write_results_tsv(self.tag, self.ws / RESULTS_FILE)
+
+
+def _mean_of(rec: ExperimentRecord) -> float | None:
+    return rec.evidence.get("mean", rec.val_bpb) if rec.evidence else rec.val_bpb
+
+
+def _with_seed(source: str, k: int) -> str:
+    """The same change with another seed (when train.py has a SEED constant): what noise looks like."""
+    constants = read_constants(source)
+    if isinstance(constants.get("SEED"), int):
+        return set_constants(source, {"SEED": constants["SEED"] + 1000 * k})
+    return source
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -44,7 +44,7 @@ def draw_progress(ax, facts: Facts) -> None:
     rejects = [r for r in finals if r.status == "rejected"]
     last_x = max((r.number for r in facts.rows), default=1)
 
-    lo, hi = _y_range(keeps, s.floor)
+    lo, hi = _y_range(keeps, discards, s.floor)
     ax.set_ylim(lo, hi)
     ax.set_xlim(0.3, last_x + 0.7)
     edge = blended_transform_factory(ax.transData, ax.transAxes)  # x in data, y in axes: pinned to an edge
@@ -121,16 +121,18 @@ def _title(facts: Facts) -> str:
     return line + f" | {s.experiments} experiments, {s.kept} kept"
 
 
-def _y_range(keeps: list[Row], floor: float | None) -> tuple[float, float]:
-    """Frame the kept points and their test figures; discards far above are pinned to the top edge instead."""
+def _y_range(keeps: list[Row], discards: list[Row], floor: float | None) -> tuple[float, float]:
+    """Frame the kept points and their test figures, and the discards near them; discards far above are pinned to
+    the top edge instead, so one diverged run cannot flatten the story of the kept changes."""
     values = [r.val_bpb for r in keeps if r.val_bpb is not None] + [r.test_bpb for r in keeps if r.test_bpb]
     if not values:
         return (floor or 0.0) - 0.1, (floor or 0.0) + 1.0
     lo, hi = min(values), max(values)
     span = max(hi - lo, 0.02 * hi, 1e-3)
+    hi = max([hi] + [r.val_bpb for r in discards if r.val_bpb is not None and r.val_bpb <= hi + 2 * span])
     if floor is not None and lo - floor < 1.5 * span:  # the floor is near enough to show without squashing the data
         lo = min(lo, floor)
-        span = max(hi - lo, span)
+    span = max(hi - lo, span)
     return lo - 0.12 * span, hi + 0.3 * span  # headroom for the labels
 
 

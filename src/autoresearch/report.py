@@ -78,9 +78,8 @@ def summary_html(s: Summary) -> str:
     if s.floor is not None:
         gap = f"best is {s.best - s.floor:.4f} above it" if s.best is not None else ""
         cards.append(("entropy floor", f"{s.floor:.4f}", gap))
-    if s.noise:
-        runs = s.noise.get("runs")
-        cards.append(("noise floor", f"σ {float(s.noise['std']):.4f}", f"over {runs} runs" if runs else ""))
+    if s.noise_std is not None:
+        cards.append(("noise floor", f"σ {s.noise_std:.4f}", f"over {s.noise_runs} runs" if s.noise_runs else ""))
     rate = f"{s.per_hour:.1f} per hour" if s.per_hour else ""
     cards.append(("experiments", f"{s.experiments}", f"{s.attempts} attempts · {rate}".strip(" ·")))
     cards.append(("kept / crashed / rejected", f"{_pct(s.keep_rate)} / {_pct(s.crash_rate)} / {_pct(s.reject_rate)}",
@@ -186,8 +185,8 @@ def _duration(seconds: float | None) -> str:
 
 
 def _noise_ratio(s: Summary) -> str:
-    if s.noise and s.gain is not None and float(s.noise.get("std") or 0) > 0:
-        return f"{s.gain / float(s.noise['std']):.1f}× the noise σ"
+    if s.noise_std and s.gain is not None:
+        return f"{s.gain / s.noise_std:.1f}× the noise σ"
     return "baseline minus best"
 
 

@@ -22,13 +22,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoresearch.harness.evaluate import RESULT_ENV
+from autoresearch.harness.channel import CHANNEL_ENV
+from autoresearch.harness.constants import SETTINGS_ENV
 from autoresearch.settings import CACHE_ENV, WORKSPACE_ENV, Settings, cache_dir
 
 STATUSES = ("ok", "crash", "timeout", "nan", "oom", "rejected")
 TERM_GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
 STARTUP_ALLOWANCE = 120.0  # start-up, compilation and evaluation on top of the training budget
 TAIL_LINES = 30
+POLL_SECONDS = 0.25  # how often the watch checks time and memory
 PGID_FILE = "pgid"
 
 # Names of environment variables an experiment never sees: API keys and other credentials of the orchestrator.
@@ -77,6 +79,8 @@ class RunResult:
     summary: dict[str, float] = field(default_factory=dict)  # what train.py printed (informative only)
     harness: dict[str, float] = field(default_factory=dict)  # the harness's full result
     wall_seconds: float = 0.0
+    training_seconds: float | None = None  # first training batch -> evaluation, by the runner's clock
+    eval_seconds: float | None = None  # evaluation start -> exit, by the runner's clock
     returncode: int | None = None
     log_path: Path | None = None
     error_tail: str = ""  # last lines of the log when the run failed
@@ -98,6 +102,7 @@ class RunResult:
 
 def scrubbed_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not (SECRET_RE.search(k) or k.upper().startswith(SECRET_PREFIXES))}
+    env.pop(WORKSPACE_ENV, None)  # an experiment sees its settings, not the workspace (journal, results)
     env.update(extra)
     return env
 
@@ -107,51 +112,161 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
     """Run `exp` to completion or to its limit. Every outcome is a RunResult; nothing here raises for a bad run."""
     run_dir = exp.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "tmp").mkdir(exist_ok=True)
     script = run_dir / "train.py"
     script.write_text(exp.source)
     log_path = run_dir / "run.log"
-    result_path = run_dir / "result.json"
-    result_path.unlink(missing_ok=True)
+    cache = exp.cache or cache_dir()
+    channel_read, channel_write = os.pipe()
     env = scrubbed_env({
-        WORKSPACE_ENV: str(exp.workspace),
-        RESULT_ENV: str(result_path),
-        CACHE_ENV: str(exp.cache or cache_dir()),
+        SETTINGS_ENV: json.dumps(asdict(exp.settings)),
+        CACHE_ENV: str(cache),
+        CHANNEL_ENV: str(channel_write),
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "TMPDIR": str(run_dir / "tmp"),
     })
     tail: deque[str] = deque(maxlen=TAIL_LINES)
-    t0 = time.monotonic()
+    watch = _Watch(exp)
     with open(log_path, "w") as log:
         try:
-            proc = subprocess.Popen([sys.executable, str(script)], cwd=run_dir, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
-                                    start_new_session=True, errors="replace", preexec_fn=_die_with_parent)
+            proc = subprocess.Popen([*launcher(exp, cache), sys.executable, str(script)], cwd=run_dir, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    text=True, bufsize=1, start_new_session=True, errors="replace",
+                                    pass_fds=(channel_write,))
         except OSError as e:
+            os.close(channel_read)
+            os.close(channel_write)
             return RunResult(status="crash", log_path=log_path, reason=f"could not start python: {e}")
+        os.close(channel_write)  # the child holds the only write end: EOF on the channel means it is gone
         (run_dir / PGID_FILE).write_text(str(proc.pid))  # lets a resumed orchestrator stop an orphaned run
-        reader = threading.Thread(target=_pump, args=(proc, log, tail, on_line, on_progress), daemon=True)
-        reader.start()
-        timed_out = _wait(proc, exp.limit)
-        _kill_group(proc)  # children the run left behind (compile workers, strays) go with it
-        reader.join(timeout=5)
+        readers = [threading.Thread(target=_pump, args=(proc, log, tail, on_line, on_progress), daemon=True),
+                   threading.Thread(target=watch.read_channel, args=(channel_read,), daemon=True)]
+        for t in readers:
+            t.start()
+        watch.wait(proc)
+        leftovers = _kill_leftovers(proc)  # children the run left behind (strays, compile workers) go too
+        for t in readers:
+            t.join(timeout=5)
     (run_dir / PGID_FILE).unlink(missing_ok=True)
-    result = _classify(proc.returncode, timed_out, list(tail), result_path, exp.limit)
-    result.wall_seconds = time.monotonic() - t0
+    result = _classify(proc.returncode, watch, list(tail), exp, leftovers)
+    result.wall_seconds = time.monotonic() - watch.t0
     result.returncode = proc.returncode
     result.log_path = log_path
     return result
 
 
-def _die_with_parent() -> None:
-    """Linux: the experiment gets SIGKILL if the orchestrator dies (kill -9 included), so none trains on alone."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def launcher(exp: Experiment, cache: Path) -> list[str]:
+    """The sandbox launcher in front of `python train.py` (empty when the workspace turns the sandbox off)."""
+    if not exp.settings.sandbox:
+        return []
+    try:
+        from autoresearch import sandbox
+    except ImportError:
+        return []
+    from autoresearch.harness.constants import prepared_dir
 
-        PR_SET_PDEATHSIG = 1
+    policy = sandbox.Policy(network=False, read_paths=[str(prepared_dir(exp.settings, cache))],
+                            write_paths=[str(exp.run_dir)], die_with_parent=True)
+    return sandbox.launcher_argv(policy)
+
+
+class _Watch:
+    """Waits for the experiment, enforcing from outside: the hard limit, the training time, the memory limit."""
+
+    def __init__(self, exp: Experiment) -> None:
+        self.exp = exp
+        self.t0 = time.monotonic()
+        self.events: list[tuple[float, dict]] = []  # (seconds since start, event), by the runner's clock
+        self.stopped_for: str = ""  # timeout | train_time | memory
+        self.peak_rss_mb = 0.0
+
+    def read_channel(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as f:
+            for raw in f:
+                try:
+                    event = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    self.events.append((time.monotonic() - self.t0, event))
+
+    def first(self, name: str) -> float | None:
+        return next((t for t, e in self.events if e.get("event") == name), None)
+
+    def last(self, name: str) -> dict | None:
+        return next((e for _, e in reversed(self.events) if e.get("event") == name), None)
+
+    @property
+    def training_seconds(self) -> float | None:
+        """From the first training batch to the start of evaluation (or to now), by our clock."""
+        start = self.first("train_start")
+        if start is None:
+            return None
+        end = self.first("eval_start")
+        return (end if end is not None else time.monotonic() - self.t0) - start
+
+    def wait(self, proc: subprocess.Popen) -> None:
+        settings = self.exp.settings
+        train_limit = settings.time_budget + settings.allowance
+        memory_limit = settings.memory_limit
+        while True:
+            try:
+                proc.wait(timeout=POLL_SECONDS)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            elapsed = time.monotonic() - self.t0
+            if elapsed > self.exp.limit:
+                self.stopped_for = "timeout"
+            elif self.first("eval_start") is None and (self.training_seconds or 0) > train_limit:
+                self.stopped_for = "train_time"
+            elif memory_limit and (rss := _tree_rss_mb(proc.pid)) > memory_limit:
+                self.peak_rss_mb = rss
+                self.stopped_for = "memory"
+            if self.stopped_for:
+                _stop(proc, polite=self.stopped_for != "memory")
+                return
+
+
+def _stop(proc: subprocess.Popen, polite: bool) -> None:
+    """SIGTERM the group and give it a grace period (unless memory is at stake), then SIGKILL."""
+    if polite:
+        _signal_group(proc, signal.SIGTERM)
         try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except OSError:
+            proc.wait(timeout=TERM_GRACE_SECONDS)
+            return
+        except subprocess.TimeoutExpired:
             pass
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def _kill_leftovers(proc: subprocess.Popen) -> int:
+    """Kill whatever the run left running: its process group, and descendants that left the group."""
+    survivors = [pid for pid in _group_members(proc.pid) if pid != proc.pid]
+    _signal_group(proc, signal.SIGKILL)
+    try:
+        from autoresearch import sandbox
+
+        survivors += sandbox.kill_descendants()
+    except (ImportError, AttributeError):
+        pass
+    return len(set(survivors))
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of the experiment: its process group (Linux /proc; 0 where there is none)."""
+    total_kb = 0
+    for member in _group_members(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+                    break
+        except (OSError, ValueError):
+            continue
+    return total_kb / 1024
 
 
 def kill_stale_group(run_dir: Path) -> int:
@@ -202,26 +317,6 @@ def _pump(proc: subprocess.Popen, log, tail: deque, on_line, on_progress) -> Non
             on_progress(p)
 
 
-def _wait(proc: subprocess.Popen, limit: float) -> bool:
-    """Wait for the process; at the limit, SIGTERM its group, then SIGKILL. True if it was stopped for time."""
-    try:
-        proc.wait(timeout=limit)
-        return False
-    except subprocess.TimeoutExpired:
-        pass
-    _signal_group(proc, signal.SIGTERM)
-    try:
-        proc.wait(timeout=TERM_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        _signal_group(proc, signal.SIGKILL)
-        proc.wait()
-    return True
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    _signal_group(proc, signal.SIGKILL)
-
-
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)
@@ -267,36 +362,59 @@ OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "MemoryError", "MPS bac
 NAN_MARKERS = ("FAIL", "loss is nan", "nan loss")
 
 
-def _classify(returncode: int | None, timed_out: bool, tail: list[str], result_path: Path, limit: float) -> RunResult:
+def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Experiment, leftovers: int) -> RunResult:
     text = "\n".join(tail)
-    error_tail = "\n".join(tail[-15:])
     summary = parse_summary(tail)
-    if timed_out:
-        return RunResult(status="timeout", summary=summary, error_tail=error_tail,
-                         reason=f"still running after {limit:.0f}s: stopped (SIGTERM, then SIGKILL)")
-    harness = _read_result(result_path)
-    if returncode == 0 and harness is not None:
+    harness = watch.last("result") or {}
+    harness.pop("event", None)
+    violation = watch.last("violation")
+    settings = exp.settings
+    trained = watch.training_seconds
+    r = RunResult(status="crash", summary=summary, harness=harness, error_tail="\n".join(tail[-15:]),
+                  training_seconds=trained)
+    eval_start = watch.first("eval_start")
+    if eval_start is not None:
+        r.eval_seconds = (time.monotonic() - watch.t0) - eval_start
+    limit = settings.time_budget + settings.allowance
+
+    def verdict(status: str, reason: str) -> RunResult:
+        r.status, r.reason = status, reason
+        if status != "ok":
+            r.val_bpb = r.test_bpb = None
+        return r
+
+    if watch.stopped_for == "memory":
+        return verdict("oom", f"used {watch.peak_rss_mb:,.0f} MB, over the memory limit of "
+                              f"{settings.memory_limit:,} MB: stopped")
+    if watch.stopped_for == "timeout":
+        return verdict("timeout", f"still running after {exp.limit:.0f}s: stopped (SIGTERM, then SIGKILL)")
+    if watch.stopped_for == "train_time" or (trained is not None and trained > limit):
+        return verdict("timeout", f"trained for {trained:.0f}s by the runner's clock, past the budget of "
+                                  f"{settings.time_budget:g}s + {settings.allowance:g}s allowance")
+    if violation is not None:
+        return verdict("rejected", f"{violation.get('reason', 'broke a rule of the harness')}")
+    if returncode == 0 and harness:
+        used = harness.get("settings") or {}
+        expected = {k: getattr(settings, k) for k in used}
+        if not used or used != expected:
+            return verdict("rejected", f"the harness ran with settings {used}, not the workspace's {expected}")
         val = harness.get("val_bpb")
         if val is None or not math.isfinite(val):
-            return RunResult(status="nan", summary=summary, harness=harness, reason=f"val_bpb is {val}")
-        return RunResult(status="ok", val_bpb=val, test_bpb=harness.get("test_bpb"), summary=summary,
-                         harness=harness, reason="ok")
-    if any(m in text for m in OOM_MARKERS) or returncode == -signal.SIGKILL:
-        return RunResult(status="oom", summary=summary, error_tail=error_tail,
-                         reason="out of memory" + (" (killed by the OS)" if returncode == -signal.SIGKILL else ""))
-    if any(line.strip() in NAN_MARKERS or "nan" in line.lower().split() for line in tail[-5:]):
-        return RunResult(status="nan", summary=summary, error_tail=error_tail, reason="loss became NaN or exploded")
+            return verdict("nan", f"val_bpb is {val}")
+        printed = summary.get("val_bpb")
+        if printed is not None and abs(printed - val) > 1e-5:
+            return verdict("rejected", f"train.py printed val_bpb {printed} but the harness measured {val:.6f}: "
+                                       "only the harness's figure counts; print what evaluate_bpb returns")
+        if leftovers:
+            return verdict("rejected", f"left {leftovers} process(es) running after it finished (killed)")
+        r.val_bpb, r.test_bpb = val, harness.get("test_bpb")
+        return verdict("ok", "ok")
     if returncode == 0:
-        return RunResult(status="crash", summary=summary, error_tail=error_tail,
-                         reason="train.py finished without the harness's evaluation (call evaluate_bpb)")
+        return verdict("rejected", "train.py finished without the harness's evaluation: call evaluate_bpb(model, "
+                                   "tokenizer, batch_size) at the end")
+    if any(m in text for m in OOM_MARKERS) or returncode == -signal.SIGKILL:
+        return verdict("oom", "out of memory" + (" (killed by the OS)" if returncode == -signal.SIGKILL else ""))
+    if any(line.strip() in NAN_MARKERS or "nan" in line.lower().split() for line in tail[-5:]):
+        return verdict("nan", "loss became NaN or exploded")
     last = next((line for line in reversed(tail) if line.strip()), "")
-    return RunResult(status="crash", summary=summary, error_tail=error_tail,
-                     reason=f"exit code {returncode}: {last.strip()[:200]}")
-
-
-def _read_result(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return verdict("crash", f"exit code {returncode}: {last.strip()[:200]}")

@@ -111,6 +111,24 @@ class Settings:
     train_shards: int = 10  # hub datasets: training shards to download
     embedded_train_mb: float = 24.0  # embedded corpus: size of the training split
     seed: int = 0  # embedded corpus: generator seed
+    time_allowance: float = 0.0  # training seconds allowed past the budget, clocked from outside (0 = auto)
+    memory_limit_mb: int = 0  # resident memory of an experiment's processes (0 = auto: 75% of this machine's)
+    sandbox: bool = True  # no network, filesystem confined to the run directory (where the OS allows)
+
+    @property
+    def allowance(self) -> float:
+        """Start-up, compilation and warm-up steps happen after the first batch: allow for them."""
+        return self.time_allowance or 60.0 + 0.1 * self.time_budget
+
+    @property
+    def memory_limit(self) -> int:
+        if self.memory_limit_mb:
+            return self.memory_limit_mb
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return 0
+        return int(0.75 * total / 2**20)
 
     @classmethod
     def from_profile(cls, profile: str, **overrides: Any) -> Settings:
@@ -163,6 +181,8 @@ def _validated(s: Settings) -> Settings:
     need(300 <= s.vocab_size <= 2**20, f"vocab_size must be in 300..1048576 (256 byte tokens + merges), got {s.vocab_size}")
     need(s.train_shards >= 1, f"train_shards must be at least 1, got {s.train_shards}")
     need(s.embedded_train_mb > 0, f"embedded_train_mb must be positive, got {s.embedded_train_mb}")
+    need(s.time_allowance >= 0, f"time_allowance must be >= 0 seconds (0 = auto), got {s.time_allowance}")
+    need(s.memory_limit_mb >= 0, f"memory_limit_mb must be >= 0 (0 = auto), got {s.memory_limit_mb}")
     return s
 
 

@@ -33,7 +33,7 @@
     var out = [];
     if (s.baseline !== null && s.best !== null) {
       out.push(["val_bpb", num(s.baseline, 4) + " → " + num(s.best, 4), "baseline → best (#" + s.best_number + ")"]);
-      var noise = s.noise && s.noise.std > 0 ? (s.gain / s.noise.std).toFixed(1) + "× the noise σ" : "baseline minus best";
+      var noise = s.noise_std > 0 ? (s.gain / s.noise_std).toFixed(1) + "× the noise σ" : "baseline minus best";
       out.push(["gain", num(s.gain, 4) + " bpb (" + signed(s.gain_pct === null ? null : -s.gain_pct, 2) + "%)", noise]);
     } else {
       out.push(["val_bpb", "–", "nothing kept yet"]);
@@ -43,7 +43,7 @@
                 signed(s.best_test - s.baseline_test, 4) + " bpb; never shown to the agent"]);
     if (s.floor !== null)
       out.push(["entropy floor", num(s.floor, 4), s.best !== null ? "best is " + num(s.best - s.floor, 4) + " above it" : ""]);
-    if (s.noise) out.push(["noise floor", "σ " + num(s.noise.std, 4), s.noise.runs ? "over " + s.noise.runs + " runs" : ""]);
+    if (s.noise_std !== null) out.push(["noise floor", "σ " + num(s.noise_std, 4), s.noise_runs ? "over " + s.noise_runs + " runs" : ""]);
     out.push(["experiments", String(s.experiments), s.attempts + " attempts" + (s.per_hour ? " · " + s.per_hour.toFixed(1) + " per hour" : "")]);
     out.push(["kept / crashed / rejected", pct(s.keep_rate) + " / " + pct(s.crash_rate) + " / " + pct(s.reject_rate),
               s.kept + " kept · " + s.discarded + " discarded · " + s.crashed + " crashed · " + s.rejected + " rejected"]);
@@ -65,19 +65,22 @@
   }
 
   // -- the progress chart ----------------------------------------------------------------------------------------------
-  function yRange(keeps, floor) {
+  function yRange(keeps, discards, floor) {  // as plot.py's _y_range: far-off discards are pinned to the top
     var vals = [];
     keeps.forEach(function (r) { vals.push(r.val_bpb); if (r.test_bpb !== null) vals.push(r.test_bpb); });
     if (!vals.length) return [0, 1];
     var lo = Math.min.apply(null, vals), hi = Math.max.apply(null, vals);
-    var span = Math.max(hi - lo, 0.02 * hi, 1e-3);
-    if (floor !== null && lo - floor < 1.5 * span) { lo = Math.min(lo, floor); span = Math.max(hi - lo, span); }
-    return [lo - 0.12 * span, hi + 0.35 * span];
+    var span = Math.max(hi - lo, 0.02 * hi, 1e-3), cap = hi + 2 * span;
+    discards.forEach(function (r) { if (r.val_bpb !== null && r.val_bpb <= cap) hi = Math.max(hi, r.val_bpb); });
+    if (floor !== null && lo - floor < 1.5 * span) lo = Math.min(lo, floor);
+    span = Math.max(hi - lo, span);
+    return [lo - 0.12 * span, hi + 0.3 * span];
   }
   function progressData(rows, s) {
     var finals = rows.filter(function (r) { return r.final && r.status; });
     var keeps = finals.filter(function (r) { return r.status === "keep" && r.val_bpb !== null; });
-    var yr = yRange(keeps, s.floor), lo = yr[0], hi = yr[1], pad = (hi - lo) * 0.03;
+    var discards = finals.filter(function (r) { return r.status === "discard"; });
+    var yr = yRange(keeps, discards, s.floor), lo = yr[0], hi = yr[1], pad = (hi - lo) * 0.03;
     var x = [], kept = [], disc = [], off = [], crash = [], rej = [], best = [], test = [], floor = [];
     var b = null, t = null;
     finals.forEach(function (r) {
@@ -135,8 +138,9 @@
   // -- training now ------------------------------------------------------------------------------------------------
   function renderTraining(st) {
     var tr = st.training, cur = st.current;
-    $("now-title").textContent = cur ? "Now: experiment " + cur.number + (cur.attempt ? "." + cur.attempt : "") :
-      tr ? "Last trained: experiment " + tr.number + (tr.attempt ? "." + tr.attempt : "") : "Training";
+    var repeat = tr && tr.repeat ? " (repeat " + tr.repeat + ", another seed)" : "";
+    $("now-title").textContent = (cur ? "Now: experiment " + cur.number + (cur.attempt ? "." + cur.attempt : "") :
+      tr ? "Last trained: experiment " + tr.number + (tr.attempt ? "." + tr.attempt : "") : "Training") + repeat;
     var desc = cur ? cur.description + (cur.state !== "running" ? " (" + cur.state + ": the agent is at work)" : "") :
       tr ? tr.description + " (" + tr.status + ")" : st.run.state === "running" ? "waiting for the first experiment" :
       "the run is stopped";
@@ -150,7 +154,7 @@
       if (tr.live && tr.last.remaining !== null) stats.push(Math.round(tr.last.remaining) + "s left");
     }
     $("now-stats").textContent = stats.join(" · ");
-    var key = tr ? tr.number + "." + tr.attempt + ":" + width("loss-chart") : "";
+    var key = tr ? tr.number + "." + tr.attempt + "." + tr.repeat + ":" + width("loss-chart") : "";
     if (key !== lossKey) {
       lossKey = key;
       if (loss) { loss.destroy(); loss = null; }

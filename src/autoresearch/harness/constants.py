@@ -34,8 +34,14 @@ def find_workspace(start: Path | None = None) -> Path:
     )
 
 
+SETTINGS_ENV = "AUTORESEARCH_SETTINGS"  # the runner hands an experiment its settings (JSON): no workspace access
+_launcher_settings = os.environ.pop(SETTINGS_ENV, None)
+
+
 @cache
 def workspace_settings() -> Settings:
+    if _launcher_settings:
+        return Settings(**json.loads(_launcher_settings))
     return Settings.load(find_workspace() / SETTINGS_FILE)
 
 

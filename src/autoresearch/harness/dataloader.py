@@ -115,9 +115,29 @@ def iter_row_arrays(split: TokenSplit, batch_size: int, seq_len: int) -> Iterato
 
 
 def make_dataloader(tokenizer, B: int, T: int, split: str = "train", device=None, directory: Path | None = None):
-    """Iterator of (x, y, epoch): x, y int64 tensors (B, T) on `device`; y is x shifted by one token."""
+    """Iterator of (x, y, epoch): x, y int64 tensors (B, T) on `device`; y is x shifted by one token.
+
+    train.py may read the train split only: val and test are read by the evaluation alone.
+    """
+    if split != "train":
+        from autoresearch.harness import channel
+
+        reason = (f"make_dataloader(..., {split!r}) from train.py: training may read the 'train' split only; "
+                  "the validation and test splits are for evaluate_bpb")
+        channel.send("violation", kind="split", reason=reason)
+        raise PermissionError(reason)
+    return _batches(tokenizer, B, T, split, device, directory, announce=True)
+
+
+def evaluation_loader(tokenizer, B: int, T: int, split: str, device, directory: Path | None = None):
+    """The evaluation's own loader (any split); not part of the surface train.py may use."""
+    return _batches(tokenizer, B, T, split, device, directory, announce=False)
+
+
+def _batches(tokenizer, B, T, split, device, directory, announce: bool):
     import torch
 
+    from autoresearch.harness import channel
     from autoresearch.harness.constants import prepared_dir
     from autoresearch.harness.device import get_device
 
@@ -125,6 +145,8 @@ def make_dataloader(tokenizer, B: int, T: int, split: str = "train", device=None
     data = TokenSplit.open(Path(directory) if directory else prepared_dir(), split)
     pin = device.type == "cuda"
     for rows, epoch in iter_row_arrays(data, B, T):
+        if announce:
+            channel.send("train_start", once=True)  # the runner clocks training from here
         t = torch.from_numpy(rows)  # (B, T+1)
         if pin:
             t = t.pin_memory()

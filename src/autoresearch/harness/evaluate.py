@@ -2,23 +2,24 @@
 
 The cross-entropy is computed here from the model's logits, never taken from a loss the model returns, and each
 target token is weighted by the bytes it stands for, so the figure is comparable across tokenizers. Special tokens
-(zero bytes) are not scored. The result reaches whoever launched the run through a file whose path the launcher
-chose ($AUTORESEARCH_RESULT_FILE); what train.py prints is for humans only.
+(zero bytes) are not scored. Before any scoring, the causality probe checks the model does not look ahead, and
+the harness checks its own objects were not replaced at run time. The result reaches whoever launched the run
+through the harness's channel (see channel.py); what train.py prints is for humans only.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-RESULT_ENV = "AUTORESEARCH_RESULT_FILE"
+from autoresearch.harness import channel, integrity
+from autoresearch.harness.probe import check_causality
+
+_cross_entropy = F.cross_entropy  # taken at import: a train.py that patches F.cross_entropy changes nothing here
 LOGITS_BUDGET = 2**27  # logits elements per forward call: bounds evaluation memory whatever batch_size is
 
 
@@ -30,8 +31,12 @@ class SplitScore:
     tokens: int
 
 
-def score_split(model, token_bytes: torch.Tensor, loader, n_rows: int, batch_size: int, device) -> SplitScore:
-    """Sum the model's cross-entropy (nats) and the target bytes over the first `n_rows` rows of `loader`."""
+def score_split(model, token_bytes: torch.Tensor, loader, n_rows: int, batch_size: int, device,
+                probe=None) -> SplitScore:
+    """Sum the model's cross-entropy (nats) and the target bytes over the first `n_rows` rows of `loader`.
+
+    `probe(model, x)` is called once, on the first chunk, with exactly the shape the scoring calls use.
+    """
     from autoresearch.harness.device import autocast_context
 
     token_bytes = token_bytes.to(device)
@@ -47,6 +52,9 @@ def score_split(model, token_bytes: torch.Tensor, loader, n_rows: int, batch_siz
         per_call = max(1, min(take, LOGITS_BUDGET // (T * len(token_bytes))))
         for i in range(0, take, per_call):
             xi, yi = x[i : i + per_call], y[i : i + per_call]
+            if probe is not None:
+                probe(model, xi)
+                probe = None
             with autocast_context(device):
                 logits = model(xi)
             if not torch.is_tensor(logits) or logits.dim() != 3 or logits.shape[:2] != xi.shape:
@@ -57,7 +65,7 @@ def score_split(model, token_bytes: torch.Tensor, loader, n_rows: int, batch_siz
             if logits.size(-1) < len(token_bytes):
                 raise ValueError(f"evaluate_bpb: logits have {logits.size(-1)} classes, vocabulary has {len(token_bytes)}")
             logits = logits[..., : len(token_bytes)].float()
-            nats = F.cross_entropy(logits.reshape(-1, logits.size(-1)), yi.reshape(-1), reduction="none")  # (b*T,)
+            nats = _cross_entropy(logits.reshape(-1, logits.size(-1)), yi.reshape(-1), reduction="none")  # (b*T,)
             nbytes = token_bytes[yi.reshape(-1)]  # (b*T,)
             total_nats += (nats.double() * (nbytes > 0)).sum()
             total_bytes += nbytes.sum()
@@ -68,43 +76,62 @@ def score_split(model, token_bytes: torch.Tensor, loader, n_rows: int, batch_siz
     return SplitScore(bpb=bpb, nats=nats_f, bytes=bytes_i, tokens=tokens)
 
 
+class RefusedToScore(Exception):
+    """The run broke a rule the metric depends on; it gets no score."""
+
+
 @torch.no_grad()
 def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("val", "test")) -> float:
-    """Official val_bpb of `model` (lower is better). Also scores the held-out test split for the launcher."""
+    """Official val_bpb of `model` (lower is better). Also scores the held-out test split for the launcher.
+
+    Raises RefusedToScore (after telling the launcher why) if the model looks ahead or the harness was tampered with.
+    """
     from autoresearch.harness.constants import eval_rows, workspace_settings
-    from autoresearch.harness.dataloader import make_dataloader
+    from autoresearch.harness.dataloader import evaluation_loader
     from autoresearch.harness.device import get_device
 
-    T = workspace_settings().max_seq_len
+    channel.send("eval_start", once=True)
+    tampered = integrity.changed()
+    if tampered:
+        _refuse("tampered", f"harness objects were replaced at run time: {', '.join(tampered)}")
+    T = workspace_settings().max_seq_len  # noqa: N806
     try:
         device = next(model.parameters()).device
     except (AttributeError, StopIteration):
         device = get_device()
     token_bytes = torch.from_numpy(tokenizer.token_bytes).long()
+    vocab = tokenizer.get_vocab_size()
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
     t0 = time.perf_counter()
     scores: dict[str, SplitScore] = {}
+    probe_result = None
+
+    def probe(m, x):
+        nonlocal probe_result
+        probe_result = check_causality(m, x, vocab)
+        if not probe_result.causal:
+            _refuse("non_causal", probe_result.detail, probe=probe_result.to_dict())
+
     try:
         for split in splits:
-            loader = make_dataloader(tokenizer, batch_size, T, split, device=device)
-            scores[split] = score_split(model, token_bytes, loader, eval_rows(split), batch_size, device)
+            loader = evaluation_loader(tokenizer, batch_size, T, split, device)
+            scores[split] = score_split(model, token_bytes, loader, eval_rows(split), batch_size, device,
+                                        probe=probe if split == "val" else None)
     finally:
         if was_training:
             model.train()
-    _hand_over(scores, time.perf_counter() - t0)
+    payload = {f"{k}_{field}": v for k, s in scores.items() for field, v in asdict(s).items()}
+    payload["eval_seconds"] = time.perf_counter() - t0
+    payload["probe"] = probe_result.to_dict() if probe_result else None
+    settings = workspace_settings()
+    payload["settings"] = {k: getattr(settings, k) for k in ("dataset", "max_seq_len", "eval_tokens", "vocab_size",
+                                                             "time_budget", "seed")}
+    channel.send("result", **payload)
     return scores["val"].bpb
 
 
-def _hand_over(scores: dict[str, SplitScore], seconds: float) -> None:
-    """Write the result where the launcher asked for it (atomically, so a reader never sees half a file)."""
-    path = os.environ.get(RESULT_ENV)
-    if not path:
-        return
-    payload = {f"{k}_{field}": v for k, s in scores.items() for field, v in asdict(s).items()}
-    payload["eval_seconds"] = seconds
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(payload))
-    tmp.replace(target)
+def _refuse(kind: str, reason: str, **data) -> None:
+    channel.send("violation", kind=kind, reason=reason, **data)
+    raise RefusedToScore(reason)

@@ -1,0 +1,47 @@
+"""The harness's line to whoever launched the run: JSON events on a pipe the launcher opened.
+
+The runner passes the write end of a pipe and names its descriptor in $AUTORESEARCH_CHANNEL_FD; the harness takes
+the number out of the environment at import (so train.py does not find it in os.environ) and writes one JSON
+object per line: `train_start` (first training batch), `eval_start`, `violation` (a rule of the harness was
+broken), `result` (the official figures). The runner timestamps each event with its own clock, so durations such
+as "training time" are measured outside train.py. Without a channel (train.py run by hand) events go nowhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+CHANNEL_ENV = "AUTORESEARCH_CHANNEL_FD"
+
+_fd: int | None = None
+_sent: set[str] = set()
+
+
+def connect(fd: int | None) -> None:
+    global _fd
+    _fd = fd
+    _sent.clear()
+
+
+def send(event: str, once: bool = False, **data) -> None:
+    if _fd is None or (once and event in _sent):
+        return
+    _sent.add(event)
+    line = json.dumps({"event": event, **data}, allow_nan=True) + "\n"
+    try:
+        os.write(_fd, line.encode())
+    except OSError:
+        pass  # the launcher went away; the run's result is lost either way
+
+
+def _from_environment() -> None:
+    value = os.environ.pop(CHANNEL_ENV, None)
+    if value:
+        try:
+            connect(int(value))
+        except ValueError:
+            pass
+
+
+_from_environment()

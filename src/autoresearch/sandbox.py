@@ -1,0 +1,628 @@
+"""Least privilege for an experiment: a launcher that confines itself, then execs `python train.py`.
+
+The runner starts `[*launcher_argv(policy), sys.executable, "train.py"]`. In that new, still single-threaded
+process the launcher applies the policy, prints ONE line to stderr saying what it got (`sandbox: ...`), and
+`os.execvp`s the command, so nothing unsafe runs between fork and exec in the multi-threaded orchestrator.
+
+    network off      a new network namespace (root: CLONE_NEWNET; otherwise CLONE_NEWUSER|CLONE_NEWNET mapping the
+                     caller's own uid/gid), loopback up inside it; fallback: Landlock (ABI >= 4) denies TCP
+                     bind/connect (UDP stays open: reported as PARTLY); else NOT isolated, said loudly.
+    filesystem       Landlock (ABI >= 1): read+execute on the system and Python directories, read-only on
+                     policy.read_paths (directories or single files), read-write on policy.write_paths, a few
+                     device nodes and /dev/shm. Everything else (the journal, results.tsv, the home directory,
+                     other experiments) can be neither read nor written. ABI >= 6 also scopes signals and abstract
+                     unix sockets: the run cannot signal the orchestrator. Without Landlock: NOT confined, loudly.
+    die_with_parent  prctl(PR_SET_PDEATHSIG, SIGKILL), checked against the orchestrator's pid afterwards.
+    memory_mb        not enforced here (RLIMIT_AS breaks CUDA's address-space reservations): the runner polls
+                     tree_rss_mb(pid) and stops the run itself.
+
+Not covered: before Landlock ABI 9 (Linux 7.1), connecting to *pathname* unix sockets that DAC allows (e.g.
+/run/docker.sock for group docker, the D-Bus session bus): the report line says so; reading /proc/<pid>/cmdline
+of other processes. Landlock does deny ptrace and /proc/<pid>/environ|mem of processes outside the sandbox.
+
+As root, the command execs with no capabilities (bounding and ambient sets emptied).
+
+The orchestrator side: protect_orchestrator() (non-dumpable: its environ with API keys stays unreadable),
+enable_subreaper(), descendants(pid), kill_descendants(), tree_rss_mb(pid), describe().
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from functools import cache
+from pathlib import Path
+
+REPORT_PREFIX = "sandbox: "
+LINUX = sys.platform.startswith("linux")
+
+# prctl(2), unshare(2), landlock(7): numbers are the same on every Linux architecture.
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 36, 38
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
+LANDLOCK_CREATE_RULESET_VERSION = 1
+LANDLOCK_RULE_PATH_BENEATH = 1
+
+# Landlock filesystem rights, with the ABI version that introduced each.
+EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+REFER, TRUNCATE, IOCTL_DEV, RESOLVE_UNIX = 1 << 13, 1 << 14, 1 << 15, 1 << 16
+FS_ABI1 = (1 << 13) - 1  # EXECUTE .. MAKE_SYM
+FILE_ONLY = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV | RESOLVE_UNIX  # what a rule on a file may hold
+NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1  # ABI 4
+SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1  # ABI 6
+
+READ = READ_FILE | READ_DIR
+READ_EXEC = READ | EXECUTE
+DEVICE = READ_FILE | WRITE_FILE | TRUNCATE | IOCTL_DEV  # open("/dev/null", "w") truncates; CUDA needs ioctl
+
+SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys",
+               "/nix/store", "/gnu/store", "/run/current-system", "/run/opengl-driver")  # last four: Nix/Guix
+# Device nodes an experiment may open read-write (glob patterns under /dev): basics, NVIDIA, AMD/Intel (dri, kfd),
+# accelerators (accel), RDMA for NCCL. /dev itself is listable; /dev/shm is a write directory (semaphores, NCCL).
+DEVICE_GLOBS = ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "nvidia*", "nvidia-caps",
+                "dri", "kfd", "accel", "infiniband", "hugepages")
+WRITE_DIRS = ("/dev/shm",)
+
+
+def fs_rights(abi: int) -> int:
+    """Every filesystem right the running Landlock ABI knows (asking for an unknown one is EINVAL)."""
+    rights = FS_ABI1 if abi >= 1 else 0
+    for since, right in ((2, REFER), (3, TRUNCATE), (5, IOCTL_DEV), (9, RESOLVE_UNIX)):
+        if abi >= since:
+            rights |= right
+    return rights
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What an experiment may do. JSON-serialisable: it travels to the launcher on its command line."""
+
+    network: bool = False
+    read_paths: tuple[str, ...] = ()  # read-only: directories (everything beneath) or single files
+    write_paths: tuple[str, ...] = ()  # read-write: the run directory, a compile cache
+    die_with_parent: bool = True
+    memory_mb: int | None = None  # for the runner to enforce with tree_rss_mb; the launcher ignores it
+    filesystem: bool = True  # confine the filesystem at all
+    strict: bool = False  # refuse to run (exit 126) when a requested restriction could not be applied
+
+    def __post_init__(self) -> None:
+        for name in ("read_paths", "write_paths"):  # accept lists and Paths, store a hashable tuple of str
+            object.__setattr__(self, name, tuple(os.fspath(p) for p in getattr(self, name)))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Policy:
+        data = json.loads(text)
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown sandbox policy key(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+def launcher_argv(policy: Policy, parent_pid: int | None = None) -> list[str]:
+    """The prefix the runner puts in front of the experiment's command."""
+    pid = os.getpid() if parent_pid is None else parent_pid
+    return [sys.executable, "-m", "autoresearch.sandbox", "--policy", policy.to_json(), "--parent-pid", str(pid), "--"]
+
+
+def cache_env(compile_cache: str | os.PathLike[str]) -> dict[str, str]:
+    """Environment that points torch/triton/CUDA caches into `compile_cache` (which must be a write path)."""
+    root = Path(compile_cache)
+    return {"TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"), "TRITON_CACHE_DIR": str(root / "triton"),
+            "CUDA_CACHE_PATH": str(root / "cuda"), "PYTORCH_KERNEL_CACHE_PATH": str(root / "torch-kernels")}
+
+
+# ---------------------------------------------------------------------------
+# Applying a policy to the current process (the launcher)
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    network: str = ""
+    filesystem: str = ""
+    privileges: str = ""
+    parent: str = ""
+    gaps: list[str] = field(default_factory=list)  # requested restrictions that were not (fully) applied
+
+    @property
+    def complete(self) -> bool:
+        return not self.gaps
+
+    def __str__(self) -> str:
+        return REPORT_PREFIX + ", ".join(p for p in (self.network, self.filesystem, self.privileges, self.parent) if p)
+
+
+class _Libc:
+    def __init__(self) -> None:
+        self.lib = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        self.lib.syscall.restype = ctypes.c_long
+
+    def call(self, name: str, *args) -> int:
+        ret = getattr(self.lib, name)(*args)
+        if ret == -1:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        return ret
+
+    def syscall(self, number: int, *args) -> int:
+        return self.call("syscall", ctypes.c_long(number), *args)
+
+    def prctl(self, option: int, arg: int = 0) -> int:
+        return self.call("prctl", ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                         ctypes.c_ulong(0))
+
+
+def apply(policy: Policy, parent_pid: int | None = None, skip: Iterable[str] = ()) -> Report:
+    """Confine the *current* process (irreversibly) as `policy` asks; say what was and was not done.
+
+    `skip` ("netns", "landlock") leaves a mechanism out, to exercise the fallbacks in tests.
+    """
+    report = Report()
+    skip = set(skip)
+    if not LINUX:
+        why = f"not available on {sys.platform} (Linux only)"
+        report.network = "network allowed (policy)" if policy.network else f"network NOT ISOLATED ({why})"
+        report.filesystem = f"filesystem NOT CONFINED ({why})" if policy.filesystem else ""
+        report.parent = f"does NOT die with parent ({why})" if policy.die_with_parent else ""
+        report.gaps += [g for g, wanted in (("network", not policy.network), ("filesystem", policy.filesystem),
+                                            ("parent", policy.die_with_parent)) if wanted]
+        return report
+    libc = _Libc()
+    try:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the run stay inside its tree while it lives
+    except OSError:
+        pass
+    netns_error = None
+    if policy.network:
+        report.network = "network allowed (policy)"
+    elif "netns" in skip:
+        netns_error = "netns skipped"
+    else:
+        try:
+            report.network = f"network isolated ({_unshare_network(libc)})"
+        except OSError as e:
+            netns_error = f"netns: unshare: {e.strerror or e}"
+    # After the namespace step: changing credentials there must not clear the death signal set here.
+    if policy.die_with_parent:
+        report.parent = _die_with_parent(libc, parent_pid, report)
+    if policy.filesystem or netns_error is not None:
+        _landlock(libc, policy, netns_error, report, skip)
+    if os.geteuid() == 0:
+        report.privileges = _drop_capabilities(libc)
+    return report
+
+
+def _drop_capabilities(libc: _Libc) -> str:
+    """Root: empty the bounding and ambient sets, so the command execs with no capabilities at all.
+
+    uid 0 without capabilities still owns root's files, but cannot override permissions, ptrace or read the
+    orchestrator's /proc files once it is non-dumpable (protect_orchestrator), load modules, mount, or reconfigure
+    the (new) network namespace.
+    """
+    try:
+        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+        for cap in range(last + 1):
+            libc.prctl(PR_CAPBSET_DROP, cap)
+        libc.call("prctl", ctypes.c_int(PR_CAP_AMBIENT), ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), ctypes.c_ulong(0),
+                  ctypes.c_ulong(0), ctypes.c_ulong(0))
+    except (OSError, ValueError) as e:
+        return f"root WITH capabilities (dropping them failed: {e})"
+    inheritable = _status_field("CapInh")
+    if inheritable not in (None, 0):  # inheritable capabilities would survive the exec: say so
+        return f"root WITH inheritable capabilities {inheritable:#x}"
+    return "root without capabilities"
+
+
+def _status_field(name: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _unshare_network(libc: _Libc) -> str:
+    """A new, empty network namespace: as root directly, otherwise inside a new user namespace."""
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        libc.call("unshare", ctypes.c_int(CLONE_NEWNET))
+        how = "netns"
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EACCES):
+            raise
+        libc.call("unshare", ctypes.c_int(CLONE_NEWUSER | CLONE_NEWNET))
+        # Map our own ids so files keep their owners; setgroups must be denied before an unprivileged gid_map.
+        for name, text in (("uid_map", f"{uid} {uid} 1\n"), ("setgroups", "deny\n"), ("gid_map", f"{gid} {gid} 1\n")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+        how = "user+net namespace"
+    try:
+        _loopback_up()  # harmless in an empty namespace; libraries that talk to 127.0.0.1 keep working
+    except OSError:
+        pass
+    return how
+
+
+def _loopback_up() -> None:
+    import fcntl
+    import socket
+    import struct
+
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
+        flags = struct.unpack("16sH14x", ifreq)[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def _die_with_parent(libc: _Libc, parent_pid: int | None, report: Report) -> str:
+    try:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError as e:
+        report.gaps.append("parent")
+        return f"does NOT die with parent (prctl: {e.strerror})"
+    if parent_pid is not None and os.getppid() != parent_pid:  # it died before the prctl could watch it
+        print(f"{REPORT_PREFIX}parent {parent_pid} is gone; not starting", file=sys.stderr, flush=True)
+        os._exit(125)
+    return "dies with parent"
+
+
+def landlock_abi() -> int:
+    """The running kernel's Landlock ABI version; 0 where there is none (old kernel, disabled, not Linux)."""
+    if not LINUX:
+        return 0
+    try:
+        return _Libc().syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
+                               ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+    except OSError:
+        return 0
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def _landlock(libc: _Libc, policy: Policy, netns_error: str | None, report: Report, skip: set[str]) -> None:
+    abi = 0 if "landlock" in skip else landlock_abi()
+    want_net = netns_error is not None  # the namespace failed: Landlock is the network fallback
+    if abi == 0:
+        why = "skipped" if "landlock" in skip else "landlock unavailable (kernel < 5.13 or disabled)"
+        if policy.filesystem:
+            report.filesystem = f"filesystem NOT CONFINED ({why})"
+            report.gaps.append("filesystem")
+        if want_net:
+            report.network = f"network NOT ISOLATED ({netns_error}; {why})"
+            report.gaps.append("network")
+        return
+    handled_fs = fs_rights(abi) if policy.filesystem else 0
+    net_by_landlock = want_net and abi >= 4
+    attr = _RulesetAttr(handled_fs, NET_BIND_TCP | NET_CONNECT_TCP if net_by_landlock else 0,
+                        SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0)
+    if not (attr.handled_access_fs or attr.handled_access_net or attr.scoped):  # nothing Landlock could add
+        _landlock_failed(policy, netns_error, report, f"landlock abi {abi} < 4 has no network rules")
+        return
+    try:
+        ruleset = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+                               ctypes.c_uint32(0))
+    except OSError as e:
+        _landlock_failed(policy, netns_error, report, f"landlock_create_ruleset: {e.strerror}")
+        return
+    missing: list[str] = []
+    requested = {os.path.abspath(p) for p in (*policy.read_paths, *policy.write_paths)}
+    try:
+        if policy.filesystem:
+            for path, rights in fs_rules(policy, abi):
+                if not _add_path_rule(libc, ruleset, path, rights & handled_fs) and path in requested:
+                    missing.append(path)
+        libc.prctl(PR_SET_NO_NEW_PRIVS, 1)
+        libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0))
+    except OSError as e:
+        _landlock_failed(policy, netns_error, report, f"landlock_restrict_self: {e.strerror}")
+        return
+    finally:
+        os.close(ruleset)
+    if policy.filesystem:
+        extra = ", signals scoped" if abi >= 6 else ""
+        extra += "" if abi >= 9 else "; pathname unix sockets NOT confined before abi 9"
+        extra += f"; missing, so unreachable: {', '.join(missing)}" if missing else ""
+        report.filesystem = f"filesystem confined (landlock abi {abi}{extra})"
+    elif abi >= 6:
+        report.filesystem = f"filesystem NOT confined (policy), signals scoped (landlock abi {abi})"
+    if want_net:
+        if net_by_landlock:
+            report.network = f"network PARTLY isolated (landlock abi {abi}: TCP denied, UDP not; {netns_error})"
+        else:
+            report.network = f"network NOT ISOLATED ({netns_error}; landlock abi {abi} < 4 has no network rules)"
+        report.gaps.append("network")
+
+
+def _landlock_failed(policy: Policy, netns_error: str | None, report: Report, why: str) -> None:
+    if policy.filesystem:
+        report.filesystem = f"filesystem NOT CONFINED ({why})"
+        report.gaps.append("filesystem")
+    if netns_error is not None:
+        report.network = f"network NOT ISOLATED ({netns_error}; {why})"
+        report.gaps.append("network")
+
+
+def fs_rules(policy: Policy, abi: int) -> list[tuple[str, int]]:
+    """(path, rights) pairs of the filesystem rules; later entries widen earlier ones on the same tree."""
+    everything = fs_rights(abi)
+    rules = [(p, READ_EXEC) for p in system_read_paths()]
+    rules.append(("/dev", READ_DIR))
+    import glob
+
+    rules += [(p, DEVICE | READ_DIR) for g in DEVICE_GLOBS for p in sorted(glob.glob(f"/dev/{g}"))]
+    rules += [(p, everything) for p in WRITE_DIRS]
+    rules += [(os.path.abspath(p), READ) for p in policy.read_paths]
+    rules += [(os.path.abspath(p), everything) for p in policy.write_paths]
+    return rules
+
+
+def system_read_paths() -> list[str]:
+    """System and Python directories: what any Python program with torch needs to start and to compile kernels.
+
+    The launcher's own sys.path is included (stdlib, site-packages, an editable install's src), except its
+    working directory: `python -m` puts the cwd first, and that must not widen the sandbox.
+    """
+    cwd = os.getcwd()
+    paths = list(SYSTEM_DIRS)
+    paths += [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+              os.path.dirname(os.path.realpath(sys.executable))]
+    paths += [p for p in sys.path if p and os.path.abspath(p) != cwd]
+    seen: dict[str, None] = {}
+    for p in paths:
+        seen.setdefault(os.path.abspath(p), None)
+    return [p for p in seen if os.path.exists(p)]
+
+
+def _add_path_rule(libc: _Libc, ruleset: int, path: str, rights: int) -> bool:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False  # not there: stays unreachable, which is the safe direction
+    try:
+        if not os.path.isdir(f"/proc/self/fd/{fd}"):
+            rights &= FILE_ONLY
+        if not rights:
+            return True
+        rule = _PathBeneathAttr(rights, fd)
+        libc.syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+                     ctypes.byref(rule), ctypes.c_uint32(0))
+        return True
+    except OSError:
+        return False  # a rule that cannot be added grants nothing: safe, though the run may then fail
+    finally:
+        os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m autoresearch.sandbox --policy JSON [--parent-pid N] [--skip netns,landlock] -- CMD ...`"""
+    args = sys.argv[1:] if argv is None else argv
+    if "--" not in args:
+        sys.exit("usage: python -m autoresearch.sandbox --policy JSON [--parent-pid N] -- COMMAND [ARGS...]")
+    split = args.index("--")
+    opts, command = args[:split], args[split + 1 :]
+    options = dict(zip(opts[::2], opts[1::2]))
+    unknown = set(options) - {"--policy", "--parent-pid", "--skip"}
+    if unknown or len(opts) % 2 or not command:
+        sys.exit(f"sandbox: bad arguments {opts!r} (options: --policy, --parent-pid, --skip) or no command")
+    policy = Policy.from_json(options.get("--policy", "{}"))
+    parent = int(options["--parent-pid"]) if "--parent-pid" in options else None
+    report = apply(policy, parent, skip=filter(None, options.get("--skip", "").split(",")))
+    print(report, file=sys.stderr, flush=True)
+    if policy.strict and not report.complete:
+        print(f"{REPORT_PREFIX}strict policy: not starting ({', '.join(report.gaps)} not applied)", file=sys.stderr,
+              flush=True)
+        os._exit(126)
+    try:
+        os.execvp(command[0], command)
+    except OSError as e:
+        print(f"{REPORT_PREFIX}cannot execute {command[0]}: {e}", file=sys.stderr, flush=True)
+        os._exit(127)
+
+
+# ---------------------------------------------------------------------------
+# The orchestrator's side: process trees from /proc
+# ---------------------------------------------------------------------------
+
+
+def protect_orchestrator() -> bool:
+    """Make the calling process non-dumpable (Linux), so its experiments cannot read its /proc/<pid>/environ
+    (API keys), maps or memory, nor ptrace it, even though they run as the same user. Children get dumpable again
+    when they exec. Side effect: no core dumps of the orchestrator."""
+    if not LINUX:
+        return False
+    try:
+        _Libc().prctl(PR_SET_DUMPABLE, 0)
+        return True
+    except OSError:
+        return False
+
+
+def enable_subreaper() -> bool:
+    """Make the calling process adopt orphans of its descendants (Linux), so a `setsid` escapee stays findable."""
+    if not LINUX:
+        return False
+    try:
+        _Libc().prctl(PR_SET_CHILD_SUBREAPER, 1)
+        return True
+    except OSError:
+        return False
+
+
+def _proc_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (ppid, state, start time in clock ticks) for every process /proc shows."""
+    table = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return {}
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                rest = f.read().rsplit(b")", 1)[1].split()  # after "pid (comm)": state ppid ... starttime
+        except (OSError, IndexError):
+            continue
+        table[int(name)] = (int(rest[1]), rest[0].decode(), int(rest[19]))
+    return table
+
+
+def descendants(pid: int, table: dict[int, tuple[int, str, int]] | None = None) -> list[int]:
+    """Children, grandchildren ... of `pid` (not `pid` itself), breadth first. Empty where /proc is missing."""
+    table = _proc_table() if table is None else table
+    children: dict[int, list[int]] = {}
+    for child, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(child)
+    out, frontier = [], [pid]
+    while frontier:
+        nxt = [c for p in frontier for c in children.get(p, ())]
+        out += nxt
+        frontier = nxt
+    return out
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory (VmRSS) of `pid` and all its descendants, in MiB; 0.0 where /proc is missing (non-Linux).
+
+    Pages shared between processes (forked workers, the same libraries) are counted once per process.
+    """
+    total_kb = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            with open(f"/proc/{p}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmRSS:"):
+                        total_kb += int(line.split()[1])
+                        break
+        except (OSError, ValueError):
+            continue
+    return total_kb / 1024
+
+
+def kill_descendants(root_pid: int | None = None, spare: Iterable[int] = ()) -> list[int]:
+    """SIGKILL every descendant of `root_pid` (default: the caller); returns the pids hit.
+
+    Never hits the caller or its ancestors. `spare` pids are left alone with their whole subtrees (experiments
+    still in flight, a git subprocess). Descendants are stopped (SIGSTOP) until the tree holds still, so nothing
+    forks away while it is being killed, then killed; killed zombies that are the caller's children are reaped.
+    A subprocess.Popen child must be spared or already waited for, or its Popen would lose the exit status.
+    """
+    if not LINUX:
+        return []
+    me = os.getpid()
+    root = me if root_pid is None else root_pid
+    stopped: dict[int, int] = {}  # pid -> start time (guards against pid reuse)
+    for _ in range(50):
+        table = _proc_table()
+        protected = {me, *_ancestors(me, table)}
+        for s in spare:
+            protected |= {s, *descendants(s, table)}
+        fresh = [p for p in descendants(root, table)
+                 if p not in protected and p not in stopped and table[p][1] not in "ZX"]
+        if not fresh:
+            break
+        for p in fresh:
+            if _signal(p, table[p][2], signal.SIGSTOP):
+                stopped[p] = table[p][2]
+    hit = [p for p, start in stopped.items() if _signal(p, start, signal.SIGKILL)]
+    _reap(hit)
+    return hit
+
+
+def _ancestors(pid: int, table: dict[int, tuple[int, str, int]]) -> list[int]:
+    out = []
+    while pid in table and table[pid][0] not in (0, pid):
+        pid = table[pid][0]
+        out.append(pid)
+    return out
+
+
+def _signal(pid: int, start: int, sig: int) -> bool:
+    """Signal `pid` only if it is still the process that started at `start` (a pidfd pins it between check and kill)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return _signal_racy(pid, start, sig)
+    try:
+        if _start_time(pid) != start:
+            return False
+        signal.pidfd_send_signal(fd, sig)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _signal_racy(pid: int, start: int, sig: int) -> bool:
+    try:
+        if _start_time(pid) != start:
+            return False
+        os.kill(pid, sig)
+        return True
+    except OSError:
+        return False
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _reap(pids: list[int], timeout: float = 2.0) -> None:
+    pending, deadline = set(pids), time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for p in list(pending):
+            try:
+                done, _ = os.waitpid(p, os.WNOHANG)
+            except ChildProcessError:
+                pending.discard(p)  # not our child: its own parent (or init) reaps it
+                continue
+            if done:
+                pending.discard(p)
+        if pending:
+            time.sleep(0.01)
+
+
+@cache
+def describe() -> str:
+    """What the sandbox achieves on this machine: the report line of a launcher run with the default policy."""
+    import subprocess
+
+    argv = [*launcher_argv(Policy()), sys.executable, "-c", "pass"]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"{REPORT_PREFIX}cannot run the launcher: {e}"
+    lines = [line for line in out.stderr.splitlines() if line.startswith(REPORT_PREFIX)]
+    return lines[0] if lines else f"{REPORT_PREFIX}launcher gave no report (exit {out.returncode}): {out.stderr[-300:]}"
+
+
+if __name__ == "__main__":
+    main()
