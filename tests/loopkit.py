@@ -41,11 +41,8 @@ class Unigram(torch.nn.Module):
         return (QUALITY * logp + jitter).expand(*idx.shape, V)
 
 
-if os.environ.get("FAST_TRAIN_MARKER"):
-    open(os.environ["FAST_TRAIN_MARKER"], "a").write(f"{os.getpid()}\\n")
-once = os.environ.get("FAST_TRAIN_SLEEP_ONCE")
-if once and os.path.exists(once):  # hang the first run only, so a resumed run goes through
-    os.remove(once)
+if os.environ.get("FAST_TRAIN_HANG") and QUALITY != 0.3:  # the first experiment after the baseline hangs
+    open("train.pid", "w").write(str(os.getpid()))  # in the run directory: the only place a run may write
     time.sleep(120)
 print("step 00000 (0.0%) | loss: 5.000000 | lrm: 1.00 | dt: 1ms | tok/sec: 1 | mfu: 0.0% | epoch: 1 | remaining: 1s")
 time.sleep(SLEEP)

@@ -100,21 +100,19 @@ def test_resume_after_sigkill(ws, tmp_path, point):
 
 
 def test_resume_after_sigkill_mid_run_kills_the_orphan_and_reruns(ws, tmp_path):
-    marker, once = tmp_path / "pids", tmp_path / "sleep-once"
-    once.write_text("")
-    proc = orchestrator(ws, "none", tmp_path, FAST_TRAIN_MARKER=str(marker), FAST_TRAIN_SLEEP_ONCE=str(once))
+    proc = orchestrator(ws, "none", tmp_path, FAST_TRAIN_HANG="1")
+    pidfile = ws / ".autoresearch" / "runs" / "t" / "0002-0" / "train.pid"
     deadline = time.monotonic() + 90
-    while once.exists() and time.monotonic() < deadline:  # experiment 2's train.py has started its hang
+    while not pidfile.exists() and time.monotonic() < deadline:  # experiment 2's train.py has started its hang
         time.sleep(0.2)
-    assert not once.exists(), "experiment 2 never started"
-    training_pid = int(marker.read_text().split()[-1])
+    assert pidfile.exists(), "experiment 2 never started"
+    training_pid = int(pidfile.read_text())
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 10
     while alive(training_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(training_pid), "the experiment trained on after its orchestrator died"
-    resume(ws, tmp_path)
+    resume(ws, tmp_path)  # without FAST_TRAIN_HANG: the re-run goes through
     rows = assert_consistent(ws, "t")
     assert [r["description"] for r in rows] == ["baseline", "quality 0.1", "quality 0.6", "quality 0.8"]
-
