@@ -42,7 +42,6 @@ class Unigram(torch.nn.Module):
 
 
 if os.environ.get("FAST_TRAIN_HANG") and QUALITY != 0.3:  # the first experiment after the baseline hangs
-    open("train.pid", "w").write(str(os.getpid()))  # in the run directory: the only place a run may write
     time.sleep(120)
 print("step 00000 (0.0%) | loss: 5.000000 | lrm: 1.00 | dt: 1ms | tok/sec: 1 | mfu: 0.0% | epoch: 1 | remaining: 1s")
 time.sleep(SLEEP)
@@ -121,3 +120,14 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def pid_working_in(directory: Path) -> int | None:
+    """The process whose working directory is `directory` (an experiment runs in its run directory)."""
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            if cwd.resolve() == directory.resolve() and alive(int(cwd.parent.name)):
+                return int(cwd.parent.name)
+        except OSError:
+            continue
+    return None

@@ -100,6 +100,17 @@ CAUGHT = [
     ("aten override", append('lib = torch.library.Library("aten", "IMPL")'), "replace what torch operations"),
     ("torch._C", append("torch._C._set_grad_enabled(True)"), "reaches into the harness"),
     ("enable_grad", append("def f(m, x):\n    with torch.enable_grad():\n        return m(x)"), "no_grad"),
+    ("attrgetter", append('import operator\ng = operator.attrgetter("x")(evaluate_bpb)'), "turns strings into code or names"),
+    ("get_type_hints", append("import typing\nh = typing.get_type_hints(evaluate_bpb)"), "turns strings into code or names"),
+    ("getattr passed around", append("import functools\ng = functools.reduce(getattr, ['a'], evaluate_bpb)"),
+     "call getattr directly"),
+    ("dunder in a string", append('name = "__glo" "bals__"'), "dunder name"),
+    ("code in a string annotation", append("def f(x: \"print('hi')\"):\n    return x"), "name a type only"),
+    ("numpy ctypes interface", append("def poke(a):\n    return a.ctypes.data"), "tamper with the process's memory"),
+    ("as_strided", append("import numpy as np\nv = np.lib.stride_tricks.as_strided(np.zeros(1), (10**9,), (8,))"),
+     "tamper with the process's memory"),
+    ("inductor internals", append("import torch._inductor.codecache"), "private internals"),
+    ("storage from a pointer", append("s = torch.UntypedStorage._new_with_weak_ptr(0)"), "memory"),
     # data, splits, tokenizer
     ("val split", replace(LOADER, LOADER.replace('"train"', '"val"')), "\"train\" split only"),
     ("split keyword", replace(LOADER, LOADER.replace('"train"', 'split="test"')), "\"train\" split only"),
@@ -174,6 +185,9 @@ BENIGN = [
                   "def twice(x: torch.Tensor) -> torch.Tensor:\n    return x * 2"),
     ("dataclass and functools", "import functools\nimport itertools\nfrom collections import deque\n"
                                 "from dataclasses import field\nq = deque(itertools.islice(range(9), 3))"),
+    ("dynamo helpers", "import torch._dynamo\ntorch._dynamo.reset()\ntorch._dynamo.mark_dynamic(torch.zeros(2), 0)"),
+    ("foreach and fp8 ops", "def f(xs, ys, a, b):\n    torch._foreach_mul_(xs, 0.5)\n    return torch._scaled_mm(a, b)"),
+    ("a type as a string annotation", 'def f(x: "torch.Tensor") -> "list[int]":\n    return [1]'),
     ("reading the vocab size", "def v(tokenizer):\n    return tokenizer.get_vocab_size()"),
 ]
 
@@ -200,3 +214,14 @@ def test_problems_name_the_line_and_do_not_repeat():
 def test_syntax_error_names_the_line():
     problems = check_source("x = 1\ndef broken(:\n")
     assert len(problems) == 1 and "line 2" in problems[0] and problems[0].startswith("train.py does not parse")
+
+
+def test_a_flagged_alias_is_reported_where_it_is_made_not_where_the_name_recurs():
+    # The template uses `d` and `m` as local variables; an alias named the same must not make those lines fail.
+    problems = check_source(append("d = F.__dict__\nm = torch.sys"))
+    assert len(problems) == 2 and all(p.startswith(("line 594:", "line 595:")) for p in problems), problems
+
+
+def test_pathological_nesting_is_a_problem_not_a_crash():
+    problems = check_source("x = " + "(" * 5000 + "1" + ")" * 5000)
+    assert len(problems) == 1 and ("parse" in problems[0] or "nested" in problems[0])

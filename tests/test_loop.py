@@ -185,22 +185,6 @@ def test_fatal_agent_error_stops_cleanly(fast_ws):
     assert_consistent(fast_ws, "t")
 
 
-def test_secrets_never_reach_train_py(fast_ws, monkeypatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
-    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA")
-    monkeypatch.setenv("HARMLESS_SETTING", "visible")
-    spy = fast_source().replace("import time", "import time\nimport json\njson.dump(dict(os.environ), open('env.json', 'w'))")
-    loop = make_loop(fast_ws, ScriptedAgent([(spy, "spy")]), max_experiments=2)
-    loop.run_until_limit()
-    rec = loop.journal.final_attempts("t")[1]
-    seen = json.loads((fast_ws / ".autoresearch" / "runs" / "t" / "0002-0" / "env.json").read_text())
-    assert rec.outcome == "ok"
-    assert not {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "MY_SERVICE_TOKEN", "AWS_ACCESS_KEY_ID"} & set(seen)
-    assert seen["HARMLESS_SETTING"] == "visible" and os.environ["OPENAI_API_KEY"] == "sk-secret"
-
-
 def noisy(quality: float, **constants) -> str:
     return fast_source(QUALITY=quality, NOISE=0.3, **constants)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from loopkit import alive, assert_consistent, fast_source
+from loopkit import alive, assert_consistent, fast_source, pid_working_in
 
 from autoresearch import vcs
 from autoresearch.cli import cli
@@ -101,12 +101,13 @@ def test_resume_after_sigkill(ws, tmp_path, point):
 
 def test_resume_after_sigkill_mid_run_kills_the_orphan_and_reruns(ws, tmp_path):
     proc = orchestrator(ws, "none", tmp_path, FAST_TRAIN_HANG="1")
-    pidfile = ws / ".autoresearch" / "runs" / "t" / "0002-0" / "train.pid"
+    run_dir = ws / ".autoresearch" / "runs" / "t" / "0002-0"
     deadline = time.monotonic() + 90
-    while not pidfile.exists() and time.monotonic() < deadline:  # experiment 2's train.py has started its hang
-        time.sleep(0.2)
-    assert pidfile.exists(), "experiment 2 never started"
-    training_pid = int(pidfile.read_text())
+    training_pid = None
+    while training_pid is None and time.monotonic() < deadline:  # experiment 2's train.py has started its hang
+        time.sleep(0.5)
+        training_pid = pid_working_in(run_dir) if run_dir.exists() else None
+    assert training_pid, "experiment 2 never started"
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 10

@@ -46,15 +46,21 @@ FORBIDDEN = {
                      "os.system", "os.popen", "os.fork", "os.kill"], SPAWN),
     **dict.fromkeys(["socket", "_socket", "http", "urllib", "urllib3", "requests", "httpx", "aiohttp", "ssl",
                      "ftplib", "smtplib", "poplib", "imaplib", "telnetlib", "asyncio", "socketserver", "xmlrpc",
-                     "websocket", "websockets", "select", "selectors", "torch.distributed", "torch.hub"], NETWORK),
+                     "websocket", "websockets", "select", "selectors", "torch.distributed", "torch.hub",
+                     "torch.utils.model_zoo"], NETWORK),
     **dict.fromkeys(["ctypes", "_ctypes", "cffi", "mmap", "numpy.ctypeslib", "torch.utils.cpp_extension",
-                     "torch.ops.load_library", "torch.classes.load_library", "triton.runtime.driver"], MEMORY),
+                     "torch.ops.load_library", "torch.classes.load_library", "triton.runtime.driver", "numpy.f2py",
+                     "numpy.distutils", "numpy.lib.stride_tricks.as_strided"], MEMORY),
+    **dict.fromkeys(["operator.attrgetter", "operator.methodcaller", "typing.get_type_hints", "typing.ForwardRef",
+                     "typing_extensions.get_type_hints", "torch.jit.CompilationUnit", "numpy.lib.utils"],
+                    "it turns strings into code or names; " + DYNAMIC),
     **dict.fromkeys(["importlib", "inspect", "builtins", "types", "code", "codeop", "runpy", "pkgutil", "traceback",
                      "linecache", "weakref", "dis", "autoresearch", "gc.get_objects", "gc.get_referrers",
                      "gc.get_referents", "gc.callbacks", "gc.garbage", "torch._C", "torch._ops", "torch._dispatch",
                      "torch._library", "torch._subclasses", "torch.utils._python_dispatch"], INTROSPECT),
     **dict.fromkeys(["torch.overrides", "torch.library.Library", "torch.library.impl", "torch.library.define",
-                     "torch.library.register_kernel", "torch.library.fallthrough_kernel"],
+                     "torch.library.register_kernel", "torch.library.fallthrough_kernel",
+                     "torch.library.register_torch_dispatch"],
                     "it can replace what torch operations compute, the evaluation's included; write new functions "
                     "(or torch.library.custom_op) instead"),
     **dict.fromkeys(["pickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle", "joblib", "dbm", "sqlite3",
@@ -63,7 +69,8 @@ FORBIDDEN = {
                      "numpy.savez", "numpy.savez_compressed", "numpy.savetxt", "numpy.loadtxt", "numpy.genfromtxt",
                      "numpy.fromregex", "numpy.DataSource", "numpy.lib.npyio", "numpy.lib.format"], PERSIST),
     **dict.fromkeys(["pathlib", "shutil", "glob", "fnmatch", "tempfile", "io", "fileinput", "zipfile", "tarfile",
-                     "gzip", "bz2", "lzma", "csv", "os.path", "numpy.fromfile", "numpy.memmap", "torch.from_file"],
+                     "gzip", "bz2", "lzma", "csv", "os.path", "numpy.fromfile", "numpy.memmap", "torch.from_file",
+                     "torch.utils.data.datapipes"],
                     FILES),
     "torch.enable_grad": "evaluate_bpb scores the model under no_grad and it must not learn while being scored; "
                          "training happens in the training loop only",
@@ -83,11 +90,17 @@ BUILTINS = {  # builtin names train.py may not use, even without calling them
     "__loader__": INTROSPECT, "__spec__": INTROSPECT, "breakpoint": INTROSPECT,
 }
 TORCH_HOOKS = {"__torch_function__", "__torch_dispatch__"}  # would intercept the evaluation's own torch calls
+# torch's private modules and functions are internals (dispatcher, codecache, storages from raw pointers), except:
+TORCH_PRIVATE_OK = re.compile(r"^torch\.(_(inductor|dynamo|functorch)\.config(\.|$)|_dynamo\.(reset|mark_dynamic|"
+                              r"maybe_mark_dynamic|mark_static|disable|allow_in_graph|graph_break)$|_dynamo$|"
+                              r"_foreach_\w+$|_fused_\w+$|_scaled_mm$|_grouped_mm$)")
 SAFE_DUNDERS = frozenset({"__init__", "__name__", "__qualname__", "__len__", "__call__", "__enter__", "__exit__",
                           "__iter__", "__next__", "__getitem__", "__setitem__", "__contains__", "__repr__", "__str__",
                           "__post_init__", "__version__"})
 ATTRIBUTES = {  # attribute names refused on any object
     **dict.fromkeys(["tofile", "fromfile", "from_file", "memmap", "load_library", "load_inline"], FILES),
+    **dict.fromkeys(["ctypes", "_ctypes", "_new_with_weak_ptr", "CUDAPluggableAllocator", "change_current_allocator"],
+                    MEMORY),
     **dict.fromkeys(["f_globals", "f_locals", "f_back", "f_code", "f_builtins", "gi_frame", "gi_code", "cr_frame",
                      "cr_code", "ag_frame", "tb_frame", "tb_next", "co_code", "co_consts", "co_names", "py_impl"],
                     INTROSPECT),
@@ -104,6 +117,8 @@ STRINGS = [  # text that reaches for the data, the records or the launcher's set
      "it names the launcher's settings, caches or process information, which are not train.py's business"),
     (re.compile(r"\bHF_[A-Z]"), "it names Hugging Face settings; experiments have no network and no hub access"),
 ]
+DUNDER_TEXT = re.compile(r"__\w+__")  # in a string: a name for getattr-like lookups
+TYPE_TEXT = re.compile(r"^[\w\s.,\[\]|]*$")  # what a string annotation may hold: a type, no calls
 
 
 @cache
@@ -122,15 +137,38 @@ def check_source(source: str, allowed_imports: Iterable[str] = ()) -> list[str]:
     except (ValueError, RecursionError) as e:
         return [f"train.py does not parse: {e}; propose plain Python source."]
     checker = _Checker(source, frozenset(allowed_imports))
-    checker.run(tree)
+    try:
+        checker.run(tree)
+    except RecursionError:
+        return ["train.py is nested too deeply to check; flatten the deepest expressions."]
     return list(dict.fromkeys(checker.problems))  # in order, without repeats
+
+
+def path_problem(path: str, imported: bool = False) -> str | None:
+    """Why train.py may not use the dotted name `path` (a module, or something in one); None if it may."""
+    parts = path.split(".")
+    for i in range(1, len(parts) + 1):
+        if (reason := FORBIDDEN.get(".".join(parts[:i]))) is not None:
+            return reason
+    if parts[0] in RESTRICTED and not (imported and len(parts) == 1) and (
+            len(parts) < 2 or parts[1] not in RESTRICTED[parts[0]]):
+        allowed = ", ".join(f"{parts[0]}.{a}" for a in sorted(RESTRICTED[parts[0]]))
+        return f"of {parts[0]}, train.py may use only {allowed}"
+    if parts[0] == "torch" and any(p.startswith("_") for p in parts[1:]) and not TORCH_PRIVATE_OK.match(path):
+        return ("torch's private internals can change what the evaluation computes; use public torch APIs "
+                "(torch._inductor/_dynamo config and torch._foreach_* are fine)")
+    for seg in parts[1:]:  # torch.os.system, np.sys.modules: other modules reached through an allowed one
+        if seg in SEGMENTS:
+            return f"it reaches module {seg} through {parts[0]}; use {parts[0]}'s own functions"
+    return None
 
 
 class _Checker(ast.NodeVisitor):
     def __init__(self, source: str, extra: frozenset[str]) -> None:
         self.source, self.extra = source, extra
         self.problems: list[str] = []
-        self.modules: dict[str, str] = {}  # local name -> dotted module path (import aliases, `x = torch.nn`)
+        self.imports: dict[str, str] = {}  # local name -> dotted path, from import statements
+        self.modules: dict[str, str] = {}  # the same, plus assignments such as `t = torch`
         self.harness: dict[str, str] = {}  # local name -> harness name
         self.types: set[str] = set()  # names bound to type(...): attribute stores on them patch a class
         self.parents: dict[ast.AST, ast.AST] = {}
@@ -154,17 +192,19 @@ class _Checker(ast.NodeVisitor):
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for a in node.names:
-                    self.modules[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+                    self.imports[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 for a in node.names:
                     if node.module == HARNESS:
                         self.harness[a.asname or a.name] = a.name
                     elif a.name != "*":
-                        self.modules[a.asname or a.name] = f"{node.module}.{a.name}"
+                        self.imports[a.asname or a.name] = f"{node.module}.{a.name}"
+        self.modules.update(self.imports)
         for _ in range(3):  # `t = torch`, `_fa3 = flash_attn_interface`: aliases of aliases
             for node in ast.walk(tree):
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                    if (path := self.resolve(node.value)) is not None:
+                    path = self.resolve(node.value)
+                    if path is not None and "__" not in path and path_problem(path) is None:  # (else flagged there)
                         self.modules.setdefault(node.targets[0].id, path)
                     elif isinstance(node.value, ast.Call) and getattr(node.value.func, "id", None) == "type":
                         self.types.add(node.targets[0].id)
@@ -181,20 +221,9 @@ class _Checker(ast.NodeVisitor):
 
     def check_path(self, node: ast.AST, path: str, imported: bool = False) -> bool:
         """Flag a dotted module path that is forbidden or outside a restricted module's allow-list."""
-        parts = path.split(".")
-        for i in range(1, len(parts) + 1):
-            if (reason := FORBIDDEN.get(".".join(parts[:i]))) is not None:
-                self.flag(node, reason)
-                return True
-        if parts[0] in RESTRICTED and not (imported and len(parts) == 1) and (
-                len(parts) < 2 or parts[1] not in RESTRICTED[parts[0]]):
-            allowed = ", ".join(f"{parts[0]}.{a}" for a in sorted(RESTRICTED[parts[0]]))
-            self.flag(node, f"of {parts[0]}, train.py may use only {allowed}")
+        if (reason := path_problem(path, imported)) is not None:
+            self.flag(node, reason)
             return True
-        for seg in parts[1:]:  # torch.os.system, np.sys.modules: other modules reached through an allowed one
-            if seg in SEGMENTS:
-                self.flag(node, f"it reaches module {seg} through {parts[0]}; use {parts[0]}'s own functions")
-                return True
         return False
 
     # ---- imports ------------------------------------------------------------------------------------------
@@ -250,18 +279,17 @@ class _Checker(ast.NodeVisitor):
             self.check_binding(node, node.id)
         elif node.id in BUILTINS:
             self.flag(node, BUILTINS[node.id])
+        elif node.id in ("getattr", "setattr", "delattr", "hasattr") and not self._is_called(node):
+            self.flag(node, f"call {node.id} directly, with a literal attribute name")
         elif self.harness.get(node.id) == "make_dataloader" and not self._is_called(node):
             self.flag(node, "call make_dataloader(tokenizer, B, T, \"train\", device=...) directly")
-        elif node.id in self.modules and not isinstance(self.parents.get(node), ast.Attribute):
-            if not self.check_path(node, self.modules[node.id]):
-                self.check_environ(node, self.modules[node.id])
+        elif node.id in self.imports and not isinstance(self.parents.get(node), ast.Attribute):
+            if not self.check_path(node, self.imports[node.id]):
+                self.check_environ(node, self.imports[node.id])
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        name = node.attr
-        if name.startswith("__") and name.endswith("__") and name not in SAFE_DUNDERS:
-            self.flag(node, f"dunder attributes such as {name} reach into objects' internals; use the objects' public names")
-        elif name in ATTRIBUTES:
-            self.flag(node, ATTRIBUTES[name])
+        if self.check_attribute_name(node, node.attr):
+            pass
         elif isinstance(node.ctx, (ast.Store, ast.Del)):
             self.check_attribute_store(node, node)
         elif not isinstance(self.parents.get(node), ast.Attribute):  # the whole chain, once
@@ -269,6 +297,15 @@ class _Checker(ast.NodeVisitor):
                 self.check_environ(node, path)
             self.check_harness_attribute(node)
         self.generic_visit(node)
+
+    def check_attribute_name(self, node: ast.AST, name: str) -> bool:
+        if name.startswith("__") and name.endswith("__") and name not in SAFE_DUNDERS:
+            self.flag(node, f"dunder attributes such as {name} reach into objects' internals; use public names")
+        elif name in ATTRIBUTES:
+            self.flag(node, ATTRIBUTES[name])
+        else:
+            return False
+        return True
 
     def check_attribute_store(self, node: ast.AST, target: ast.Attribute) -> None:
         base: ast.AST = target
@@ -319,10 +356,8 @@ class _Checker(ast.NodeVisitor):
             self.flag(node, f"{fn} needs a literal attribute name here; write obj.name instead")
             return
         name = node.args[1].value
-        if name.startswith("__") and name.endswith("__") and name not in SAFE_DUNDERS:
-            self.flag(node, f"dunder attributes such as {name} reach into objects' internals; use the objects' public names")
-        elif name in ATTRIBUTES:
-            self.flag(node, ATTRIBUTES[name])
+        if self.check_attribute_name(node, name):
+            pass
         elif fn in ("setattr", "delattr"):
             self.check_attribute_store(node, ast.Attribute(value=node.args[0], attr=name, ctx=ast.Store()))
         elif (path := self.resolve(ast.Attribute(value=node.args[0], attr=name, ctx=ast.Load()))) is not None:
@@ -374,6 +409,15 @@ class _Checker(ast.NodeVisitor):
         for pattern, reason in STRINGS:
             if pattern.search(text):
                 self.flag(node, reason)
+        if any(d not in SAFE_DUNDERS | {"__main__"} for d in DUNDER_TEXT.findall(text)):
+            self.flag(node, "it names an object's internals (a dunder name); use public names")
+        if self._is_annotation(node) and not TYPE_TEXT.match(text):
+            self.flag(node, "a string annotation may name a type only; annotations can be evaluated as code")
+
+    def _is_annotation(self, node: ast.Constant) -> bool:
+        parent = self.parents.get(node)
+        return (isinstance(parent, (ast.arg, ast.AnnAssign)) and parent.annotation is node) or (
+            isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef)) and parent.returns is node)
 
     def _is_docstring(self, node: ast.Constant) -> bool:
         parent = self.parents.get(node)

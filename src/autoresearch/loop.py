@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from autoresearch import vcs
+from autoresearch import guard, vcs
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, Proposal, Usage
 from autoresearch.journal import ExperimentRecord, Journal, RunRecord
 from autoresearch.policy import make_policy, noise_sigma
@@ -259,6 +259,9 @@ class Loop:
             return f"{EDITABLE} does not parse: {e.msg} (line {e.lineno})"
         if not proposal.description.strip():
             return "the proposal has no description"
+        problems = guard.check_source(proposal.train_py, self.settings.allowed_imports)
+        if problems:
+            return "; ".join(problems)
         return ""
 
     def _execute(self, rec: ExperimentRecord) -> ExperimentRecord:

@@ -17,8 +17,9 @@ process the launcher applies the policy, prints ONE line to stderr saying what i
                      tree_rss_mb(pid) and stops the run itself.
 
 Not covered: before Landlock ABI 9 (Linux 7.1), connecting to *pathname* unix sockets that DAC allows (e.g.
-/run/docker.sock for group docker, the D-Bus session bus): the report line says so; reading /proc/<pid>/cmdline
-of other processes. Landlock does deny ptrace and /proc/<pid>/environ|mem of processes outside the sandbox.
+/run/docker.sock for group docker, the D-Bus session bus): the report line says so; /proc/<pid>/cmdline of
+every process, and /proc/<pid>/environ of the user's other *dumpable* processes (the orchestrator protects its
+own with protect_orchestrator(); a root experiment loses its capabilities, which protects root's processes).
 
 As root, the command execs with no capabilities (bounding and ambient sets emptied).
 
@@ -67,9 +68,10 @@ DEVICE = READ_FILE | WRITE_FILE | TRUNCATE | IOCTL_DEV  # open("/dev/null", "w")
 SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys",
                "/nix/store", "/gnu/store", "/run/current-system", "/run/opengl-driver")  # last four: Nix/Guix
 # Device nodes an experiment may open read-write (glob patterns under /dev): basics, NVIDIA, AMD/Intel (dri, kfd),
-# accelerators (accel), RDMA for NCCL. /dev itself is listable; /dev/shm is a write directory (semaphores, NCCL).
-DEVICE_GLOBS = ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "nvidia*", "nvidia-caps",
-                "dri", "kfd", "accel", "infiniband", "hugepages")
+# WSL2 (dxg), accelerators (accel, Habana hl*, AWS neuron*, Ascend davinci*), RDMA for NCCL (infiniband). /dev itself
+# is listable; /dev/shm is a write directory (POSIX semaphores of torch.compile's worker pool, NCCL, CUDA IPC).
+DEVICE_GLOBS = ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "nvidia*", "nvidia-caps", "dri",
+                "kfd", "dxg", "accel", "hl*", "neuron*", "davinci*", "infiniband", "hugepages")
 WRITE_DIRS = ("/dev/shm",)
 
 
@@ -120,7 +122,8 @@ def cache_env(compile_cache: str | os.PathLike[str]) -> dict[str, str]:
     """Environment that points torch/triton/CUDA caches into `compile_cache` (which must be a write path)."""
     root = Path(compile_cache)
     return {"TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"), "TRITON_CACHE_DIR": str(root / "triton"),
-            "CUDA_CACHE_PATH": str(root / "cuda"), "PYTORCH_KERNEL_CACHE_PATH": str(root / "torch-kernels")}
+            "TRITON_HOME": str(root / "triton-home"), "CUDA_CACHE_PATH": str(root / "cuda"),
+            "PYTORCH_KERNEL_CACHE_PATH": str(root / "torch-kernels")}
 
 
 # ---------------------------------------------------------------------------
@@ -368,7 +371,7 @@ def _landlock_failed(policy: Policy, netns_error: str | None, report: Report, wh
 def fs_rules(policy: Policy, abi: int) -> list[tuple[str, int]]:
     """(path, rights) pairs of the filesystem rules; later entries widen earlier ones on the same tree."""
     everything = fs_rights(abi)
-    rules = [(p, READ_EXEC) for p in system_read_paths()]
+    rules = [(p, READ_EXEC) for p in system_read_paths(policy)]
     rules.append(("/dev", READ_DIR))
     import glob
 
@@ -379,17 +382,25 @@ def fs_rules(policy: Policy, abi: int) -> list[tuple[str, int]]:
     return rules
 
 
-def system_read_paths() -> list[str]:
+def system_read_paths(policy: Policy | None = None) -> list[str]:
     """System and Python directories: what any Python program with torch needs to start and to compile kernels.
 
     The launcher's own sys.path is included (stdlib, site-packages, an editable install's src), except its
-    working directory: `python -m` puts the cwd first, and that must not widen the sandbox.
+    working directory: `python -m` puts the cwd first, and that must not widen the sandbox. So is the directory
+    holding this package, for editable installs that map it with an import hook rather than a sys.path entry
+    (other packages installed that way are not found: add their directories to read_paths). A sys.path entry
+    that is /, the home directory, or holds one of the policy's paths (PYTHONPATH=the workspace) is left out.
     """
     cwd = os.getcwd()
+    held = [os.path.abspath(p) for p in (*policy.read_paths, *policy.write_paths)] if policy else []
     paths = list(SYSTEM_DIRS)
     paths += [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-              os.path.dirname(os.path.realpath(sys.executable))]
-    paths += [p for p in sys.path if p and os.path.abspath(p) != cwd]
+              os.path.dirname(os.path.realpath(sys.executable)), str(Path(__file__).resolve().parents[1])]
+    too_wide = {"/", os.path.expanduser("~"), cwd}
+    for p in filter(None, sys.path):
+        p = os.path.abspath(p)
+        if p not in too_wide and not any(h == p or h.startswith(p.rstrip("/") + "/") for h in held):
+            paths.append(p)
     seen: dict[str, None] = {}
     for p in paths:
         seen.setdefault(os.path.abspath(p), None)

@@ -114,6 +114,7 @@ class Settings:
     time_allowance: float = 0.0  # training seconds allowed past the budget, clocked from outside (0 = auto)
     memory_limit_mb: int = 0  # resident memory of an experiment's processes (0 = auto: 75% of this machine's)
     sandbox: bool = True  # no network, filesystem confined to the run directory (where the OS allows)
+    allowed_imports: tuple[str, ...] = ()  # modules train.py may import beyond torch, numpy and the stdlib basics
 
     @property
     def allowance(self) -> float:
@@ -167,6 +168,8 @@ class Settings:
             raise SettingsError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
         if "profile" not in table:
             raise SettingsError(f"{path}: missing `profile`")
+        if "allowed_imports" in table:
+            table["allowed_imports"] = tuple(table["allowed_imports"])
         return _validated(cls(**table))
 
 
@@ -187,6 +190,8 @@ def _validated(s: Settings) -> Settings:
 
 
 def _toml_value(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
