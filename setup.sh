@@ -37,6 +37,14 @@ case "${1:-}" in
     ;;
   test)
     shift
+    # The dashboard test drives a real headless Chromium (Debian's package; Playwright's own download is not used).
+    if ! command -v chromium >/dev/null 2>&1 && [ -z "${AUTORESEARCH_CHROMIUM:-}" ]; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+      else
+        echo "note: the dashboard test needs Chromium: sudo apt-get install chromium (or set AUTORESEARCH_CHROMIUM)" >&2
+      fi
+    fi
     "$VENV/bin/python" -m pytest "$@"
     ;;
   "") ;;

@@ -203,6 +203,15 @@ def test_noise_policy_measures_the_floor_and_keeps_only_what_clears_it(fast_ws):
     assert hair.status == "discard" and hair.evidence["gain"] <= hair.evidence["threshold"]
     assert much.status == "keep" and much.evidence["margin"] > much.evidence["sigmas"]
     assert [r["status"] for r in rows] == ["keep", "discard", "keep"]
+    from io import StringIO
+
+    from rich.console import Console
+
+    from autoresearch.ui import status_table
+
+    out = StringIO()
+    Console(file=out, width=200).print(status_table(loop.journal.final_attempts("t")))
+    assert f"{much.evidence['margin']:+.1f}σ" in out.getvalue()  # status shows the margin each keep cleared
 
 
 def test_marginal_winner_is_measured_again_before_the_decision(fast_ws):

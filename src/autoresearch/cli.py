@@ -206,7 +206,7 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
     from autoresearch.agents import AgentError, make_agent
     from autoresearch.harness.constants import prepared_dir
     from autoresearch.loop import Limits, Loop, LoopConfig, LoopError, default_tag, open_journal
-    from autoresearch.ui import LoopView, status_table, summary_line
+    from autoresearch.ui import LoopView, status_table, summary_line, wide_console
 
     root = _workspace_root(workspace)
     settings = Settings.load(root / SETTINGS_FILE)
@@ -249,10 +249,9 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
         loop.view = view
         reason = loop.run_until_limit()
     records = loop.journal.final_attempts(tag)
-    from rich.console import Console
-
-    Console().print(status_table(records, title=f"run {tag}"))
-    click.echo(summary_line(records, loop.journal.totals(tag)))
+    run_record = loop.journal.run(tag)
+    wide_console().print(status_table(records, title=f"run {tag}"))
+    click.echo(summary_line(records, loop.journal.totals(tag), (run_record.info or {}).get("noise")))
     click.echo(f"stopped: {reason}")
     loop.journal.close()
 
@@ -264,10 +263,8 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
 @friendly_errors
 def status(workspace: Path | None, tag: str | None, all_runs: bool) -> None:
     """Print the table of experiments of a run and the best result so far."""
-    from rich.console import Console
-
     from autoresearch.loop import open_journal
-    from autoresearch.ui import status_table, summary_line
+    from autoresearch.ui import status_table, summary_line, wide_console
 
     root = _workspace_root(workspace)
     journal = open_journal(root)
@@ -283,8 +280,11 @@ def status(workspace: Path | None, tag: str | None, all_runs: bool) -> None:
     if run is None:
         raise click.ClickException(f"no run tagged {tag!r}; see `autoresearch status --all`")
     records = journal.final_attempts(run.tag)
-    Console().print(status_table(records, title=f"run {run.tag} ({run.branch}, agent {run.agent}, {run.state})"))
-    click.echo(summary_line(records, journal.totals(run.tag)))
+    wide_console().print(status_table(records, title=f"run {run.tag} ({run.branch}, agent {run.agent}, {run.state})"))
+    click.echo(summary_line(records, journal.totals(run.tag), (run.info or {}).get("noise")))
+    pending = journal.unfinished(run.tag)
+    if pending is not None and run.state == "running":
+        click.echo(f"running: experiment {pending.number} ({pending.description})")
     if run.stop_reason:
         click.echo(f"last stop: {run.stop_reason}")
 

@@ -72,23 +72,29 @@ def _fmt(v: float | None, spec: str = ".6f") -> str:
 
 
 def status_table(records, title: str | None = None, limit: int | None = None):
-    """The experiments of a run, one row each (the final attempt of every idea), keeps in green."""
+    """The experiments of a run, one row each (the final attempt of every idea), keeps in green.
+
+    `margin` is how far a keep cleared the noise: its gain in standard deviations of the measured noise floor.
+    """
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, header_style="bold")
     for col, kw in (("#", {"justify": "right"}), ("commit", {}), ("status", {}), ("val_bpb", {"justify": "right"}),
-                    ("Δ best", {"justify": "right"}), ("mem GB", {"justify": "right"}), ("description", {})):
+                    ("Δ best", {"justify": "right"}), ("margin", {"justify": "right"}),
+                    ("mem GB", {"justify": "right"}), ("description", {"no_wrap": True, "overflow": "ellipsis"})):
         table.add_column(col, **kw)
     best: float | None = None
     rows = []
     for r in records:
-        delta = None if best is None or r.val_bpb is None or r.status not in ("keep", "discard") else r.val_bpb - best
+        measured = r.status in ("keep", "discard")
+        delta = None if best is None or r.val_bpb is None or not measured else r.val_bpb - best
+        margin = (r.evidence or {}).get("margin") if r.status == "keep" else None
         note = r.description + (f"  [{r.outcome}: {r.reason}]" if r.status in ("crash", "rejected") else "")
         if r.attempt:
             note += f"  (fix attempt {r.attempt})"
         rows.append((str(r.number), (r.commit_sha or r.parent_commit or "")[:7], r.status or r.state,
-                     _fmt(r.val_bpb if r.status in ("keep", "discard") else None),
-                     "" if delta is None else f"{delta:+.4f}", _fmt(r.memory_gb, ".1f"), note[:120],
+                     _fmt(r.val_bpb if measured else None), "" if delta is None else f"{delta:+.4f}",
+                     "" if margin is None else f"{margin:+.1f}σ", _fmt(r.memory_gb, ".1f"), note[:160],
                      STATUS_STYLE.get(r.status or "", "")))
         if r.status == "keep":
             best = r.val_bpb
@@ -97,19 +103,33 @@ def status_table(records, title: str | None = None, limit: int | None = None):
     return table
 
 
-def summary_line(records, totals: dict | None = None) -> str:
-    """One line a researcher pastes into a chat: baseline -> best, how many kept, what it cost."""
+def summary_line(records, totals: dict | None = None, noise: dict | None = None) -> str:
+    """One line a researcher pastes into a chat: baseline -> best, the held-out test, the pace, what it cost."""
     done = [r for r in records if r.status]
     kept = [r for r in done if r.status == "keep"]
     if not kept:
         return f"{len(done)} experiments, nothing kept yet"
-    base, best = kept[0].val_bpb, kept[-1].val_bpb
-    line = (f"val_bpb {base:.6f} -> {best:.6f} ({(best - base) / base * 100:+.2f}%) | {len(done)} experiments, "
-            f"{len(kept) - 1} kept, {sum(r.status == 'crash' for r in done)} crashed, "
-            f"{sum(r.status == 'rejected' for r in done)} rejected")
+    base, best = kept[0], kept[-1]
+    line = (f"val_bpb {base.val_bpb:.4f} -> {best.val_bpb:.4f} ({best.val_bpb - base.val_bpb:+.4f}, "
+            f"{(best.val_bpb - base.val_bpb) / base.val_bpb * 100:+.2f}%)")
+    if base.test_bpb is not None and best.test_bpb is not None:
+        line += f" | test {base.test_bpb:.4f} -> {best.test_bpb:.4f}"
+    hours = (max(r.finished_at or 0 for r in done) - min(r.created_at for r in done)) / 3600 if done else 0
+    line += (f" | {len(done)} experiments" + (f" in {hours * 60:.0f} min ({len(done) / hours:.0f}/h)" if hours > 0
+                                              else "")
+             + f", {len(kept) - 1} kept, {sum(r.status == 'crash' for r in done)} crashed, "
+             f"{sum(r.status == 'rejected' for r in done)} rejected")
+    if noise and noise.get("std") is not None:
+        line += f" | noise sd {noise['std']:.4f} ({len(noise.get('runs', []))} baseline runs)"
     if totals and totals.get("cost"):
-        line += f" | agent cost ${totals['cost']:.2f}"
+        line += f" | agent ${totals['cost']:.2f}"
     return line
+
+
+def wide_console() -> Console:
+    """Tables pasted into a chat should not wrap at 80 columns when stdout is not a terminal."""
+    console = Console(file=sys.stdout)
+    return console if console.is_terminal else Console(file=sys.stdout, width=200)
 
 
 class LoopView:
