@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -9,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
 
-from autoresearch.runner import Progress
+from autoresearch.runner import SUMMARY_RE, Progress
 
 PLAIN_STEP_INTERVAL = 10.0  # seconds between echoed step lines when not on a terminal
 
@@ -138,7 +139,9 @@ class LoopView:
     On a terminal it redraws in place (rich Live); elsewhere it prints one plain line per event.
     """
 
-    def __init__(self, journal, tag: str, agent: str, console: Console | None = None, recent: int = 8) -> None:
+    def __init__(self, journal, tag: str, agent: str, console: Console | None = None, recent: int = 8,
+                 vocab: int | None = None) -> None:
+        self.vocab = vocab
         self.console = console or Console(file=sys.stdout)
         self.journal, self.tag, self.agent, self.recent = journal, tag, agent, recent
         self.current = None
@@ -146,6 +149,7 @@ class LoopView:
         self.last: Progress | None = None
         self._live = None
         self._last_plain = 0.0
+        self._summary = False
         self.started = time.monotonic()
 
     def __enter__(self) -> LoopView:
@@ -166,15 +170,21 @@ class LoopView:
         self._print(text)
 
     def experiment_started(self, rec, budget: float) -> None:
-        self.current, self.budget, self.last = rec, budget, None
+        self.current, self.budget, self.last, self._summary = rec, budget, None, False
         self._print(f"[exp {rec.number}] {rec.description} | running ({budget:g}s budget)")
 
     def line(self, text: str) -> None:
-        if not self._live and text.startswith("step "):
+        """Step lines drive the progress view; the summary block train.py ends with is shown as it is."""
+        if text.startswith("step "):
             now = time.monotonic()
-            if now - self._last_plain >= PLAIN_STEP_INTERVAL:
+            if not self._live and now - self._last_plain >= PLAIN_STEP_INTERVAL:
                 self._last_plain = now
                 print(f"  {text}", flush=True)
+        elif text == "---":
+            self._summary = True
+            self._print(f"  {text}")
+        elif self._summary and SUMMARY_RE.match(text):
+            self._print(f"  {text}")
 
     def progress(self, p: Progress) -> None:
         self.last = p
@@ -183,7 +193,19 @@ class LoopView:
     def experiment_done(self, rec, best: float | None) -> None:
         self.current = None
         figure = f"val_bpb {rec.val_bpb:.6f}" if rec.val_bpb is not None else rec.reason
+        runs = (rec.evidence or {}).get("runs", [])
+        if len(runs) > 1:
+            figure += f" (mean of {len(runs)} runs)"
+        if rec.status == "keep" and (rec.evidence or {}).get("margin") is not None:
+            figure += f", {rec.evidence['margin']:+.1f}σ"
         self._print(f"[exp {rec.number}] {rec.status} | {figure} | best {_fmt(best)} | {rec.description}")
+        harness = (rec.metrics or {}).get("harness", {})
+        if rec.number == 1 and harness.get("val_bytes") and self.vocab:
+            untrained = math.log2(self.vocab) * harness["val_tokens"] / harness["val_bytes"]
+            self._print(f"  (an untrained model, uniform over {self.vocab} tokens, scores {untrained:.3f} bpb here)")
+        noise = (rec.evidence or {}).get("sigma")
+        if rec.number == 1 and noise is not None:
+            self._print(f"  noise floor: val_bpb sd {noise:.4f} over {len(runs)} runs with different seeds")
 
     # rendering
     def _print(self, text: str) -> None:
