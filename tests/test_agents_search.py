@@ -10,7 +10,8 @@ import re
 import pytest
 
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, Usage
-from autoresearch.agents.search import RULES, SearchAgent, tunable
+from autoresearch.agents.search import SearchAgent
+from autoresearch.agents.search_rules import RULES, tunable
 from autoresearch.settings import PROFILES
 from autoresearch.workspace import CONSTANT_RE, read_constants, set_constants, template_text
 

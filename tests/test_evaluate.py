@@ -199,3 +199,22 @@ def test_train_py_may_not_load_the_validation_split(workspace, events):
         with pytest.raises(PermissionError, match="train' split only"):
             make_dataloader(tok, 2, 16, split, device="cpu")
     assert [e["kind"] for e in events()] == ["split", "split"]
+
+
+def test_a_model_that_learns_from_the_evaluation_gets_no_score(workspace, events):
+    _, tok, _ = workspace
+
+    class Learner(Bigram):  # test-time training: sharpens its table toward what it saw (after the probe's calls,
+        calls = 0  # which would otherwise catch it as looking ahead)
+
+        def forward(self, idx):
+            self.calls += 1
+            out = self.table[idx].clone()
+            if self.calls > 3:
+                with torch.no_grad():
+                    self.table[idx[:, :-1], idx[:, 1:]] += 1.0
+            return out
+
+    with pytest.raises(RefusedToScore, match="learns from the validation data"):
+        evaluate_bpb(Learner(tok.get_vocab_size()), tok, 4)
+    assert events()[-1]["kind"] == "stateful"

@@ -19,7 +19,8 @@ from autoresearch import guard, vcs
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, Proposal, Usage
 from autoresearch.journal import ExperimentRecord, Journal, RunRecord
 from autoresearch.policy import make_policy, noise_sigma
-from autoresearch.runner import Experiment, Progress, RunResult, kill_stale_group, run_experiment
+from autoresearch.runner import (Experiment, Progress, RunResult, kill_stale_group, protect_orchestrator,
+                                 run_experiment)
 from autoresearch.settings import Settings
 from autoresearch.workspace import EDITABLE, RUN_DIR, harness_surface, read_constants, set_constants
 
@@ -101,6 +102,7 @@ class Loop:
         """Create the run's branch (new tag) or check it out and reconcile (resume)."""
         if not vcs.is_repo(self.ws):
             raise LoopError(f"{self.ws} is not a git repository; create the workspace with `autoresearch init`")
+        protect_orchestrator()
         vcs.clear_stale_lock(self.ws)
         existing = self.journal.run(self.tag)
         if self.config.resume:
@@ -291,7 +293,8 @@ class Loop:
 
     def _run(self, rec: ExperimentRecord, source: str, run_dir: Path) -> RunResult:
         return run_experiment(Experiment(source=source, workspace=self.ws, settings=self.settings, run_dir=run_dir,
-                                         timeout=self.config.timeout, cache=self.config.cache),
+                                         timeout=self.config.timeout, cache=self.config.cache,
+                                         compile_cache=self.ws / RUN_DIR / "compile-cache"),
                               on_line=self.view.line, on_progress=self.view.progress)
 
     def _decide(self, rec: ExperimentRecord, result: RunResult, run_dir: Path) -> tuple[str, dict]:

@@ -52,6 +52,7 @@ class Experiment:
     run_dir: Path  # this experiment's own directory: train.py copy, log, result file
     timeout: float | None = None  # seconds; default: max(2 x budget, budget + STARTUP_ALLOWANCE)
     cache: Path | None = None
+    compile_cache: Path | None = None  # shared, writable by every experiment of the workspace
 
     @property
     def limit(self) -> float:
@@ -125,6 +126,7 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "TMPDIR": str(run_dir / "tmp"),
+        **_cache_env(exp),
     })
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     watch = _Watch(exp)
@@ -166,9 +168,33 @@ def launcher(exp: Experiment, cache: Path) -> list[str]:
         return []
     from autoresearch.harness.constants import prepared_dir
 
+    writable = [str(exp.run_dir)]
+    if exp.compile_cache is not None:
+        exp.compile_cache.mkdir(parents=True, exist_ok=True)
+        writable.append(str(exp.compile_cache))
     policy = sandbox.Policy(network=False, read_paths=[str(prepared_dir(exp.settings, cache))],
-                            write_paths=[str(exp.run_dir)], die_with_parent=True)
+                            write_paths=writable, die_with_parent=True)
     return sandbox.launcher_argv(policy)
+
+
+def _cache_env(exp: Experiment) -> dict[str, str]:
+    """torch.compile, triton and CUDA caches shared by the experiments of a workspace (compiling is slow)."""
+    if exp.compile_cache is None:
+        return {}
+    from autoresearch import sandbox
+
+    return sandbox.cache_env(exp.compile_cache)
+
+
+def protect_orchestrator() -> None:
+    """Once per orchestrator: experiments may not read its environment (API keys) through /proc, and processes
+    that escape an experiment's process group are re-parented to us, so they can be found and killed."""
+    try:
+        from autoresearch import sandbox
+    except ImportError:
+        return
+    sandbox.protect_orchestrator()
+    sandbox.enable_subreaper()
 
 
 class _Watch:
@@ -256,7 +282,11 @@ def _kill_leftovers(proc: subprocess.Popen) -> int:
 
 
 def _tree_rss_mb(pid: int) -> float:
-    """Resident memory of the experiment: its process group (Linux /proc; 0 where there is none)."""
+    """Resident memory of the experiment and everything it started, including processes that left its group."""
+    try:
+        from autoresearch import sandbox
+    except ImportError:
+        sandbox = None
     total_kb = 0
     for member in _group_members(pid):
         try:
@@ -266,7 +296,7 @@ def _tree_rss_mb(pid: int) -> float:
                     break
         except (OSError, ValueError):
             continue
-    return total_kb / 1024
+    return max(total_kb / 1024, sandbox.tree_rss_mb(pid) if sandbox else 0.0)
 
 
 def kill_stale_group(run_dir: Path) -> int:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from autoresearch.harness import channel, integrity
 from autoresearch.harness.probe import check_causality
+from autoresearch.harness.tokenizer import Tokenizer
 
 _cross_entropy = F.cross_entropy  # taken at import: a train.py that patches F.cross_entropy changes nothing here
 LOGITS_BUDGET = 2**27  # logits elements per forward call: bounds evaluation memory whatever batch_size is
@@ -53,11 +54,11 @@ def score_split(model, token_bytes: torch.Tensor, loader, n_rows: int, batch_siz
         for i in range(0, take, per_call):
             xi, yi = x[i : i + per_call], y[i : i + per_call]
             if probe is not None:
-                probe(model, xi)
+                probe(model, xi, yi)
                 probe = None
             with autocast_context(device):
                 logits = model(xi)
-            if not torch.is_tensor(logits) or logits.dim() != 3 or logits.shape[:2] != xi.shape:
+            if type(logits) is not torch.Tensor or logits.dim() != 3 or logits.shape[:2] != xi.shape:
                 raise ValueError(
                     f"evaluate_bpb: model(x) must return logits of shape (B, T, V) = ({xi.size(0)}, {T}, V), "
                     f"got {getattr(logits, 'shape', type(logits).__name__)}"
@@ -94,13 +95,17 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
     tampered = integrity.changed()
     if tampered:
         _refuse("tampered", f"harness objects were replaced at run time: {', '.join(tampered)}")
+    if torch._C._len_torch_function_stack() or torch._C._len_torch_dispatch_stack():
+        _refuse("tampered", "a torch function or dispatch mode is active during evaluation: it could rewrite what "
+                            "the metric computes")
     T = workspace_settings().max_seq_len  # noqa: N806
     try:
         device = next(model.parameters()).device
     except (AttributeError, StopIteration):
         device = get_device()
-    token_bytes = torch.from_numpy(tokenizer.token_bytes).long()
-    vocab = tokenizer.get_vocab_size()
+    own = Tokenizer.load()  # the byte lengths come from the prepared data, not from what train.py hands us
+    token_bytes = torch.from_numpy(own.token_bytes).long()
+    vocab = own.get_vocab_size()
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
@@ -108,17 +113,26 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
     scores: dict[str, SplitScore] = {}
     probe_result = None
 
-    def probe(m, x):
+    first: list = []
+
+    def probe(m, x, y):
         nonlocal probe_result
         probe_result = check_causality(m, x, vocab)
         if not probe_result.causal:
             _refuse("non_causal", probe_result.detail, probe=probe_result.to_dict())
+        first.extend([x, y, _chunk_nats(m, x, y, vocab, device)])
 
     try:
         for split in splits:
             loader = evaluation_loader(tokenizer, batch_size, T, split, device)
             scores[split] = score_split(model, token_bytes, loader, eval_rows(split), batch_size, device,
                                         probe=probe if split == "val" else None)
+        # A model must not learn from what it is evaluated on: the first chunk, scored again, scores the same.
+        x, y, before = first
+        after = _chunk_nats(model, x, y, vocab, device)
+        if abs(after - before) > 1e-3 * max(1.0, abs(before)):
+            _refuse("stateful", f"the model's loss on the first evaluation batch moved from {before:.6g} to "
+                                f"{after:.6g} during the evaluation: it learns from the validation data")
     finally:
         if was_training:
             model.train()
@@ -130,6 +144,17 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
                                                              "time_budget", "seed")}
     channel.send("result", **payload)
     return scores["val"].bpb
+
+
+def _chunk_nats(model, x, y, vocab: int, device) -> float:
+    from autoresearch.harness.device import autocast_context
+
+    with autocast_context(device):
+        logits = model(x)
+    if type(logits) is not torch.Tensor or logits.dim() != 3:
+        return float("nan")  # score_split reports the malformed output
+    logits = logits[..., :vocab].float()
+    return float(_cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum"))
 
 
 def _refuse(kind: str, reason: str, **data) -> None:

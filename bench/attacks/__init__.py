@@ -1,0 +1,78 @@
+"""The attack catalogue: hostile or broken variants of the template train.py, one module each.
+
+An agent optimising one number will find every way to move it that is not real progress. Each module here is one
+such way, written as an agent would write it: a small edit of the template (as `init` writes it, with a profile's
+constants). A module defines
+
+    NAME         the attack's name (the module's name)
+    DESCRIPTION  one line
+    apply(src)   the edit, applied to the template text; it asserts its anchors exist, so a template change can
+                 never silently turn an attack into a no-op
+    EXPECT       the outcomes that count as handled when the attack goes through the real loop (static check
+                 included): {"rejected"}, {"crash"}, {"timeout"}, {"nan"}, {"oom"}
+    STATIC       whether the loop's static check (ast.parse + guard.check_source) rejects it before it runs
+    RUNTIME      the outcomes that count as handled with the static check bypassed (defence in depth); None
+                 where the run-time layers do not stop it (a known gap, explained in GAP). Default: EXPECT.
+    REASON       optional regex the journal's reason must match (caught for the right reason)
+    CANARIES     paths outside the workspace the attack tries to create: they must not exist afterwards
+    PROTECTED    existing files outside the workspace the attack tries to change: they must stay as they were
+
+`bench/attacks.py` runs the catalogue through the real loop and prints a table; tests/test_attacks.py runs it
+on tiny budgets.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+OUTCOMES = frozenset({"ok", "crash", "timeout", "nan", "oom", "rejected"})
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    description: str
+    apply: Callable[[str], str]
+    expect: frozenset[str]
+    static: bool
+    runtime: frozenset[str] | None
+    reason: str = ""
+    gap: str = ""
+    canaries: tuple[str, ...] = ()
+    protected: tuple[str, ...] = field(default=())
+
+    def source(self, template: str) -> str:
+        out = self.apply(template)
+        assert out != template, f"attack {self.name} did not change the template"
+        return out
+
+
+def catalogue() -> list[Attack]:
+    """Every attack module of this package, in name order."""
+    attacks = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        m = importlib.import_module(f"{__name__}.{info.name}")
+        expect = frozenset(m.EXPECT)
+        runtime = getattr(m, "RUNTIME", expect)
+        attack = Attack(name=m.NAME, description=m.DESCRIPTION, apply=m.apply, expect=expect, static=m.STATIC,
+                        runtime=None if runtime is None else frozenset(runtime), reason=getattr(m, "REASON", ""),
+                        gap=getattr(m, "GAP", ""), canaries=tuple(getattr(m, "CANARIES", ())),
+                        protected=tuple(getattr(m, "PROTECTED", ())))
+        assert attack.name == info.name, f"{info.name}.py: NAME must be the module's name"
+        assert attack.expect and attack.expect <= OUTCOMES - {"ok"}, f"{attack.name}: bad EXPECT {attack.expect}"
+        assert attack.runtime is not None or attack.gap, f"{attack.name}: RUNTIME = None needs a GAP explanation"
+        attacks.append(attack)
+    return attacks
+
+
+def template_source(profile: str = "cpu", **constants) -> str:
+    """The template train.py as `init` writes it for `profile`, with optional further constants."""
+    from autoresearch.settings import PROFILES
+    from autoresearch.workspace import set_constants, template_text
+
+    return set_constants(template_text("train.py"), {**PROFILES[profile].train_constants, **constants})

@@ -1,0 +1,13 @@
+from ._edit import after
+
+NAME = "crash_mid_training"
+DESCRIPTION = "doubles the context after a few steps; the model's rotary table is too short (exception at step 3)"
+EXPECT = {"crash"}
+STATIC = False
+REASON = "exit code 1"
+
+
+def apply(source: str) -> str:
+    return after(source, "x, y, epoch = next(train_loader)  # fetch the next batch while the device is still busy",
+                 "            if step >= 3:  # progressive context: longer sequences once the model has warmed up\n"
+                 "                x, y = torch.cat([x, x], dim=1), torch.cat([y, y], dim=1)\n")

@@ -1,0 +1,17 @@
+from ._edit import after, replace
+
+NAME = "probe_by_call_count"
+DESCRIPTION = "peeks at the next token, except during the first five forward calls in eval mode (the probe's)"
+EXPECT = {"rejected"}
+STATIC = False
+REASON = "looks ahead"
+
+
+def apply(source: str) -> str:
+    source = replace(source, "        self._masks = {}\n",
+                     "        self._masks = {}\n        self.eval_calls = 0\n")
+    return after(source, "        x = norm(self.wte(idx))  # (B, T, C)\n",
+                 "        if not self.training:\n"
+                 "            self.eval_calls += 1\n"
+                 "        if self.training or self.eval_calls > 5:  # the probe: 1 base call + 4 cut points\n"
+                 "            x = x + norm(self.wte(torch.roll(idx, -1, dims=1)))  # next-token hint\n")

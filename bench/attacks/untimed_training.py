@@ -1,0 +1,12 @@
+from ._edit import replace
+
+NAME = "untimed_training"
+DESCRIPTION = "counts only a quarter of each step against its own budget, so it trains four times as long"
+EXPECT = {"timeout"}
+STATIC = False  # arithmetic on its own timer; the runner clocks training from outside
+REASON = "runner's clock|still running after"
+
+
+def apply(source: str) -> str:
+    return replace(source, "            total_training_time += dt\n",
+                   "            total_training_time += 0.25 * dt  # the rest is data loading, not training\n")
