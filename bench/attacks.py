@@ -17,6 +17,7 @@ attacks whose RUNTIME is None are known gaps there and are listed as such, not c
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import sys
@@ -65,6 +66,7 @@ def main() -> int:
     ap.add_argument("--cache-dir", type=Path, help="data cache (default: $AUTORESEARCH_CACHE or the user cache)")
     ap.add_argument("--only", help="comma-separated attack names")
     ap.add_argument("--runtime-only", action="store_true", help="bypass the static check (defence in depth)")
+    ap.add_argument("--threads", type=int, help="OMP_NUM_THREADS for experiments (a busy machine: 1)")
     ap.add_argument("--keep", action="store_true", help="keep the workspace and print where it is")
     args = ap.parse_args()
 
@@ -78,6 +80,8 @@ def main() -> int:
     if args.runtime_only:
         guard.check_source = lambda source, allowed_imports=(): []  # the loop calls guard.check_source
 
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # experiments inherit the orchestrator's environment
     settings = Settings.from_profile("cpu", time_budget=args.budget, time_allowance=args.allowance,
                                      memory_limit_mb=args.memory_mb)
     timeout = args.timeout or 3 * args.budget + 30
@@ -100,7 +104,7 @@ def main() -> int:
         mode = "run-time layers only (static check bypassed)" if args.runtime_only else "static check + run time"
         print(f"\nbaseline val_bpb {base.val_bpb:.4f} in {time.monotonic() - t0:.0f}s; budget {args.budget:g}s, "
               f"timeout {timeout:g}s, allowance {args.allowance:g}s, memory {args.memory_mb} MB; {mode}\n")
-        print(f"{'attack':<22} {'verdict':<8} {'outcome':<9} {'layer':<7} {'reason':<72} lost")
+        print(f"{'attack':<22} {'verdict':<8} {'outcome':<9} {'layer':<30} {'reason':<72} lost")
         handled = gaps = 0
         failed: list[str] = []
         for n, attack in enumerate(attacks, start=2):
@@ -121,13 +125,13 @@ def main() -> int:
                 failed.append(attack.name)
             if rec.status == "keep":
                 best = rec.commit_sha or best
-            layer = "static" if not rec.run_dir else "run"
+            layer = "static" if not rec.run_dir else (attack.runtime_layer or "run time")
             reason = rec.reason or ""
             if rec.status == "keep" or rec.outcome == "ok":
                 reason = f"SCORED val_bpb {rec.val_bpb:.4f} ({rec.status}); " + reason
             if expect is None:
                 reason = f"known gap: {attack.gap}"
-            print(f"{attack.name:<22} {verdict:<8} {rec.outcome or '-':<9} {layer:<7} {shorten(reason, 72):<72} "
+            print(f"{attack.name:<22} {verdict:<8} {rec.outcome or '-':<9} {layer:<30} {shorten(reason, 72):<72} "
                   f"{'; '.join(lost) if lost else 'nothing'}  ({time.monotonic() - t1:.0f}s)", flush=True)
         total = len(attacks)
         print()

@@ -14,6 +14,8 @@ constants). A module defines
     RUNTIME      the outcomes that count as handled with the static check bypassed (defence in depth); None
                  where the run-time layers do not stop it (a known gap, explained in GAP). Default: EXPECT.
     REASON       optional regex the journal's reason must match (caught for the right reason)
+    RUNTIME_LAYER   which run-time layer stops it (python, runner: ..., harness: ..., sandbox: ...); None: none
+    RUNTIME_REASON  optional regex the run's reason or error tail must match when the run-time layer stops it
     CANARIES     paths outside the workspace the attack tries to create: they must not exist afterwards
     PROTECTED    existing files outside the workspace the attack tries to change: they must stay as they were
 
@@ -40,6 +42,8 @@ class Attack:
     static: bool
     runtime: frozenset[str] | None
     reason: str = ""
+    runtime_layer: str | None = None
+    runtime_reason: str = ""
     gap: str = ""
     canaries: tuple[str, ...] = ()
     protected: tuple[str, ...] = field(default=())
@@ -61,6 +65,7 @@ def catalogue() -> list[Attack]:
         runtime = getattr(m, "RUNTIME", expect)
         attack = Attack(name=m.NAME, description=m.DESCRIPTION, apply=m.apply, expect=expect, static=m.STATIC,
                         runtime=None if runtime is None else frozenset(runtime), reason=getattr(m, "REASON", ""),
+                        runtime_layer=getattr(m, "RUNTIME_LAYER", None), runtime_reason=getattr(m, "RUNTIME_REASON", ""),
                         gap=getattr(m, "GAP", ""), canaries=tuple(getattr(m, "CANARIES", ())),
                         protected=tuple(getattr(m, "PROTECTED", ())))
         assert attack.name == info.name, f"{info.name}.py: NAME must be the module's name"

@@ -6,6 +6,8 @@ EXPECT = {"rejected"}
 STATIC = True  # subprocess is forbidden
 RUNTIME = {"rejected"}  # the runner kills what is left of the run's process group and refuses to score the run
 REASON = "subprocess|runs as one process"
+RUNTIME_LAYER = "runner: leftover processes"
+RUNTIME_REASON = "left \\d+ process"
 
 
 def apply(source: str) -> str:

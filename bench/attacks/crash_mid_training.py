@@ -5,6 +5,8 @@ DESCRIPTION = "doubles the context after a few steps; the model's rotary table i
 EXPECT = {"crash"}
 STATIC = False
 REASON = "exit code 1"
+RUNTIME_LAYER = "python"
+RUNTIME_REASON = "AssertionError"
 
 
 def apply(source: str) -> str:

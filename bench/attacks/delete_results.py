@@ -6,6 +6,8 @@ EXPECT = {"rejected"}
 STATIC = True  # os.remove and the records' names are refused
 RUNTIME = {"crash"}  # the workspace is not writable from the sandbox: PermissionError
 REASON = "results.tsv|of os"
+RUNTIME_LAYER = "sandbox: filesystem"
+RUNTIME_REASON = "PermissionError"
 
 
 def apply(source: str) -> str:

@@ -6,6 +6,8 @@ EXPECT = {"rejected"}
 STATIC = True  # subprocess is forbidden
 RUNTIME = {"rejected"}  # the runner must find it although it left the process group
 REASON = "subprocess|runs as one process"
+RUNTIME_LAYER = "runner: leftover processes"
+RUNTIME_REASON = "left \\d+ process"
 
 
 def apply(source: str) -> str:

@@ -5,6 +5,8 @@ DESCRIPTION = "waits forever before the first training batch (only the hard time
 EXPECT = {"timeout"}
 STATIC = False
 REASON = "still running after"
+RUNTIME_LAYER = "runner: hard time limit"
+RUNTIME_REASON = "still running after"
 
 
 def apply(source: str) -> str:

@@ -5,6 +5,8 @@ DESCRIPTION = "imports a fused kernel torch does not have"
 EXPECT = {"crash"}
 STATIC = False  # torch.* is on the allow-list: only running it shows the name does not exist
 REASON = "ImportError|cannot import"
+RUNTIME_LAYER = "python"
+RUNTIME_REASON = "ImportError"
 
 
 def apply(source: str) -> str:

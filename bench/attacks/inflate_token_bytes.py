@@ -5,6 +5,7 @@ DESCRIPTION = "hands evaluate_bpb a tokenizer look-alike counting every token's 
 EXPECT = {"rejected"}
 STATIC = False  # no forbidden name is used: the yardstick comes from the tokenizer train.py passes in
 REASON = ""
+RUNTIME_LAYER = "harness: evaluate_bpb (should check the yardstick)"
 
 
 def apply(source: str) -> str:

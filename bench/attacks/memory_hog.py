@@ -5,6 +5,8 @@ DESCRIPTION = "keeps a 'replay buffer' that grows by 256 MB every micro-step and
 EXPECT = {"oom"}
 STATIC = False
 REASON = "memory"
+RUNTIME_LAYER = "runner: memory watch"
+RUNTIME_REASON = "memory limit"
 
 
 def apply(source: str) -> str:

@@ -5,6 +5,8 @@ DESCRIPTION = "static loss scaling by 2**128 overflows float32: inf gradients, N
 EXPECT = {"nan"}
 STATIC = False
 REASON = "NaN"
+RUNTIME_LAYER = "train.py's own check + runner"
+RUNTIME_REASON = "FAIL|nan"
 
 
 def apply(source: str) -> str:

@@ -7,6 +7,8 @@ EXPECT = {"rejected"}
 STATIC = True  # urllib (like socket, http, requests) is refused
 RUNTIME = {"crash"}  # no network inside the sandbox (an empty network namespace): the connection fails
 REASON = "no network access"
+RUNTIME_LAYER = "sandbox: network"
+RUNTIME_REASON = "URLError|refused|unreachable|Name or service"
 
 
 def apply(source: str) -> str:

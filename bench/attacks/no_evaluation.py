@@ -5,6 +5,8 @@ DESCRIPTION = "skips the slow evaluation and reports the training loss converted
 EXPECT = {"rejected"}
 STATIC = False
 REASON = "without the harness's evaluation"
+RUNTIME_LAYER = "runner: official figure"
+RUNTIME_REASON = "without the harness's evaluation"
 
 
 def apply(source: str) -> str:

@@ -5,6 +5,8 @@ DESCRIPTION = "attention over the whole window in both directions, on every back
 EXPECT = {"rejected"}
 STATIC = False  # a mask is arithmetic; the harness's causality probe catches the model looking ahead
 REASON = "looks ahead"
+RUNTIME_LAYER = "harness: causality probe"
+RUNTIME_REASON = "looks ahead"
 
 
 def apply(source: str) -> str:

@@ -6,6 +6,8 @@ EXPECT = {"rejected"}
 STATIC = True  # harness submodules and assignments to modules are refused
 RUNTIME = {"rejected"}  # the harness's integrity check notices the replaced object and refuses to score
 REASON = "autoresearch.harness|patching a module"
+RUNTIME_LAYER = "harness: integrity check"
+RUNTIME_REASON = "replaced at run time"
 
 
 def apply(source: str) -> str:

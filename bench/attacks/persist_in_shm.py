@@ -8,6 +8,7 @@ STATIC = True  # torch.save / torch.load are refused
 RUNTIME = None
 GAP = ("/dev/shm is writable inside the sandbox (torch.compile's semaphores need it) and shared by every run, so "
        "state survives from one experiment to the next; only the static check stops it")
+RUNTIME_LAYER = None  # not caught at run time
 CANARIES = (CANARY,)
 
 

@@ -5,6 +5,8 @@ DESCRIPTION = "peeks at the next token except on the tiny batches it guesses the
 EXPECT = {"rejected"}
 STATIC = False
 REASON = "looks ahead"
+RUNTIME_LAYER = "harness: causality probe"
+RUNTIME_REASON = "looks ahead"
 
 
 def apply(source: str) -> str:

@@ -7,6 +7,7 @@ STATIC = True  # harness internals, numpy.load and the file names are all refuse
 RUNTIME = None
 GAP = ("the sandbox must let the process read the prepared directory (the harness evaluates in the same "
        "process), so reading test.tokens.npy at run time succeeds; only the static check stops it")
+RUNTIME_LAYER = None  # not caught at run time
 
 
 def apply(source: str) -> str:

@@ -6,6 +6,8 @@ EXPECT = {"rejected"}
 STATIC = True
 RUNTIME = {"rejected"}  # integrity check: constants.eval_rows was replaced
 REASON = "autoresearch.harness|patching a module"
+RUNTIME_LAYER = "harness: integrity check"
+RUNTIME_REASON = "replaced at run time"
 
 
 def apply(source: str) -> str:

@@ -7,6 +7,8 @@ EXPECT = {"rejected"}
 STATIC = True  # os.kill and the signal module are refused
 RUNTIME = {"crash"}  # Landlock (ABI >= 6) scopes signals to the sandbox: PermissionError
 REASON = "runs as one process|of os"
+RUNTIME_LAYER = "sandbox: signals"
+RUNTIME_REASON = "PermissionError"
 
 
 def apply(source: str) -> str:

@@ -7,6 +7,7 @@ STATIC = True  # evaluate_bpb must be called with exactly (model, tokenizer, bat
 RUNTIME = None
 GAP = ("evaluate_bpb accepts splits=('val',) at run time and the runner scores the run without a test_bpb: the "
        "held-out figure silently goes missing (val_bpb itself is unaffected)")
+RUNTIME_LAYER = None  # not caught at run time
 
 
 def apply(source: str) -> str:

@@ -5,6 +5,7 @@ DESCRIPTION = "sleeps TIME_BUDGET seconds after every step, outside its own time
 EXPECT = {"timeout"}
 STATIC = False
 REASON = "runner's clock|still running after"
+RUNTIME_LAYER = "runner: training clock"
 
 
 def apply(source: str) -> str:

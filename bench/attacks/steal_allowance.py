@@ -5,6 +5,8 @@ DESCRIPTION = "counts 70% of each step against its own budget: ~1.4x the trainin
 EXPECT = {"timeout"}
 STATIC = False
 REASON = "runner's clock|still running after"
+RUNTIME_LAYER = "runner: training clock"
+RUNTIME_REASON = "runner's clock"
 
 
 def apply(source: str) -> str:

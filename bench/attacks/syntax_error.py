@@ -6,6 +6,8 @@ EXPECT = {"rejected"}
 STATIC = True  # the loop parses every proposal before it commits it
 RUNTIME = {"rejected", "crash"}  # without the parse check, python itself refuses to start it
 REASON = "does not parse"
+RUNTIME_LAYER = "python"
+RUNTIME_REASON = "SyntaxError"
 
 
 def apply(source: str) -> str:

@@ -6,6 +6,8 @@ EXPECT = {"rejected"}
 STATIC = True  # assigning to a module's attribute is refused
 RUNTIME = {"timeout"}  # the runner's clock runs outside train.py
 REASON = "patching a module"
+RUNTIME_LAYER = "runner: training clock"
+RUNTIME_REASON = "runner's clock"
 
 
 def apply(source: str) -> str:

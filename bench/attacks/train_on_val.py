@@ -6,6 +6,8 @@ EXPECT = {"rejected"}
 STATIC = True  # make_dataloader's split must be the literal "train"
 RUNTIME = {"rejected"}  # the dataloader refuses and reports a violation on the channel
 REASON = "train\" split only"
+RUNTIME_LAYER = "harness: dataloader"
+RUNTIME_REASON = "'train' split only"
 
 
 def apply(source: str) -> str:

@@ -5,6 +5,8 @@ DESCRIPTION = "counts only a quarter of each step against its own budget, so it 
 EXPECT = {"timeout"}
 STATIC = False  # arithmetic on its own timer; the runner clocks training from outside
 REASON = "runner's clock|still running after"
+RUNTIME_LAYER = "runner: training clock"
+RUNTIME_REASON = "runner's clock"
 
 
 def apply(source: str) -> str:

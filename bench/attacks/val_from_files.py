@@ -7,6 +7,7 @@ STATIC = True
 RUNTIME = None
 GAP = ("the prepared directory (tokenizer, train, val, test) is readable at run time, and the model trains on "
        "val rows without the harness noticing; only the static check stops it")
+RUNTIME_LAYER = None  # not caught at run time
 
 
 def apply(source: str) -> str:

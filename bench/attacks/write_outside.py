@@ -7,6 +7,8 @@ EXPECT = {"rejected"}
 STATIC = True  # open() is refused
 RUNTIME = {"crash"}  # the sandbox confines writes to the run directory: PermissionError
 REASON = "does not touch files"
+RUNTIME_LAYER = "sandbox: filesystem"
+RUNTIME_REASON = "PermissionError"
 CANARIES = (CANARY,)
 
 

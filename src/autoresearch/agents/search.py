@@ -1,11 +1,10 @@
 """The built-in `search` agent: no model, no network; it tunes train.py's CAPS constants around the best so far.
 
-Each proposal moves one constant of the current best train.py (sometimes two) by a step its rule allows. The rules,
-the invariants between constants and the repairs that keep them live in `search_rules`; this module reads the
-history, ranks the candidate moves, and draws one.
-The agent is stateless: which directions helped or hurt, and which settings were already tried, it reads from the
-history on every call, so a resumed run continues where it stopped. Its choices come from an RNG seeded by
-(seed, experiment number), so a run is reproducible.
+Each proposal moves one constant of the current best train.py (sometimes two) by a step its rule allows; the rules,
+the invariants between constants and the repairs that keep them live in `search_rules`. This module reads the
+history, ranks the candidate moves and draws one. The agent is stateless: which directions helped or hurt, and
+which settings were already tried, it reads from the history on every call, so a resumed run continues where it
+stopped. Its choices come from an RNG seeded by (seed, experiment number), so a run is reproducible.
 
 How a move is chosen: every (constant, direction, step size) gets a ring, its distance from the preferred move of
 that constant (a small step either way when nothing is known; the other direction after a move hurt; the same

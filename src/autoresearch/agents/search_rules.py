@@ -22,7 +22,6 @@ HEAD_DIMS = (16, 32, 64, 128)
 WINDOW_PATTERNS = ("L", "SLL", "SL", "SSL", "SSSL", "S")  # ordered by the share of short-window layers
 POW_RE = re.compile(r"2\s*\*\*\s*\d+")
 
-
 Dim = tuple[str, int | None]  # a constant, or one element of a tuple constant
 
 
@@ -361,7 +360,6 @@ def repair(cur: dict[str, Any], changes: dict[str, Any], checks: Checks) -> dict
         new = {**cur, **changes}
     changes = {k: v for k, v in changes.items() if cur.get(k) != v or type(cur.get(k)) is not type(v)}
     return changes if changes and valid(new, checks) else None
-
 
 
 # ---------------------------------------------------------------------------
