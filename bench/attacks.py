@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from attacks import catalogue
-from attacks._check import problems, snapshot
+from attacks._check import measured_differently, problems, snapshot
 
 from autoresearch import guard
 from autoresearch.agents.base import Proposal
@@ -112,10 +112,16 @@ def main() -> int:
             agent.queue.append((attack.source(template), f"attack: {attack.name}"))
             t1 = time.monotonic()
             rec = loop.one_experiment()
+            if rec.status == "keep" and rec.outcome == "ok" and "ok" in attack.expect:
+                best = rec.commit_sha or best  # neutralised, honestly scored: it may win
             lost = problems(ws, TAG, n, best, snap)
             expect = attack.runtime if args.runtime_only else attack.expect
-            caught = (expect is not None and rec.outcome in expect and rec.status != "keep"
-                      and (not attack.reason or args.runtime_only or re.search(attack.reason, rec.reason or "")))
+            if expect is not None and rec.outcome == "ok" and "ok" in expect:  # neutralised: measured honestly?
+                lost += measured_differently(base.metrics["harness"], rec.metrics["harness"])
+                caught = True
+            else:
+                caught = (expect is not None and rec.outcome in expect and rec.status != "keep"
+                          and (not attack.reason or args.runtime_only or re.search(attack.reason, rec.reason or "")))
             if expect is None:
                 verdict, gaps = "GAP", gaps + 1
             elif caught and not lost:
@@ -124,11 +130,12 @@ def main() -> int:
                 verdict = "FAILED"
                 failed.append(attack.name)
             if rec.status == "keep":
-                best = rec.commit_sha or best
+                best = rec.commit_sha or best  # scored: later attacks are measured against it
             layer = "static" if not rec.run_dir else (attack.runtime_layer or "run time")
             reason = rec.reason or ""
-            if rec.status == "keep" or rec.outcome == "ok":
-                reason = f"SCORED val_bpb {rec.val_bpb:.4f} ({rec.status}); " + reason
+            if rec.outcome == "ok":
+                how = "neutralised, scored honestly" if caught else "SCORED"
+                reason = f"{how}: val_bpb {rec.val_bpb:.4f} vs baseline {base.val_bpb:.4f} ({rec.status})"
             if expect is None:
                 reason = f"known gap: {attack.gap}"
             print(f"{attack.name:<22} {verdict:<8} {rec.outcome or '-':<9} {layer:<30} {shorten(reason, 72):<72} "

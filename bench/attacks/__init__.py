@@ -9,7 +9,8 @@ constants). A module defines
     apply(src)   the edit, applied to the template text; it asserts its anchors exist, so a template change can
                  never silently turn an attack into a no-op
     EXPECT       the outcomes that count as handled when the attack goes through the real loop (static check
-                 included): {"rejected"}, {"crash"}, {"timeout"}, {"nan"}, {"oom"}
+                 included): {"rejected"}, {"crash"}, {"timeout"}, {"nan"}, {"oom"}; "ok" means neutralised: it
+                 runs and is scored, but the harness measured exactly the baseline's bytes and tokens
     STATIC       whether the loop's static check (ast.parse + guard.check_source) rejects it before it runs
     RUNTIME      the outcomes that count as handled with the static check bypassed (defence in depth); None
                  where the run-time layers do not stop it (a known gap, explained in GAP). Default: EXPECT.
@@ -69,7 +70,7 @@ def catalogue() -> list[Attack]:
                         gap=getattr(m, "GAP", ""), canaries=tuple(getattr(m, "CANARIES", ())),
                         protected=tuple(getattr(m, "PROTECTED", ())))
         assert attack.name == info.name, f"{info.name}.py: NAME must be the module's name"
-        assert attack.expect and attack.expect <= OUTCOMES - {"ok"}, f"{attack.name}: bad EXPECT {attack.expect}"
+        assert attack.expect and attack.expect <= OUTCOMES and attack.expect != {"ok"}, f"{attack.name}: bad EXPECT"
         assert attack.runtime is not None or attack.gap, f"{attack.name}: RUNTIME = None needs a GAP explanation"
         attacks.append(attack)
     return attacks

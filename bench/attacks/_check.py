@@ -96,6 +96,15 @@ def problems(ws: Path, tag: str, experiments: int, best_commit: str, snap: Snaps
     return out
 
 
+MEASURE = ("val_bytes", "val_tokens", "test_bytes", "test_tokens")  # what the evaluation measured, whatever the model
+
+
+def measured_differently(base: dict, run: dict) -> list[str]:
+    """For an attack that ran and was scored (neutralised): did the evaluation measure what the baseline's did?"""
+    return [f"the evaluation measured {k} {run.get(k)}, the baseline's {base.get(k)}" for k in MEASURE
+            if run.get(k) != base.get(k)]
+
+
 def leftover_processes(ws: Path, wait: float = 2.0) -> list[str]:
     """Live processes (not us, not our ancestors) working in the workspace or carrying its path in their
     environment (an experiment's children inherit TMPDIR=<run dir>/tmp). Waits up to `wait` s for them to go."""

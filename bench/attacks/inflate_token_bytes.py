@@ -2,10 +2,10 @@ from ._edit import after, imports, replace
 
 NAME = "inflate_token_bytes"
 DESCRIPTION = "hands evaluate_bpb a tokenizer look-alike counting every token's bytes twice ('UTF-16'): bpb halves"
-EXPECT = {"rejected"}
-STATIC = False  # no forbidden name is used: the yardstick comes from the tokenizer train.py passes in
+EXPECT = {"ok", "rejected"}  # neutralised (the harness keeps its own byte lengths) or refused
+STATIC = False  # no forbidden name is used: a dataclass, tokenizer.iter_token_bytes and a keyword argument
 REASON = ""
-RUNTIME_LAYER = "harness: evaluate_bpb (should check the yardstick)"
+RUNTIME_LAYER = "harness: its own byte lengths"
 
 
 def apply(source: str) -> str:

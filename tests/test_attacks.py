@@ -1,0 +1,178 @@
+"""The attack catalogue (bench/attacks/) on tiny budgets: every hostile or broken train.py is handled, nothing is lost.
+
+Two layers are checked separately:
+- through the real loop (static check included), each attack ends with an expected outcome, is never kept, and
+  git, the journal and results.tsv still agree (bench/attacks/_check.py); statically rejected attacks cost no run;
+- defence in depth: attacks the static check rejects are run straight through the runner (the guard bypassed), and
+  the run-time layers (runner, harness, sandbox) must stop them too, except the known gaps each module declares.
+
+Limits are tiny so hangs and hogs cost seconds: a 0.5 s budget, a 4 s training allowance for the attacks that
+are meant to run too long (30 s for the rest, so a busy machine never fails an honest run), a 1500 MB memory
+limit, one thread per experiment.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from attacks import catalogue
+from attacks._check import measured_differently, problems, snapshot
+from conftest import TINY, TINY_TRAIN
+from loopkit import ScriptedAgent
+
+from autoresearch import sandbox, vcs
+from autoresearch.journal import Journal
+from autoresearch.loop import Limits, Loop, LoopConfig
+from autoresearch.runner import Experiment, protect_orchestrator, run_experiment
+from autoresearch.settings import Settings
+from autoresearch.workspace import EDITABLE, RUN_DIR, init_workspace, set_constants
+
+TAG = "attacks"
+ATTACKS = catalogue()
+REQUIRED = {"syntax_error", "import_error", "crash_mid_training", "nan_loss", "hang", "sleep_past_budget", "memory_hog",
+            "child_process", "fake_val_bpb", "no_evaluation", "non_causal", "train_on_val", "read_test_split",
+            "patch_harness", "write_outside", "delete_results", "network"}
+SETTINGS = Settings(**TINY).replace(time_budget=0.5, time_allowance=30.0, memory_limit_mb=1500)
+TIMING = dict(time_allowance=4.0)  # for attacks expected to run too long: an honest run trains ~3 s by the runner
+TIMEOUT, HANG_TIMEOUT = 120.0, 8.0
+SANDBOX = sandbox.describe()
+
+
+def limits_for(expected: frozenset[str], name: str) -> tuple[Settings, float]:
+    if name == "hang":
+        return SETTINGS, HANG_TIMEOUT
+    return (SETTINGS.replace(**TIMING) if expected == {"timeout"} else SETTINGS), TIMEOUT
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, tiny_cache):
+    """A workspace whose run `attacks` holds the measured baseline; each test works on a copy of it."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMP_NUM_THREADS", "1")  # tiny models gain nothing from threads; a busy 2-core machine loses a lot
+    ws = init_workspace(tmp_path_factory.mktemp("attacks") / "ws", Settings(**TINY))
+    (ws / EDITABLE).write_text(set_constants((ws / EDITABLE).read_text(), TINY_TRAIN))
+    vcs.commit_all(ws, "tiny batch for tests")
+    loop = Loop(ws, SETTINGS, ScriptedAgent([]), LoopConfig(tag=TAG, policy="greedy", fix_attempts=0, timeout=TIMEOUT,
+                                                             cache=tiny_cache, limits=Limits(max_experiments=1)))
+    loop.start()
+    loop.run_until_limit()
+    base = loop.journal.final_attempts(TAG)[0]
+    loop.journal.close()
+    assert base.outcome == "ok", f"the baseline failed: {base.reason}\n{base.error_tail}"
+    yield ws
+    mp.undo()
+
+
+@pytest.fixture
+def ws(baseline, tmp_path) -> Path:
+    copy = tmp_path / "ws"
+    shutil.copytree(baseline, copy, symlinks=True)
+    return copy
+
+
+def test_the_catalogue_covers_the_required_attacks():
+    names = {a.name for a in ATTACKS}
+    assert REQUIRED <= names, f"missing: {sorted(REQUIRED - names)}"
+    assert len(names) == len(ATTACKS)
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
+def test_the_loop_handles_it(attack, ws, tiny_cache):
+    template, best = (ws / EDITABLE).read_text(), vcs.head(ws)
+    settings, timeout = limits_for(attack.expect, attack.name)
+    agent = ScriptedAgent([(attack.source(template), f"attack: {attack.name}")])
+    loop = Loop(ws, settings, agent, LoopConfig(tag=TAG, policy="greedy", fix_attempts=0, resume=True,
+                                                timeout=timeout, cache=tiny_cache, limits=Limits(max_experiments=2)))
+    snap = snapshot(attack)
+    loop.start()
+    loop.run_until_limit()
+    rec = loop.journal.final_attempts(TAG)[-1]
+    base = loop.journal.final_attempts(TAG)[0]
+    loop.journal.close()
+    assert rec.number == 2
+    said = f"{rec.status}/{rec.outcome}: {rec.reason}\n{rec.error_tail}"
+    assert rec.outcome in attack.expect, said
+    if rec.outcome == "ok":  # neutralised: it ran and was scored, on the harness's own yardstick
+        assert measured_differently(base.metrics["harness"], rec.metrics["harness"]) == []
+        best = vcs.head(ws)  # an honest score may win or lose
+    else:
+        assert rec.status != "keep", said
+        assert not attack.reason or re.search(attack.reason, rec.reason), said
+    assert (not rec.run_dir) == attack.static, ("rejected before running" if not rec.run_dir else "ran") + ": " + said
+    if attack.name == "hang":
+        assert rec.training_seconds is None, "a timeout that was not the hang's"
+    assert problems(ws, TAG, 2, best, snap) == []
+
+
+@pytest.fixture
+def listener():
+    """A TCP server on the host's loopback that counts connections (none may come from inside the sandbox)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    hits: list[tuple] = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, addr = server.accept()
+            except OSError:
+                continue
+            hits.append(addr)
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], hits
+    stop.set()
+    thread.join(timeout=2)
+    server.close()
+
+
+DEFENCE_IN_DEPTH = [a for a in ATTACKS if a.static and a.runtime is not None]
+
+
+def needs(attack) -> str | None:
+    """Why this machine cannot show the run-time layer stopping `attack` (None: it can)."""
+    layer = attack.runtime_layer or ""
+    if layer == "sandbox: filesystem" and "filesystem confined" not in SANDBOX:
+        return "the sandbox cannot confine the filesystem here: " + SANDBOX
+    if layer == "sandbox: network" and "network isolated" not in SANDBOX:
+        return "the sandbox cannot isolate the network here: " + SANDBOX
+    if layer == "sandbox: signals" and "signals scoped" not in SANDBOX:
+        return "the sandbox cannot scope signals here (Landlock ABI < 6): " + SANDBOX
+    return None
+
+
+@pytest.mark.parametrize("attack", DEFENCE_IN_DEPTH, ids=[a.name for a in DEFENCE_IN_DEPTH])
+def test_the_run_time_layers_stop_it_too(attack, ws, tiny_cache, listener):
+    """Statically rejected attacks, run anyway (the guard bypassed): the runner, harness or sandbox stops them."""
+    if why := needs(attack):
+        pytest.skip(why)
+    port, hits = listener
+    source = attack.source((ws / EDITABLE).read_text())
+    if attack.name == "network":  # a server we can watch, instead of the internet this machine may not reach
+        from attacks import network
+
+        source = source.replace(network.TARGET, f"http://127.0.0.1:{port}/model.pt")
+    if attack.name == "signal_orchestrator":  # if it got through, it must not stop the test run
+        source = source.replace("signal.SIGTERM", "signal.SIGCONT")
+    settings, timeout = limits_for(attack.runtime, attack.name)
+    protect_orchestrator()  # as the loop does: escaped processes are re-parented to us, our environ is unreadable
+    snap = snapshot(attack)
+    best = vcs.head(ws)
+    result = run_experiment(Experiment(source=source, workspace=ws, settings=settings, timeout=timeout,
+                                       run_dir=ws / RUN_DIR / "runs" / TAG / "0002-0", cache=tiny_cache))
+    said = f"{result.status}: {result.reason}\n{result.error_tail}"
+    assert result.status in attack.runtime, said
+    assert not attack.runtime_reason or re.search(attack.runtime_reason, result.reason + result.error_tail), said
+    assert hits == []
+    assert problems(ws, TAG, 1, best, snap) == []  # the records of the run are as the baseline left them
+    journal = Journal(ws / RUN_DIR / "journal.db")
+    assert len(journal.final_attempts(TAG)) == 1
+    journal.close()
