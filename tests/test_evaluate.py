@@ -13,8 +13,7 @@ import torch
 from reference_loader import reference_rows
 
 from autoresearch.harness import channel, constants
-from autoresearch.harness.dataloader import TokenSplit
-from autoresearch.harness.dataloader import make_dataloader
+from autoresearch.harness.dataloader import TokenSplit, make_dataloader
 from autoresearch.harness.evaluate import RefusedToScore, evaluate_bpb
 from autoresearch.harness.tokenizer import Tokenizer
 from autoresearch.settings import Settings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from loopkit import ScriptedAgent, assert_consistent, fast_source

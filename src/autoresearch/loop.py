@@ -19,8 +19,7 @@ from autoresearch import guard, vcs
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, Proposal, Usage
 from autoresearch.journal import ExperimentRecord, Journal, RunRecord
 from autoresearch.policy import make_policy, noise_sigma
-from autoresearch.runner import (Experiment, Progress, RunResult, kill_stale_group, protect_orchestrator,
-                                 run_experiment)
+from autoresearch.runner import Experiment, Progress, RunResult, kill_stale_group, protect_orchestrator, run_experiment
 from autoresearch.settings import Settings
 from autoresearch.workspace import EDITABLE, RUN_DIR, harness_surface, read_constants, set_constants
 
@@ -136,7 +135,8 @@ class Loop:
             vcs.reset_hard(self.ws, best)
         self._write_results()
         if pending is not None:
-            self.view.message(f"resume: experiment {pending.number} was interrupted ({pending.state}); running it again")
+            self.view.message(f"resume: experiment {pending.number} was interrupted ({pending.state}); "
+                              "running it again")
 
     def best_commit(self) -> str:
         best = self.journal.best(self.tag)

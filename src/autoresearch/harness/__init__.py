@@ -8,7 +8,7 @@ Surface (keep it small enough to list in an agent's prompt):
     get_device(), autocast_context(device), peak_flops(device), synchronize(device), peak_memory_mb(device)
 """
 
-from autoresearch.harness import constants, integrity, probe
+from autoresearch.harness import constants, integrity
 from autoresearch.harness.dataloader import make_dataloader
 from autoresearch.harness.device import autocast_context, get_device, peak_flops, peak_memory_mb, synchronize
 from autoresearch.harness.evaluate import evaluate_bpb
