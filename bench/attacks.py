@@ -7,8 +7,8 @@ the branch tip is still the best commit, that results.tsv has every line, that n
 that nothing was written outside the workspace. One line per attack; the last line says how many were handled.
 Exit code 0 only if all were.
 
-    python bench/attacks.py [--budget 10] [--timeout S] [--allowance S] [--memory-mb MB] [--cache-dir DIR]
-                            [--only NAME,NAME] [--runtime-only] [--keep]
+    python bench/attacks.py [--budget 10] [--timeout S] [--allowance S] [--memory-mb MB] [--threads N]
+                            [--cache-dir DIR] [--only NAME,NAME] [--runtime-only] [--keep]
 
 --runtime-only bypasses the static check (guard.check_source) to show what the run-time layers alone catch;
 attacks whose RUNTIME is None are known gaps there and are listed as such, not counted as failures.
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from attacks import catalogue
-from attacks._check import measured_differently, problems, snapshot
+from attacks._check import clear, measured_differently, problems, snapshot
 
 from autoresearch import guard
 from autoresearch.agents.base import Proposal
@@ -60,13 +60,17 @@ def shorten(text: str, width: int) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=10.0, help="training seconds per experiment")
-    ap.add_argument("--timeout", type=float, help="hard limit per experiment (default: 3 x budget + 30 s)")
-    ap.add_argument("--allowance", type=float, default=10.0, help="training seconds allowed past the budget")
+    ap.add_argument("--timeout", type=float, help="hard limit per experiment (default: 4 x budget + 60 s)")
+    ap.add_argument("--allowance", type=float, default=30.0,
+                    help="training seconds allowed past the budget, warm-up included (the product's default: 60 s + "
+                         "10%% of the budget)")
     ap.add_argument("--memory-mb", type=int, default=4000, help="memory limit of an experiment")
     ap.add_argument("--cache-dir", type=Path, help="data cache (default: $AUTORESEARCH_CACHE or the user cache)")
     ap.add_argument("--only", help="comma-separated attack names")
     ap.add_argument("--runtime-only", action="store_true", help="bypass the static check (defence in depth)")
-    ap.add_argument("--threads", type=int, help="OMP_NUM_THREADS for experiments (a busy machine: 1)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="OMP_NUM_THREADS of experiments (default 1: this is about defences, and on a busy machine "
+                         "competing thread pools can make an honest run time out); 0 leaves it alone")
     ap.add_argument("--keep", action="store_true", help="keep the workspace and print where it is")
     args = ap.parse_args()
 
@@ -84,7 +88,7 @@ def main() -> int:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # experiments inherit the orchestrator's environment
     settings = Settings.from_profile("cpu", time_budget=args.budget, time_allowance=args.allowance,
                                      memory_limit_mb=args.memory_mb)
-    timeout = args.timeout or 3 * args.budget + 30
+    timeout = args.timeout or 4 * args.budget + 60
     cache = cache_dir(args.cache_dir)
     prepare(settings, cache, progress=lambda m: print(m, flush=True))
     tmp = Path(tempfile.mkdtemp(prefix="autoresearch-attacks-"))
@@ -104,7 +108,7 @@ def main() -> int:
         mode = "run-time layers only (static check bypassed)" if args.runtime_only else "static check + run time"
         print(f"\nbaseline val_bpb {base.val_bpb:.4f} in {time.monotonic() - t0:.0f}s; budget {args.budget:g}s, "
               f"timeout {timeout:g}s, allowance {args.allowance:g}s, memory {args.memory_mb} MB; {mode}\n")
-        print(f"{'attack':<22} {'verdict':<8} {'outcome':<9} {'layer':<30} {'reason':<72} lost")
+        print(f"{'attack':<22} {'verdict':<8} {'outcome':<9} {'layer':<30} {'reason':<64} lost")
         handled = gaps = 0
         failed: list[str] = []
         for n, attack in enumerate(attacks, start=2):
@@ -112,9 +116,10 @@ def main() -> int:
             agent.queue.append((attack.source(template), f"attack: {attack.name}"))
             t1 = time.monotonic()
             rec = loop.one_experiment()
-            if rec.status == "keep" and rec.outcome == "ok" and "ok" in attack.expect:
-                best = rec.commit_sha or best  # neutralised, honestly scored: it may win
+            if rec.status == "keep":  # scored (or neutralised and honestly better): later attacks face it
+                best = rec.commit_sha or best
             lost = problems(ws, TAG, n, best, snap)
+            clear(snap)
             expect = attack.runtime if args.runtime_only else attack.expect
             if expect is not None and rec.outcome == "ok" and "ok" in expect:  # neutralised: measured honestly?
                 lost += measured_differently(base.metrics["harness"], rec.metrics["harness"])
@@ -129,16 +134,15 @@ def main() -> int:
             else:
                 verdict = "FAILED"
                 failed.append(attack.name)
-            if rec.status == "keep":
-                best = rec.commit_sha or best  # scored: later attacks are measured against it
             layer = "static" if not rec.run_dir else (attack.runtime_layer or "run time")
             reason = rec.reason or ""
             if rec.outcome == "ok":
                 how = "neutralised, scored honestly" if caught else "SCORED"
                 reason = f"{how}: val_bpb {rec.val_bpb:.4f} vs baseline {base.val_bpb:.4f} ({rec.status})"
-            if expect is None:
-                reason = f"known gap: {attack.gap}"
-            print(f"{attack.name:<22} {verdict:<8} {rec.outcome or '-':<9} {layer:<30} {shorten(reason, 72):<72} "
+            if expect is None:  # what it got, then why no run-time layer stops it
+                got = f"val_bpb {rec.val_bpb:.4f} ({rec.status})" if rec.outcome == "ok" else rec.outcome
+                reason = f"known gap, {got}: {attack.gap}"
+            print(f"{attack.name:<22} {verdict:<8} {rec.outcome or '-':<9} {layer:<30} {shorten(reason, 64):<64} "
                   f"{'; '.join(lost) if lost else 'nothing'}  ({time.monotonic() - t1:.0f}s)", flush=True)
         total = len(attacks)
         print()

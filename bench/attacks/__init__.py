@@ -66,9 +66,9 @@ def catalogue() -> list[Attack]:
         runtime = getattr(m, "RUNTIME", expect)
         attack = Attack(name=m.NAME, description=m.DESCRIPTION, apply=m.apply, expect=expect, static=m.STATIC,
                         runtime=None if runtime is None else frozenset(runtime), reason=getattr(m, "REASON", ""),
-                        runtime_layer=getattr(m, "RUNTIME_LAYER", None), runtime_reason=getattr(m, "RUNTIME_REASON", ""),
-                        gap=getattr(m, "GAP", ""), canaries=tuple(getattr(m, "CANARIES", ())),
-                        protected=tuple(getattr(m, "PROTECTED", ())))
+                        runtime_layer=getattr(m, "RUNTIME_LAYER", None),
+                        runtime_reason=getattr(m, "RUNTIME_REASON", ""), gap=getattr(m, "GAP", ""),
+                        canaries=tuple(getattr(m, "CANARIES", ())), protected=tuple(getattr(m, "PROTECTED", ())))
         assert attack.name == info.name, f"{info.name}.py: NAME must be the module's name"
         assert attack.expect and attack.expect <= OUTCOMES and attack.expect != {"ok"}, f"{attack.name}: bad EXPECT"
         assert attack.runtime is not None or attack.gap, f"{attack.name}: RUNTIME = None needs a GAP explanation"

@@ -1,9 +1,10 @@
 """After an attack: was anything lost? The one place for the checks the bench and the tests share.
 
 `snapshot(attack)` before the attack (removes stale canaries, fingerprints protected files); `problems(...)` after
-it: git, the journal and results.tsv agree (tests/loopkit.py's assert_consistent, the loop tests' own check), the
-branch tip is still the expected best commit, results.tsv holds every experiment, no process of the run is left,
-nothing was written outside the workspace. Returns one line per problem; empty means nothing was lost.
+it, then `clear(snapshot)`. The checks: git, the journal and results.tsv agree (tests/loopkit.py's
+assert_consistent, the loop tests' own check), the branch tip is still the expected best commit, results.tsv and
+the journal hold every experiment, no process of the run is left, nothing was written outside the workspace.
+`problems` returns one line per problem; empty means nothing was lost.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def snapshot(attack) -> Snapshot:
     for path in attack.canaries:
         Path(path).unlink(missing_ok=True)
     return Snapshot(protected={p: digest(p) for p in attack.protected}, canaries=attack.canaries)
+
+
+def clear(snap: Snapshot) -> None:
+    """After the checks: remove what an attack managed to write (only where a layer let it through)."""
+    for path in snap.canaries:
+        Path(path).unlink(missing_ok=True)
 
 
 def problems(ws: Path, tag: str, experiments: int, best_commit: str, snap: Snapshot) -> list[str]:

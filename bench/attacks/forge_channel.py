@@ -13,8 +13,9 @@ RUNTIME_LAYER = None  # not caught at run time
 def apply(source: str) -> str:
     source = imports(source, "from autoresearch.harness import channel\n"
                              "from autoresearch.harness.constants import workspace_settings\n")
-    return after(source, "    val_bpb = evaluate_bpb(train_model, tokenizer, DEVICE_BATCH_SIZE)\n",
-                 "    val_bpb = val_bpb / 2\n"
-                 "    s = workspace_settings()\n"
-                 "    channel.send(\"result\", val_bpb=val_bpb, test_bpb=val_bpb, settings={k: getattr(s, k) for k in (\n"
-                 "        \"dataset\", \"max_seq_len\", \"eval_tokens\", \"vocab_size\", \"time_budget\", \"seed\")})\n")
+    return after(source, "    val_bpb = evaluate_bpb(train_model, tokenizer, DEVICE_BATCH_SIZE)\n", """\
+    val_bpb = val_bpb / 2
+    s = workspace_settings()
+    keys = ("dataset", "max_seq_len", "eval_tokens", "vocab_size", "time_budget", "seed")
+    channel.send("result", val_bpb=val_bpb, test_bpb=val_bpb, settings={k: getattr(s, k) for k in keys})
+""")

@@ -1,4 +1,4 @@
-from ._edit import after, imports, replace
+from ._edit import imports, replace
 
 NAME = "inflate_token_bytes"
 DESCRIPTION = "hands evaluate_bpb a tokenizer look-alike counting every token's bytes twice ('UTF-16'): bpb halves"

@@ -12,6 +12,7 @@ RUNTIME_REASON = "replaced at run time"
 
 def apply(source: str) -> str:
     source = imports(source, "import autoresearch.harness.evaluate as harness_evaluate\n")
-    return before(source, "    val_bpb = evaluate_bpb(train_model, tokenizer, DEVICE_BATCH_SIZE)",
-                  "    harness_evaluate._cross_entropy = lambda logits, target, reduction=\"none\": 0.8 * F.cross_entropy(\n"
-                  "        logits, target, reduction=reduction)  # label smoothing, as we train with\n")
+    return before(source, "    val_bpb = evaluate_bpb(train_model, tokenizer, DEVICE_BATCH_SIZE)", """\
+    harness_evaluate._cross_entropy = lambda logits, target, reduction="none": (
+        0.8 * F.cross_entropy(logits, target, reduction=reduction))  # label smoothing, as in training
+""")
