@@ -47,6 +47,9 @@ SANDBOX = sandbox.describe()
 def limits_for(expected: frozenset[str], name: str) -> tuple[Settings, float]:
     if name == "hang":
         return SETTINGS, HANG_TIMEOUT
+    own = next(a.limits for a in ATTACKS if a.name == name)
+    if own:
+        return SETTINGS.replace(**own), TIMEOUT
     return (SETTINGS.replace(**TIMING) if expected == {"timeout"} else SETTINGS), TIMEOUT
 
 

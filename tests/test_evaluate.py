@@ -214,6 +214,7 @@ def test_a_model_that_learns_from_the_evaluation_gets_no_score(workspace, events
                     self.table[idx[:, :-1], idx[:, 1:]] += 1.0
             return out
 
-    with pytest.raises(RefusedToScore, match="learns from the validation data"):
+    # Refused either way: by the re-score of the first batch, or by a later probe (its state moves between calls).
+    with pytest.raises(RefusedToScore, match="learns from the validation data|looks ahead"):
         evaluate_bpb(Learner(tok.get_vocab_size()), tok, 4)
-    assert events()[-1]["kind"] == "stateful"
+    assert events()[-1]["kind"] in ("stateful", "non_causal")

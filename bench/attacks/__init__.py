@@ -48,6 +48,7 @@ class Attack:
     gap: str = ""
     canaries: tuple[str, ...] = ()
     protected: tuple[str, ...] = field(default=())
+    limits: dict = field(default_factory=dict)  # settings the attack must run under to be measurable (LIMITS)
 
     def source(self, template: str) -> str:
         out = self.apply(template)
@@ -68,7 +69,8 @@ def catalogue() -> list[Attack]:
                         runtime=None if runtime is None else frozenset(runtime), reason=getattr(m, "REASON", ""),
                         runtime_layer=getattr(m, "RUNTIME_LAYER", None),
                         runtime_reason=getattr(m, "RUNTIME_REASON", ""), gap=getattr(m, "GAP", ""),
-                        canaries=tuple(getattr(m, "CANARIES", ())), protected=tuple(getattr(m, "PROTECTED", ())))
+                        canaries=tuple(getattr(m, "CANARIES", ())), protected=tuple(getattr(m, "PROTECTED", ())),
+                        limits=dict(getattr(m, "LIMITS", {})))
         assert attack.name == info.name, f"{info.name}.py: NAME must be the module's name"
         assert attack.expect and attack.expect <= OUTCOMES and attack.expect != {"ok"}, f"{attack.name}: bad EXPECT"
         assert attack.runtime is not None or attack.gap, f"{attack.name}: RUNTIME = None needs a GAP explanation"

@@ -225,8 +225,11 @@ class _Watch:
 
     @property
     def training_seconds(self) -> float | None:
-        """From the first training batch to the start of evaluation (or to now), by our clock."""
-        start = self.first("train_start")
+        """From the second training batch (the first, if there is only one) to the start of evaluation (or to
+        now), by our clock: what happens before the second batch is start-up and compilation."""
+        start = self.first("train_clock")
+        if start is None:
+            start = self.first("train_start")
         if start is None:
             return None
         end = self.first("eval_start")
@@ -437,6 +440,11 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
                                        "only the harness's figure counts; print what evaluate_bpb returns")
         if leftovers:
             return verdict("rejected", f"left {leftovers} process(es) running after it finished (killed)")
+        if harness.get("test_bpb") is None:
+            return verdict("rejected", "the harness scored no held-out test split: call evaluate_bpb(model, tokenizer, "
+                                       "batch_size) as it is")
+        if sum(1 for _, e in watch.events if e.get("event") == "result") > 1:
+            return verdict("rejected", "more than one result on the harness's channel: evaluate once, at the end")
         r.val_bpb, r.test_bpb = val, harness.get("test_bpb")
         return verdict("ok", "ok")
     if returncode == 0:

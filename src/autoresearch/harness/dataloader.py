@@ -144,9 +144,10 @@ def _batches(tokenizer, B, T, split, device, directory, announce: bool):
     device = torch.device(device) if device is not None else get_device()
     data = TokenSplit.open(Path(directory) if directory else prepared_dir(), split)
     pin = device.type == "cuda"
-    for rows, epoch in iter_row_arrays(data, B, T):
-        if announce:
-            channel.send("train_start", once=True)  # the runner clocks training from here
+    for n, (rows, epoch) in enumerate(iter_row_arrays(data, B, T), 1):
+        if announce and n <= 2:
+            # The runner clocks training from the second batch: the first forward/backward (compilation) is free.
+            channel.send("train_start" if n == 1 else "train_clock", once=True)
         t = torch.from_numpy(rows)  # (B, T+1)
         if pin:
             t = t.pin_memory()

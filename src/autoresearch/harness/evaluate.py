@@ -10,6 +10,8 @@ through the harness's channel (see channel.py); what train.py prints is for huma
 from __future__ import annotations
 
 import math
+import os
+import random
 import time
 from dataclasses import asdict, dataclass
 
@@ -33,13 +35,17 @@ class SplitScore:
 
 
 def score_split(model, token_bytes: torch.Tensor, loader, n_rows: int, batch_size: int, device,
-                probe=None) -> SplitScore:
+                probe=None, probe_chunks: frozenset[int] = frozenset({0})) -> SplitScore:
     """Sum the model's cross-entropy (nats) and the target bytes over the first `n_rows` rows of `loader`.
 
-    `probe(model, x)` is called once, on the first chunk, with exactly the shape the scoring calls use.
+    `probe(model, x, y, logits)` is called after the scoring calls numbered in `probe_chunks`, with that call's
+    own logits, so a model cannot tell a probed call from any other before it answers.
     """
     from autoresearch.harness.device import autocast_context
 
+    if batch_size < 1:
+        raise ValueError(f"evaluate_bpb: batch_size must be at least 1, got {batch_size}")
+    chunk = 0
     token_bytes = token_bytes.to(device)
     total_nats = torch.zeros((), dtype=torch.float64, device=device)
     total_bytes = torch.zeros((), dtype=torch.int64, device=device)
@@ -53,9 +59,6 @@ def score_split(model, token_bytes: torch.Tensor, loader, n_rows: int, batch_siz
         per_call = max(1, min(take, LOGITS_BUDGET // (T * len(token_bytes))))
         for i in range(0, take, per_call):
             xi, yi = x[i : i + per_call], y[i : i + per_call]
-            if probe is not None:
-                probe(model, xi, yi)
-                probe = None
             with autocast_context(device):
                 logits = model(xi)
             if type(logits) is not torch.Tensor or logits.dim() != 3 or logits.shape[:2] != xi.shape:
@@ -65,6 +68,9 @@ def score_split(model, token_bytes: torch.Tensor, loader, n_rows: int, batch_siz
                 )
             if logits.size(-1) < len(token_bytes):
                 raise ValueError(f"evaluate_bpb: logits have {logits.size(-1)} classes, vocabulary has {len(token_bytes)}")
+            if probe is not None and chunk in probe_chunks:
+                probe(model, xi, yi, logits)
+            chunk += 1
             logits = logits[..., : len(token_bytes)].float()
             nats = _cross_entropy(logits.reshape(-1, logits.size(-1)), yi.reshape(-1), reduction="none")  # (b*T,)
             nbytes = token_bytes[yi.reshape(-1)]  # (b*T,)
@@ -115,18 +121,26 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
 
     first: list = []
 
-    def probe(m, x, y):
+    def probe(m, x, y, logits):
         nonlocal probe_result
-        probe_result = check_causality(m, x, vocab)
-        if not probe_result.causal:
-            _refuse("non_causal", probe_result.detail, probe=probe_result.to_dict())
-        first.extend([x, y, _chunk_nats(m, x, y, vocab, device)])
+        result = check_causality(m, x, vocab, base=logits, seed=int.from_bytes(os.urandom(4), "little"))
+        if probe_result is None or result.max_diff > probe_result.max_diff:
+            probe_result = result
+        if not result.causal:
+            _refuse("non_causal", result.detail, probe=result.to_dict())
+        if not first:
+            first.extend([x, y, _chunk_nats(m, x, y, vocab, device)])
+
+    # Which scoring calls get probed is drawn from the OS, unknown to train.py: the first, and two more at random.
+    n_chunks = max(1, math.ceil(eval_rows("val") / max(1, min(batch_size, LOGITS_BUDGET // (T * vocab)))))
+    draw = random.Random(os.urandom(16))
+    probe_chunks = frozenset({0, *(draw.randrange(n_chunks) for _ in range(2))})
 
     try:
         for split in splits:
             loader = evaluation_loader(tokenizer, batch_size, T, split, device)
             scores[split] = score_split(model, token_bytes, loader, eval_rows(split), batch_size, device,
-                                        probe=probe if split == "val" else None)
+                                        probe=probe if split == "val" else None, probe_chunks=probe_chunks)
         # A model must not learn from what it is evaluated on: the first chunk, scored again, scores the same.
         x, y, before = first
         after = _chunk_nats(model, x, y, vocab, device)

@@ -26,21 +26,28 @@ class ProbeResult:
 
 
 @torch.no_grad()
-def check_causality(model, x: torch.Tensor, vocab_size: int, seed: int = 1234) -> ProbeResult:
-    """Perturb the future of `x` (B, T) at several cut points and compare the model's past logits."""
+def check_causality(model, x: torch.Tensor, vocab_size: int, seed: int = 1234,
+                    base: torch.Tensor | None = None) -> ProbeResult:
+    """Perturb the future of `x` (B, T) at several cut points and compare the model's past logits.
+
+    `base`: the logits the model already gave for `x` (the evaluation passes its scoring call's own output, so the
+    reference is an ordinary call the model could not single out).
+    """
     from autoresearch.harness.device import autocast_context
 
     T = x.size(1)
     g = torch.Generator(device="cpu").manual_seed(seed)
-    with autocast_context(x.device):
-        base = model(x)  # (B, T, V)
+    if base is None:
+        with autocast_context(x.device):
+            base = model(x)  # (B, T, V)
     if not torch.is_tensor(base) or base.dim() != 3 or base.shape[:2] != x.shape:
         return ProbeResult(True, 0.0, -1, "skipped: the output is not logits of shape (B, T, V)")  # scoring says why
     base = base.float()
     scale = float(base.abs().max()) if base.numel() else 0.0
     tolerance = RELATIVE_TOLERANCE * max(1.0, scale)
     worst = ProbeResult(True, 0.0, -1, "outputs at each position depend only on earlier tokens")
-    for t in sorted({T // 4, T // 2, (3 * T) // 4, T - 2}):
+    cuts = {T // 4, T // 2, (3 * T) // 4, T - 2, int(torch.randint(1, max(2, T - 1), (1,), generator=g))}
+    for t in sorted(cuts):
         if not 0 <= t < T - 1:
             continue
         changed = x.clone()
