@@ -1,7 +1,7 @@
 from ._edit import after
 
 NAME = "memory_hog"
-DESCRIPTION = "keeps a 'replay buffer' that grows by 256 MB every micro-step and is never freed"
+DESCRIPTION = "keeps a 'replay buffer' that grows by 1 GB every micro-step and is never freed"
 EXPECT = {"oom"}
 STATIC = False
 REASON = "memory"
@@ -13,7 +13,4 @@ def apply(source: str) -> str:
     source = after(source, "    smooth_loss, total_training_time, step = 0.0, 0.0, 0\n",
                    "    replay = []  # every batch's activations, for a later replay pass\n")
     return after(source, "x, y, epoch = next(train_loader)  # fetch the next batch while the device is still busy",
-                 "            replay.append(torch.ones(2**26))  # 256 MB per micro-step\n")
-
-# Long enough to outgrow the memory limit however short the budget under test is (the watch stops it first).
-LIMITS = {"time_budget": 4.0}
+                 "            replay.append(torch.ones(2**28))  # 1 GB per micro-step\n")
