@@ -58,10 +58,6 @@ def branch_exists(repo: Path, branch: str) -> bool:
                           capture_output=True).returncode == 0
 
 
-def current_branch(repo: Path) -> str:
-    return git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip()
-
-
 def create_branch(repo: Path, branch: str) -> None:
     git(repo, "checkout", "-q", "-b", branch)
 
@@ -96,12 +92,6 @@ def diff_texts(old: str, new: str, name: str = "train.py") -> str:
 
     return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                         fromfile=f"a/{name}", tofile=f"b/{name}"))
-
-
-def log_subjects(repo: Path, base: str, tip: str = "HEAD") -> list[tuple[str, str]]:
-    """(sha, subject) of the commits in base..tip, oldest first."""
-    out = git(repo, "log", "--reverse", "--format=%H%x09%s", f"{base}..{tip}")
-    return [tuple(line.split("\t", 1)) for line in out.splitlines() if line]  # type: ignore[misc]
 
 
 def clear_stale_lock(repo: Path) -> bool:
