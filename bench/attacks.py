@@ -28,10 +28,10 @@ from pathlib import Path
 from attacks import catalogue
 from attacks._check import clear, measured_differently, problems, snapshot
 
-from autoresearch import guard
 from autoresearch.agents.base import Proposal
-from autoresearch.loop import Loop, LoopConfig
-from autoresearch.prepare import prepare
+from autoresearch.data.prepare import prepare
+from autoresearch.loop.core import Loop, LoopConfig
+from autoresearch.run import guard
 from autoresearch.settings import Settings, cache_dir
 from autoresearch.workspace import EDITABLE, init_workspace
 

@@ -20,11 +20,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_loader import encoded_docs, reference_rows  # noqa: E402
 
-from autoresearch.harness import corpus  # noqa: E402
+from autoresearch.data import corpus  # noqa: E402
+from autoresearch.data.prepare import prepare, split_seed  # noqa: E402
 from autoresearch.harness.constants import prepared_dir  # noqa: E402
 from autoresearch.harness.dataloader import make_dataloader  # noqa: E402
 from autoresearch.harness.tokenizer import Tokenizer  # noqa: E402
-from autoresearch.prepare import prepare, split_seed  # noqa: E402
 from autoresearch.settings import PROFILES, Settings, cache_dir  # noqa: E402
 
 H100_CUDA_PROFILE_TOKENS_PER_S = 1.7e6  # what train.py consumes under the cuda profile on an H100 (original's figures)

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from autoresearch.agents.search import SearchAgent
-from autoresearch.loop import Limits, Loop, LoopConfig
-from autoresearch.prepare import prepare
+from autoresearch.data.prepare import prepare
+from autoresearch.loop.core import Limits, Loop, LoopConfig
 from autoresearch.settings import PROFILES, Settings, cache_dir
 from autoresearch.workspace import init_workspace
 

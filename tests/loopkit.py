@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from autoresearch.agents.base import Context, Proposal
-from autoresearch.journal import Journal, read_results_tsv
+from autoresearch.loop.journal import Journal, read_results_tsv
 from autoresearch.workspace import set_constants
 
 # Trains nothing: a unigram model whose sharpness is a CAPS constant, scored by the real harness. val_bpb is

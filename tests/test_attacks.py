@@ -26,10 +26,11 @@ from attacks._check import clear, measured_differently, problems, snapshot
 from conftest import TINY, TINY_TRAIN
 from loopkit import ScriptedAgent
 
-from autoresearch import sandbox, vcs
-from autoresearch.journal import Journal
-from autoresearch.loop import Limits, Loop, LoopConfig
-from autoresearch.runner import Experiment, protect_orchestrator, run_experiment
+from autoresearch.loop import vcs
+from autoresearch.loop.core import Limits, Loop, LoopConfig
+from autoresearch.loop.journal import Journal
+from autoresearch.run import sandbox
+from autoresearch.run.supervisor import Experiment, protect_orchestrator, run_experiment
 from autoresearch.settings import Settings
 from autoresearch.workspace import EDITABLE, RUN_DIR, init_workspace, set_constants
 

@@ -19,9 +19,9 @@ import sys
 
 import pytest
 
-from autoresearch.harness import corpus
-from autoresearch.harness.corpus_parse import parse
-from autoresearch.harness.corpus_vocab import END, Config, grammar
+from autoresearch.data import corpus
+from autoresearch.data.corpus_parse import parse
+from autoresearch.data.corpus_vocab import END, Config, grammar
 
 SAMPLE = list(corpus.generate(0, 0, 2000))
 

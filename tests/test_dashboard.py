@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from test_report import FLOOR, HOSTILE, TAG, build_journal
 
 from autoresearch.cli import cli
-from autoresearch.dashboard import serve
-from autoresearch.facts import journal_path
-from autoresearch.journal import Journal
+from autoresearch.loop.journal import Journal
+from autoresearch.see.dashboard import serve
+from autoresearch.see.facts import journal_path
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

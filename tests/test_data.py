@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from hubserver import HubServer, closed_port_url, hub_server, silent_server  # noqa: F401 - hub_server is a fixture
 
-from autoresearch.harness import data
-from autoresearch.harness.data import DataError, describe, fetch, is_hub_dataset, iter_documents
+from autoresearch.data import sources as data
+from autoresearch.data.sources import DataError, describe, fetch, is_hub_dataset, iter_documents
 
 CLIMBMIX = "karpathy/climbmix-400b-shuffle"
 TINYSTORIES = "roneneldan/TinyStories"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch.guard import check_source
+from autoresearch.run.guard import check_source
 from autoresearch.settings import PROFILES
 from autoresearch.workspace import set_constants, template_text
 

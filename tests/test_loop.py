@@ -7,9 +7,9 @@ import json
 import pytest
 from loopkit import ScriptedAgent, assert_consistent, fast_source
 
-from autoresearch import vcs
 from autoresearch.agents.search import SearchAgent
-from autoresearch.loop import Limits, Loop, LoopConfig, LoopError
+from autoresearch.loop import vcs
+from autoresearch.loop.core import Limits, Loop, LoopConfig, LoopError
 from autoresearch.settings import Settings
 
 
@@ -206,7 +206,7 @@ def test_noise_policy_measures_the_floor_and_keeps_only_what_clears_it(fast_ws):
 
     from rich.console import Console
 
-    from autoresearch.ui import status_table
+    from autoresearch.see.ui import status_table
 
     out = StringIO()
     Console(file=out, width=200).print(status_table(loop.journal.final_attempts("t")))
@@ -214,7 +214,7 @@ def test_noise_policy_measures_the_floor_and_keeps_only_what_clears_it(fast_ws):
 
 
 def test_marginal_winner_is_measured_again_before_the_decision(fast_ws):
-    from autoresearch.policy import NoisePolicy
+    from autoresearch.loop.policy import NoisePolicy
 
     class Recording(NoisePolicy):
         calls: list = []
@@ -222,7 +222,7 @@ def test_marginal_winner_is_measured_again_before_the_decision(fast_ws):
         def decide(self, runs, best, best_runs=1, sigma=None, final=True):
             self.calls.append((list(runs), final))
             if best is not None and not final:  # call every first result marginal
-                return __import__("autoresearch.policy", fromlist=["Decision"]).Decision(False, {}, rerun=True)
+                return __import__("autoresearch.loop.policy", fromlist=["Decision"]).Decision(False, {}, rerun=True)
             return super().decide(runs, best, best_runs, sigma, final)
 
     loop = make_loop(fast_ws, ScriptedAgent([(fast_source(QUALITY=0.9), "sharper")]), policy="noise",
@@ -237,7 +237,7 @@ def test_marginal_winner_is_measured_again_before_the_decision(fast_ws):
 
 
 def test_noise_policy_rule():
-    from autoresearch.policy import NoisePolicy
+    from autoresearch.loop.policy import NoisePolicy
 
     p = NoisePolicy(sigmas=2.0)
     assert p.decide([1.0, 1.1, 0.9], None).keep  # the baseline

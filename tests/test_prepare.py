@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 from conftest import TINY
 
-from autoresearch.harness import corpus
+from autoresearch.data import corpus
+from autoresearch.data.prepare import prepare, split_seed
 from autoresearch.harness.constants import eval_rows, load_meta, prepared_dir
 from autoresearch.harness.dataloader import TokenSplit, pack_rows
 from autoresearch.harness.tokenizer import Tokenizer
-from autoresearch.prepare import prepare, split_seed
 from autoresearch.settings import Settings
 
 

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from conftest import TINY
 
 from autoresearch.cli import cli
-from autoresearch.facts import ReadOnlyJournal, gather, journal_path, pick_run, read_loss
 from autoresearch.harness.constants import eval_key, prepared_dir
-from autoresearch.journal import Journal
-from autoresearch.report import write_report
+from autoresearch.loop.journal import Journal
+from autoresearch.see.facts import ReadOnlyJournal, gather, journal_path, pick_run, read_loss
+from autoresearch.see.report import write_report
 from autoresearch.settings import SETTINGS_FILE, Settings
 
 TAG = "mar5"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from loopkit import alive, fast_source, pid_working_in
 
-from autoresearch.runner import Experiment, parse_progress, parse_summary, run_experiment
+from autoresearch.run.supervisor import Experiment, parse_progress, parse_summary, run_experiment
 from autoresearch.settings import Settings
 
 

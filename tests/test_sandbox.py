@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import sandbox
-from autoresearch.sandbox import Policy, descendants, kill_descendants, landlock_abi, launcher_argv, tree_rss_mb
+from autoresearch.run import sandbox
+from autoresearch.run.sandbox import Policy, descendants, kill_descendants, landlock_abi, launcher_argv, tree_rss_mb
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox confines on Linux only")
-SRC = str(Path(sandbox.__file__).resolve().parents[1])
+SRC = str(Path(sandbox.__file__).resolve().parents[2])
 needs_landlock = pytest.mark.skipif(landlock_abi() == 0, reason="this kernel has no Landlock")
 
 
@@ -30,7 +30,7 @@ def run(code: str, policy: Policy | None, *, skip: str = "", cwd: Path | None = 
     """Run `python -c code`, through the launcher unless `policy` is None."""
     argv = [python, "-c", textwrap.dedent(code)]
     if policy is not None:
-        head = [launcher_python, "-m", "autoresearch.sandbox", "--policy", policy.to_json()]
+        head = [launcher_python, "-m", "autoresearch.run.sandbox", "--policy", policy.to_json()]
         argv = [*head, *(["--skip", skip] if skip else []), "--", *argv]
     return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=timeout, cwd=cwd,
                           env=env, stdin=subprocess.DEVNULL)
@@ -227,7 +227,7 @@ def test_one_report_line_before_the_command_runs(tree):
 
 PARENT = """
     import subprocess, sys
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
     if sys.argv[2] == "protect":
         assert sandbox.protect_orchestrator()
     code = ("import os\\ntry:\\n    open(f'/proc/{os.getppid()}/environ').read(); print('read')\\n"
@@ -250,7 +250,7 @@ def test_launcher_argv_and_policy_round_trip(tree):
     assert policy.read_paths == (str(tree["data"]),)  # lists and Paths become a tuple of str
     assert Policy.from_json(policy.to_json()) == policy
     argv = launcher_argv(policy)
-    assert argv[:3] == [sys.executable, "-m", "autoresearch.sandbox"] and argv[-1] == "--"
+    assert argv[:3] == [sys.executable, "-m", "autoresearch.run.sandbox"] and argv[-1] == "--"
     assert json.loads(argv[argv.index("--policy") + 1])["memory_mb"] == 512
     assert argv[argv.index("--parent-pid") + 1] == str(os.getpid())
     with pytest.raises(ValueError, match="unknown sandbox policy key"):
@@ -258,7 +258,7 @@ def test_launcher_argv_and_policy_round_trip(tree):
 
 
 def test_bad_usage_and_missing_command():
-    proc = subprocess.run([sys.executable, "-m", "autoresearch.sandbox", "--policy", "{}"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "autoresearch.run.sandbox", "--policy", "{}"], capture_output=True,
                           text=True)
     assert proc.returncode != 0 and "usage" in proc.stderr
     proc = run("pass", Policy(), python="/nonexistent/python")
@@ -287,7 +287,7 @@ def _gone(pid: int) -> bool:
 def test_the_experiment_dies_when_its_parent_is_killed(tree):
     parent_code = textwrap.dedent(f"""
         import subprocess, sys, time
-        from autoresearch.sandbox import Policy, launcher_argv
+        from autoresearch.run.sandbox import Policy, launcher_argv
         policy = Policy(write_paths=[{str(tree["run"])!r}])
         child = subprocess.Popen([*launcher_argv(policy), sys.executable, "-c", "import time; time.sleep(60)"])
         print(child.pid, flush=True)
@@ -297,7 +297,7 @@ def test_the_experiment_dies_when_its_parent_is_killed(tree):
     try:
         child = int(parent.stdout.readline())
         deadline = time.monotonic() + 10
-        while "autoresearch.sandbox" in Path(f"/proc/{child}/cmdline").read_text() and time.monotonic() < deadline:
+        while "autoresearch.run.sandbox" in Path(f"/proc/{child}/cmdline").read_text() and time.monotonic() < deadline:
             time.sleep(0.05)  # wait until the launcher has exec'd the command
         parent.kill()
         parent.wait()
@@ -364,7 +364,7 @@ def test_kill_descendants_of_a_child_spares_the_child():
 
 SUBREAPER = """
     import os, subprocess, sys, time
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
     assert sandbox.enable_subreaper()
     # A child that starts a grandchild in a new session (out of any process group) and exits at once.
     out = subprocess.run([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
@@ -396,7 +396,7 @@ CALLER = """
     import os, subprocess, sys
     # Inside a helper H: a sleeping sibling, and a caller that kills the descendants of H, its own parent.
     sibling = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.DEVNULL)
-    caller = subprocess.run([sys.executable, "-c", "import os; from autoresearch.sandbox import kill_descendants; "
+    caller = subprocess.run([sys.executable, "-c", "import os; from autoresearch.run.sandbox import kill_descendants; "
                              "print(kill_descendants(os.getppid()), os.getpid())"], capture_output=True, text=True)
     hit, caller_pid = caller.stdout.rsplit(" ", 1)
     print(caller.returncode, hit == f"[{sibling.pid}]", sibling.wait() == -9)

@@ -18,9 +18,9 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch import vcs
-from autoresearch.journal import Journal, read_results_tsv
-from autoresearch.loop import JOURNAL_FILE, RESULTS_FILE
+from autoresearch.loop import vcs
+from autoresearch.loop.core import JOURNAL_FILE, RESULTS_FILE
+from autoresearch.loop.journal import Journal, read_results_tsv
 from autoresearch.workspace import RUN_DIR
 
 LOOPKIT = Path(__file__).resolve().parents[2] / "tests" / "loopkit.py"

@@ -18,8 +18,8 @@ def friendly_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from autoresearch.harness.data import DataError
-        from autoresearch.vcs import VcsError
+        from autoresearch.data.sources import DataError
+        from autoresearch.loop.vcs import VcsError
         from autoresearch.workspace import WorkspaceError
 
         try:
@@ -84,7 +84,7 @@ def init(directory: Path, profile: str | None, dataset: str, time_budget: float 
 def prepare(workspace: Path | None, cache_dir: Path | None, dataset: str | None, profile: str | None,
             vocab_size: int | None, train_shards: int | None, workers: int | None) -> None:
     """Download or generate the data, train the tokenizer, tokenize train/val/test."""
-    from autoresearch.prepare import prepare as run_prepare
+    from autoresearch.data.prepare import prepare as run_prepare
 
     settings = _settings_for_prepare(workspace, dataset, profile, vocab_size, train_shards)
     cache = _cache(cache_dir)
@@ -139,8 +139,8 @@ def _cache(flag: Path | None) -> Path:
 def train(workspace: Path | None, cache_dir: Path | None, timeout: float | None) -> None:
     """Run the workspace's train.py once, show its progress, and print the harness's official result."""
     from autoresearch.harness.constants import prepared_dir
-    from autoresearch.runner import Experiment, protect_orchestrator, run_experiment
-    from autoresearch.ui import RunView
+    from autoresearch.run.supervisor import Experiment, protect_orchestrator, run_experiment
+    from autoresearch.see.ui import RunView
 
     root = _workspace_root(workspace)
     settings = Settings.load(root / SETTINGS_FILE)
@@ -206,8 +206,8 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
     """
     from autoresearch.agents import AgentError, make_agent
     from autoresearch.harness.constants import prepared_dir
-    from autoresearch.loop import Limits, Loop, LoopConfig, LoopError, default_tag, open_journal
-    from autoresearch.ui import LoopView, status_table, summary_line, wide_console
+    from autoresearch.loop.core import Limits, Loop, LoopConfig, LoopError, default_tag, open_journal
+    from autoresearch.see.ui import LoopView, status_table, summary_line, wide_console
 
     root = _workspace_root(workspace)
     settings = Settings.load(root / SETTINGS_FILE)
@@ -264,8 +264,8 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
 @friendly_errors
 def status(workspace: Path | None, tag: str | None, all_runs: bool) -> None:
     """Print the table of experiments of a run and the best result so far."""
-    from autoresearch.loop import open_journal
-    from autoresearch.ui import status_table, summary_line, wide_console
+    from autoresearch.loop.core import open_journal
+    from autoresearch.see.ui import status_table, summary_line, wide_console
 
     root = _workspace_root(workspace)
     journal = open_journal(root)
@@ -300,7 +300,7 @@ def status(workspace: Path | None, tag: str | None, all_runs: bool) -> None:
 def report(workspace: Path | None, cache_dir: Path | None, out: Path | None, tag: str | None) -> None:
     """Write progress.png and a self-contained report.html about a run: what was tried, what was kept, how far
     val_bpb came and what it cost. The page works offline; paste the PNG into a chat."""
-    from autoresearch.report import write_report
+    from autoresearch.see.report import write_report
 
     root = _workspace_root(workspace)
     files = write_report(root, out=out.expanduser().resolve() if out else None, tag=tag, cache=_cache(cache_dir))
@@ -325,7 +325,7 @@ def dashboard(workspace: Path | None, cache_dir: Path | None, host: str, port: i
     import os
     import webbrowser
 
-    from autoresearch.dashboard import serve
+    from autoresearch.see.dashboard import serve
 
     root = _workspace_root(workspace)
     try:

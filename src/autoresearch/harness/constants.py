@@ -48,7 +48,7 @@ def workspace_settings() -> Settings:
 def dataset_key(s: Settings) -> str:
     """A directory name that identifies the raw data a setting produces (not the tokenizer)."""
     if s.dataset == "embedded":
-        from autoresearch.harness.corpus import CORPUS_VERSION
+        from autoresearch.data.corpus import CORPUS_VERSION
 
         return f"embedded{CORPUS_VERSION}-s{s.seed}-{s.embedded_train_mb:g}mb"
     if s.dataset in ("climbmix", "tinystories"):

@@ -29,8 +29,8 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from autoresearch.harness.corpus_parse import parse
-from autoresearch.harness.corpus_vocab import (
+from autoresearch.data.corpus_parse import parse
+from autoresearch.data.corpus_vocab import (
     BE,
     BOUGHT,
     DIALOGUE,

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.facts import Facts, ReadOnlyJournal, Row, Summary, gather, journal_path, pick_run
-from autoresearch.plot import progress_png
+from autoresearch.see.facts import Facts, ReadOnlyJournal, Row, Summary, gather, journal_path, pick_run
+from autoresearch.see.plot import progress_png
 
 ASSETS = Path(__file__).parent / "dashboard"  # web assets shared by the dashboard and this page
 REPORT_DIR = Path(".autoresearch") / "report"

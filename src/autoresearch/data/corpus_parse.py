@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 
-from autoresearch.harness.corpus_vocab import (
+from autoresearch.data.corpus_vocab import (
     ADJ,
     BE,
     BOUGHT,

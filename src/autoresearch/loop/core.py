@@ -15,11 +15,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from autoresearch import guard, vcs
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, Proposal, Usage
-from autoresearch.journal import ExperimentRecord, Journal, RunRecord
-from autoresearch.policy import make_policy, noise_sigma
-from autoresearch.runner import Experiment, Progress, RunResult, kill_stale_group, protect_orchestrator, run_experiment
+from autoresearch.loop import vcs
+from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
+from autoresearch.loop.policy import make_policy, noise_sigma
+from autoresearch.run import guard
+from autoresearch.run.supervisor import (
+    Experiment,
+    Progress,
+    RunResult,
+    kill_stale_group,
+    protect_orchestrator,
+    run_experiment,
+)
 from autoresearch.settings import Settings
 from autoresearch.workspace import EDITABLE, RUN_DIR, harness_surface, read_constants, set_constants
 

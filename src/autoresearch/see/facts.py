@@ -13,8 +13,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoresearch.journal import ExperimentRecord, Journal, RunRecord
-from autoresearch.runner import parse_progress
+from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
+from autoresearch.run.supervisor import parse_progress
 
 MAX_LOSS_POINTS = 2000  # a loss curve longer than this is thinned for the browser (first and last steps stay)
 
@@ -118,7 +118,7 @@ class Facts:
 
 
 def journal_path(workspace: Path) -> Path:
-    from autoresearch.loop import JOURNAL_FILE
+    from autoresearch.loop.core import JOURNAL_FILE
     from autoresearch.workspace import RUN_DIR
 
     return workspace / RUN_DIR / JOURNAL_FILE

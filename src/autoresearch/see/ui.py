@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
 
-from autoresearch.runner import SUMMARY_RE, Progress
+from autoresearch.run.supervisor import SUMMARY_RE, Progress
 
 PLAIN_STEP_INTERVAL = 10.0  # seconds between echoed step lines when not on a terminal
 
@@ -165,7 +165,7 @@ class LoopView:
             self._live.update(self._render())
             self._live.stop()
 
-    # View protocol (autoresearch.loop.View)
+    # View protocol (autoresearch.loop.core.View)
     def message(self, text: str) -> None:
         self._print(text)
 

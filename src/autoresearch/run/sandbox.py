@@ -115,7 +115,8 @@ class Policy:
 def launcher_argv(policy: Policy, parent_pid: int | None = None) -> list[str]:
     """The prefix the runner puts in front of the experiment's command."""
     pid = os.getpid() if parent_pid is None else parent_pid
-    return [sys.executable, "-m", "autoresearch.sandbox", "--policy", policy.to_json(), "--parent-pid", str(pid), "--"]
+    return [sys.executable, "-m", "autoresearch.run.sandbox", "--policy", policy.to_json(),
+            "--parent-pid", str(pid), "--"]
 
 
 def cache_env(compile_cache: str | os.PathLike[str]) -> dict[str, str]:
@@ -395,7 +396,8 @@ def system_read_paths(policy: Policy | None = None) -> list[str]:
     held = [os.path.abspath(p) for p in (*policy.read_paths, *policy.write_paths)] if policy else []
     paths = list(SYSTEM_DIRS)
     paths += [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-              os.path.dirname(os.path.realpath(sys.executable)), str(Path(__file__).resolve().parents[1])]
+              os.path.dirname(os.path.realpath(sys.executable)),
+              str(Path(__file__).resolve().parents[2])]  # src/, holding this package
     too_wide = {"/", os.path.expanduser("~"), cwd}
     for p in filter(None, sys.path):
         p = os.path.abspath(p)
@@ -428,10 +430,10 @@ def _add_path_rule(libc: _Libc, ruleset: int, path: str, rights: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m autoresearch.sandbox --policy JSON [--parent-pid N] [--skip netns,landlock] -- CMD ...`"""
+    """`python -m autoresearch.run.sandbox --policy JSON [--parent-pid N] [--skip netns,landlock] -- CMD ...`"""
     args = sys.argv[1:] if argv is None else argv
     if "--" not in args:
-        sys.exit("usage: python -m autoresearch.sandbox --policy JSON [--parent-pid N] -- COMMAND [ARGS...]")
+        sys.exit("usage: python -m autoresearch.run.sandbox --policy JSON [--parent-pid N] -- COMMAND [ARGS...]")
     split = args.index("--")
     opts, command = args[:split], args[split + 1 :]
     options = dict(zip(opts[::2], opts[1::2]))

@@ -163,7 +163,7 @@ def launcher(exp: Experiment, cache: Path) -> list[str]:
     if not exp.settings.sandbox:
         return []
     try:
-        from autoresearch import sandbox
+        from autoresearch.run import sandbox
     except ImportError:
         return []
     from autoresearch.harness.constants import prepared_dir
@@ -181,7 +181,7 @@ def _cache_env(exp: Experiment) -> dict[str, str]:
     """torch.compile, triton and CUDA caches shared by the experiments of a workspace (compiling is slow)."""
     if exp.compile_cache is None:
         return {}
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     return sandbox.cache_env(exp.compile_cache)
 
@@ -190,7 +190,7 @@ def protect_orchestrator() -> None:
     """Once per orchestrator: experiments may not read its environment (API keys) through /proc, and processes
     that escape an experiment's process group are re-parented to us, so they can be found and killed."""
     try:
-        from autoresearch import sandbox
+        from autoresearch.run import sandbox
     except ImportError:
         return
     sandbox.protect_orchestrator()
@@ -276,7 +276,7 @@ def _kill_leftovers(proc: subprocess.Popen) -> int:
     survivors = [pid for pid in _group_members(proc.pid) if pid != proc.pid]
     _signal_group(proc, signal.SIGKILL)
     try:
-        from autoresearch import sandbox
+        from autoresearch.run import sandbox
 
         survivors += sandbox.kill_descendants()
     except (ImportError, AttributeError):
@@ -287,7 +287,7 @@ def _kill_leftovers(proc: subprocess.Popen) -> int:
 def _tree_rss_mb(pid: int) -> float:
     """Resident memory of the experiment and everything it started, including processes that left its group."""
     try:
-        from autoresearch import sandbox
+        from autoresearch.run import sandbox
     except ImportError:
         sandbox = None
     total_kb = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import textwrap
 
-from autoresearch.facts import Facts, Row
+from autoresearch.see.facts import Facts, Row
 
 KEEP, DISCARD, CRASH, REJECT = "#1a9850", "#9e9e9e", "#d73027", "#c51b7d"
 BEST, TEST, FLOOR, VAL_ONLY = "#1a9850", "#4575b4", "#555555", "#e08214"

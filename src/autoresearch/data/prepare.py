@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from autoresearch.harness import corpus, data
+from autoresearch.data import corpus
+from autoresearch.data import sources as data
 from autoresearch.harness.constants import META_FILE, eval_key, load_meta, prepared_dir, raw_dir
 from autoresearch.harness.dataloader import BUFFER_SIZE, SPLITS, TokenSplit, pack_rows
 from autoresearch.harness.tokenizer import Tokenizer

@@ -26,9 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from autoresearch.facts import Facts, ReadOnlyJournal, gather, journal_path, pick_run, read_loss
-from autoresearch.journal import ExperimentRecord
-from autoresearch.vcs import diff_texts
+from autoresearch.loop.journal import ExperimentRecord
+from autoresearch.loop.vcs import diff_texts
+from autoresearch.see.facts import Facts, ReadOnlyJournal, gather, journal_path, pick_run, read_loss
 
 ASSETS = Path(__file__).parent / "dashboard"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -235,7 +235,7 @@ def serve(workspace: Path, host: str = "127.0.0.1", port: int = 8765, tag: str |
 
 
 def _progress_png(workspace: Path, tag: str | None, cache: Path | None) -> bytes:
-    from autoresearch.plot import progress_png
+    from autoresearch.see.plot import progress_png
 
     journal = ReadOnlyJournal(journal_path(workspace))
     try:

@@ -1,0 +1,1 @@
+"""Data: prepare, hub downloads, local files, the embedded corpus and its entropy floor."""

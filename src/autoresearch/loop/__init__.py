@@ -1,0 +1,1 @@
+"""The research loop: policy, journal, git, and the loop that drives them."""

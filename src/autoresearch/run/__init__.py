@@ -1,0 +1,1 @@
+"""One experiment: supervisor, sandbox, static check, RunResult."""

@@ -1,0 +1,1 @@
+"""Seeing the research: facts, report, plot, dashboard, terminal view."""
