@@ -105,6 +105,7 @@ class Settings:
     profile: str
     dataset: str = "embedded"
     time_budget: float = 300.0
+    token_budget: int = 0  # training tokens per experiment (0 = none: the time budget alone ends training)
     max_seq_len: int = 2048
     eval_tokens: int = 40 * 524288
     vocab_size: int = 8192
@@ -112,15 +113,30 @@ class Settings:
     embedded_train_mb: float = 24.0  # embedded corpus: size of the training split
     seed: int = 0  # embedded corpus: generator seed
     time_allowance: float = 0.0  # training seconds allowed past the budget, clocked from outside (0 = auto)
+    startup_limit: float = 0.0  # seconds from launch to timed training: imports, data, compilation (0 = auto)
     memory_limit_mb: int = 0  # resident memory of an experiment's processes (0 = auto: 75% of this machine's)
     sandbox: bool = True  # no network, filesystem confined to the run directory (where the OS allows)
     allowed_imports: tuple[str, ...] = ()  # modules train.py may import beyond torch, numpy and the stdlib basics
 
     @property
     def allowance(self) -> float:
-        """The runner clocks training from the second batch (compilation happens before it); this covers what
-        compilation is left after it (the optimizer's first step) and the last step running over."""
+        """Timed training starts after the first optimizer step (compilation is behind it); this covers the last
+        step running over the budget, and compilation a run triggers later."""
         return self.time_allowance or 10.0 + 0.05 * self.time_budget
+
+    @property
+    def training_limit(self) -> float:
+        """Seconds of timed training before the runner stops a run. Under a token budget the tokens end training
+        and the time budget is only a cap against runaway compute: three times it, so load cannot kill a run."""
+        cap = 3 * self.time_budget if self.token_budget else self.time_budget
+        return cap + self.allowance
+
+    @property
+    def startup_seconds(self) -> float:
+        """Launch to timed training: imports, tokenizer, model, the first forward/backward and optimizer step,
+        compiled. Generous, because a busy machine or a cold compile cache is slow, and nothing trains here
+        beyond the first few batches (see harness/meter.py)."""
+        return self.startup_limit or max(600.0, 2 * self.time_budget)
 
     @property
     def memory_limit(self) -> int:
@@ -185,6 +201,11 @@ def _validated(s: Settings) -> Settings:
     need(300 <= s.vocab_size <= 2**20, f"vocab_size must be in 300..1048576 (256 byte tokens + merges), got {s.vocab_size}")
     need(s.train_shards >= 1, f"train_shards must be at least 1, got {s.train_shards}")
     need(s.embedded_train_mb > 0, f"embedded_train_mb must be positive, got {s.embedded_train_mb}")
+    need(s.token_budget >= 0, f"token_budget must be >= 0 training tokens (0 = time budget only), got "
+                              f"{s.token_budget}")
+    need(s.token_budget == 0 or s.token_budget >= s.max_seq_len,
+         f"token_budget ({s.token_budget}) must be at least one row of max_seq_len ({s.max_seq_len}) tokens, or 0")
+    need(s.startup_limit >= 0, f"startup_limit must be >= 0 seconds (0 = auto), got {s.startup_limit}")
     need(s.time_allowance >= 0, f"time_allowance must be >= 0 seconds (0 = auto), got {s.time_allowance}")
     need(s.memory_limit_mb >= 0, f"memory_limit_mb must be >= 0 (0 = auto), got {s.memory_limit_mb}")
     return s

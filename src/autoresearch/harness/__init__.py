@@ -1,21 +1,24 @@
 """The fixed harness: the only thing train.py imports from autoresearch.
 
 Surface (keep it small enough to list in an agent's prompt):
-    MAX_SEQ_LEN, TIME_BUDGET, EVAL_TOKENS, VOCAB_SIZE   workspace constants from autoresearch.toml
+    MAX_SEQ_LEN, TIME_BUDGET, TOKEN_BUDGET, EVAL_TOKENS, VOCAB_SIZE
+                                                        workspace constants from autoresearch.toml; TOKEN_BUDGET
+                                                        > 0: training ends after that many tokens, not seconds
     Tokenizer.load()                                    this workspace's BPE tokenizer
-    make_dataloader(tokenizer, B, T, split, device)     (x, y, epoch) batches, BOS-aligned best-fit packing
+    make_dataloader(tokenizer, B, T, split, device)     (x, y, epoch) batches, BOS-aligned best-fit packing;
+                                                        ends when the token budget is spent
     evaluate_bpb(model, tokenizer, batch_size)          the official metric; model(x) -> logits (B, T, V)
     get_device(), autocast_context(device), peak_flops(device), synchronize(device), peak_memory_mb(device)
 """
 
-from autoresearch.harness import constants, integrity
+from autoresearch.harness import constants, integrity, meter  # noqa: F401  (meter: imported before the snapshot)
 from autoresearch.harness.dataloader import make_dataloader
 from autoresearch.harness.device import autocast_context, get_device, peak_flops, peak_memory_mb, synchronize
 from autoresearch.harness.evaluate import evaluate_bpb
 from autoresearch.harness.tokenizer import Tokenizer
 
 __all__ = [
-    "MAX_SEQ_LEN", "TIME_BUDGET", "EVAL_TOKENS", "VOCAB_SIZE",
+    "MAX_SEQ_LEN", "TIME_BUDGET", "TOKEN_BUDGET", "EVAL_TOKENS", "VOCAB_SIZE",
     "Tokenizer", "make_dataloader", "evaluate_bpb",
     "get_device", "autocast_context", "peak_flops", "synchronize", "peak_memory_mb",
 ]

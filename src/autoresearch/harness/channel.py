@@ -2,7 +2,7 @@
 
 The runner passes the write end of a pipe and names its descriptor in $AUTORESEARCH_CHANNEL_FD; the harness takes
 the number out of the environment at import (so train.py does not find it in os.environ) and writes one JSON
-object per line: `train_start` (first training batch), `eval_start`, `violation` (a rule of the harness was
+object per line: the training meter's marks (meter.py), `eval_start`, `violation` (a rule of the harness was
 broken), `result` (the official figures). The runner timestamps each event with its own clock, so durations such
 as "training time" are measured outside train.py. Without a channel (train.py run by hand) events go nowhere.
 """
@@ -33,6 +33,11 @@ def send(event: str, once: bool = False, **data) -> None:
         os.write(_fd, line.encode())
     except OSError:
         pass  # the launcher went away; the run's result is lost either way
+
+
+def sent(event: str) -> bool:
+    """Whether `event` went out already (the loader refuses training batches once evaluation has started)."""
+    return event in _sent
 
 
 def _from_environment() -> None:

@@ -98,6 +98,7 @@ def eval_rows(split: str, s: Settings | None = None, directory: Path | None = No
 _CONSTANTS = {
     "MAX_SEQ_LEN": lambda s: s.max_seq_len,
     "TIME_BUDGET": lambda s: float(s.time_budget),
+    "TOKEN_BUDGET": lambda s: s.token_budget,
     "EVAL_TOKENS": lambda s: s.eval_tokens,
     "VOCAB_SIZE": lambda s: s.vocab_size,
     "DATASET": lambda s: s.dataset,

@@ -115,9 +115,10 @@ def iter_row_arrays(split: TokenSplit, batch_size: int, seq_len: int) -> Iterato
 
 
 def make_dataloader(tokenizer, B: int, T: int, split: str = "train", device=None, directory: Path | None = None):
-    """Iterator of (x, y, epoch): x, y int64 tensors (B, T) on `device`; y is x shifted by one token.
+    """Iterator of (x, y, epoch): x, y contiguous int64 tensors (B, T) on `device`; y is x shifted by one token.
 
-    train.py may read the train split only: val and test are read by the evaluation alone.
+    train.py may read the train split only: val and test are read by the evaluation alone. Under a token budget
+    (TOKEN_BUDGET > 0) the iterator ends once the next batch would take training past it.
     """
     if split != "train":
         from autoresearch.harness import channel
@@ -138,18 +139,28 @@ def _batches(tokenizer, B, T, split, device, directory, announce: bool):
     import torch
 
     from autoresearch.harness import channel
-    from autoresearch.harness.constants import prepared_dir
+    from autoresearch.harness.constants import prepared_dir, workspace_settings
     from autoresearch.harness.device import get_device
+    from autoresearch.harness.meter import meter
 
     device = torch.device(device) if device is not None else get_device()
     data = TokenSplit.open(Path(directory) if directory else prepared_dir(), split)
+    budget = workspace_settings().token_budget if announce else 0
     pin = device.type == "cuda"
-    for n, (rows, epoch) in enumerate(iter_row_arrays(data, B, T), 1):
-        if announce and n <= 2:
-            # The runner clocks training from the second batch: the first forward/backward (compilation) is free.
-            channel.send("train_start" if n == 1 else "train_clock", once=True)
+    for rows, _epoch in iter_row_arrays(data, B, T):
+        if announce:
+            if channel.sent("eval_start"):
+                reason = ("a training batch was asked for after evaluate_bpb started: train first, then evaluate once, "
+                          "at the end")
+                channel.send("violation", kind="train_after_eval", reason=reason)
+                raise PermissionError(reason)
+            if budget and meter.tokens + B * T > budget:
+                meter.report()  # the runner sees the final count at once
+                return  # the token budget is spent: the iterator ends (next(loader, None) gives None)
+            meter.batch_served(B * T)
         t = torch.from_numpy(rows)  # (B, T+1)
         if pin:
             t = t.pin_memory()
         t = t.to(device, non_blocking=pin)
-        yield t[:, :-1], t[:, 1:], epoch
+        # Contiguous x and y (one copy of B*T int64s): code written for the original's loader calls .view(-1).
+        yield t[:, :-1].contiguous(), t[:, 1:].contiguous(), _epoch

@@ -96,8 +96,11 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
     from autoresearch.harness.constants import eval_rows, workspace_settings
     from autoresearch.harness.dataloader import evaluation_loader
     from autoresearch.harness.device import get_device
+    from autoresearch.harness.meter import meter
 
-    channel.send("eval_start", once=True)
+    if channel.sent("eval_start"):  # time after a first evaluation is not training time: no second chance
+        _refuse("evaluated_twice", "evaluate_bpb was called a second time: train, then evaluate once, at the end")
+    channel.send("eval_start", once=True, **meter.totals())
     tampered = integrity.changed()
     if tampered:
         _refuse("tampered", f"harness objects were replaced at run time: {', '.join(tampered)}")
@@ -155,7 +158,7 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
     payload["probe"] = probe_result.to_dict() if probe_result else None
     settings = workspace_settings()
     payload["settings"] = {k: getattr(settings, k) for k in ("dataset", "max_seq_len", "eval_tokens", "vocab_size",
-                                                             "time_budget", "seed")}
+                                                             "time_budget", "token_budget", "seed")}
     channel.send("result", **payload)
     return scores["val"].bpb
 

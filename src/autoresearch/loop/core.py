@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, Proposal, Usage
-from autoresearch.loop import vcs
+from autoresearch.loop import load, vcs
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
 from autoresearch.loop.policy import make_policy, noise_sigma
 from autoresearch.run import guard
@@ -59,7 +59,7 @@ class LoopConfig:
     resume: bool = False
     limits: Limits = field(default_factory=Limits)
     fix_attempts: int = 2  # follow-up attempts an agent gets to repair its own crashed change
-    timeout: float | None = None  # per experiment; default from the runner (2 x budget, at least budget + 120 s)
+    timeout: float | None = None  # per experiment, on top of the runner's phase limits (None: phase limits only)
     cache: Path | None = None
 
 
@@ -302,17 +302,30 @@ class Loop:
     def _run(self, rec: ExperimentRecord, source: str, run_dir: Path) -> RunResult:
         return run_experiment(Experiment(source=source, workspace=self.ws, settings=self.settings, run_dir=run_dir,
                                          timeout=self.config.timeout, cache=self.config.cache,
-                                         compile_cache=self.ws / RUN_DIR / "compile-cache"),
+                                         compile_cache=self.ws / RUN_DIR / "compile-cache",
+                                         eval_rate=self._eval_rate()),
                               on_line=self.view.line, on_progress=self.view.progress)
 
+    def _eval_rate(self) -> float | None:
+        """Evaluation tokens/s on this workspace: the slowest of the last five scored runs (None before any)."""
+        rates = []
+        for e in reversed(self.journal.experiments(self.tag, done_only=True)):
+            h = (e.metrics or {}).get("harness") or {}
+            tokens = (h.get("val_tokens") or 0) + (h.get("test_tokens") or 0)
+            if tokens and h.get("eval_seconds"):
+                rates.append(tokens / h["eval_seconds"])
+            if len(rates) == 5:
+                break
+        return min(rates) if rates else None
+
     def _decide(self, rec: ExperimentRecord, result: RunResult, run_dir: Path) -> tuple[str, dict]:
-        """Decide on a finished run; under the noise policy, repeat runs with other seeds where it matters."""
+        """Decide on a finished run; under the noise policy, repeat runs with other seeds where it matters; under
+        a time budget, re-measure the best when the machine's load has moved (see load.py)."""
         if not result.ok:
             return ("rejected" if result.status == "rejected" else "crash"), {"why": result.reason}
-        runs, tests = [result.val_bpb], [result.test_bpb]
+        runs, tests, speeds = [result.val_bpb], [result.test_bpb], [result.tokens_per_second]
         best = self.journal.best(self.tag)
-        best_mean = _mean_of(best) if best else None
-        best_runs = len(best.evidence.get("runs", [1])) if best else 1
+        ref = self._reference(best) if best else None
         sigma = self.noise_sigma()
         extra = self.policy.noise_runs if best is None else 0  # the baseline: measure the noise floor
         decision = None
@@ -324,24 +337,66 @@ class Loop:
                     return "crash", {"why": f"a repeat with another seed failed: {seed_run.reason}", "runs": runs}
                 runs.append(seed_run.val_bpb)
                 tests.append(seed_run.test_bpb)
+                speeds.append(seed_run.tokens_per_second)
             if best is None and len(runs) > 1:
                 sigma = noise_sigma(runs)
             final = extra > 0 or best is None or self.policy.confirm_runs == 0
-            decision = self.policy.decide(runs, best_mean, best_runs, sigma, final=final)
+            decision = self.policy.decide(runs, ref.val_bpb if ref else None, ref.runs if ref else 1, sigma,
+                                          final=final)
             if not decision.rerun:
                 break
             extra = self.policy.confirm_runs
             self.view.message(f"experiment {rec.number}: marginal gain; measuring again with "
                               f"{extra} other seed(s)")
-        evidence = {**decision.evidence, "tests": tests}
+        evidence = {**decision.evidence, "tests": tests, "tps": speeds}
+        if decision.keep and ref is not None and not self.settings.token_budget:
+            decision, evidence = self._check_load(rec, best, ref, runs, speeds, sigma, run_dir, decision, evidence)
         if best is None and len(runs) > 1:
             evidence["sigma"] = sigma
-            noise = {"runs": runs, "std": sigma, "mean": statistics.fmean(runs), "tests": tests}
-            self.journal.update_run(self.tag, info={"noise": noise})
+            noise = {"runs": runs, "std": sigma, "mean": statistics.fmean(runs), "tests": tests, "tps": speeds}
+            self._update_info(noise=noise)
         result.val_bpb = statistics.fmean(runs)
         result.test_bpb = statistics.fmean(t for t in tests if t is not None) if any(t is not None for t in tests) \
             else None
         return ("keep" if decision.keep else "discard"), evidence
+
+    def _reference(self, best: ExperimentRecord) -> load.Reference:
+        """The best's figures to compare against: its last re-measurement, else what it scored when kept."""
+        commit = best.commit_sha or best.parent_commit
+        saved = self._info().get("reference")
+        if saved and saved.get("commit") == commit:
+            return load.Reference(**saved)
+        mean = _mean_of(best)
+        assert mean is not None
+        return load.Reference(commit=commit, val_bpb=mean, runs=len(best.evidence.get("runs", [1])),
+                              tokens_per_second=load.mean_speed(best.evidence.get("tps", [best.tokens_per_second])))
+
+    def _check_load(self, rec, best, ref, runs, speeds, sigma, run_dir, decision, evidence):
+        """A change about to be kept trained at another speed than the best did: run the best again now."""
+        speed = load.mean_speed(speeds)
+        tol = load.tolerance(((self._info().get("noise") or {}).get("tps")) or [])
+        if not load.shifted(ref.tokens_per_second, speed, tol):
+            return decision, evidence
+        self.view.message(f"experiment {rec.number}: trained at {speed:,.0f} tokens/s, the best at "
+                          f"{ref.tokens_per_second:,.0f} (more than {tol:.0%} apart): the load has likely changed; "
+                          "running the best again under the current load before deciding")
+        fresh = self._run(rec, best.train_py, run_dir.with_name(f"{run_dir.name}-ref"))
+        if not fresh.ok:  # cannot tell load from code: keep the decision, and say so
+            return decision, {**evidence, "load_flag": f"speed moved by more than {tol:.0%}; re-measuring the "
+                                                        f"best failed: {fresh.reason}"}
+        new_ref = load.Reference(commit=ref.commit, val_bpb=fresh.val_bpb, runs=1,
+                                 tokens_per_second=fresh.tokens_per_second, remeasured_at=rec.number)
+        self._update_info(reference=new_ref.to_dict())
+        decision = self.policy.decide(runs, new_ref.val_bpb, 1, sigma, final=True)
+        return decision, {**decision.evidence, "tests": evidence["tests"], "tps": speeds,
+                          "remeasured": {"before": ref.to_dict(), "after": new_ref.to_dict(), "tolerance": tol}}
+
+    def _info(self) -> dict:
+        run = self.journal.run(self.tag)
+        return (run.info or {}) if run else {}
+
+    def _update_info(self, **values) -> None:
+        self.journal.update_run(self.tag, info={**self._info(), **values})
 
     def noise_sigma(self) -> float | None:
         run = self.journal.run(self.tag)
@@ -359,6 +414,8 @@ class Loop:
                 reason=result.reason, error_tail=result.error_tail if not result.ok else "",
                 log_path=str(result.log_path or ""), run_seconds=result.wall_seconds,
                 training_seconds=result.training_seconds, eval_seconds=result.eval_seconds,
+                startup_seconds=result.startup_seconds, steps=result.steps, train_tokens=result.train_tokens,
+                tokens_per_second=result.tokens_per_second,
                 metrics={"harness": result.harness, "summary": result.summary})
         else:
             values["reason"] = reason

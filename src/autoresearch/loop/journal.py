@@ -4,6 +4,9 @@ Only the orchestrator writes here. Every step of an experiment is one transactio
 `proposed -> committed -> running -> done`, so after a crash of the orchestrator (even kill -9) the journal says
 exactly how far each experiment got, and `loop.resume` can reconcile git with it. results.tsv is never appended
 to: it is rewritten atomically from the journal after every decision, so the two cannot disagree.
+
+The schema is versioned (`PRAGMA user_version`): SCHEMA is version 1, and each entry of MIGRATIONS takes a journal
+one version up, in one transaction, when it is opened; so a journal written by an older autoresearch resumes.
 """
 
 from __future__ import annotations
@@ -83,6 +86,22 @@ CREATE TABLE IF NOT EXISTS charges (   -- agent usage that produced no proposal 
 """
 
 
+# MIGRATIONS[i] takes a journal from version i + 1 to i + 2. Append only; never edit a released entry.
+MIGRATIONS: list[list[str]] = [
+    [  # 2: how the experiment trained, measured by the harness and the runner (steps, tokens, speed, start-up)
+        "ALTER TABLE experiments ADD COLUMN startup_seconds REAL",
+        "ALTER TABLE experiments ADD COLUMN steps INTEGER",
+        "ALTER TABLE experiments ADD COLUMN train_tokens INTEGER",
+        "ALTER TABLE experiments ADD COLUMN tokens_per_second REAL",
+    ],
+]
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
+
+class JournalError(Exception):
+    pass
+
+
 @dataclass
 class ExperimentRecord:
     id: int
@@ -118,6 +137,10 @@ class ExperimentRecord:
     evidence: dict = field(default_factory=dict)
     created_at: float = 0.0
     finished_at: float | None = None
+    startup_seconds: float | None = None
+    steps: int | None = None
+    train_tokens: int | None = None
+    tokens_per_second: float | None = None
 
     @property
     def tsv_status(self) -> str:
@@ -150,6 +173,18 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")  # readers (status, dashboard) never block the loop
         self.db.execute("PRAGMA synchronous=FULL")  # a committed step survives power loss, not just kill -9
         self.db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0] or 1  # 0: from before versioning, or new
+        if version > SCHEMA_VERSION:
+            raise JournalError(f"{self.path} has schema version {version}, newer than this autoresearch knows "
+                               f"({SCHEMA_VERSION}): upgrade autoresearch (pip install -U autoresearch)")
+        for v in range(version, SCHEMA_VERSION):
+            with self.transaction() as db:
+                for statement in MIGRATIONS[v - 1]:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {v + 1}")
 
     def close(self) -> None:
         self.db.close()

@@ -3,7 +3,15 @@
 An experiment is a value (the train.py source plus the workspace it is measured in) so it could be shipped to
 another machine. The runner writes the source into the experiment's own directory, runs it there in a new
 process group with a scrubbed environment, streams its output to a log (and to a callback for live views),
-enforces the time limit from outside, and takes the official metrics from the harness's result file only.
+enforces the time limits from outside, and takes the official metrics from the harness's channel only.
+
+The clock has three phases, each with its own limit, all timed by the runner from the harness's marks:
+- start-up, launch -> timed training (`train_clock`, after the first optimizer step): imports, data, building and
+  compiling the model. Generous (settings.startup_seconds), because a busy machine or a cold cache is slow and
+  nothing trains here but the first few batches.
+- training, `train_clock` -> `eval_start`: the budget plus the allowance (settings.training_limit).
+- evaluation, `eval_start` -> exit: derived from the evaluation's tokens and the speed this run trained at (and
+  the evaluation speed measured on this workspace, when the loop knows it), so load slows the limit down too.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ from autoresearch.settings import CACHE_ENV, WORKSPACE_ENV, Settings, cache_dir
 
 STATUSES = ("ok", "crash", "timeout", "nan", "oom", "rejected")
 TERM_GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
-STARTUP_ALLOWANCE = 120.0  # start-up, compilation and evaluation on top of the training budget
+EVAL_FLOOR_SECONDS = 180.0  # evaluation limit: this much, plus EVAL_FACTOR x the expected evaluation time
+EVAL_FACTOR = 5.0
 TAIL_LINES = 30
 POLL_SECONDS = 0.25  # how often the watch checks time and memory
 PGID_FILE = "pgid"
@@ -50,16 +59,10 @@ class Experiment:
     workspace: Path
     settings: Settings
     run_dir: Path  # this experiment's own directory: train.py copy, log, result file
-    timeout: float | None = None  # seconds; default: max(2 x budget, budget + STARTUP_ALLOWANCE)
+    timeout: float | None = None  # an overall wall-clock limit on top of the phase limits (None: phases only)
     cache: Path | None = None
     compile_cache: Path | None = None  # shared, writable by every experiment of the workspace
-
-    @property
-    def limit(self) -> float:
-        if self.timeout is not None:
-            return self.timeout
-        budget = self.settings.time_budget
-        return max(2 * budget, budget + STARTUP_ALLOWANCE)
+    eval_rate: float | None = None  # evaluation tokens/s measured on this workspace (the slowest recent), if known
 
 
 @dataclass
@@ -80,8 +83,12 @@ class RunResult:
     summary: dict[str, float] = field(default_factory=dict)  # what train.py printed (informative only)
     harness: dict[str, float] = field(default_factory=dict)  # the harness's full result
     wall_seconds: float = 0.0
-    training_seconds: float | None = None  # first training batch -> evaluation, by the runner's clock
+    startup_seconds: float | None = None  # launch -> timed training, by the runner's clock
+    training_seconds: float | None = None  # timed training -> evaluation, by the runner's clock
     eval_seconds: float | None = None  # evaluation start -> exit, by the runner's clock
+    steps: int | None = None  # optimizer steps, counted by the harness
+    train_tokens: int | None = None  # training tokens the harness's loader served
+    tokens_per_second: float | None = None  # training tokens served while the clock ran / training_seconds
     returncode: int | None = None
     log_path: Path | None = None
     error_tail: str = ""  # last lines of the log when the run failed
@@ -127,6 +134,7 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
         "PYTHONDONTWRITEBYTECODE": "1",
         "TMPDIR": str(run_dir / "tmp"),
         **_cache_env(exp),
+        **_allocator_env(),
     })
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     watch = _Watch(exp)
@@ -186,6 +194,14 @@ def _cache_env(exp: Experiment) -> dict[str, str]:
     return sandbox.cache_env(exp.compile_cache)
 
 
+def _allocator_env() -> dict[str, str]:
+    """Expandable segments for the CUDA caching allocator (as the original sets): less fragmentation, so a model
+    near the memory limit fits. A user's own allocator settings win."""
+    if os.environ.get("PYTORCH_ALLOC_CONF") or os.environ.get("PYTORCH_CUDA_ALLOC_CONF"):
+        return {}
+    return {"PYTORCH_ALLOC_CONF": "expandable_segments:True"}
+
+
 def protect_orchestrator() -> None:
     """Once per orchestrator: experiments may not read its environment (API keys) through /proc, and processes
     that escape an experiment's process group are re-parented to us, so they can be found and killed."""
@@ -198,14 +214,17 @@ def protect_orchestrator() -> None:
 
 
 class _Watch:
-    """Waits for the experiment, enforcing from outside: the hard limit, the training time, the memory limit."""
+    """Waits for the experiment, enforcing from outside: the limit of each phase, and the memory limit."""
 
     def __init__(self, exp: Experiment) -> None:
         self.exp = exp
         self.t0 = time.monotonic()
         self.events: list[tuple[float, dict]] = []  # (seconds since start, event), by the runner's clock
-        self.stopped_for: str = ""  # timeout | train_time | memory
+        self.totals: dict = {}  # the training meter's latest running totals (batches, tokens, steps)
+        self.stopped_for: str = ""  # startup | train_time | eval | timeout | memory
         self.peak_rss_mb = 0.0
+        self.eval_limit: float | None = None
+        self.expected_eval: float | None = None
 
     def read_channel(self, fd: int) -> None:
         with os.fdopen(fd, "rb") as f:
@@ -214,7 +233,11 @@ class _Watch:
                     event = json.loads(raw)
                 except ValueError:
                     continue
-                if isinstance(event, dict):
+                if not isinstance(event, dict):
+                    continue
+                if event.get("event") in ("train_batch", "train_clock", "eval_start") and "tokens" in event:
+                    self.totals = {k: event[k] for k in ("batches", "tokens", "steps") if k in event}
+                if event.get("event") != "train_batch":  # running totals are many: keep the latest only
                     self.events.append((time.monotonic() - self.t0, event))
 
     def first(self, name: str) -> float | None:
@@ -224,33 +247,68 @@ class _Watch:
         return next((e for _, e in reversed(self.events) if e.get("event") == name), None)
 
     @property
-    def training_seconds(self) -> float | None:
-        """From the second training batch (the first, if there is only one) to the start of evaluation (or to
-        now), by our clock: what happens before the second batch is start-up and compilation."""
+    def clock_start(self) -> float | None:
+        """When timed training began: the `train_clock` mark, else (a run that never stepped an optimizer nor saw
+        many batches) the first training batch."""
         start = self.first("train_clock")
-        if start is None:
-            start = self.first("train_start")
+        return start if start is not None else self.first("train_start")
+
+    @property
+    def training_seconds(self) -> float | None:
+        start = self.clock_start
         if start is None:
             return None
         end = self.first("eval_start")
         return (end if end is not None else time.monotonic() - self.t0) - start
 
+    @property
+    def timed_tokens(self) -> int | None:
+        """Training tokens served while the clock ran."""
+        if "tokens" not in self.totals:
+            return None
+        clock = self.last("train_clock") or {}
+        return int(self.totals["tokens"]) - int(clock.get("tokens", 0))
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        seconds, tokens = self.training_seconds, self.timed_tokens
+        return tokens / seconds if tokens and seconds else None
+
+    def _eval_limit(self) -> float:
+        """Limit of the evaluation phase: a floor, plus a multiple of the time the evaluation's tokens take at the
+        slowest known speed (this run's training speed, which is slower than a forward pass and reflects the
+        load right now; the workspace's measured evaluation speed)."""
+        s = self.exp.settings
+        tokens = 2 * s.eval_tokens  # val and the held-out test split
+        rates = [r for r in (self.tokens_per_second, self.exp.eval_rate) if r]
+        self.expected_eval = tokens / min(rates) if rates else max(60.0, s.time_budget)
+        return EVAL_FLOOR_SECONDS + EVAL_FACTOR * self.expected_eval
+
+    def over_limit(self, elapsed: float) -> str:
+        """The phase whose limit the run has passed ('' if none)."""
+        s = self.exp.settings
+        if self.exp.timeout is not None and elapsed > self.exp.timeout:
+            return "timeout"
+        eval_start = self.first("eval_start")
+        if eval_start is not None:
+            if self.eval_limit is None:
+                self.eval_limit = self._eval_limit()
+            return "eval" if elapsed - eval_start > self.eval_limit else ""
+        clock = self.first("train_clock")
+        if clock is not None:
+            return "train_time" if elapsed - clock > s.training_limit else ""
+        return "startup" if elapsed > s.startup_seconds else ""
+
     def wait(self, proc: subprocess.Popen) -> None:
-        settings = self.exp.settings
-        train_limit = settings.time_budget + settings.allowance
-        memory_limit = settings.memory_limit
+        memory_limit = self.exp.settings.memory_limit
         while True:
             try:
                 proc.wait(timeout=POLL_SECONDS)
                 return
             except subprocess.TimeoutExpired:
                 pass
-            elapsed = time.monotonic() - self.t0
-            if elapsed > self.exp.limit:
-                self.stopped_for = "timeout"
-            elif self.first("eval_start") is None and (self.training_seconds or 0) > train_limit:
-                self.stopped_for = "train_time"
-            elif memory_limit and (rss := _tree_rss_mb(proc.pid)) > memory_limit:
+            self.stopped_for = self.over_limit(time.monotonic() - self.t0)
+            if not self.stopped_for and memory_limit and (rss := _tree_rss_mb(proc.pid)) > memory_limit:
                 self.peak_rss_mb = rss
                 self.stopped_for = "memory"
             if self.stopped_for:
@@ -400,15 +458,17 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
     summary = parse_summary(tail)
     harness = watch.last("result") or {}
     harness.pop("event", None)
-    violation = watch.last("violation")
+    violation = next((e for _, e in watch.events if e.get("event") == "violation"), None)  # the first: the cause
     settings = exp.settings
     trained = watch.training_seconds
     r = RunResult(status="crash", summary=summary, harness=harness, error_tail="\n".join(tail[-15:]),
-                  training_seconds=trained)
+                  training_seconds=trained, startup_seconds=watch.clock_start,
+                  steps=watch.totals.get("steps"), train_tokens=watch.totals.get("tokens"),
+                  tokens_per_second=watch.tokens_per_second)
     eval_start = watch.first("eval_start")
     if eval_start is not None:
         r.eval_seconds = (time.monotonic() - watch.t0) - eval_start
-    limit = settings.time_budget + settings.allowance
+    limit = settings.training_limit
 
     def verdict(status: str, reason: str) -> RunResult:
         r.status, r.reason = status, reason
@@ -420,10 +480,24 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
         return verdict("oom", f"used {watch.peak_rss_mb:,.0f} MB, over the memory limit of "
                               f"{settings.memory_limit:,} MB: stopped")
     if watch.stopped_for == "timeout":
-        return verdict("timeout", f"still running after {exp.limit:.0f}s: stopped (SIGTERM, then SIGKILL)")
+        return verdict("timeout", f"still running after {exp.timeout:.0f}s: stopped (SIGTERM, then SIGKILL)")
+    if watch.stopped_for == "startup":
+        return verdict("timeout", f"start-up took over {settings.startup_seconds:.0f}s without reaching timed "
+                                  "training (imports, data, building and compiling the model, the first optimizer "
+                                  "step): stopped. On a slow or busy machine, raise startup_limit in "
+                                  "autoresearch.toml")
+    if watch.stopped_for == "eval":
+        return verdict("timeout", f"evaluation ran over its limit of {watch.eval_limit:.0f}s (about "
+                                  f"{watch.expected_eval:.0f}s expected at this run's speed): stopped")
     if watch.stopped_for == "train_time" or (trained is not None and trained > limit):
-        return verdict("timeout", f"trained for {trained:.0f}s by the runner's clock, past the budget of "
-                                  f"{settings.time_budget:g}s + {settings.allowance:g}s allowance")
+        cap = (f"3 x the time budget of {settings.time_budget:g}s (a token budget of {settings.token_budget:,} "
+               "ends training; the time is only a cap)" if settings.token_budget else
+               f"the budget of {settings.time_budget:g}s")
+        return verdict("timeout", f"trained for {trained:.0f}s by the runner's clock, past {cap} + "
+                                  f"{settings.allowance:g}s allowance")
+    budget = settings.token_budget
+    if budget and (r.train_tokens or 0) > budget:
+        return verdict("rejected", f"trained on {r.train_tokens:,} tokens, past the token budget of {budget:,}")
     if violation is not None:
         return verdict("rejected", f"{violation.get('reason', 'broke a rule of the harness')}")
     if returncode == 0 and harness:

@@ -1,8 +1,8 @@
 """
 Small-GPT pretraining in one file. This is the file the research agent edits.
 
-Trains for a fixed wall-clock TIME_BUDGET (seconds of training, start-up and compilation excluded), then the fixed
-harness measures val_bpb (bits per byte on held-out text, lower is better). Nanochat lineage: RoPE, QK-norm,
+Trains for a fixed wall-clock TIME_BUDGET (seconds of training, start-up and compilation excluded), or on
+TOKEN_BUDGET tokens when the workspace sets one (the loader then ends), then the fixed harness measures val_bpb (bits per byte on held-out text, lower is better). Nanochat lineage: RoPE, QK-norm,
 ReLU^2 MLP, value embeddings, per-layer residual scalars, sliding-window attention, logit softcap; Muon for the
 block matrices, AdamW for everything else.
 
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from autoresearch.harness import (
     MAX_SEQ_LEN,
     TIME_BUDGET,
+    TOKEN_BUDGET,
     EVAL_TOKENS,
     Tokenizer,
     make_dataloader,
@@ -451,7 +452,7 @@ def make_optimizer(model, compile_muon=False):
 
 
 # ---------------------------------------------------------------------------
-# Schedules (progress = training seconds / TIME_BUDGET, in [0, 1])
+# Schedules (progress in [0, 1]: training seconds / TIME_BUDGET, or tokens / TOKEN_BUDGET under a token budget)
 # ---------------------------------------------------------------------------
 
 
@@ -513,13 +514,15 @@ def main():
     optimizer = make_optimizer(model, compile_muon=use_compile)
     train_model = torch.compile(model, dynamic=False) if use_compile else model
     print(f"compile: {'on' if use_compile else 'off'} (COMPILE = {COMPILE}, device {device.type})", flush=True)
-    print(f"time budget: {TIME_BUDGET:g}s, {TOTAL_BATCH_SIZE:,} tokens/step, grad accumulation {grad_accum_steps}, "
+    budget = f"token budget: {TOKEN_BUDGET:,} tokens" if TOKEN_BUDGET else f"time budget: {TIME_BUDGET:g}s"
+    print(f"{budget}, {TOTAL_BATCH_SIZE:,} tokens/step, grad accumulation {grad_accum_steps}, "
           f"eval tokens {EVAL_TOKENS:,}", flush=True)
 
     train_loader = make_dataloader(tokenizer, DEVICE_BATCH_SIZE, MAX_SEQ_LEN, "train", device=device)
     x, y, epoch = next(train_loader)
     peak = peak_flops(device)
     smooth_loss, total_training_time, step = 0.0, 0.0, 0
+    spent = False  # the loader ran dry: the token budget is spent
     while True:
         synchronize(device)
         t0 = time.perf_counter()
@@ -528,9 +531,16 @@ def main():
                 loss = train_model(x, y)
             train_loss = loss.detach()
             (loss / grad_accum_steps).backward()
-            x, y, epoch = next(train_loader)  # fetch the next batch while the device is still busy
+            batch = next(train_loader, None)  # fetch the next batch while the device is still busy
+            if batch is None:
+                spent = True
+                break
+            x, y, epoch = batch
 
-        progress = min(total_training_time / TIME_BUDGET, 1.0)
+        if TOKEN_BUDGET:
+            progress = min(step * TOTAL_BATCH_SIZE / TOKEN_BUDGET, 1.0)
+        else:
+            progress = min(total_training_time / TIME_BUDGET, 1.0)
         lrm = get_lr_multiplier(progress)
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * lrm
@@ -547,14 +557,17 @@ def main():
             sys.exit(1)
         synchronize(device)
         dt = time.perf_counter() - t0
-        if step > 0:  # step 0 compiles and warms up; it does not count against the budget (nor on the runner's clock)
+        if step > 0:  # step 0 compiles and warms up; the runner's clock, too, starts after its optimizer step
             total_training_time += dt
 
         smooth_loss = 0.9 * smooth_loss + 0.1 * loss_f
         debiased = smooth_loss / (1 - 0.9 ** (step + 1))
         tok_per_sec = int(TOTAL_BATCH_SIZE / dt)
         mfu = 100 * flops_per_token * TOTAL_BATCH_SIZE / dt / peak
-        remaining = max(0.0, TIME_BUDGET - total_training_time)
+        if TOKEN_BUDGET:
+            remaining = max(0, TOKEN_BUDGET - (step + 1) * TOTAL_BATCH_SIZE) / max(tok_per_sec, 1)
+        else:
+            remaining = max(0.0, TIME_BUDGET - total_training_time)
         print(f"step {step:05d} ({100 * progress:.1f}%) | loss: {debiased:.6f} | lrm: {lrm:.2f} | "
               f"dt: {dt * 1000:.0f}ms | tok/sec: {tok_per_sec:,} | mfu: {mfu:.1f}% | epoch: {epoch} | "
               f"remaining: {remaining:.0f}s", flush=True)
@@ -568,7 +581,7 @@ def main():
             gc.collect()
 
         step += 1
-        if step > 0 and total_training_time >= TIME_BUDGET:
+        if spent or (not TOKEN_BUDGET and total_training_time >= TIME_BUDGET):
             break
 
     total_tokens = step * TOTAL_BATCH_SIZE
