@@ -1,9 +1,10 @@
 """End-to-end loader throughput: stored data -> (x, y) batches, ours against the straightforward reference.
 
 Ours reads the splits tokenized once at prepare time (memory-mapped) and packs with a bisection; the reference
-encodes documents on the fly and scans a 1000-document buffer in pure Python for every placement (the original
-autoresearch loader). Both produce the same rows (tests/test_dataloader.py checks that), so this compares speed
-only. Prints tokens/s for each, the ratio, and the margin over what the `cuda` profile consumes on an H100.
+encodes documents on the fly in batches of 128 and scans a 1000-document buffer in pure Python for every
+placement (the original autoresearch loader, transcribed in reference_loader.py). Both produce the same rows
+(tests/test_dataloader.py checks that), so this compares speed only. Prints tokens/s for each, the ratio, and
+the margin over what the `cuda` profile consumes on an H100.
 
     python bench/dataloader.py [--profile cuda] [--seconds 10] [--cache-dir DIR]
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_loader import encoded_docs, reference_rows  # noqa: E402
+from reference_loader import bos_encoder, document_batches, reference_rows  # noqa: E402
 
 from autoresearch.data import corpus  # noqa: E402
 from autoresearch.data.prepare import prepare, split_seed  # noqa: E402
@@ -40,9 +41,9 @@ def measure(batches, tokens_per_batch: int, seconds: float) -> float:
 
 
 def reference_batches(tok: Tokenizer, texts: list[str], B: int, T: int):
-    rows = reference_rows(encoded_docs(tok, texts), T + 1)
+    rows = reference_rows(document_batches([texts]), T + 1, encode=bos_encoder(tok))
     while True:
-        batch = torch.tensor([next(rows) for _ in range(B)], dtype=torch.long)
+        batch = torch.tensor([next(rows)[0] for _ in range(B)], dtype=torch.long)
         yield batch[:, :-1], batch[:, 1:]
 
 

@@ -1,39 +1,76 @@
-"""The straightforward loader the benchmark and tests compare ours with: the original autoresearch's algorithm.
+"""The straightforward loader the benchmark and tests compare ours with, transcribed from the original autoresearch.
 
-Documents are encoded on the fly (tiktoken, as the original), kept in a 1000-document buffer, and each row is
-filled by scanning the whole buffer for the largest document that fits, else cropping the shortest one.
+Written from the original's `prepare.py` (`_document_batches` and `make_dataloader`), not from our loader:
+- the reader walks the shards' parquet row groups in order and hands out each row group's documents in slices
+  of 128 (the tokenizer batch), so a row group's last slice is short; after the last shard the epoch goes up;
+- each slice is encoded on the fly with a BOS in front and appended to a document buffer, slice after slice,
+  until the buffer holds at least 1000 documents; this happens before every placement;
+- a row is filled by scanning the whole buffer for the largest document that fits (strictly larger wins, so
+  the earliest of equal lengths is taken), else the shortest document (the earliest, as `min` returns) is
+  cropped to fill the row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+TOKENIZER_BATCH_SIZE = 128
+BUFFER_SIZE = 1000
 
 
-def reference_rows(docs: Iterator[list[int]], capacity: int, buffer_size: int = 1000) -> Iterator[list[int]]:
-    """Rows of exactly `capacity` tokens; `docs` yields token lists that already start with BOS."""
-    buffer: list[list[int]] = []
+def document_batches(row_groups: Sequence[Sequence[Any]], batch_size: int = TOKENIZER_BATCH_SIZE,
+                     ) -> Iterator[tuple[list[Any], int]]:
+    """(batch, epoch) forever, as the original's `_document_batches`: `row_groups` in order, one per parquet row
+    group of every shard, each sliced on its own."""
+    epoch = 1
+    while True:
+        for group in row_groups:
+            group = list(group)
+            for i in range(0, len(group), batch_size):
+                yield group[i : i + batch_size], epoch
+        epoch += 1
+
+
+def reference_rows(batches: Iterator[tuple[list[Any], int]], capacity: int, buffer_size: int = BUFFER_SIZE,
+                   encode: Callable[[list[Any]], list[list[int]]] = lambda docs: [list(d) for d in docs],
+                   ) -> Iterator[tuple[list[int], int]]:
+    """(row of exactly `capacity` tokens, epoch) forever. `encode` turns a batch into token lists that start with
+    BOS (the default takes batches that already are such token lists)."""
+    doc_buffer: list[list[int]] = []
+    epoch = 1
     while True:
         row: list[int] = []
-        while len(row) < capacity:
-            while len(buffer) < buffer_size:
-                buffer.append(next(docs))
-            remaining = capacity - len(row)
-            best_idx, best_len = -1, 0
-            for i, doc in enumerate(buffer):
-                if best_len < len(doc) <= remaining:
-                    best_idx, best_len = i, len(doc)
+        pos = 0
+        while pos < capacity:
+            while len(doc_buffer) < buffer_size:
+                doc_batch, epoch = next(batches)
+                doc_buffer.extend(encode(doc_batch))
+            remaining = capacity - pos
+            best_idx = -1
+            best_len = 0
+            for i, doc in enumerate(doc_buffer):
+                doc_len = len(doc)
+                if doc_len <= remaining and doc_len > best_len:
+                    best_idx = i
+                    best_len = doc_len
             if best_idx >= 0:
-                row.extend(buffer.pop(best_idx))
+                doc = doc_buffer.pop(best_idx)
+                row.extend(doc)
+                pos += len(doc)
             else:
-                shortest = min(range(len(buffer)), key=lambda i: len(buffer[i]))
-                row.extend(buffer.pop(shortest)[:remaining])
-        yield row
+                shortest_idx = min(range(len(doc_buffer)), key=lambda i: len(doc_buffer[i]))
+                doc = doc_buffer.pop(shortest_idx)
+                row.extend(doc[:remaining])
+                pos += remaining
+        yield row, epoch
 
 
-def encoded_docs(tokenizer, texts: list[str]) -> Iterator[list[int]]:
-    """On-the-fly encoding, looping over the texts forever (as the original streams parquet shards)."""
+def bos_encoder(tokenizer) -> Callable[[list[str]], list[list[int]]]:
+    """On-the-fly encoding of one batch of texts, BOS first (the original's `tokenizer.encode(batch, prepend=bos)`)."""
     bos = tokenizer.get_bos_token_id()
-    while True:
-        for start in range(0, len(texts), 128):
-            for ids in tokenizer.encode_batch(texts[start : start + 128]):
-                yield [bos, *ids]
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return [[bos, *ids] for ids in tokenizer.encode_batch(texts)]
+
+    return encode

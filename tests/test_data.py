@@ -49,7 +49,8 @@ def shard_texts(i: int) -> list[str]:
     return [f"shard {i} document {j}: " + "words " * j for j in range(7)]
 
 
-VAL_TEXTS = [f"held-out document {j}" for j in range(9)]
+VAL_TEXTS = [f"held-out document {j}" for j in range(9)] + [""]  # a blank row is a document of the original's
+TEST_TEXTS = [f"test document {j}" for j in range(5)]
 
 
 @pytest.fixture
@@ -57,6 +58,7 @@ def climbmix_hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> HubS
     for i in range(3):
         hub_server.add(CLIMBMIX, f"shard_{i:05d}.parquet", parquet_bytes(shard_texts(i)))
     hub_server.add(CLIMBMIX, "shard_06542.parquet", parquet_bytes(VAL_TEXTS))
+    hub_server.add(CLIMBMIX, "shard_06541.parquet", parquet_bytes(TEST_TEXTS, row_group_size=2))
     monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
     return hub_server
 
@@ -71,13 +73,25 @@ def test_climbmix_fetch_and_splits(climbmix_hub: HubServer, tmp_path: Path) -> N
     fetch("climbmix", raw, train_shards=2, progress=messages.append)
 
     names = sorted(p.name for p in raw.glob("*.parquet"))
-    assert names == ["shard_00000.parquet", "shard_00001.parquet", "shard_06542.parquet"]
+    assert names == ["shard_00000.parquet", "shard_00001.parquet", "shard_06541.parquet", "shard_06542.parquet"]
     assert climbmix_hub.count("GET", "shard_00002.parquet") == 0
-    assert len(messages) == 4  # one "downloading" line, one per file
+    assert len(messages) == 5  # one "downloading" line, one per file
     assert list(iter_documents("climbmix", "train", raw)) == shard_texts(0) + shard_texts(1)
     assert list(iter_documents("climbmix", "train", raw, train_shards=1)) == shard_texts(0)
-    assert list(iter_documents("climbmix", "val", raw)) == VAL_TEXTS[0::2]
-    assert list(iter_documents("climbmix", "test", raw)) == VAL_TEXTS[1::2]
+    # val is the original's pinned shard, every row of it; test is the shard before it, whole
+    assert list(iter_documents("climbmix", "val", raw)) == VAL_TEXTS
+    assert list(iter_documents("climbmix", "test", raw)) == TEST_TEXTS
+    # the original's reader slices each parquet row group on its own: prepare records their sizes
+    assert data.row_groups("climbmix", "val", raw) == [3, 3, 3, 1]
+    assert data.row_groups("climbmix", "test", raw) == [2, 2, 1]
+    assert data.row_groups("climbmix", "train", raw, train_shards=2) == [3, 3, 1] * 2
+    assert data.row_groups("tinystories", "val", raw) is None
+
+
+def test_climbmix_never_trains_on_the_test_shard() -> None:
+    spec = data.HUB_DATASETS["climbmix"]
+    assert spec.train_files(10**6)[-1] == "shard_06540.parquet"
+    assert {spec.eval_file, spec.test_file} == {"shard_06542.parquet", "shard_06541.parquet"}
 
 
 def test_second_fetch_makes_no_request(

@@ -5,9 +5,9 @@ from itertools import islice
 import numpy as np
 import pytest
 import torch
-from reference_loader import reference_rows
+from reference_loader import document_batches, reference_rows
 
-from autoresearch.harness.dataloader import TokenSplit, iter_row_arrays, make_dataloader, pack_rows
+from autoresearch.harness.dataloader import TokenSplit, iter_row_arrays, make_dataloader, pack_rows, refill_batches
 
 BOS = 9999
 
@@ -50,20 +50,43 @@ def test_rows_are_full_start_with_bos_and_hold_documents_in_order(lengths):
                 assert list(r[s + 1 : e]) == [doc * 1000 + p for p in range(1, e - s)]
 
 
-def test_identical_to_the_original_algorithm(lengths):
-    """Same rows, token for token, as the straightforward best-fit scan (ties: first in, first out)."""
+def make_grouped_split(lengths: list[int], groups: list[int]) -> TokenSplit:
     split = make_split(lengths)
-    capacity = 257
+    return TokenSplit(split.tokens, split.offsets, np.array(groups))
 
-    def docs():
-        while True:
-            for i in range(len(split)):
-                yield list(split.doc(i))
+
+@pytest.mark.parametrize("groups", [None, [500, 57, 1, 400, 242]])  # row groups of parquet shards, uneven
+def test_identical_to_the_original_loader(lengths, groups):
+    """Same rows and epochs, token for token, as the original's loader transcribed in bench/reference_loader.py:
+    refills of 128 documents that stop at row-group ends, ties to the earliest document."""
+    lengths = lengths[:1200]
+    split = make_grouped_split(lengths, groups) if groups else make_split(lengths)
+    capacity = 257
+    docs = [list(split.doc(i)) for i in range(len(split))]
+    bounds = np.cumsum([0, *(groups or [len(docs)])])
+    row_groups = [docs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
     ours = iter_row_arrays(split, 1, capacity - 1)
-    ref = reference_rows(docs(), capacity)
-    for _ in range(400):  # past one epoch: buffer refills across the wrap
-        assert list(next(ours)[0][0]) == next(ref)
+    ref = reference_rows(document_batches(row_groups), capacity)
+    epochs = set()
+    for _ in range(2000):  # past two epochs: the buffer refills across the wraps
+        (row, epoch), (want_row, want_epoch) = next(ours), next(ref)
+        assert (list(row[0]), epoch) == (want_row, want_epoch)
+        epochs.add(epoch)
+    assert {1, 2, 3} <= epochs
+
+
+def test_refill_batches_stop_at_group_ends():
+    assert refill_batches(300, None).tolist() == [128, 256, 300]
+    assert refill_batches(300, np.array([130, 0, 170])).tolist() == [128, 130, 258, 300]
+    with pytest.raises(ValueError, match="groups count 10"):
+        make_grouped_split([5] * 12, [4, 6])
+
+
+def test_ties_go_to_the_earliest_document():
+    split = make_split([50, 50, 50, 30, 30])
+    row, _ = next(pack_rows(split.lengths, 101, buffer_size=5))
+    assert row == [(0, 50), (1, 50), (3, 1)]  # equal lengths in arrival order; then the earliest shortest, cropped
 
 
 def test_epochs_count_wraps():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -10,7 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from reference_loader import reference_rows
+from reference_loader import document_batches, reference_rows
 
 from autoresearch.harness import channel, constants
 from autoresearch.harness.dataloader import TokenSplit, make_dataloader
@@ -84,13 +83,13 @@ class Bigram(torch.nn.Module):
 
 
 def hand_bpb(model: Bigram, tok: Tokenizer, texts: list[str], settings: Settings) -> float:
-    docs = itertools.cycle([[tok.get_bos_token_id(), *tok.encode(t)] for t in texts])
-    rows = reference_rows(docs, settings.max_seq_len + 1)
+    docs = [[tok.get_bos_token_id(), *tok.encode(t)] for t in texts]
+    rows = reference_rows(document_batches([docs]), settings.max_seq_len + 1)
     table = model.table.detach().double().tolist()
     nats = 0.0
     nbytes = 0
     for _ in range(settings.eval_tokens // settings.max_seq_len):
-        row = next(rows)
+        row, _ = next(rows)
         for t in range(settings.max_seq_len):
             x, y = row[t], row[t + 1]
             b = len(tok.enc.decode_single_token_bytes(y)) if y != tok.get_bos_token_id() else 0

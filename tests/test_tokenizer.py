@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from autoresearch.harness.tokenizer import Tokenizer
+from autoresearch.harness.tokenizer import ORIGINAL_SPECIAL_TOKENS, Tokenizer
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. " * 3,
@@ -66,3 +66,21 @@ def test_load_missing_says_what_to_do(tmp_path):
 def test_too_small_vocab():
     with pytest.raises(ValueError, match="too small"):
         Tokenizer.train(["abc"], vocab_size=200)
+
+
+def test_the_original_layout_four_reserved_tokens_and_its_byte_counts(tmp_path):
+    """climbmix's tokenizer: the original's four reserved special tokens (the first is the BOS) and its bytes per
+    token, len(decode([id]).encode()): a token that is not whole UTF-8 counts as U+FFFD, 3 bytes."""
+    orig = Tokenizer.train(TEXTS, vocab_size=300, special_tokens=ORIGINAL_SPECIAL_TOKENS, byte_rule="decoded")
+    assert orig.get_vocab_size() == 300
+    assert orig.get_bos_token_id() == orig.enc.encode_single_token("<|reserved_0|>") == 296  # 296 merges+bytes
+    for name in ORIGINAL_SPECIAL_TOKENS:
+        assert orig.token_bytes[orig.enc.encode_single_token(name)] == 0
+    for i in range(296):  # written out the original's way, through tiktoken's own decode
+        assert orig.token_bytes[i] == len(orig.enc.decode([i]).encode("utf-8"))
+    assert orig.token_bytes[orig.enc.encode_single_token(b"\xe6")] == 3  # first byte of a 3-byte character
+    assert orig.token_bytes[orig.enc.encode_single_token(b"a")] == 1
+    orig.save(tmp_path)
+    again = Tokenizer.load(tmp_path)
+    assert again.special_tokens == ORIGINAL_SPECIAL_TOKENS and again.byte_rule == "decoded"
+    assert (again.token_bytes == orig.token_bytes).all()

@@ -79,14 +79,18 @@ def init(directory: Path, profile: str | None, dataset: str, time_budget: float 
 @click.option("--profile", type=click.Choice(list(PROFILES)), help="Outside a workspace: profile for sizes.")
 @click.option("--vocab-size", type=int, help="Outside a workspace: vocabulary size.")
 @click.option("--train-shards", type=int, help="Hub datasets: number of training shards to download.")
+@click.option("--tokenizer-chars", type=int,
+              help="Outside a workspace: characters the tokenizer trains on (default: 1e9 for climbmix, as the "
+              "original; 1e8 otherwise). Inside one, set tokenizer_chars in autoresearch.toml.")
 @click.option("--workers", type=int, help="Processes for generation and tokenization (default: cores, max 8).")
 @friendly_errors
 def prepare(workspace: Path | None, cache_dir: Path | None, dataset: str | None, profile: str | None,
-            vocab_size: int | None, train_shards: int | None, workers: int | None) -> None:
+            vocab_size: int | None, train_shards: int | None, tokenizer_chars: int | None,
+            workers: int | None) -> None:
     """Download or generate the data, train the tokenizer, tokenize train/val/test."""
     from autoresearch.data.prepare import prepare as run_prepare
 
-    settings = _settings_for_prepare(workspace, dataset, profile, vocab_size, train_shards)
+    settings = _settings_for_prepare(workspace, dataset, profile, vocab_size, train_shards, tokenizer_chars)
     cache = _cache(cache_dir)
     report = run_prepare(settings, cache, progress=click.echo, workers=workers)
     click.echo(f"prepared {settings.dataset!r} in {report.seconds:.1f}s -> {report.directory}")
@@ -95,7 +99,7 @@ def prepare(workspace: Path | None, cache_dir: Path | None, dataset: str | None,
         click.echo(f"entropy floor ({split}): {floor:.4f} bits per byte (no model can score lower)")
 
 
-def _settings_for_prepare(workspace, dataset, profile, vocab_size, train_shards) -> Settings:
+def _settings_for_prepare(workspace, dataset, profile, vocab_size, train_shards, tokenizer_chars) -> Settings:
 
     try:
         root = _workspace_root(workspace)
@@ -104,15 +108,15 @@ def _settings_for_prepare(workspace, dataset, profile, vocab_size, train_shards)
             raise
         root = None
     if root is not None:
-        if dataset or profile or vocab_size:
+        if dataset or profile or vocab_size or tokenizer_chars:
             raise SettingsError("inside a workspace, prepare reads autoresearch.toml; drop --dataset/--profile/"
-                                "--vocab-size (or run outside the workspace)")
+                                "--vocab-size/--tokenizer-chars (or run outside the workspace)")
         settings = Settings.load(root / SETTINGS_FILE)
         return settings.replace(train_shards=train_shards) if train_shards else settings
     from autoresearch.settings import detect_profile
 
     return Settings.from_profile(profile or detect_profile(), dataset=dataset or "embedded", vocab_size=vocab_size,
-                                 train_shards=train_shards)
+                                 train_shards=train_shards, tokenizer_chars=tokenizer_chars)
 
 
 def _workspace_root(workspace: Path | None) -> Path:

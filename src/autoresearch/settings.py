@@ -16,6 +16,7 @@ from typing import Any
 SETTINGS_FILE = "autoresearch.toml"
 WORKSPACE_ENV = "AUTORESEARCH_WORKSPACE"
 CACHE_ENV = "AUTORESEARCH_CACHE"
+TOKENIZER_CHARS_DEFAULT = {"climbmix": 1_000_000_000}  # the original's text_iterator(max_chars=1_000_000_000)
 
 
 class SettingsError(Exception):
@@ -86,6 +87,10 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def default_tokenizer_chars(dataset: str) -> int:
+    return TOKENIZER_CHARS_DEFAULT.get(dataset, 100_000_000)
+
+
 def detect_profile() -> str:
     """The profile for this machine's hardware: cuda (big or small GPU), mps, else cpu."""
     import torch
@@ -110,6 +115,7 @@ class Settings:
     eval_tokens: int = 40 * 524288
     vocab_size: int = 8192
     train_shards: int = 10  # hub datasets: training shards to download
+    tokenizer_chars: int = 0  # characters the BPE tokenizer trains on (0 = the dataset's default, see below)
     embedded_train_mb: float = 24.0  # embedded corpus: size of the training split
     seed: int = 0  # embedded corpus: generator seed
     time_allowance: float = 0.0  # training seconds allowed past the budget, clocked from outside (0 = auto)
@@ -117,6 +123,12 @@ class Settings:
     memory_limit_mb: int = 0  # resident memory of an experiment's processes (0 = auto: 75% of this machine's)
     sandbox: bool = True  # no network, filesystem confined to the run directory (where the OS allows)
     allowed_imports: tuple[str, ...] = ()  # modules train.py may import beyond torch, numpy and the stdlib basics
+
+    @property
+    def tokenizer_train_chars(self) -> int:
+        """The tokenizer's training budget: as the original for climbmix (1e9 characters), 1e8 elsewhere (plenty
+        for vocabularies up to ~32k). A small machine can lower it; the tokenizer, and so val_bpb, change a little."""
+        return self.tokenizer_chars or default_tokenizer_chars(self.dataset)
 
     @property
     def allowance(self) -> float:
@@ -200,6 +212,7 @@ def _validated(s: Settings) -> Settings:
     need(s.eval_tokens >= s.max_seq_len, f"eval_tokens ({s.eval_tokens}) must be at least max_seq_len ({s.max_seq_len})")
     need(300 <= s.vocab_size <= 2**20, f"vocab_size must be in 300..1048576 (256 byte tokens + merges), got {s.vocab_size}")
     need(s.train_shards >= 1, f"train_shards must be at least 1, got {s.train_shards}")
+    need(s.tokenizer_chars >= 0, f"tokenizer_chars must be >= 0 (0 = the dataset's default), got {s.tokenizer_chars}")
     need(s.embedded_train_mb > 0, f"embedded_train_mb must be positive, got {s.embedded_train_mb}")
     need(s.token_budget >= 0, f"token_budget must be >= 0 training tokens (0 = time budget only), got "
                               f"{s.token_budget}")

@@ -26,12 +26,12 @@ import numpy as np
 from autoresearch.data import corpus
 from autoresearch.data import sources as data
 from autoresearch.harness.constants import META_FILE, eval_key, load_meta, prepared_dir, raw_dir
-from autoresearch.harness.dataloader import BUFFER_SIZE, SPLITS, TokenSplit, pack_rows
-from autoresearch.harness.tokenizer import Tokenizer
+from autoresearch.harness.dataloader import BUFFER_SIZE, REFILL_DOCS, SPLITS, TokenSplit, pack_rows
+from autoresearch.harness.tokenizer import ORIGINAL_SPECIAL_TOKENS, SPECIAL_TOKENS, Tokenizer
 from autoresearch.settings import Settings
 
-TOKENIZER_TRAIN_CHARS = 100_000_000  # plenty for vocabularies up to ~32k; bounds prepare time on big corpora
-DOC_CHAR_CAP = 10_000  # per document, for tokenizer training only (as the original)
+DOC_CHAR_CAP = 10_000  # per document, for tokenizer training only (as the original); the budget counts capped text
+TRAIN_CACHE_CHARS = 100_000_000  # tokenizer training keeps the train split for tokenization up to this size
 CHUNK_DOCS = 2_000  # documents per generation/tokenization chunk
 EVAL_MARGIN = 2.0  # embedded val/test hold twice the tokens one evaluation scores
 
@@ -59,11 +59,13 @@ def prepare(s: Settings, cache: Path, progress: Progress = print, workers: int |
     if not meta.get("complete"):
         source = _source(s, cache, progress, workers)
         progress(f"prepare: {source.describe}")
-        tokenizer = _train_tokenizer(source, s.vocab_size, out, progress)
-        meta = {"dataset": s.dataset, "vocab_size": s.vocab_size, "splits": {}, "eval": {}}
+        tokenizer = _train_tokenizer(source, s, out, progress)
+        meta = {"dataset": s.dataset, "vocab_size": s.vocab_size, "tokenizer_chars": s.tokenizer_train_chars,
+                "special_tokens": list(tokenizer.special_tokens), "byte_rule": tokenizer.byte_rule,
+                "splits": {}, "eval": {}}
         for split in SPLITS:
             tokens, offsets, nbytes = _tokenize_split(source, split, tokenizer, s, workers, progress)
-            TokenSplit(tokens, offsets).save(out, split)
+            TokenSplit(tokens, offsets, source.groups(split, len(offsets) - 1)).save(out, split)
             meta["splits"][split] = {"docs": len(offsets) - 1, "tokens": int(len(tokens)), "bytes": nbytes}
             progress(f"prepare: {split}: {len(offsets) - 1:,} documents, {len(tokens):,} tokens, {nbytes:,} bytes")
         meta["complete"] = True
@@ -94,12 +96,27 @@ class _Source:
     describe: str
     texts: Callable[[str], Iterator[str]]  # split -> documents
     embedded: bool = False
+    shuffle_train: bool = False  # local corpora are often ordered by topic or file
+    row_groups: Callable[[str], list[int] | None] = lambda split: None  # split -> documents per parquet row group
+    # climbmix's tokenizer is the original's: its special tokens (three merges fewer) and its bytes per token.
+    special_tokens: tuple[str, ...] = SPECIAL_TOKENS
+    byte_rule: str = "utf8"
     train_cache: list[str] | None = None  # the whole training split, when tokenizer training already read it all
 
     def documents(self, split: str) -> Iterator[str]:
         if split == "train" and self.train_cache is not None:
             return iter(self.train_cache)
         return self.texts(split)
+
+    def groups(self, split: str, n_docs: int) -> np.ndarray | None:
+        """The split's row groups, which the packing's refills follow; None for one group."""
+        sizes = self.row_groups(split)
+        if sizes is None:
+            return None
+        if sum(sizes) != n_docs:
+            raise data.DataError(f"the {split} split's parquet row groups hold {sum(sizes)} rows but {n_docs} "
+                                 "documents were read: a shard changed during prepare; rerun prepare")
+        return np.array(sizes, dtype=np.int64)
 
 
 def _source(s: Settings, cache: Path, progress: Progress, workers: int) -> _Source:
@@ -109,7 +126,15 @@ def _source(s: Settings, cache: Path, progress: Progress, workers: int) -> _Sour
     raw = raw_dir(s, cache)
     raw.mkdir(parents=True, exist_ok=True)
     data.fetch(s.dataset, raw, train_shards=s.train_shards, progress=progress)
-    return _Source(data.describe(s.dataset), texts=lambda split: data.iter_documents(s.dataset, split, raw, train_shards=s.train_shards))
+    as_original = s.dataset == "climbmix"  # trained on in shard order, as the original (the shards are shuffled)
+    return _Source(
+        data.describe(s.dataset),
+        texts=lambda split: data.iter_documents(s.dataset, split, raw, train_shards=s.train_shards),
+        shuffle_train=not as_original,
+        row_groups=lambda split: data.row_groups(s.dataset, split, raw, train_shards=s.train_shards),
+        special_tokens=ORIGINAL_SPECIAL_TOKENS if as_original else SPECIAL_TOKENS,
+        byte_rule="decoded" if as_original else "utf8",
+    )
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -163,27 +188,36 @@ class _InlineExecutor:
 # -- tokenizer ---------------------------------------------------------------------------------------------------
 
 
-def _train_tokenizer(source: _Source, vocab_size: int, out: Path, progress: Progress) -> Tokenizer:
+def _train_tokenizer(source: _Source, s: Settings, out: Path, progress: Progress) -> Tokenizer:
     if (out / "tokenizer.pkl").exists():
         return Tokenizer.load(out)
     t0 = time.perf_counter()
-
-    kept: list[str] = []
+    budget = s.tokenizer_train_chars
+    kept: list[str] | None = []
+    seen = 0
 
     def sample() -> Iterator[str]:
-        seen = 0
+        """The original's text_iterator: training documents in order, each capped, until the capped characters
+        reach the budget (the document that crosses it is the last)."""
+        nonlocal kept, seen
+        kept_chars = 0
         for text in source.texts("train"):
-            kept.append(text)
-            yield text[:DOC_CHAR_CAP]
-            seen += len(text)
-            if seen >= TOKENIZER_TRAIN_CHARS:
-                kept.clear()  # too big to keep: tokenization reads the split again
+            if kept is not None:
+                kept.append(text)
+                kept_chars += len(text)
+                if kept_chars > TRAIN_CACHE_CHARS:
+                    kept = None  # too big to keep: tokenization reads the split again
+            doc = text[:DOC_CHAR_CAP]
+            seen += len(doc)
+            yield doc
+            if seen >= budget:
                 return
         source.train_cache = kept  # read whole: no need to generate or read it twice
 
-    tokenizer = Tokenizer.train(sample(), vocab_size)
+    tokenizer = Tokenizer.train(sample(), s.vocab_size, source.special_tokens, source.byte_rule)
     tokenizer.save(out)
-    progress(f"prepare: trained a {vocab_size}-token BPE tokenizer in {time.perf_counter() - t0:.1f}s")
+    progress(f"prepare: trained a {s.vocab_size}-token BPE tokenizer on {seen:,} characters (budget {budget:,}) "
+             f"in {time.perf_counter() - t0:.1f}s")
     return tokenizer
 
 
@@ -199,10 +233,10 @@ def _tokenize_split(source: _Source, split: str, tok: Tokenizer, s: Settings, wo
         # Enough that the evaluation window never reaches a document twice: best-fit reads a full buffer ahead
         # and passes over documents longer than a row, so count documents as well as tokens.
         need_tokens = int(s.eval_tokens * EVAL_MARGIN)
-        need_docs = BUFFER_SIZE + 4 * max(1, s.eval_tokens // s.max_seq_len)
+        need_docs = BUFFER_SIZE + REFILL_DOCS + 4 * max(1, s.eval_tokens // s.max_seq_len)
     texts = source.documents(split)
-    if not source.embedded and split == "train":
-        texts = iter(_shuffled(list(texts)))  # local corpora are often ordered by topic or file
+    if source.shuffle_train and split == "train":
+        texts = iter(_shuffled(list(texts)))
     chunks: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
     total_tokens = total_bytes = 0
@@ -245,7 +279,7 @@ def _evaluation_window(s: Settings, out: Path, progress: Progress) -> dict:
     for split in ("val", "test"):
         data_split = TokenSplit.open(out, split)
         layouts, seen = [], set()
-        for layout, _ in pack_rows(data_split.lengths, capacity):
+        for layout, _ in pack_rows(data_split.lengths, capacity, groups=data_split.groups):
             docs = [doc for doc, _ in layout]
             if len(layouts) == wanted or seen.intersection(docs):  # never score a document twice
                 break

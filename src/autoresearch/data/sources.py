@@ -1,9 +1,11 @@
 """Raw text documents for `prepare`: Hugging Face hub datasets and local files, split into train/val/test.
 
 Split rules (all deterministic, none depends on time, randomness or machine):
-- climbmix: train = the first N parquet shards (default 10); the pinned last shard `shard_06542.parquet` is
-  held out and its documents alternate: even index -> val, odd index -> test. Both halves sample the whole
-  shard, so val_bpb stays comparable with the original autoresearch, which evaluated on all of it.
+- climbmix: as the original autoresearch: train = the first N parquet shards (default 10), val = all of the
+  pinned last shard `shard_06542.parquet`, every row a document (blank ones too, as the original's loader
+  reads them). test = all of `shard_06541.parquet`, the shard before it (the original has no test split): we
+  never train on it (train shards stop at shard_06540), and the original trains on it only when it downloads
+  every shard, so a test figure never comes from text either run has trained on at the default settings.
 - tinystories: train = `TinyStoriesV2-GPT4-train.txt`; `TinyStoriesV2-GPT4-valid.txt` alternates the same way.
 - local files: each document goes where the blake2b hash of its text falls: [0, 1%) -> val, [1%, 2%) -> test,
   the rest -> train. A document's split depends on its content alone, so adding files never moves old ones.
@@ -54,8 +56,13 @@ class HubDataset:
     repo_id: str
     train_file: str  # file name, formatted with i = 0, 1, ... for sharded datasets
     num_train_files: int
-    eval_file: str  # held out; its documents alternate val (even) / test (odd)
+    eval_file: str  # held out: val; without a test_file, its documents alternate val (even) / test (odd)
+    test_file: str | None = None  # held out: test, whole
+    every_row: bool = False  # blank documents are documents too (the original's reader keeps them)
     revision: str = "main"
+
+    def heldout_files(self) -> list[str]:
+        return [self.eval_file] + ([self.test_file] if self.test_file else [])
 
     def train_files(self, n: int) -> list[str]:
         # Single-file datasets ignore n; sharded ones clamp it to what exists.
@@ -66,8 +73,10 @@ HUB_DATASETS: dict[str, HubDataset] = {
     "climbmix": HubDataset(
         repo_id="karpathy/climbmix-400b-shuffle",
         train_file="shard_{i:05d}.parquet",
-        num_train_files=6542,  # shard_00000 .. shard_06541; shard_06542 is the pinned validation shard
-        eval_file="shard_06542.parquet",
+        num_train_files=6541,  # shard_00000 .. shard_06540: shard_06541 is our test shard
+        eval_file="shard_06542.parquet",  # the original's pinned validation shard
+        test_file="shard_06541.parquet",
+        every_row=True,
     ),
     "tinystories": HubDataset(
         repo_id="roneneldan/TinyStories",
@@ -89,9 +98,11 @@ def is_hub_dataset(dataset: str) -> bool:
 def describe(dataset: str) -> str:
     """One line for logs."""
     if spec := HUB_DATASETS.get(dataset):
+        heldout = (f"val = {spec.eval_file}, test = {spec.test_file}" if spec.test_file
+                   else f"val/test = even/odd documents of {spec.eval_file}")
         return (
             f"{dataset}: HF dataset {spec.repo_id}, train = {spec.train_file.format(i=0)}"
-            f"{' ...' if spec.num_train_files > 1 else ''}, val/test = even/odd documents of {spec.eval_file}"
+            f"{' ...' if spec.num_train_files > 1 else ''}, {heldout}"
         )
     try:
         files = _local_files(dataset)
@@ -116,7 +127,7 @@ def fetch(
         raise DataError(f"train_shards must be at least 1, got {train_shards}.")
     say = progress or (lambda message: None)
     raw_dir = Path(raw_dir)
-    wanted = [*spec.train_files(train_shards), spec.eval_file]
+    wanted = [*spec.train_files(train_shards), *spec.heldout_files()]
     missing = [name for name in wanted if not (raw_dir / name).is_file()]
     if not missing:
         say(f"{dataset}: all {len(wanted)} files present in {raw_dir}")
@@ -140,6 +151,21 @@ def iter_documents(dataset: str, split: str, raw_dir: Path, *, train_shards: int
     if spec := HUB_DATASETS.get(dataset):
         return _iter_hub(dataset, spec, split, Path(raw_dir), train_shards)
     return _iter_local(_local_files(dataset), split)
+
+
+def row_groups(dataset: str, split: str, raw_dir: Path, *, train_shards: int | None = None) -> list[int] | None:
+    """Documents per parquet row group of a split, in iter_documents order, where the original's loader reads
+    row group by row group (climbmix); None elsewhere. Read from the files' metadata only."""
+    spec = HUB_DATASETS.get(dataset)
+    if spec is None or not spec.every_row:
+        return None
+    import pyarrow.parquet as pq
+
+    sizes: list[int] = []
+    for path in _hub_paths(dataset, spec, split, Path(raw_dir), train_shards):
+        meta = pq.ParquetFile(path).metadata
+        sizes.extend(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+    return sizes
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -257,28 +283,35 @@ def _is_transient(error: BaseException) -> bool:
 
 
 def _iter_hub(dataset: str, spec: HubDataset, split: str, raw_dir: Path, train_shards: int | None) -> Iterator[str]:
+    paths = _hub_paths(dataset, spec, split, raw_dir, train_shards)
+    if split == "train" or spec.test_file:
+        return _hub_files(paths, spec.every_row)
+    return _alternate(paths[0], parity=0 if split == "val" else 1)
+
+
+def _hub_paths(dataset: str, spec: HubDataset, split: str, raw_dir: Path, train_shards: int | None) -> list[Path]:
     if split == "train":
         names = spec.train_files(train_shards or spec.num_train_files)
         if train_shards is None:  # whatever fetch brought, in shard order
             names = [name for name in names if (raw_dir / name).is_file()] or names[:1]
     else:
-        names = [spec.eval_file]
+        names = [spec.test_file if split == "test" and spec.test_file else spec.eval_file]
     missing = [name for name in names if not (raw_dir / name).is_file()]
     if missing:
         raise DataError(
             f"{dataset}: {missing[0]} is missing from {raw_dir}. Run `autoresearch prepare --dataset {dataset}` "
             f"to download it. {OFFLINE_HINT}"
         )
-    return _hub_documents([raw_dir / name for name in names], split)
+    return [raw_dir / name for name in names]
 
 
-def _hub_documents(paths: list[Path], split: str) -> Iterator[str]:
-    if split == "train":
-        for path in paths:
-            yield from _read_file(path)
-        return
-    parity = 0 if split == "val" else 1
-    for index, doc in enumerate(_read_file(paths[0])):
+def _hub_files(paths: list[Path], every_row: bool) -> Iterator[str]:
+    for path in paths:
+        yield from _read_parquet(path, every_row=True) if every_row else _read_file(path)
+
+
+def _alternate(path: Path, parity: int) -> Iterator[str]:
+    for index, doc in enumerate(_read_file(path)):
         if index % 2 == parity:
             yield doc
 
@@ -297,7 +330,7 @@ def _read_file(path: Path) -> Iterator[str]:
     return _read_text(path)
 
 
-def _read_parquet(path: Path) -> Iterator[str]:
+def _read_parquet(path: Path, every_row: bool = False) -> Iterator[str]:
     import pyarrow.parquet as pq
 
     try:
@@ -309,7 +342,9 @@ def _read_parquet(path: Path) -> Iterator[str]:
     # Batches, not the whole table: real shards are ~100 MB.
     for batch in parquet.iter_batches(batch_size=1024, columns=["text"]):
         for text in batch.column(0).to_pylist():
-            if text and text.strip():
+            if every_row:
+                yield text or ""  # a null would stop the original; as a document it is only a BOS
+            elif text and text.strip():
                 yield text
 
 

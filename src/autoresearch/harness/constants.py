@@ -13,7 +13,14 @@ import os
 from functools import cache
 from pathlib import Path
 
-from autoresearch.settings import SETTINGS_FILE, WORKSPACE_ENV, Settings, SettingsError, cache_dir
+from autoresearch.settings import (
+    SETTINGS_FILE,
+    WORKSPACE_ENV,
+    Settings,
+    SettingsError,
+    cache_dir,
+    default_tokenizer_chars,
+)
 
 
 def find_workspace(start: Path | None = None) -> Path:
@@ -63,11 +70,19 @@ def raw_dir(s: Settings, cache: Path | None = None) -> Path:
     return (cache or cache_dir()) / "raw" / dataset_key(s)
 
 
+# Bump when what prepare writes changes meaning, so that older prepared directories are rebuilt, not reused.
+# 2: climbmix as the original (tokenizer budget and special tokens, whole val shard, test shard 06541),
+#    refills of 128 documents in the packing (eval windows and entropy floors move), row groups stored.
+PREPARED_FORMAT = 2
+
+
 def prepared_dir(s: Settings | None = None, cache: Path | None = None) -> Path:
-    """Tokenizer and tokenized splits for the workspace's dataset and vocabulary size."""
+    """Tokenizer and tokenized splits for the workspace's dataset, vocabulary size and tokenizer budget."""
     s = s or workspace_settings()
     shards = f"-{s.train_shards}sh" if s.dataset == "climbmix" else ""
-    return (cache or cache_dir()) / "prepared" / f"{dataset_key(s)}{shards}-v{s.vocab_size}"
+    chars = "" if s.tokenizer_train_chars == default_tokenizer_chars(s.dataset) else f"-c{s.tokenizer_train_chars}"
+    name = f"{dataset_key(s)}{shards}-v{s.vocab_size}{chars}-p{PREPARED_FORMAT}"
+    return (cache or cache_dir()) / "prepared" / name
 
 
 META_FILE = "meta.json"

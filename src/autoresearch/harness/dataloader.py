@@ -2,10 +2,13 @@
 
 Every row starts with a document's BOS token and is filled completely (no padding): the largest buffered
 document that still fits goes in next; when none fits, the shortest one is cropped to fill the row and its rest
-is dropped. This is the original autoresearch packing, rule for rule (same buffer of 1000 documents, same
-tie-breaking: first in, first out), so rows are identical to it. Two things make ours fast: the splits are
-tokenized once at prepare time and memory-mapped, and "largest that fits" is a bisection over a sorted list of
-lengths instead of a scan of the whole buffer.
+is dropped. This is the original autoresearch packing, rule for rule, so rows are identical to it:
+- a buffer of 1000 documents, topped up before every placement, in batches of 128 documents (the original
+  tokenizes that many at once), batches never spanning two parquet row groups (the original slices each row
+  group on its own; a split remembers its groups, see TokenSplit.groups);
+- ties go to the document that entered the buffer first, for "largest that fits" and "shortest" alike.
+Two things make ours fast: the splits are tokenized once at prepare time and memory-mapped, and "largest that
+fits" is a bisection over a sorted list of lengths instead of a scan of the whole buffer.
 """
 
 from __future__ import annotations
@@ -18,16 +21,24 @@ from pathlib import Path
 import numpy as np
 
 SPLITS = ("train", "val", "test")
-BUFFER_SIZE = 1000
+BUFFER_SIZE = 1000  # documents the packer chooses from (the original's buffer_size)
+REFILL_DOCS = 128  # documents added to the buffer at once (the original's tokenizer_batch_size)
 
 
 class TokenSplit:
-    """One tokenized split: documents (each starting with BOS) concatenated, plus their offsets."""
+    """One tokenized split: documents (each starting with BOS) concatenated, plus their offsets.
 
-    def __init__(self, tokens: np.ndarray, offsets: np.ndarray) -> None:
+    `groups` counts the documents of each source row group, in order (None: the split is one group). The
+    buffer is refilled in batches that stop at group ends, as the original's reader does.
+    """
+
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, groups: np.ndarray | None = None) -> None:
         self.tokens = tokens  # (n_tokens,) uint16/uint32
         self.offsets = offsets  # (n_docs + 1,) int64
         self.lengths = np.diff(offsets)  # (n_docs,)
+        self.groups = groups  # (n_groups,) int64 summing to n_docs, or None
+        if groups is not None and int(np.sum(groups)) != len(self.lengths):
+            raise ValueError(f"groups count {int(np.sum(groups))} documents, the split holds {len(self.lengths)}")
 
     @classmethod
     def open(cls, directory: Path, split: str) -> TokenSplit:
@@ -36,10 +47,15 @@ class TokenSplit:
         tok_path, off_path = directory / f"{split}.tokens.npy", directory / f"{split}.offsets.npy"
         if not tok_path.exists():
             raise FileNotFoundError(f"no {split} split in {directory}: run `autoresearch prepare` in the workspace")
-        return cls(np.load(tok_path, mmap_mode="r"), np.load(off_path))
+        groups_path = directory / f"{split}.groups.npy"
+        groups = np.load(groups_path) if groups_path.exists() else None
+        return cls(np.load(tok_path, mmap_mode="r"), np.load(off_path), groups)
 
     def save(self, directory: Path, split: str) -> None:
-        for name, arr in ((f"{split}.tokens.npy", self.tokens), (f"{split}.offsets.npy", self.offsets)):
+        arrays = [(f"{split}.tokens.npy", self.tokens), (f"{split}.offsets.npy", self.offsets)]
+        if self.groups is not None:
+            arrays.append((f"{split}.groups.npy", np.asarray(self.groups, dtype=np.int64)))
+        for name, arr in arrays:
             tmp = directory / (name + ".tmp")
             with open(tmp, "wb") as f:
                 np.save(f, arr)
@@ -52,16 +68,30 @@ class TokenSplit:
         return self.tokens[self.offsets[i] : self.offsets[i + 1]]
 
 
-def pack_rows(lengths: np.ndarray, capacity: int, buffer_size: int = BUFFER_SIZE) -> Iterator[tuple[list[tuple[int, int]], int]]:
+def refill_batches(n_docs: int, groups: np.ndarray | None = None, refill: int = REFILL_DOCS) -> np.ndarray:
+    """End index (exclusive) of every refill batch of one pass: `refill` documents at a time, a group's last
+    batch shorter when its size is not a multiple of `refill`."""
+    sizes = np.asarray(groups if groups is not None else [n_docs], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    ends = [np.minimum(np.arange(start + refill, start + size + refill, refill), start + size)
+            for start, size in zip(starts.tolist(), sizes.tolist()) if size > 0]
+    return np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64)
+
+
+def pack_rows(lengths: np.ndarray, capacity: int, buffer_size: int = BUFFER_SIZE, *,
+              groups: np.ndarray | None = None, refill: int = REFILL_DOCS,
+              ) -> Iterator[tuple[list[tuple[int, int]], int]]:
     """Yield (row, epoch) forever; a row is [(doc_index, n_tokens_taken), ...] summing to `capacity`.
 
-    Only document lengths are needed, so the entropy floor of exactly what is evaluated can be computed from the
-    same layout the loader produces.
+    Only document lengths (and the split's groups) are needed, so the entropy floor of exactly what is evaluated
+    can be computed from the same layout the loader produces.
     """
     if len(lengths) == 0:
         raise ValueError("cannot pack an empty split")
-    n_docs = len(lengths)
-    next_doc, epoch = 0, 1
+    ends = refill_batches(len(lengths), groups, refill).tolist()
+    if ends[-1] != len(lengths):
+        raise ValueError(f"groups count {ends[-1]} documents, lengths hold {len(lengths)}")
+    batch, next_doc, epoch = 0, 0, 1
     sorted_lens: list[int] = []  # lengths of buffered documents, ascending, one entry per document
     by_len: dict[int, deque[int]] = {}  # length -> buffered documents of that length, oldest first
     buffered = 0
@@ -70,14 +100,19 @@ def pack_rows(lengths: np.ndarray, capacity: int, buffer_size: int = BUFFER_SIZE
         row: list[tuple[int, int]] = []
         pos = 0
         while pos < capacity:
-            while buffered < buffer_size:  # refill before every placement, as the original does
-                if next_doc == n_docs:
-                    next_doc, epoch = 0, epoch + 1
-                length = int(lengths[next_doc])
-                bisect.insort(sorted_lens, length)
-                by_len.setdefault(length, deque()).append(next_doc)
-                next_doc += 1
-                buffered += 1
+            while buffered < buffer_size:  # top up before every placement, a whole batch at a time, as the original
+                if batch == len(ends):
+                    batch, next_doc, epoch = 0, 0, epoch + 1
+                end = ends[batch]
+                # One slice per batch: indexing a numpy array per document costs more than the packing.
+                for doc, length in enumerate(lengths[next_doc:end].tolist(), next_doc):
+                    bisect.insort(sorted_lens, length)
+                    queue = by_len.get(length)
+                    if queue is None:
+                        by_len[length] = queue = deque()
+                    queue.append(doc)
+                buffered += end - next_doc
+                batch, next_doc = batch + 1, end
             remaining = capacity - pos
             k = bisect.bisect_right(sorted_lens, remaining) - 1
             if k >= 0:  # the largest document that fits whole
@@ -99,7 +134,7 @@ def pack_rows(lengths: np.ndarray, capacity: int, buffer_size: int = BUFFER_SIZE
 def iter_row_arrays(split: TokenSplit, batch_size: int, seq_len: int) -> Iterator[tuple[np.ndarray, int]]:
     """Yield (rows (B, seq_len + 1) int64, epoch) forever."""
     capacity = seq_len + 1
-    rows = pack_rows(split.lengths, capacity)
+    rows = pack_rows(split.lengths, capacity, groups=split.groups)
     tokens, offsets = split.tokens, split.offsets
     while True:
         out = np.empty((batch_size, capacity), dtype=np.int64)
