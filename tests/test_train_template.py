@@ -93,6 +93,28 @@ def test_adamw_group_matches_torch_adamw(tr):
     assert not torch.equal(p_ours.detach(), torch.zeros(7, 5))
 
 
+def test_adamw_on_bf16_params_keeps_fp32_moments_and_rounds_once(tr):
+    # On CUDA the embeddings are bf16 params; their update must be the fp32 AdamW update, rounded once to bf16.
+    torch.manual_seed(0)
+    p_ours = torch.randn(7, 5).bfloat16().requires_grad_(True)
+    p_ref = p_ours.detach().float().requires_grad_(True)
+    hp = dict(lr=3e-2, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.1)
+    ours = tr.MuonAdamW([dict(kind="adamw", params=[p_ours], **hp)])
+    ref = torch.optim.AdamW([p_ref], **hp)
+    for _ in range(5):
+        g = torch.randn(7, 5).bfloat16()
+        p_ours.grad, p_ref.grad = g.clone(), g.float()
+        ours.step()
+        ref.step()
+        assert p_ours.dtype == torch.bfloat16
+        torch.testing.assert_close(p_ours.detach().float(), p_ref.detach(), rtol=2**-8, atol=1e-6)  # one rounding
+        with torch.no_grad():
+            p_ref.copy_(p_ours.float())  # follow our rounding, so each step is compared on its own
+    state = ours.state[p_ours]
+    assert state["exp_avg"].dtype == state["exp_avg_sq"].dtype == torch.float32
+    torch.testing.assert_close(state["exp_avg_sq"], ref.state[p_ref]["exp_avg_sq"], rtol=1e-5, atol=1e-12)
+
+
 def ref_polar(G, coeffs):
     """Polar Express written out plainly, in both orientations (no transposition trick)."""
     X = G / (torch.linalg.matrix_norm(G) * 1.02 + 1e-6)
@@ -225,6 +247,27 @@ def test_forward_backward_on_cpu(tr):
     model(idx, idx.roll(-1, dims=1)).backward()
     for name, p in model.named_parameters():
         assert p.grad.abs().sum() > 0, f"{name} gets no gradient"
+
+
+def test_embeddings_stay_fp32_on_cpu_and_train_in_bf16_under_autocast(tr):
+    model = tiny_model(tr)
+    assert model.wte.weight.dtype == torch.float32  # bf16 storage is for CUDA only
+    # What init_weights does on CUDA, checked on CPU: bf16 tables, the rest under autocast, one optimizer step.
+    model.wte.to(dtype=torch.bfloat16)
+    for ve in model.value_embeds.values():
+        ve.to(dtype=torch.bfloat16)
+    opt = tr.make_optimizer(model)
+    idx = torch.randint(0, 512, (2, 64))
+    before = model.wte.weight.detach().clone()
+    for _ in range(2):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(idx, idx.roll(-1, dims=1))
+        loss.backward()
+        opt.step()
+        model.zero_grad(set_to_none=True)
+    assert torch.isfinite(loss) and model.wte.weight.dtype == torch.bfloat16
+    assert not torch.equal(model.wte.weight, before)
+    assert opt.state[model.wte.weight]["exp_avg_sq"].dtype == torch.float32
 
 
 def test_causality_with_sliding_window(tr):
