@@ -1,6 +1,6 @@
 """The harness's attention: every backend computes the same windowed causal attention, and the backend choice
-(CUDA absent, a faked sm90 GPU with FA3 loadable or not, offline only). No GPU needed: CUDA is faked where the
-logic under test only asks torch about it."""
+(CUDA absent, a faked sm90 GPU with FA3 loadable or not, offline only), and the device helpers' device index.
+No GPU needed: CUDA is faked where the logic under test only asks torch about it."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 import torch
 from hubserver import closed_port_url, hub_server  # noqa: F401 - hub_server is a fixture
 
+from autoresearch.harness import device as device_helpers
 from autoresearch.harness import integrity
 
 # `autoresearch.harness.attention` as an attribute is the exported function; the module comes from sys.modules.
@@ -327,3 +328,17 @@ def test_the_harness_filling_its_caches_is_not_tampering(monkeypatch, no_fa3_sou
     assert integrity.changed() == []
     monkeypatch.setattr(A, "attention", lambda *a: None)  # but replacing the harness's function is noticed
     assert "autoresearch.harness.attention.attention" in integrity.changed()
+
+
+# ---------------------------------------------------------------------------
+# device helpers honour the device index
+# ---------------------------------------------------------------------------
+
+
+def test_synchronize_and_peak_memory_ask_about_the_given_gpu(monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: seen.append(("sync", device)))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: seen.append(("peak", device)) or 2**21)
+    device_helpers.synchronize(torch.device("cuda:1"))
+    assert device_helpers.peak_memory_mb("cuda:1") == 2.0
+    assert seen == [("sync", torch.device("cuda:1")), ("peak", torch.device("cuda:1"))]
