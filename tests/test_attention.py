@@ -1,6 +1,6 @@
-"""The harness's attention: every backend computes the same windowed causal attention, and the backend choice
-(CUDA absent, a faked sm90 GPU with FA3 loadable or not, offline only), and the device helpers' device index.
-No GPU needed: CUDA is faked where the logic under test only asks torch about it."""
+"""The harness's attention: every backend computes the same windowed causal attention, the backend choice
+(CUDA absent, a faked sm90 GPU with FA3 loadable or not, offline only), prepare's FA3 fetch, and the device
+helpers' device index. No GPU needed: CUDA is faked where the logic under test only asks torch about it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import types
 
 import pytest
 import torch
+from click.testing import CliRunner
 from hubserver import closed_port_url, hub_server  # noqa: F401 - hub_server is a fixture
 
+from autoresearch.data.attention_kernel import fetch_attention_kernel
 from autoresearch.harness import device as device_helpers
 from autoresearch.harness import integrity
 
@@ -241,6 +243,12 @@ class FakeKernels(types.ModuleType):
             raise self.error
         return self.module
 
+    def install_kernel(self, repo_id, *, version=None, **kwargs):
+        self.calls.append(dict(repo_id=repo_id, version=version, install=True))
+        if self.error is not None:
+            raise self.error
+        return f"/cache/{repo_id}/build/torch-cuda"
+
 
 @pytest.fixture
 def no_fa3_source(monkeypatch):
@@ -328,6 +336,69 @@ def test_the_harness_filling_its_caches_is_not_tampering(monkeypatch, no_fa3_sou
     assert integrity.changed() == []
     monkeypatch.setattr(A, "attention", lambda *a: None)  # but replacing the harness's function is noticed
     assert "autoresearch.harness.attention.attention" in integrity.changed()
+
+
+# ---------------------------------------------------------------------------
+# prepare fetches FA3 while it has the network
+# ---------------------------------------------------------------------------
+
+
+def test_fetch_on_a_machine_without_cuda_does_nothing_unless_asked(monkeypatch):
+    kernels = FakeKernels()
+    monkeypatch.setitem(sys.modules, "kernels", kernels)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    said = []
+    assert fetch_attention_kernel(said.append) is False
+    assert said == [] and kernels.calls == []
+
+
+def test_fetch_without_the_kernels_package_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "kernels", None)
+    said = []
+    assert fetch_attention_kernel(said.append, force=True) is False
+    assert len(said) == 1 and "pip install 'autoresearch[cuda]'" in said[0] and "flex_attention or SDPA" in said[0]
+
+
+def test_fetch_downloads_fa3_when_cuda_is_there(monkeypatch, hub_server):
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    kernels = FakeKernels()
+    monkeypatch.setitem(sys.modules, "kernels", kernels)
+    said = []
+    assert fetch_attention_kernel(said.append) is True
+    assert kernels.calls == [dict(repo_id=A.FA3_REPO, version=A.FA3_VERSION, install=True)]
+    assert "in the local cache" in said[-1] and "offline" in said[-1]
+
+
+def test_fetch_without_network_says_so_and_goes_on(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
+    kernels = FakeKernels()
+    monkeypatch.setitem(sys.modules, "kernels", kernels)
+    said = []
+    assert fetch_attention_kernel(said.append, force=True) is False
+    assert kernels.calls == []  # nothing tried after the probe failed
+    assert "no network" in said[0] and "Rerun prepare online" in said[0] and "flex_attention or SDPA" in said[0]
+
+
+def test_a_failed_fetch_is_one_line_not_an_error(monkeypatch, hub_server):
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
+    monkeypatch.setitem(sys.modules, "kernels", FakeKernels(error=RuntimeError("no build for torch-cpu\nat all")))
+    said = []
+    assert fetch_attention_kernel(said.append, force=True) is False
+    assert len(said) == 1 and "no build for torch-cpu at all" in said[0] and "autoresearch[cuda]" in said[0]
+
+
+def test_prepare_command_fetches_when_asked_and_survives_no_network(tiny_workspace, monkeypatch):
+    from autoresearch.cli import cli
+
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
+    kernels = FakeKernels()
+    monkeypatch.setitem(sys.modules, "kernels", kernels)
+    help_text = CliRunner().invoke(cli, ["prepare", "--help"]).output
+    assert "--fetch-kernels" in help_text and "AUTORESEARCH_FETCH_KERNELS" in help_text
+    r = CliRunner().invoke(cli, ["prepare", "--fetch-kernels"])
+    assert r.exit_code == 0, r.output
+    assert "prepared 'embedded'" in r.output and "FlashAttention 3 not fetched, no network" in r.output
 
 
 # ---------------------------------------------------------------------------
