@@ -402,6 +402,32 @@ def test_prepare_command_fetches_when_asked_and_survives_no_network(tiny_workspa
 
 
 # ---------------------------------------------------------------------------
+# the sandbox opens the kernel's cache folder, and nothing else of the hub cache
+# ---------------------------------------------------------------------------
+
+
+def test_sandbox_reads_the_fa3_cache_folder_only(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from autoresearch.run import sandbox
+
+    assert sandbox.KERNEL_REPOS == (A.FA3_REPO,)
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.delenv("KERNELS_CACHE", raising=False)
+    assert sandbox.kernel_cache_paths() == []  # not downloaded: nothing to open
+    folder = hub / ("kernels--" + A.FA3_REPO.replace("/", "--"))
+    folder.mkdir(parents=True)
+    (hub / "models--someone--private").mkdir()
+    assert sandbox.kernel_cache_paths() == [str(folder)]
+    assert str(folder) in sandbox.system_read_paths() and str(hub) not in sandbox.system_read_paths()
+    elsewhere = tmp_path / "kernels-cache" / ("models--" + A.FA3_REPO.replace("/", "--"))
+    elsewhere.mkdir(parents=True)
+    monkeypatch.setenv("KERNELS_CACHE", str(elsewhere.parent))
+    assert sandbox.kernel_cache_paths() == [str(elsewhere)]
+
+
+# ---------------------------------------------------------------------------
 # device helpers honour the device index
 # ---------------------------------------------------------------------------
 
