@@ -100,6 +100,10 @@ CAUGHT = [
     ("aten override", append('lib = torch.library.Library("aten", "IMPL")'), "replace what torch operations"),
     ("torch._C", append("torch._C._set_grad_enabled(True)"), "reaches into the harness"),
     ("enable_grad", append("def f(m, x):\n    with torch.enable_grad():\n        return m(x)"), "no_grad"),
+    ("set_default_device", append('torch.set_default_device("cuda")'), "every new tensor is made"),
+    ("set_default_dtype", append("torch.set_default_dtype(torch.bfloat16)"), "every new tensor is made"),
+    ("set_default_device imported", append("from torch import set_default_device"), "every new tensor is made"),
+    ("set_default_tensor_type", append("torch.set_default_tensor_type(torch.DoubleTensor)"), "every new tensor"),
     ("attrgetter", append('import operator\ng = operator.attrgetter("x")(evaluate_bpb)'), "turns strings into code or names"),
     ("get_type_hints", append("import typing\nh = typing.get_type_hints(evaluate_bpb)"), "turns strings into code or names"),
     ("getattr passed around", append("import functools\ng = functools.reduce(getattr, ['a'], evaluate_bpb)"),
@@ -218,8 +222,10 @@ def test_syntax_error_names_the_line():
 
 def test_a_flagged_alias_is_reported_where_it_is_made_not_where_the_name_recurs():
     # The template uses `d` and `m` as local variables; an alias named the same must not make those lines fail.
-    problems = check_source(append("d = F.__dict__\nm = torch.sys"))
-    assert len(problems) == 2 and all(p.startswith(("line 594:", "line 595:")) for p in problems), problems
+    source = append("d = F.__dict__\nm = torch.sys")
+    where = [f"line {i}:" for i, line in enumerate(source.splitlines(), 1) if line in ("d = F.__dict__", "m = torch.sys")]
+    problems = check_source(source)
+    assert len(where) == 2 and len(problems) == 2 and all(p.startswith(tuple(where)) for p in problems), problems
 
 
 def test_pathological_nesting_is_a_problem_not_a_crash():

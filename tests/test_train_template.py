@@ -93,6 +93,28 @@ def test_adamw_group_matches_torch_adamw(tr):
     assert not torch.equal(p_ours.detach(), torch.zeros(7, 5))
 
 
+def test_adamw_on_bf16_params_keeps_fp32_moments_and_rounds_once(tr):
+    # On CUDA the embeddings are bf16 params; their update must be the fp32 AdamW update, rounded once to bf16.
+    torch.manual_seed(0)
+    p_ours = torch.randn(7, 5).bfloat16().requires_grad_(True)
+    p_ref = p_ours.detach().float().requires_grad_(True)
+    hp = dict(lr=3e-2, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.1)
+    ours = tr.MuonAdamW([dict(kind="adamw", params=[p_ours], **hp)])
+    ref = torch.optim.AdamW([p_ref], **hp)
+    for _ in range(5):
+        g = torch.randn(7, 5).bfloat16()
+        p_ours.grad, p_ref.grad = g.clone(), g.float()
+        ours.step()
+        ref.step()
+        assert p_ours.dtype == torch.bfloat16
+        torch.testing.assert_close(p_ours.detach().float(), p_ref.detach(), rtol=2**-8, atol=1e-6)  # one rounding
+        with torch.no_grad():
+            p_ref.copy_(p_ours.float())  # follow our rounding, so each step is compared on its own
+    state = ours.state[p_ours]
+    assert state["exp_avg"].dtype == state["exp_avg_sq"].dtype == torch.float32
+    torch.testing.assert_close(state["exp_avg_sq"], ref.state[p_ref]["exp_avg_sq"], rtol=1e-5, atol=1e-12)
+
+
 def ref_polar(G, coeffs):
     """Polar Express written out plainly, in both orientations (no transposition trick)."""
     X = G / (torch.linalg.matrix_norm(G) * 1.02 + 1e-6)
@@ -227,6 +249,27 @@ def test_forward_backward_on_cpu(tr):
         assert p.grad.abs().sum() > 0, f"{name} gets no gradient"
 
 
+def test_embeddings_stay_fp32_on_cpu_and_train_in_bf16_under_autocast(tr):
+    model = tiny_model(tr)
+    assert model.wte.weight.dtype == torch.float32  # bf16 storage is for CUDA only
+    # What init_weights does on CUDA, checked on CPU: bf16 tables, the rest under autocast, one optimizer step.
+    model.wte.to(dtype=torch.bfloat16)
+    for ve in model.value_embeds.values():
+        ve.to(dtype=torch.bfloat16)
+    opt = tr.make_optimizer(model)
+    idx = torch.randint(0, 512, (2, 64))
+    before = model.wte.weight.detach().clone()
+    for _ in range(2):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(idx, idx.roll(-1, dims=1))
+        loss.backward()
+        opt.step()
+        model.zero_grad(set_to_none=True)
+    assert torch.isfinite(loss) and model.wte.weight.dtype == torch.bfloat16
+    assert not torch.equal(model.wte.weight, before)
+    assert opt.state[model.wte.weight]["exp_avg_sq"].dtype == torch.float32
+
+
 def test_causality_with_sliding_window(tr):
     model = tiny_model(tr, n_layer=2, pattern="SL", live=True)
     assert model.window_sizes[0] < 64  # the short window is active at T = 64
@@ -338,7 +381,9 @@ def fake_run(tr, monkeypatch):
 
     def fake_loader(tok, B, T, split, device=None):
         g = torch.Generator().manual_seed(0)
-        while True:
+        served = 0
+        while not tr.TOKEN_BUDGET or served + B * T <= tr.TOKEN_BUDGET:  # ends at the budget, as the harness's
+            served += B * T
             row = torch.randint(0, 320, (B, T + 1), generator=g)
             yield row[:, :-1].to(device), row[:, 1:].to(device), 1
 
@@ -349,7 +394,7 @@ def fake_run(tr, monkeypatch):
 
     for name, value in dict(Tokenizer=FakeTokenizer, make_dataloader=fake_loader, evaluate_bpb=fake_eval,
                             get_device=lambda: torch.device("cpu"), peak_flops=lambda device: 1e12,
-                            MAX_SEQ_LEN=32, TIME_BUDGET=0.3, DEPTH=1, ASPECT_RATIO=32, HEAD_DIM=16,
+                            MAX_SEQ_LEN=32, TIME_BUDGET=0.3, TOKEN_BUDGET=0, DEPTH=1, ASPECT_RATIO=32, HEAD_DIM=16,
                             DEVICE_BATCH_SIZE=2, TOTAL_BATCH_SIZE=128, COMPILE=False).items():
         monkeypatch.setattr(tr, name, value)
     yield tr
@@ -357,19 +402,40 @@ def fake_run(tr, monkeypatch):
     gc.unfreeze()
 
 
+def summary_of(out: list[str]) -> dict[str, str]:
+    summary = out[out.index("---") + 1:]
+    assert [line.split(":")[0] for line in summary] == SUMMARY_KEYS
+    return {k: v.strip() for k, v in (line.split(":", 1) for line in summary)}
+
+
 def test_main_prints_progress_and_the_summary_block(fake_run, capsys):
+    """Under a time budget: however busy the machine, training runs until 0.3 s of timed steps (step 0, which
+    compiles, is not timed, so at least two steps)."""
     fake_run.main()
     out = capsys.readouterr().out.splitlines()
     assert any(line.startswith("attention: sdpa (no CUDA") for line in out)
     progress = [line for line in out if line.startswith("step ")]
-    assert len(progress) > 11 and all(PROGRESS_LINE.match(line) for line in progress), progress[:3]
-    dash = out.index("---")
-    summary = out[dash + 1:]
-    assert [line.split(":")[0] for line in summary] == SUMMARY_KEYS
-    values = dict(line.split(":", 1) for line in summary)
-    assert values["val_bpb"].strip() == "1.500000" and values["depth"].strip() == "1"
+    assert len(progress) >= 2 and all(PROGRESS_LINE.match(line) for line in progress), progress[:3]
+    values = summary_of(out)
+    assert values["val_bpb"] == "1.500000" and values["depth"] == "1"
     assert int(values["num_steps"]) == len(progress)
     assert float(values["training_seconds"]) >= 0.3
+
+
+def test_under_a_token_budget_main_trains_until_the_loader_ends(fake_run, monkeypatch, capsys):
+    """64-token micro-batches, 128 tokens a step: one batch before the loop, two a step, and the last step is cut
+    short when the loader ends at 1,600 tokens: 13 steps on any machine, the schedule following tokens."""
+    monkeypatch.setattr(fake_run, "TOKEN_BUDGET", 12 * 128 + 64)
+    fake_run.main()
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("token budget: 1,600 tokens") for line in out)
+    progress = [line for line in out if line.startswith("step ")]
+    assert len(progress) == 13 and all(PROGRESS_LINE.match(line) for line in progress)
+    for k, line in enumerate(progress):  # progress = tokens trained / budget; warmdown over the second half
+        frac = k * 128 / 1600
+        lrm = 1.0 if frac < 1 - fake_run.WARMDOWN_RATIO else (1 - frac) / fake_run.WARMDOWN_RATIO
+        assert line.startswith(f"step {k:05d} ({100 * frac:.1f}%)") and f"lrm: {lrm:.2f}" in line, line
+    assert summary_of(out)["num_steps"] == "13"
 
 
 def test_main_fails_fast_on_nan_loss(fake_run, monkeypatch, capsys):
@@ -386,14 +452,26 @@ def test_cuda_attention_path_matches_sdpa_and_trains(tr):
     model = tiny_model(tr, n_layer=2, pattern="SL", seq_len=256, n_embd=64, n_head=2, live=True).to(device)
     idx = torch.randint(0, 512, (2, 256), device=device)
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        reference = model(idx)  # sdpa with an explicit mask
-    backend, why = tr.pick_attention(device)
+        reference = model(idx)  # sdpa: is_causal for the long layer, a boolean mask for the short one
+    backend, why = tr.pick_attention(device, 256, model.window_sizes)
+    print(f"attention: {backend} ({why})")
     assert backend in ("fa3", "flex"), why
     model.attn_backend = backend
-    model.attn_masks(256, device)
     compiled = torch.compile(model, dynamic=False)
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         torch.testing.assert_close(compiled(idx), reference, rtol=0.05, atol=0.1)
+    # gradients through the fast backend against SDPA's (flex has no backward on CPU: this is where it is checked)
+    grads = {}
+    for name, m in (("sdpa", model), (backend, compiled)):
+        model.attn_backend = name
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            m(idx, idx.roll(-1, dims=1)).backward()
+        grads[name] = [p.grad.float().clone() for p in model.parameters()]
+    model.attn_backend = backend
+    model.zero_grad(set_to_none=True)
+    for ours, ref in zip(grads[backend], grads["sdpa"]):
+        assert (ours - ref).norm() <= 0.05 * ref.norm() + 1e-6
     opt = tr.make_optimizer(model, compile_muon=True)
     losses = []
     for _ in range(5):

@@ -83,11 +83,21 @@ def init(directory: Path, profile: str | None, dataset: str, time_budget: float 
               help="Outside a workspace: characters the tokenizer trains on (default: 1e9 for climbmix, as the "
               "original; 1e8 otherwise). Inside one, set tokenizer_chars in autoresearch.toml.")
 @click.option("--workers", type=int, help="Processes for generation and tokenization (default: cores, max 8).")
+@click.option("--fetch-kernels", is_flag=True, envvar="AUTORESEARCH_FETCH_KERNELS",
+              help="Download the FlashAttention 3 kernel even where this machine has no CUDA GPU (to share the "
+              "cache with GPU machines). Without it, it is fetched only when the `kernels` package is installed "
+              "and CUDA is available. Env: AUTORESEARCH_FETCH_KERNELS.")
 @friendly_errors
 def prepare(workspace: Path | None, cache_dir: Path | None, dataset: str | None, profile: str | None,
             vocab_size: int | None, train_shards: int | None, tokenizer_chars: int | None,
-            workers: int | None) -> None:
-    """Download or generate the data, train the tokenizer, tokenize train/val/test."""
+            workers: int | None, fetch_kernels: bool) -> None:
+    """Download or generate the data, train the tokenizer, tokenize train/val/test.
+
+    On a CUDA machine with `pip install 'autoresearch[cuda]'`, also fetch the FlashAttention 3 kernel into the
+    local Hugging Face cache: experiments have no network and load it from there (Hopper GPUs only; without it
+    training uses compiled flex_attention). No network for it: prepare says so and goes on.
+    """
+    from autoresearch.data.attention_kernel import fetch_attention_kernel
     from autoresearch.data.prepare import prepare as run_prepare
 
     settings = _settings_for_prepare(workspace, dataset, profile, vocab_size, train_shards, tokenizer_chars)
@@ -97,6 +107,7 @@ def prepare(workspace: Path | None, cache_dir: Path | None, dataset: str | None,
     click.echo(f"evaluation: {report.eval_rows['val']} rows of {settings.max_seq_len} tokens (val and test)")
     for split, floor in report.floor_bpb.items():
         click.echo(f"entropy floor ({split}): {floor:.4f} bits per byte (no model can score lower)")
+    fetch_attention_kernel(progress=click.echo, force=fetch_kernels)
 
 
 def _settings_for_prepare(workspace, dataset, profile, vocab_size, train_shards, tokenizer_chars) -> Settings:

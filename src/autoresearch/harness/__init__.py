@@ -9,9 +9,14 @@ Surface (keep it small enough to list in an agent's prompt):
                                                         ends when the token budget is spent
     evaluate_bpb(model, tokenizer, batch_size)          the official metric; model(x) -> logits (B, T, V)
     get_device(), autocast_context(device), peak_flops(device), synchronize(device), peak_memory_mb(device)
+    pick_attention(device, seq_len, windows)            (backend, reason): FA3 on Hopper, compiled flex on other
+                                                        CUDA GPUs, else SDPA; builds the masks of those windows
+    attention(q, k, v, window, backend)                 causal attention, (B, T, H, D) -> (B, T, H, D): query i
+                                                        sees key j iff 0 <= i - j <= window
 """
 
 from autoresearch.harness import constants, integrity, meter  # noqa: F401  (meter: imported before the snapshot)
+from autoresearch.harness.attention import attention, pick_attention
 from autoresearch.harness.dataloader import make_dataloader
 from autoresearch.harness.device import autocast_context, get_device, peak_flops, peak_memory_mb, synchronize
 from autoresearch.harness.evaluate import evaluate_bpb
@@ -21,6 +26,7 @@ __all__ = [
     "MAX_SEQ_LEN", "TIME_BUDGET", "TOKEN_BUDGET", "EVAL_TOKENS", "VOCAB_SIZE",
     "Tokenizer", "make_dataloader", "evaluate_bpb",
     "get_device", "autocast_context", "peak_flops", "synchronize", "peak_memory_mb",
+    "pick_attention", "attention",
 ]
 
 

@@ -170,17 +170,27 @@ def evaluation_loader(tokenizer, B: int, T: int, split: str, device, directory: 
     return _batches(tokenizer, B, T, split, device, directory, announce=False)
 
 
+def _token_budget() -> int:
+    from autoresearch.harness.constants import workspace_settings
+    from autoresearch.settings import SettingsError
+
+    try:
+        return workspace_settings().token_budget
+    except SettingsError:  # the loader used on its own, outside a workspace (benchmarks, tests): no budget
+        return 0
+
+
 def _batches(tokenizer, B, T, split, device, directory, announce: bool):
     import torch
 
     from autoresearch.harness import channel
-    from autoresearch.harness.constants import prepared_dir, workspace_settings
+    from autoresearch.harness.constants import prepared_dir
     from autoresearch.harness.device import get_device
     from autoresearch.harness.meter import meter
 
     device = torch.device(device) if device is not None else get_device()
     data = TokenSplit.open(Path(directory) if directory else prepared_dir(), split)
-    budget = workspace_settings().token_budget if announce else 0
+    budget = _token_budget() if announce else 0
     pin = device.type == "cuda"
     for rows, _epoch in iter_row_arrays(data, B, T):
         if announce:

@@ -71,7 +71,7 @@ def autocast_context(device: torch.device | str):
 def synchronize(device: torch.device | str) -> None:
     device = torch.device(device)
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)  # this process's GPU, not whichever is current
     elif device.type == "mps":
         torch.mps.synchronize()
 
@@ -79,7 +79,7 @@ def synchronize(device: torch.device | str) -> None:
 def peak_memory_mb(device: torch.device | str) -> float:
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
+        return torch.cuda.max_memory_allocated(device) / 2**20
     if device.type == "mps":
         return torch.mps.driver_allocated_memory() / 2**20
     # CPU: peak resident set size of this process (KiB on Linux, bytes on macOS).

@@ -76,6 +76,10 @@ FORBIDDEN = {
                          "training happens in the training loop only",
     "torch.set_grad_enabled": "evaluate_bpb scores the model under no_grad and it must not learn while being "
                               "scored; use torch.no_grad() where you need it",
+    **dict.fromkeys(["torch.set_default_device", "torch.set_default_dtype", "torch.set_default_tensor_type"],
+                    "it changes where and in what dtype every new tensor is made, the harness's and the "
+                    "evaluation's too (the run would be refused after training); pass device= and dtype= to your "
+                    "own tensors, or build the model inside `with torch.device(...)`"),
 }
 RESTRICTED = {  # modules of which only these attributes may be used
     "sys": frozenset({"exit", "stdout", "stderr", "argv", "version", "version_info", "platform", "maxsize",

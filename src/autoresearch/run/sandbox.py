@@ -7,7 +7,8 @@ process the launcher applies the policy, prints ONE line to stderr saying what i
     network off      a new network namespace (root: CLONE_NEWNET; otherwise CLONE_NEWUSER|CLONE_NEWNET mapping the
                      caller's own uid/gid), loopback up inside it; fallback: Landlock (ABI >= 4) denies TCP
                      bind/connect (UDP stays open: reported as PARTLY); else NOT isolated, said loudly.
-    filesystem       Landlock (ABI >= 1): read+execute on the system and Python directories, read-only on
+    filesystem       Landlock (ABI >= 1): read+execute on the system and Python directories (and the hub-cache
+                     folders of the attention kernels in KERNEL_REPOS, which `prepare` downloads), read-only on
                      policy.read_paths (directories or single files), read-write on policy.write_paths, a few
                      device nodes and /dev/shm. Everything else (the journal, results.tsv, the home directory,
                      other experiments) can be neither read nor written. ABI >= 6 also scopes signals and abstract
@@ -73,6 +74,9 @@ SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "
 DEVICE_GLOBS = ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "nvidia*", "nvidia-caps", "dri",
                 "kfd", "dxg", "accel", "hl*", "neuron*", "davinci*", "infiniband", "hugepages")
 WRITE_DIRS = ("/dev/shm",)
+# Hugging Face kernels the harness may load (harness.attention.FA3_REPO; a test keeps the two equal). They sit in
+# the hub cache, beside its token: only their own folders are opened to the experiment.
+KERNEL_REPOS = ("kernels-community/flash-attn3",)
 
 
 def fs_rights(abi: int) -> int:
@@ -394,7 +398,7 @@ def system_read_paths(policy: Policy | None = None) -> list[str]:
     """
     cwd = os.getcwd()
     held = [os.path.abspath(p) for p in (*policy.read_paths, *policy.write_paths)] if policy else []
-    paths = list(SYSTEM_DIRS)
+    paths = list(SYSTEM_DIRS) + kernel_cache_paths()
     paths += [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
               os.path.dirname(os.path.realpath(sys.executable)),
               str(Path(__file__).resolve().parents[2])]  # src/, holding this package
@@ -407,6 +411,22 @@ def system_read_paths(policy: Policy | None = None) -> list[str]:
     for p in paths:
         seen.setdefault(os.path.abspath(p), None)
     return [p for p in seen if os.path.exists(p)]
+
+
+def kernel_cache_paths() -> list[str]:
+    """The local hub-cache folders of KERNEL_REPOS that exist: compiled attention kernels `prepare` downloaded.
+
+    An experiment has no network, so the harness loads FA3 from here; $KERNELS_CACHE wins over the hub cache,
+    as in the `kernels` package. Both folder layouts are listed: `kernels--org--name` and the older `models--`.
+    """
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return []
+    root = os.environ.get("KERNELS_CACHE") or constants.HF_HUB_CACHE
+    folders = [os.path.join(root, f"{kind}--{repo.replace('/', '--')}") for repo in KERNEL_REPOS
+               for kind in ("kernels", "models")]
+    return [f for f in folders if os.path.isdir(f)]
 
 
 def _add_path_rule(libc: _Libc, ruleset: int, path: str, rights: int) -> bool:

@@ -32,6 +32,8 @@ from autoresearch.harness import (
     peak_flops,
     synchronize,
     peak_memory_mb,
+    pick_attention,
+    attention,
 )
 
 # ---------------------------------------------------------------------------
@@ -105,68 +107,9 @@ def apply_rotary(x, cos, sin):
     return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)  # (B, T, H, D)
 
 
-# --- attention backends -----------------------------------------------------
-# Window semantics, the same on every path: query i sees key j iff 0 <= i - j <= window (FA3's left window).
-
-_fa3 = None    # flash_attn_interface module, when chosen
-_flex = None   # compiled flex_attention, when chosen
-
-
-def pick_attention(device):
-    """Choose the attention kernel for `device`; returns (backend, reason). Never fails: SDPA always works."""
-    global _fa3, _flex
-    if device.type != "cuda":
-        return "sdpa", f"no CUDA, device is {device.type}; explicit boolean causal/sliding-window mask"
-    major, minor = torch.cuda.get_device_capability(device)
-    try:
-        import flash_attn_interface  # FlashAttention 3, Hopper (sm90) only
-        if major == 9:
-            _fa3 = flash_attn_interface
-            return "fa3", f"flash_attn_interface importable on sm{major}{minor}"
-        why = f"flash_attn_interface is installed but FA3 needs sm90, this GPU is sm{major}{minor}"
-    except ImportError as e:
-        why = f"FlashAttention 3 not importable: {e}"
-    try:
-        from torch.nn.attention.flex_attention import flex_attention
-        # flex_attention is only fast compiled; uncompiled it materialises the full score matrix.
-        _flex = torch.compile(flex_attention, dynamic=False)
-        return "flex", why + "; compiled flex_attention with a causal+sliding-window block mask"
-    except ImportError as e:
-        return "sdpa", why + f"; flex_attention unavailable: {e}; explicit boolean mask"
-
-
-def attention_mask(backend, T, window, device):
-    if backend == "fa3":
-        return None  # FA3 takes the window as an argument
-    if backend == "flex":
-        from torch.nn.attention.flex_attention import create_block_mask
-
-        def causal_window(b, h, q_idx, kv_idx):
-            return (kv_idx <= q_idx) & (q_idx - kv_idx <= window)
-        return create_block_mask(causal_window, B=None, H=None, Q_LEN=T, KV_LEN=T, device=device)
-    i = torch.arange(T, device=device)[:, None]  # (T, 1) query positions
-    j = torch.arange(T, device=device)[None, :]  # (1, T) key positions
-    return (j <= i) & (i - j <= window)  # (T, T) bool, True = may attend
-
-
-def attention(q, k, v, window, mask, backend):
-    # q, k, v: (B, T, H, D) -> (B, T, H, D)
-    if backend == "fa3":
-        y = _fa3.flash_attn_func(q.bfloat16(), k.bfloat16(), v.bfloat16(), causal=True, window_size=(window, 0))
-        y = y[0] if isinstance(y, tuple) else y  # some FA3 builds also return the log-sum-exp
-        return y.to(v.dtype)
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
-    if backend == "flex":
-        y = (_flex or _flex_eager())(q, k, v, block_mask=mask)
-    else:
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return y.transpose(1, 2)  # (B, T, H, D)
-
-
-def _flex_eager():
-    # Only reached when a caller forces backend "flex" without pick_attention (tests on CPU).
-    from torch.nn.attention.flex_attention import flex_attention
-    return flex_attention
+# Attention: autoresearch.harness.attention(q, k, v, window, backend), (B, T, H, D) -> (B, T, H, D). Query i
+# sees key j iff 0 <= i - j <= window. pick_attention(device) chose the backend: FA3 on Hopper, compiled
+# flex_attention on other CUDA GPUs, SDPA elsewhere. Write your own attention here if you want another.
 
 
 class CausalSelfAttention(nn.Module):
@@ -182,7 +125,7 @@ class CausalSelfAttention(nn.Module):
         self.ve_gate = (nn.Linear(self.ve_gate_channels, self.n_head, bias=False)
                         if has_value_embedding(layer_idx, config.n_layer) else None)
 
-    def forward(self, x, ve, cos, sin, window, mask, backend):
+    def forward(self, x, ve, cos, sin, window, backend):
         B, T, C = x.shape
         q = self.c_q(x).view(B, T, self.n_head, self.head_dim)  # (B, T, H, D)
         k = self.c_k(x).view(B, T, self.n_head, self.head_dim)
@@ -193,7 +136,7 @@ class CausalSelfAttention(nn.Module):
             gate = 2 * torch.sigmoid(self.ve_gate(x[..., :self.ve_gate_channels]))  # (B, T, H)
             v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_head, self.head_dim).to(v.dtype)
         q, k = norm(apply_rotary(q, cos, sin)), norm(apply_rotary(k, cos, sin))  # QK-norm bounds the logits
-        y = attention(q.to(v.dtype), k.to(v.dtype), v, window, mask, backend)  # (B, T, H, D)
+        y = attention(q.to(v.dtype), k.to(v.dtype), v, window, backend)  # (B, T, H, D)
         return self.c_proj(y.reshape(B, T, C))
 
 
@@ -213,8 +156,8 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config, layer_idx)
         self.mlp = MLP(config)
 
-    def forward(self, x, ve, cos, sin, window, mask, backend):
-        x = x + self.attn(norm(x), ve, cos, sin, window, mask, backend)
+    def forward(self, x, ve, cos, sin, window, backend):
+        x = x + self.attn(norm(x), ve, cos, sin, window, backend)
         return x + self.mlp(norm(x))
 
 
@@ -235,7 +178,6 @@ class GPT(nn.Module):
         self.register_buffer("cos", cos, persistent=False)  # (1, T, 1, D/2)
         self.register_buffer("sin", sin, persistent=False)
         self.attn_backend = "sdpa"  # main() sets the fastest one for the device
-        self._masks = {}
 
     @staticmethod
     def compute_window_sizes(config):
@@ -264,19 +206,16 @@ class GPT(nn.Module):
         self.x0_lambdas.fill_(0.1)
         for ve in self.value_embeds.values():
             nn.init.uniform_(ve.weight, -bound, bound)
+        if self.wte.weight.device.type == "cuda":
+            # The embedding tables are the largest tensors read per token: bf16 halves their memory and traffic
+            # (as the original autoresearch). The optimizer keeps fp32 moments for them. CPU stays fp32.
+            self.wte.to(dtype=torch.bfloat16)
+            for ve in self.value_embeds.values():
+                ve.to(dtype=torch.bfloat16)
         # Buffers are recomputed because the model is built on the meta device and materialised empty.
         cos, sin = rotary_tables(self.config.sequence_len, C // self.config.n_head, device=self.cos.device)
         self.cos.copy_(cos)
         self.sin.copy_(sin)
-
-    def attn_masks(self, T, device):
-        """Per-layer masks for sequence length T, built once and cached (call before torch.compile)."""
-        # No device in the key: a model lives on one device, and "cuda" vs "cuda:0" must not miss the cache.
-        key = (self.attn_backend, T, tuple(self.window_sizes))
-        if key not in self._masks:
-            by_window = {w: attention_mask(self.attn_backend, T, w, device) for w in set(self.window_sizes)}
-            self._masks[key] = [by_window[w] for w in self.window_sizes]
-        return self._masks[key]
 
     def num_params(self):
         return sum(p.numel() for p in self.parameters())
@@ -293,13 +232,12 @@ class GPT(nn.Module):
         B, T = idx.shape  # (B, T) int64 token ids
         assert T <= self.cos.size(1), f"sequence length {T} exceeds the rotary table ({self.cos.size(1)})"
         cos, sin = self.cos[:, :T], self.sin[:, :T]
-        masks = self.attn_masks(T, idx.device)
         x = norm(self.wte(idx))  # (B, T, C)
         x0 = x
         for i, block in enumerate(self.blocks):
             x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
             ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None  # (B, T, C)
-            x = block(x, ve, cos, sin, self.window_sizes[i], masks[i], self.attn_backend)
+            x = block(x, ve, cos, sin, self.window_sizes[i], self.attn_backend)
         x = norm(x)
         logits = self.lm_head(x).float()  # (B, T, V)
         cap = self.config.softcap
@@ -402,11 +340,16 @@ class MuonAdamW(torch.optim.Optimizer):
             if p.grad is None:
                 continue
             state = self.state[p]
-            if not state:
-                state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+            if not state:  # fp32 moments even for bf16 params: a bf16 exp_avg_sq loses the small squared grads
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
+                state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
             state["step"] += 1
-            adamw_step(p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
+            p32 = p if p.dtype == torch.float32 else p.float()  # bf16 params: update in fp32, round once
+            adamw_step(p32, p.grad.float(), state["exp_avg"], state["exp_avg_sq"], state["step"],
                        group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
+            if p32 is not p:
+                p.copy_(p32)
 
     def _step_muon(self, group):
         params = group["params"]
@@ -495,9 +438,8 @@ def main():
         model = GPT(config)  # no memory, no init cost; materialised below
     model.to_empty(device=device)
     model.init_weights()
-    backend, why = pick_attention(device)
+    backend, why = pick_attention(device, MAX_SEQ_LEN, model.window_sizes)  # builds its masks before compiling
     model.attn_backend = backend
-    model.attn_masks(MAX_SEQ_LEN, device)  # build masks now, outside any compiled region
     print(f"attention: {backend} ({why})", flush=True)
     num_params = model.num_params()
     flops_per_token = model.estimate_flops()
