@@ -271,6 +271,10 @@ class _Watch:
 
     @property
     def tokens_per_second(self) -> float | None:
+        """Training speed while the clock ran; None for a run that never reached timed training (no speed to
+        compare: a single batch scored at once, say)."""
+        if self.first("train_clock") is None:
+            return None
         seconds, tokens = self.training_seconds, self.timed_tokens
         return tokens / seconds if tokens and seconds else None
 

@@ -84,12 +84,15 @@ class Row:
     seconds: float | None  # agent + run + bookkeeping
     run_seconds: float | None
     agent_seconds: float | None
+    steps: int | None  # optimizer steps, counted by the harness
+    tokens_per_second: float | None  # training speed, measured by the runner: under a time budget, load moves it
     cost: float
     tokens: int
     description: str
     reason: str
     val_only: bool = False  # kept for val_bpb, but the held-out test_bpb got worse
     test_change: float | None = None  # kept: test_bpb minus the previous keep's test_bpb
+    load_note: str = ""  # the decision re-measured the best because the training speed had moved
     created_at: float = 0.0
     finished_at: float | None = None
 
@@ -204,6 +207,20 @@ def read_loss(path: Path, max_points: int = MAX_LOSS_POINTS) -> LossCurve:
 
 # -- internals ------------------------------------------------------------------------------------------------------
 
+def load_note(evidence: dict | None) -> str:
+    """One line when the decision re-measured the best under the load the change met (see loop/load.py)."""
+    again = (evidence or {}).get("remeasured")
+    if again:
+        before, after = again["before"], again["after"]
+        return (f"speed moved: best re-measured now, {before['val_bpb']:.4f} -> {after['val_bpb']:.4f} at "
+                f"{_speed(before.get('tokens_per_second'))} -> {_speed(after.get('tokens_per_second'))} tok/s")
+    return (evidence or {}).get("load_flag", "")
+
+
+def _speed(tps: float | None) -> str:
+    return "?" if tps is None else f"{tps:,.0f}"
+
+
 def _rows(records: list[ExperimentRecord], noise_std: float | None) -> list[Row]:
     last_attempt: dict[int, int] = {}
     for e in records:
@@ -220,7 +237,8 @@ def _rows(records: list[ExperimentRecord], noise_std: float | None) -> list[Row]
             delta=None if best is None or val is None else val - best.val_bpb,  # type: ignore[operator]
             memory_gb=e.memory_gb if measured else None,
             seconds=_sum(e.agent_seconds, e.run_seconds, e.overhead_seconds) if e.state == "done" else None,
-            run_seconds=e.run_seconds, agent_seconds=e.agent_seconds, cost=e.cost_usd or 0.0,
+            run_seconds=e.run_seconds, agent_seconds=e.agent_seconds, steps=e.steps,
+            tokens_per_second=e.tokens_per_second, load_note=load_note(e.evidence), cost=e.cost_usd or 0.0,
             tokens=(e.input_tokens or 0) + (e.output_tokens or 0), description=e.description, reason=e.reason,
             created_at=e.created_at, finished_at=e.finished_at)
         if e.status == "keep" and val is not None:

@@ -91,7 +91,8 @@ def summary_html(s: Summary) -> str:
     return f"<section class=summary id=summary>{items}</section>"
 
 
-COLUMNS = ("#", "commit", "status", "outcome", "val_bpb", "test_bpb", "Δ", "memory", "time", "cost", "description")
+COLUMNS = ("#", "commit", "status", "outcome", "val_bpb", "test_bpb", "Δ", "memory", "steps", "tok/s", "time", "cost",
+           "description")
 
 
 def table_html(rows: list[Row]) -> str:
@@ -112,16 +113,18 @@ def _row_html(r: Row) -> str:
         desc += f' <span class="badge fix">fix {r.attempt}</span>'
     if r.val_only:
         desc += f' <span class="badge val-only" title="{_e(_val_only_why(r))}">val-only gain</span>'
+    if r.load_note:
+        desc += f'<div class=reason>{_e(r.load_note)}</div>'
     if r.status in ("crash", "rejected") and r.reason:
         desc += f'<div class=reason>{_e(r.outcome or r.status)}: {_e(r.reason)}</div>'
     cells = [
         (r.number + r.attempt / 10, r.label), (r.commit, f"<code>{_e(r.commit)}</code>"),
         (status, f"<span class=\"pill {_e(status)}\">{_e(status)}</span>"), (r.outcome or "", _e(r.outcome or "")),
         _num(r.val_bpb, ".6f"), _num(r.test_bpb, ".6f"), _num(r.delta, "+.4f"), _num(r.memory_gb, ".1f", " GB"),
-        (r.seconds if r.seconds is not None else "", _duration(r.seconds)),
+        _num(r.steps, "d"), _num(r.tokens_per_second, ",.0f"), (r.seconds if r.seconds is not None else "", _duration(r.seconds)),
         (r.cost, f"${r.cost:.3f}" if r.cost else "–"), (r.description, desc),
     ]
-    tds = "".join(f'<td data-v="{_e(str(v))}"{" class=num" if i not in (1, 2, 3, 10) else ""}>{shown}</td>'
+    tds = "".join(f'<td data-v="{_e(str(v))}"{" class=num" if i not in (1, 2, 3, 12) else ""}>{shown}</td>'
                   for i, (v, shown) in enumerate(cells))
     return f'<tr class="{" ".join(classes)}" data-n="{r.label}">{tds}</tr>'
 

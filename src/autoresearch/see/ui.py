@@ -11,6 +11,7 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
 
 from autoresearch.run.supervisor import SUMMARY_RE, Progress
+from autoresearch.see.facts import load_note
 
 PLAIN_STEP_INTERVAL = 10.0  # seconds between echoed step lines when not on a terminal
 
@@ -82,7 +83,8 @@ def status_table(records, title: str | None = None, limit: int | None = None):
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, header_style="bold")
     for col, kw in (("#", {"justify": "right"}), ("commit", {}), ("status", {}), ("val_bpb", {"justify": "right"}),
                     ("Δ best", {"justify": "right"}), ("margin", {"justify": "right"}),
-                    ("mem GB", {"justify": "right"}), ("description", {"no_wrap": True, "overflow": "ellipsis"})):
+                    ("mem GB", {"justify": "right"}), ("steps", {"justify": "right"}), ("tok/s", {"justify": "right"}),
+                    ("description", {"no_wrap": True, "overflow": "ellipsis"})):
         table.add_column(col, **kw)
     best: float | None = None
     rows = []
@@ -93,9 +95,12 @@ def status_table(records, title: str | None = None, limit: int | None = None):
         note = r.description + (f"  [{r.outcome}: {r.reason}]" if r.status in ("crash", "rejected") else "")
         if r.attempt:
             note += f"  (fix attempt {r.attempt})"
+        if load_note(r.evidence):
+            note += f"  [{load_note(r.evidence)}]"
         rows.append((str(r.number), (r.commit_sha or r.parent_commit or "")[:7], r.status or r.state,
                      _fmt(r.val_bpb if measured else None), "" if delta is None else f"{delta:+.4f}",
-                     "" if margin is None else f"{margin:+.1f}σ", _fmt(r.memory_gb, ".1f"), note[:160],
+                     "" if margin is None else f"{margin:+.1f}σ", _fmt(r.memory_gb, ".1f"),
+                     "" if r.steps is None else str(r.steps), _fmt(r.tokens_per_second, ",.0f"), note[:200],
                      STATUS_STYLE.get(r.status or "", "")))
         if r.status == "keep":
             best = r.val_bpb

@@ -194,10 +194,13 @@
       cell(tr, r.test_bpb, num(r.test_bpb, 6), true);
       cell(tr, r.delta, r.delta === null ? "–" : signed(r.delta, 4), true);
       cell(tr, r.memory_gb, num(r.memory_gb, 1, " GB"), true);
+      cell(tr, r.steps, r.steps === null ? "–" : String(r.steps), true);
+      cell(tr, r.tokens_per_second, r.tokens_per_second === null ? "–" : Math.round(r.tokens_per_second).toLocaleString("en-US"), true);
       cell(tr, r.seconds, secs(r.seconds), true);
       cell(tr, r.cost, r.cost ? "$" + r.cost.toFixed(3) : "–", true);
       var d = cell(tr, r.description, r.description);
       if (r.attempt) d.appendChild(el("span", "badge fix", "fix " + r.attempt));
+      if (r.load_note) d.appendChild(el("div", "reason", r.load_note));
       if (r.val_only) {
         var b = el("span", "badge val-only", "val-only gain");
         b.title = "kept for val_bpb, but the held-out test_bpb got worse by " + signed(r.test_change, 4);
