@@ -52,12 +52,20 @@ def cli() -> None:
               help="embedded (offline, generated), climbmix, tinystories, or a directory/glob of "
               ".txt/.md/.jsonl/.parquet files.")
 @click.option("--time-budget", type=float, help="Seconds of training per experiment (profile default).")
+@click.option("--token-budget", type=int,
+              help="Training tokens per experiment instead: the loader ends after them, and the time budget is "
+              "only a cap (3x). Results then do not depend on the machine's speed or load: recommended on a "
+              "shared or busy machine.")
+@click.option("--startup-limit", type=float,
+              help="Seconds from launch to timed training (imports, data, compilation); default max(600, 2 x "
+              "the time budget).")
 @click.option("--vocab-size", type=int, help="BPE vocabulary size (profile default).")
 @click.option("--max-seq-len", type=int, help="Tokens per training row (profile default).")
 @click.option("--eval-tokens", type=int, help="Tokens evaluate_bpb scores (profile default).")
 @friendly_errors
-def init(directory: Path, profile: str | None, dataset: str, time_budget: float | None, vocab_size: int | None,
-         max_seq_len: int | None, eval_tokens: int | None) -> None:
+def init(directory: Path, profile: str | None, dataset: str, time_budget: float | None, token_budget: int | None,
+         startup_limit: float | None, vocab_size: int | None, max_seq_len: int | None,
+         eval_tokens: int | None) -> None:
     """Create a research workspace in DIRECTORY: a git repo with train.py, program.md and autoresearch.toml."""
     from autoresearch.settings import detect_profile
     from autoresearch.workspace import init_workspace
@@ -65,8 +73,9 @@ def init(directory: Path, profile: str | None, dataset: str, time_budget: float 
     if profile is None:
         profile = detect_profile()
         click.echo(f"profile: {profile} (detected; {PROFILES[profile].description})")
-    settings = Settings.from_profile(profile, dataset=dataset, time_budget=time_budget, vocab_size=vocab_size,
-                                     max_seq_len=max_seq_len, eval_tokens=eval_tokens)
+    settings = Settings.from_profile(profile, dataset=dataset, time_budget=time_budget, token_budget=token_budget,
+                                     startup_limit=startup_limit, vocab_size=vocab_size, max_seq_len=max_seq_len,
+                                     eval_tokens=eval_tokens)
     path = init_workspace(directory, settings)
     click.echo(f"created workspace {path}")
     click.echo(f"next: cd {directory} && autoresearch prepare && autoresearch train")
@@ -148,8 +157,8 @@ def _cache(flag: Path | None) -> Path:
 @cli.command()
 @workspace_option
 @cache_option
-@click.option("--timeout", type=float, help="Kill the run after this many seconds (default: 2 x budget, "
-              "at least budget + 120 s).")
+@click.option("--timeout", type=float, help="Also kill the run after this many seconds in all (default: none; "
+              "start-up, training and evaluation each have their own limit).")
 @friendly_errors
 def train(workspace: Path | None, cache_dir: Path | None, timeout: float | None) -> None:
     """Run the workspace's train.py once, show its progress, and print the harness's official result."""
@@ -173,8 +182,16 @@ def train(workspace: Path | None, cache_dir: Path | None, timeout: float | None)
     if not result.ok:
         click.echo(result.error_tail, err=True)
         raise click.ClickException(f"run {result.status}: {result.reason}")
-    click.echo(f"official (harness): val_bpb {result.val_bpb:.6f} | test_bpb {result.test_bpb:.6f} (held out)"
-               f" | {result.wall_seconds:.1f}s wall")
+    test = f"{result.test_bpb:.6f} (held out)" if result.test_bpb is not None else "not scored"
+    click.echo(f"official (harness): val_bpb {result.val_bpb:.6f} | test_bpb {test} | {result.wall_seconds:.1f}s wall")
+    click.echo(f"clock (runner): start-up {_secs(result.startup_seconds)} | training {_secs(result.training_seconds)}"
+               f" | evaluation {_secs(result.eval_seconds)} | {result.steps or 0} steps, "
+               f"{result.train_tokens or 0:,} training tokens"
+               + (f" at {result.tokens_per_second:,.0f} tokens/s" if result.tokens_per_second else ""))
+
+
+def _secs(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}s"
 
 
 @cli.command()
@@ -194,8 +211,8 @@ def train(workspace: Path | None, cache_dir: Path | None, timeout: float | None)
 @click.option("--max-cost", type=float, help="Stop when the agent's usage reaches this many USD.")
 @click.option("--fix-attempts", type=click.IntRange(min=0), default=2, show_default=True,
               help="Times an agent may repair its own crashed change before it is recorded as a crash.")
-@click.option("--timeout", type=float, help="Kill an experiment after this many seconds "
-              "(default: 2 x budget, at least budget + 120 s).")
+@click.option("--timeout", type=float, help="Also kill an experiment after this many seconds in all (default: "
+              "none; start-up, training and evaluation each have their own limit).")
 @click.option("--agent-timeout", type=float, help="Time limit of one agent call, seconds.")
 @click.option("--policy", type=click.Choice(["noise", "greedy"]), default="noise", show_default=True,
               help="noise: keep a change only when its gain clears the measured noise floor; "
