@@ -77,7 +77,7 @@ def test_without_an_optimizer_the_clock_starts_after_a_few_batches(tiny_workspac
 
 def test_start_up_has_its_own_limit_and_says_how_to_raise_it(tiny_workspace, tmp_path):
     result = run(tiny_workspace, tmp_path, "import time\ntime.sleep(60)\n", startup_limit=3.0)
-    assert result.status == "timeout" and "start-up took over 3s" in result.reason
+    assert result.status == "timeout" and "start-up took over 3s without asking for a training batch" in result.reason
     assert "startup_limit" in result.reason
 
 
@@ -131,13 +131,33 @@ def watch(events, totals=None, timeout=None, eval_rate=None, **settings) -> _Wat
 
 def test_limits_by_phase():
     s = Settings.from_profile("cpu", time_budget=60.0)
-    starting = watch([(1.0, "train_start", {})])
+    starting = watch([])  # importing, preparing: no batch yet
     assert starting.over_limit(s.startup_seconds - 1) == ""
     assert starting.over_limit(s.startup_seconds + 1) == "startup"
-    clocked = watch([(1.0, "train_start", {}), (500.0, "train_clock", {"tokens": 0})])  # a slow, cold compile
-    assert clocked.over_limit(500.0 + s.training_limit - 1) == "" and s.training_limit == 60 + s.allowance
-    assert clocked.over_limit(500.0 + s.training_limit + 1) == "train_time"
+    clocked = watch([(500.0, "train_start", {}), (650.0, "train_clock", {"tokens": 0})])  # slow start, cold compile
+    assert clocked.over_limit(650.0 + s.training_limit - 1) == "" and s.training_limit == 60 + s.allowance
+    assert clocked.over_limit(650.0 + s.training_limit + 1) == "train_time"
     assert watch([], timeout=30).over_limit(31) == "timeout"
+
+
+def test_the_warm_up_window_is_capped():
+    """From the first batch, a run has warmup_seconds to reach its first optimizer step (compilation); after that
+    the clock starts anyway."""
+    s = Settings.from_profile("cpu", time_budget=60.0)
+    assert s.warmup_seconds == 180.0
+    warming = watch([(1.0, "train_start", {})])
+    assert not warming.clocked(150.0) and warming.over_limit(150.0) == ""
+    assert warming.clocked(182.0) and warming.clock_at(182.0) == 181.0
+    assert warming.over_limit(181.0 + s.training_limit + 1) == "train_time"
+    early = watch([(1.0, "train_start", {}), (30.0, "train_clock", {"tokens": 0})])
+    assert early.clock_at(500.0) == 30.0
+
+
+def test_time_before_the_first_optimizer_step_is_charged_past_the_warm_up_window(tiny_workspace, tmp_path):
+    """Hidden training on the first batch, before any optimizer step: free for warmup_seconds, charged after."""
+    hidden = training(before_clock="time.sleep(12)")  # 'trains' 12 s on its first batches before stepping
+    result = run(tiny_workspace, tmp_path, hidden, time_allowance=1.0, warmup_limit=4.0)
+    assert result.status == "timeout" and "by the runner's clock" in result.reason
 
 
 def test_a_token_budget_caps_time_at_three_budgets():

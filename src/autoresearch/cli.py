@@ -57,8 +57,8 @@ def cli() -> None:
               "only a cap (3x). Results then do not depend on the machine's speed or load: recommended on a "
               "shared or busy machine.")
 @click.option("--startup-limit", type=float,
-              help="Seconds from launch to timed training (imports, data, compilation); default max(600, 2 x "
-              "the time budget).")
+              help="Seconds from launch to the first training batch (imports, data, the model); default max(600, "
+              "2 x the time budget). warmup_limit in autoresearch.toml bounds the untimed compilation after it.")
 @click.option("--vocab-size", type=int, help="BPE vocabulary size (profile default).")
 @click.option("--max-seq-len", type=int, help="Tokens per training row (profile default).")
 @click.option("--eval-tokens", type=int, help="Tokens evaluate_bpb scores (profile default).")

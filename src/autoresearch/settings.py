@@ -119,7 +119,8 @@ class Settings:
     embedded_train_mb: float = 24.0  # embedded corpus: size of the training split
     seed: int = 0  # embedded corpus: generator seed
     time_allowance: float = 0.0  # training seconds allowed past the budget, clocked from outside (0 = auto)
-    startup_limit: float = 0.0  # seconds from launch to timed training: imports, data, compilation (0 = auto)
+    startup_limit: float = 0.0  # seconds from launch to the first training batch: imports, data, model (0 = auto)
+    warmup_limit: float = 0.0  # seconds from the first batch to timed training: compilation (0 = auto)
     memory_limit_mb: int = 0  # resident memory of an experiment's processes (0 = auto: 75% of this machine's)
     sandbox: bool = True  # no network, filesystem confined to the run directory (where the OS allows)
     allowed_imports: tuple[str, ...] = ()  # modules train.py may import beyond torch, numpy and the stdlib basics
@@ -145,10 +146,16 @@ class Settings:
 
     @property
     def startup_seconds(self) -> float:
-        """Launch to timed training: imports, tokenizer, model, the first forward/backward and optimizer step,
-        compiled. Generous, because a busy machine or a cold compile cache is slow, and nothing trains here
-        beyond the first few batches (see harness/meter.py)."""
+        """Launch to the first training batch: imports, tokenizer, building the model. Generous, because a busy
+        machine is slow, and nothing can train without a batch."""
         return self.startup_limit or max(600.0, 2 * self.time_budget)
+
+    @property
+    def warmup_seconds(self) -> float:
+        """First training batch to timed training, at most: the first forward/backward and optimizer step compile
+        here, untimed. Past it the clock starts anyway (the run is not stopped), so a run cannot train for free
+        on its first batches for longer than a cold compile takes."""
+        return self.warmup_limit or max(180.0, 0.5 * self.time_budget)
 
     @property
     def memory_limit(self) -> int:
@@ -219,6 +226,7 @@ def _validated(s: Settings) -> Settings:
     need(s.token_budget == 0 or s.token_budget >= s.max_seq_len,
          f"token_budget ({s.token_budget}) must be at least one row of max_seq_len ({s.max_seq_len}) tokens, or 0")
     need(s.startup_limit >= 0, f"startup_limit must be >= 0 seconds (0 = auto), got {s.startup_limit}")
+    need(s.warmup_limit >= 0, f"warmup_limit must be >= 0 seconds (0 = auto), got {s.warmup_limit}")
     need(s.time_allowance >= 0, f"time_allowance must be >= 0 seconds (0 = auto), got {s.time_allowance}")
     need(s.memory_limit_mb >= 0, f"memory_limit_mb must be >= 0 (0 = auto), got {s.memory_limit_mb}")
     return s

@@ -5,11 +5,13 @@ another machine. The runner writes the source into the experiment's own director
 process group with a scrubbed environment, streams its output to a log (and to a callback for live views),
 enforces the time limits from outside, and takes the official metrics from the harness's channel only.
 
-The clock has three phases, each with its own limit, all timed by the runner from the harness's marks:
-- start-up, launch -> timed training (`train_clock`, after the first optimizer step): imports, data, building and
-  compiling the model. Generous (settings.startup_seconds), because a busy machine or a cold cache is slow and
-  nothing trains here but the first few batches.
-- training, `train_clock` -> `eval_start`: the budget plus the allowance (settings.training_limit).
+The clock has four phases, all timed by the runner from the harness's marks (harness/meter.py):
+- start-up, launch -> the first training batch: imports, data, building the model. Generous
+  (settings.startup_seconds): a busy machine is slow, and nothing trains without a batch.
+- warm-up, the first batch -> timed training (`train_clock`, when the first optimizer step returns): the first
+  forward/backward and optimizer step compile here, untimed. At most settings.warmup_seconds: then the clock
+  starts anyway, so the first few batches cannot be trained on for free for longer than a cold compile takes.
+- training, -> `eval_start`: the budget plus the allowance (settings.training_limit).
 - evaluation, `eval_start` -> exit: derived from the evaluation's tokens and the speed this run trained at (and
   the evaluation speed measured on this workspace, when the loop knows it), so load slows the limit down too.
 """
@@ -221,6 +223,7 @@ class _Watch:
         self.t0 = time.monotonic()
         self.events: list[tuple[float, dict]] = []  # (seconds since start, event), by the runner's clock
         self.totals: dict = {}  # the training meter's latest running totals (batches, tokens, steps)
+        self.samples: list[tuple[float, int]] = []  # (seconds since start, tokens served): the meter's reports
         self.stopped_for: str = ""  # startup | train_time | eval | timeout | memory
         self.peak_rss_mb = 0.0
         self.eval_limit: float | None = None
@@ -237,6 +240,7 @@ class _Watch:
                     continue
                 if event.get("event") in ("train_batch", "train_clock", "eval_start") and "tokens" in event:
                     self.totals = {k: event[k] for k in ("batches", "tokens", "steps") if k in event}
+                    self.samples.append((time.monotonic() - self.t0, int(event["tokens"])))
                 if event.get("event") != "train_batch":  # running totals are many: keep the latest only
                     self.events.append((time.monotonic() - self.t0, event))
 
@@ -246,12 +250,28 @@ class _Watch:
     def last(self, name: str) -> dict | None:
         return next((e for _, e in reversed(self.events) if e.get("event") == name), None)
 
+    def clock_at(self, elapsed: float) -> float | None:
+        """When timed training began, as known at `elapsed`: the `train_clock` mark (the first optimizer step's
+        end, or the batch cap), but no later than warmup_seconds after the first batch; a run that has not
+        reached either yet is provisionally clocked from its first batch."""
+        first_batch = self.first("train_start")
+        mark = self.first("train_clock")
+        if first_batch is None:
+            return mark
+        cap = first_batch + self.exp.settings.warmup_seconds
+        if mark is not None:
+            return min(mark, cap)
+        end = self.first("eval_start")
+        return cap if (end if end is not None else elapsed) > cap else first_batch
+
+    def clocked(self, elapsed: float) -> bool:
+        """Whether timed training has started for sure (not only provisionally)."""
+        start = self.clock_at(elapsed)
+        return start is not None and (self.first("train_clock") is not None or start != self.first("train_start"))
+
     @property
     def clock_start(self) -> float | None:
-        """When timed training began: the `train_clock` mark, else (a run that never stepped an optimizer nor saw
-        many batches) the first training batch."""
-        start = self.first("train_clock")
-        return start if start is not None else self.first("train_start")
+        return self.clock_at(time.monotonic() - self.t0)
 
     @property
     def training_seconds(self) -> float | None:
@@ -263,17 +283,18 @@ class _Watch:
 
     @property
     def timed_tokens(self) -> int | None:
-        """Training tokens served while the clock ran."""
-        if "tokens" not in self.totals:
+        """Training tokens served while the clock ran (the meter reports every half second)."""
+        start = self.clock_start
+        if "tokens" not in self.totals or start is None:
             return None
-        clock = self.last("train_clock") or {}
-        return int(self.totals["tokens"]) - int(clock.get("tokens", 0))
+        before = [tokens for t, tokens in self.samples if t <= start]
+        return int(self.totals["tokens"]) - (before[-1] if before else 0)
 
     @property
     def tokens_per_second(self) -> float | None:
         """Training speed while the clock ran; None for a run that never reached timed training (no speed to
         compare: a single batch scored at once, say)."""
-        if self.first("train_clock") is None:
+        if not self.clocked(time.monotonic() - self.t0):
             return None
         seconds, tokens = self.training_seconds, self.timed_tokens
         return tokens / seconds if tokens and seconds else None
@@ -298,10 +319,11 @@ class _Watch:
             if self.eval_limit is None:
                 self.eval_limit = self._eval_limit()
             return "eval" if elapsed - eval_start > self.eval_limit else ""
-        clock = self.first("train_clock")
-        if clock is not None:
-            return "train_time" if elapsed - clock > s.training_limit else ""
-        return "startup" if elapsed > s.startup_seconds else ""
+        if self.clocked(elapsed):
+            return "train_time" if elapsed - self.clock_at(elapsed) > s.training_limit else ""
+        if self.first("train_start") is None:  # after the first batch, the warm-up window starts the clock
+            return "startup" if elapsed > s.startup_seconds else ""
+        return ""
 
     def wait(self, proc: subprocess.Popen) -> None:
         memory_limit = self.exp.settings.memory_limit
@@ -486,10 +508,9 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
     if watch.stopped_for == "timeout":
         return verdict("timeout", f"still running after {exp.timeout:.0f}s: stopped (SIGTERM, then SIGKILL)")
     if watch.stopped_for == "startup":
-        return verdict("timeout", f"start-up took over {settings.startup_seconds:.0f}s without reaching timed "
-                                  "training (imports, data, building and compiling the model, the first optimizer "
-                                  "step): stopped. On a slow or busy machine, raise startup_limit in "
-                                  "autoresearch.toml")
+        return verdict("timeout", f"start-up took over {settings.startup_seconds:.0f}s without asking for a "
+                                  "training batch (imports, data, building the model): stopped. On a slow or busy "
+                                  "machine, raise startup_limit in autoresearch.toml")
     if watch.stopped_for == "eval":
         return verdict("timeout", f"evaluation ran over its limit of {watch.eval_limit:.0f}s (about "
                                   f"{watch.expected_eval:.0f}s expected at this run's speed): stopped")
