@@ -70,7 +70,7 @@ CUDA_TESTS = ["tests/test_attention.py", CUDA_TEST]
 
 # The GPU run: the cuda profile's sequence length, vocabulary and model; less data than the profile so that
 # prepare takes well under a minute on 16 cores (training repeats the split: epochs do not matter for a check).
-GPU_DATA = dict(embedded_train_mb=96.0, tokenizer_chars=20_000_000)
+GPU_DATA = dict(embedded_train_mb=64.0, tokenizer_chars=10_000_000)
 GPU_EVAL_TOKENS = 4 * 524288  # the profile scores 40 x 524288; this is enough to time it and to see val_bpb
 GPU_BUDGET = 90.0  # seconds of training; with a cold compile, evaluation and train_step: ~6-7 minutes in all
 GPU_LIMIT = 460.0  # the whole check; give the device tool a timeout_s of 540
@@ -412,7 +412,7 @@ def train_step(check: Check, work: Path, compile_cache: Path | None) -> None:
 
     part = check.part("train_step.py")
     args = (["--profile", "cuda"] if check.mode == "gpu"
-            else ["--profile", "cpu", "--steps", "2", "--warmup", "1", "--compile", "off"])  # CPU: the code path only
+            else ["--profile", "cpu", "--steps", "1", "--warmup", "0", "--compile", "off"])  # CPU: the code path only
     env = dict(os.environ, **(cache_env(compile_cache) if compile_cache else {}))  # the run's compiled kernels
     timeout = check.remaining() - TABLE_RESERVE
     if timeout < 10:
