@@ -58,9 +58,8 @@ def main() -> None:
             model = tr.GPT(config)
         model.to_empty(device=device)
         model.init_weights()
-        backend, why = tr.pick_attention(device)
+        backend, why = tr.pick_attention(device, T, model.window_sizes)  # builds its masks before compiling
         model.attn_backend = backend
-        model.attn_masks(T, device)
         optimizer = tr.make_optimizer(model, compile_muon=use_compile)
         train_model = torch.compile(model, dynamic=False) if use_compile else model
         B = tr.DEVICE_BATCH_SIZE
@@ -76,7 +75,8 @@ def main() -> None:
             optimizer.step()
             model.zero_grad(set_to_none=True)
 
-        print(f"profile {args.profile} on {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else device.type}), "
+        name = torch.cuda.get_device_name() if device.type == "cuda" else device.type
+        print(f"profile {args.profile} on {device} ({name}), "
               f"attention {backend} ({why}), compile {'on' if use_compile else 'off'}")
         print(f"model {model.num_params() / 1e6:.1f}M params, depth {config.n_layer}, dim {config.n_embd}, "
               f"{tr.TOTAL_BATCH_SIZE:,} tokens/step ({B} x {T} x {accum} accumulation)")
