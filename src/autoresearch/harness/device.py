@@ -77,9 +77,10 @@ def synchronize(device: torch.device | str) -> None:
 
 
 def peak_memory_mb(device: torch.device | str) -> float:
+    """Peak memory of this process on `device` so far: what the harness reports as the run's memory."""
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
+        return torch.cuda.max_memory_allocated(device) / 2**20
     if device.type == "mps":
         return torch.mps.driver_allocated_memory() / 2**20
     # CPU: peak resident set size of this process (KiB on Linux, bytes on macOS).
