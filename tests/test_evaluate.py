@@ -203,13 +203,13 @@ def test_train_py_may_not_load_the_validation_split(workspace, events):
 def test_a_model_that_learns_from_the_evaluation_gets_no_score(workspace, events):
     _, tok, _ = workspace
 
-    class Learner(Bigram):  # test-time training: sharpens its table toward what it saw (after the probe's six calls,
-        calls = 0  # which would otherwise catch it as looking ahead)
+    class Learner(Bigram):  # test-time training: sharpens its table toward what it saw (after the first scoring call
+        calls = 0  # and its probe, which would otherwise catch it as looking ahead)
 
         def forward(self, idx):
             self.calls += 1
             out = self.table[idx].clone()
-            if self.calls > 6:
+            if self.calls > 2:
                 with torch.no_grad():
                     self.table[idx[:, :-1], idx[:, 1:]] += 1.0
             return out

@@ -143,16 +143,17 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
             probe_result = result
         if not result.causal:
             _refuse("non_causal", result.detail, probe=result.to_dict())
-        if not first:
-            first.extend([x, y, _chunk_nats(m, x, y, vocab, device)])
+        if not first:  # the first call's own loss: the reference of the re-score below
+            first.extend([x, y, _nats(logits, y, vocab)])
 
     # One call shape for every split, the probe's calls and the re-score included (see score_split).
     n_rows = {split: eval_rows(split) for split in splits}
     rows = rows_per_call(batch_size, T, vocab, max(n_rows.values()))
-    # Which scoring calls get probed is drawn from the OS, unknown to train.py: the first, and two more at random.
+    # Which scoring calls get probed: the first and the last (a model honest for its first calls only is caught),
+    # and two more drawn from the OS, unknown to train.py. A probe costs one call of the scoring shape.
     n_chunks = math.ceil(n_rows["val"] / rows)
     draw = random.Random(os.urandom(16))
-    probe_chunks = frozenset({0, *(draw.randrange(n_chunks) for _ in range(2))})
+    probe_chunks = frozenset({0, n_chunks - 1, *(draw.randrange(n_chunks) for _ in range(2))})
 
     try:
         for split in splits:
@@ -205,6 +206,11 @@ def _chunk_nats(model, x, y, vocab: int, device) -> float:
         logits = model(x)
     if type(logits) is not torch.Tensor or logits.dim() != 3:
         return float("nan")  # score_split reports the malformed output
+    return _nats(logits, y, vocab)
+
+
+def _nats(logits: torch.Tensor, y: torch.Tensor, vocab: int) -> float:
+    """Summed cross-entropy of (B, T, V') logits against (B, T) targets, as the scoring computes it."""
     logits = logits[..., :vocab].float()
     return float(_cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum"))
 
