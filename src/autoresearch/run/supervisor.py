@@ -438,6 +438,8 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
     trained = watch.training_seconds
     r = RunResult(status="crash", summary=summary, harness=harness, error_tail="\n".join(tail[-15:]),
                   training_seconds=trained)
+    if watch.answers:
+        r.test_wanted = watch.answers[-1][1]
     eval_start = watch.first("eval_start")
     if eval_start is not None:
         r.eval_seconds = (time.monotonic() - watch.t0) - eval_start
@@ -473,8 +475,6 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
                                        "only the harness's figure counts; print what evaluate_bpb returns")
         if leftovers:
             return verdict("rejected", f"left {leftovers} process(es) running after it finished (killed)")
-        if watch.answers:
-            r.test_wanted = watch.answers[-1][1]
         if harness.get("test_bpb") is None and watch.answers != [(val, False)]:
             # Skipping the test split is the runner's call alone: one question, about this very val_bpb, answered no.
             why = ("the runner asked for it" if any(want for _, want in watch.answers) else
