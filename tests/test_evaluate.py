@@ -203,13 +203,13 @@ def test_train_py_may_not_load_the_validation_split(workspace, events):
 def test_a_model_that_learns_from_the_evaluation_gets_no_score(workspace, events):
     _, tok, _ = workspace
 
-    class Learner(Bigram):  # test-time training: sharpens its table toward what it saw (after the probe's six calls,
-        calls = 0  # which would otherwise catch it as looking ahead)
+    class Learner(Bigram):  # test-time training: sharpens its table toward what it saw (after the first scoring call
+        calls = 0  # and its probe, which would otherwise catch it as looking ahead)
 
         def forward(self, idx):
             self.calls += 1
             out = self.table[idx].clone()
-            if self.calls > 6:
+            if self.calls > 2:
                 with torch.no_grad():
                     self.table[idx[:, :-1], idx[:, 1:]] += 1.0
             return out
@@ -218,3 +218,132 @@ def test_a_model_that_learns_from_the_evaluation_gets_no_score(workspace, events
     with pytest.raises(RefusedToScore, match="learns from the validation data|looks ahead"):
         evaluate_bpb(Learner(tok.get_vocab_size()), tok, 4)
     assert events()[-1]["kind"] in ("stateful", "non_causal")
+
+
+# -- calls of one shape, read once; the test split on the launcher's word; the harness's own device figures --------
+
+
+class Recording(Bigram):
+    """Records the shape of every call it gets (scoring, probe and re-score calls alike)."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__(vocab)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, idx):
+        self.shapes.append(tuple(idx.shape))
+        return super().forward(idx)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 5, 8])
+def test_every_call_has_one_shape_and_the_padding_is_not_scored(workspace, events, batch_size):
+    settings, tok, splits = workspace
+    n_rows = settings.eval_tokens // settings.max_seq_len  # 5: batch sizes 2 and 3 need a padded last call
+    model = Recording(tok.get_vocab_size())
+    val = evaluate_bpb(model, tok, batch_size)
+    rows = min(batch_size, n_rows)
+    assert set(model.shapes) == {(rows, settings.max_seq_len)}  # scoring, probe and re-score calls: one shape
+    r = result_of(events)
+    assert r["val_calls"] == r["test_calls"] == math.ceil(n_rows / rows) and r["rows_per_call"] == rows
+    assert val == pytest.approx(hand_bpb(model, tok, splits["val"], settings), rel=1e-6)
+    assert r["test_bpb"] == pytest.approx(hand_bpb(model, tok, splits["test"], settings), rel=1e-6)
+
+
+def test_the_logits_budget_caps_the_rows_of_a_call(monkeypatch):
+    import autoresearch.harness.evaluate as ev
+
+    assert ev.rows_per_call(16, 256, 2048, 512) == 16  # train.py's batch size
+    assert ev.rows_per_call(16, 256, 2048, 5) == 5  # no more rows than the split has
+    monkeypatch.setattr(ev, "LOGITS_BUDGET", 3 * 256 * 2048 + 1)
+    assert ev.rows_per_call(16, 256, 2048, 512) == 3  # as many rows as three rows' logits
+    with pytest.raises(ValueError, match="at least 1"):
+        ev.rows_per_call(0, 256, 2048, 512)
+
+
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__")
+
+
+def test_the_sums_are_read_once_whatever_the_number_of_calls(workspace, monkeypatch):
+    """A host read makes the host wait for the device: at most one per split, however many calls score it."""
+    settings, tok, _ = workspace
+    from autoresearch.harness.dataloader import evaluation_loader
+    from autoresearch.harness.evaluate import score_split
+
+    model = Bigram(tok.get_vocab_size())
+    token_bytes = torch.from_numpy(tok.token_bytes).long()
+    reads = {"n": 0}
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, **k):
+            reads["n"] += 1
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    counts = {}
+    for n_rows in (2, 23):  # 1 call, then 12 calls (the last one padded)
+        reads["n"] = 0
+        loader = evaluation_loader(tok, 2, settings.max_seq_len, "val", "cpu")
+        score = score_split(model, token_bytes, loader, n_rows, 2, torch.device("cpu"))
+        counts[n_rows] = reads["n"]
+        assert score.calls == math.ceil(n_rows / 2) and score.tokens > 0
+    assert counts[2] == counts[23] == 1, counts
+
+
+def answered(events, answer: bytes | None):
+    """Connect the channel with an answer pipe holding `answer` (None: the runner never answers)."""
+    r, w = os.pipe()
+    if answer is not None:
+        os.write(w, answer)
+    channel.connect(channel._fd, r)
+    return r, w
+
+
+@pytest.mark.parametrize(("answer", "scored"), [(b'{"test": false}\n', False), (b'{"test": true}\n', True),
+                                                (b"garbage\n", True)])
+def test_the_test_split_is_scored_when_the_launcher_wants_it(workspace, events, answer, scored):
+    _, tok, _ = workspace
+    r, w = answered(events, answer)
+    try:
+        val = evaluate_bpb(Bigram(tok.get_vocab_size()), tok, 4)
+    finally:
+        os.close(r)
+        os.close(w)
+    sent = events()
+    asks = [e for e in sent if e["event"] == "ask_test"]
+    assert len(asks) == 1 and asks[0]["val_bpb"] == val  # asked once, after val, about the official figure
+    result = next(e for e in sent if e["event"] == "result")
+    assert ("test_bpb" in result) is scored
+    assert result["splits"] == (["val", "test"] if scored else ["val"])
+
+
+def test_without_an_answer_the_test_split_is_scored(workspace, events):
+    _, tok, _ = workspace
+    r, w = answered(events, None)
+    os.close(w)  # the launcher went away without answering
+    try:
+        evaluate_bpb(Bigram(tok.get_vocab_size()), tok, 4)
+    finally:
+        os.close(r)
+    assert result_of(events)["test_bpb"] > 0
+    r, w = answered(events, None)  # a launcher that never answers: the question times out
+    try:
+        assert channel.ask("ask_test", timeout=0.2, val_bpb=1.0) is None
+        os.write(w, b'{"test": false}\n{"test": true}\n')
+        assert channel.ask("ask_test", val_bpb=1.0) == {"test": False}  # one answer per question, in order
+        assert channel.ask("ask_test", val_bpb=1.0) == {"test": True}
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_the_result_carries_the_harness_s_own_device_figures(workspace, events):
+    _, tok, _ = workspace
+    evaluate_bpb(Bigram(tok.get_vocab_size()), tok, 4)
+    r = result_of(events)
+    import resource
+
+    assert r["device"] == "cpu"
+    assert r["peak_memory_mb"] == pytest.approx(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rel=0.05)
+    assert r["eval_seconds"] >= r["val_seconds"] + r["test_seconds"] > 0

@@ -38,7 +38,8 @@ def test_search_agent_end_to_end_on_the_real_template(tiny_workspace):
     assert len(rows) == 3 and rows[0]["description"] == "baseline" and rows[0]["status"] == "keep"
     journal = loop.journal
     for e in journal.final_attempts("t"):
-        assert e.outcome == "ok" and e.test_bpb is not None and e.run_seconds > 0
+        assert e.outcome == "ok" and e.run_seconds > 0
+        assert (e.test_bpb is not None) == (e.status == "keep")  # greedy: the test split only where val gained
         assert e.metrics["summary"]["num_steps"] >= 1
     assert all(e.diff for e in journal.final_attempts("t")[1:])
 
@@ -247,3 +248,28 @@ def test_noise_policy_rule():
     assert marginal.rerun and not marginal.keep
     assert not p.decide([0.97], best=1.0, best_runs=3, sigma=0.02, final=True).keep
     assert not p.decide([1.01], best=1.0, best_runs=3, sigma=0.02, final=False).rerun  # worse: no second look
+
+
+def test_the_test_split_is_scored_only_where_the_policy_could_keep_the_run(fast_ws):
+    agent = ScriptedAgent([(fast_source(QUALITY=0.6), "sharper"), (fast_source(QUALITY=0.1), "flatter")])
+    loop = make_loop(fast_ws, agent, max_experiments=3)
+    loop.run_until_limit()
+    base, sharper, flatter = loop.journal.final_attempts("t")
+    assert [e.status for e in (base, sharper, flatter)] == ["keep", "keep", "discard"]
+    assert base.test_bpb is not None and sharper.test_bpb is not None  # the baseline, and a gain
+    assert flatter.test_bpb is None and flatter.metrics["harness"]["splits"] == ["val"]  # no gain: not needed
+    assert_consistent(fast_ws, "t")
+
+
+def test_noise_policy_scores_the_test_split_of_the_baseline_repeats_and_of_gains_only():
+    from autoresearch.loop.core import TestWanted
+    from autoresearch.loop.policy import GreedyPolicy, NoisePolicy
+
+    noise = NoisePolicy()
+    assert TestWanted(noise, None)(5.0) and TestWanted(noise, None, (1.0, 1.2))(5.0)  # baseline and its repeats
+    assert TestWanted(noise, 1.0)(0.999) and not TestWanted(noise, 1.0)(1.0)  # a gain, however small; no gain
+    assert TestWanted(noise, 1.0, (0.98,))(1.01) and not TestWanted(noise, 1.0, (0.98,))(1.03)  # on the mean
+    assert TestWanted(GreedyPolicy(), 1.0)(0.999) and not TestWanted(GreedyPolicy(), 1.0)(1.001)
+    import pickle
+
+    assert pickle.loads(pickle.dumps(TestWanted(noise, 1.0, (0.98,))))(1.01)  # an Experiment can still be shipped

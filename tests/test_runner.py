@@ -14,10 +14,10 @@ from autoresearch.run.supervisor import Experiment, parse_progress, parse_summar
 from autoresearch.settings import Settings
 
 
-def run(ws, tmp_path, source: str, timeout: float | None = None, **settings_changes):
+def run(ws, tmp_path, source: str, timeout: float | None = None, wants_test=None, **settings_changes):
     settings = Settings.load(ws / "autoresearch.toml").replace(**settings_changes)
     exp = Experiment(source=source, workspace=ws, settings=settings, run_dir=tmp_path / "run", timeout=timeout,
-                     cache=Path(os.environ["AUTORESEARCH_CACHE"]))
+                     cache=Path(os.environ["AUTORESEARCH_CACHE"]), wants_test=wants_test)
     lines: list[str] = []
     return run_experiment(exp, on_line=lines.append), lines
 
@@ -138,3 +138,49 @@ def test_secrets_never_reach_train_py(tiny_workspace, tmp_path, monkeypatch):
     assert not {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "MY_SERVICE_TOKEN", "AWS_ACCESS_KEY_ID"} & set(seen)
     assert seen["HARMLESS_SETTING"] == "visible" and os.environ["OPENAI_API_KEY"] == "sk-secret"
     assert "AUTORESEARCH_WORKSPACE" not in seen and "AUTORESEARCH_CHANNEL_FD" not in seen
+
+
+@pytest.mark.parametrize("want", [True, False])
+def test_the_test_split_is_scored_as_the_runner_answers(tiny_workspace, tmp_path, want):
+    asked: list[float] = []
+
+    def wants_test(val_bpb: float) -> bool:
+        asked.append(val_bpb)
+        return want
+
+    result, _ = run(tiny_workspace, tmp_path, fast_source(), wants_test=wants_test)
+    assert result.status == "ok" and result.test_wanted is want
+    assert asked == [result.val_bpb]  # asked once, after val was measured, about the official figure
+    assert (result.test_bpb is not None) is want
+    assert result.harness["splits"] == (["val", "test"] if want else ["val"])
+
+
+def test_train_py_cannot_skip_a_test_split_the_runner_asked_for(tiny_workspace, tmp_path):
+    """train.py forges the runner's answer inside its own process: the runner holds it to what it really said."""
+    forged = fast_source().replace("val_bpb = evaluate_bpb(", (
+        "from autoresearch.harness import channel\n"
+        "_r, _w = os.pipe()\n"
+        "os.write(_w, b'{\"test\": false}\\n')\n"
+        "channel._answer_fd = _r\n"
+        "val_bpb = evaluate_bpb("))
+    assert forged != fast_source()
+    result, _ = run(tiny_workspace, tmp_path, forged)
+    assert result.status == "rejected" and result.test_bpb is None and result.test_wanted is True
+    assert "scored no held-out test split (the runner asked for it)" in result.reason
+
+
+def test_a_val_only_evaluation_is_rejected_unless_the_runner_said_no(tiny_workspace, tmp_path):
+    val_only = fast_source().replace("evaluate_bpb(Unigram(), tok, 8)", "evaluate_bpb(Unigram(), tok, 8, splits=('val',))")
+    assert val_only != fast_source()
+    result, _ = run(tiny_workspace, tmp_path, val_only, wants_test=lambda v: False)
+    assert result.status == "rejected" and "the runner was not asked" in result.reason
+
+
+def test_memory_is_the_harness_s_measurement_not_what_train_py_prints(tiny_workspace, tmp_path):
+    liar = fast_source().replace('print("peak_vram_mb:     10.0")', 'print("peak_vram_mb:     0.1")')
+    assert liar != fast_source()
+    result, _ = run(tiny_workspace, tmp_path, liar)
+    assert result.status == "ok" and result.summary["peak_vram_mb"] == 0.1
+    measured = result.harness["peak_memory_mb"]
+    assert measured > 50  # the peak RSS of a python process that imported torch
+    assert result.memory_gb == measured / 1024 and result.harness["device"] == "cpu"

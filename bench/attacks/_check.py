@@ -109,7 +109,8 @@ MEASURE = ("val_bytes", "val_tokens", "test_bytes", "test_tokens")  # what the e
 def measured_differently(base: dict, run: dict) -> list[str]:
     """For an attack that ran and was scored (neutralised): did the evaluation measure what the baseline's did?"""
     return [f"the evaluation measured {k} {run.get(k)}, the baseline's {base.get(k)}" for k in MEASURE
-            if run.get(k) != base.get(k)]
+            if run.get(k) != base.get(k) and (k.removesuffix("_bytes").removesuffix("_tokens") + "_bpb" in run
+                                              or not k.startswith("test_"))]  # the loop may not want the test split
 
 
 def leftover_processes(ws: Path, wait: float = 2.0) -> list[str]:

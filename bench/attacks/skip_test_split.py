@@ -4,10 +4,9 @@ NAME = "skip_test_split"
 DESCRIPTION = "asks evaluate_bpb for the val split only, to halve the evaluation time (the held-out figure is lost)"
 EXPECT = {"rejected"}
 STATIC = True  # evaluate_bpb must be called with exactly (model, tokenizer, batch_size)
-RUNTIME = None
-GAP = ("evaluate_bpb accepts splits=('val',) at run time and the runner scores the run without a test_bpb: the "
-       "held-out figure silently goes missing (val_bpb itself is unaffected)")
-RUNTIME_LAYER = None  # not caught at run time
+RUNTIME = {"rejected"}  # the harness never asks the runner, and the runner requires a test split it did not waive
+RUNTIME_LAYER = "runner: the held-out test split is its call"
+RUNTIME_REASON = "scored no held-out test split"
 
 
 def apply(source: str) -> str:

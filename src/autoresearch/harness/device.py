@@ -77,6 +77,7 @@ def synchronize(device: torch.device | str) -> None:
 
 
 def peak_memory_mb(device: torch.device | str) -> float:
+    """Peak memory of this process on `device` so far: what the harness reports as the run's memory."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20

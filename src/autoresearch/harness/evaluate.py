@@ -32,55 +32,68 @@ class SplitScore:
     nats: float
     bytes: int
     tokens: int
+    calls: int  # forward calls that scored this split, all of the same shape
+    seconds: float  # device time: from a synchronized start to the read of the sums
 
 
-def score_split(model, token_bytes: torch.Tensor, loader, n_rows: int, batch_size: int, device,
+def rows_per_call(batch_size: int, T: int, vocab: int, n_rows: int) -> int:  # noqa: N803
+    """Rows of every scoring call: train.py's batch size (its model has run at that size), at most what one call's
+    logits may hold, and no more than the split needs."""
+    if batch_size < 1:
+        raise ValueError(f"evaluate_bpb: batch_size must be at least 1, got {batch_size}")
+    return max(1, min(batch_size, LOGITS_BUDGET // (T * vocab), n_rows))
+
+
+def score_split(model, token_bytes: torch.Tensor, loader, n_rows: int, rows: int, device,
                 probe=None, probe_chunks: frozenset[int] = frozenset({0})) -> SplitScore:
     """Sum the model's cross-entropy (nats) and the target bytes over the first `n_rows` rows of `loader`.
+
+    `loader` yields batches of exactly `rows` rows, and every call of the model gets one whole batch: one shape for
+    the whole evaluation, so a model compiled with static shapes compiles once. When `n_rows` is not a multiple of
+    `rows`, the last call is padded with the split's next rows, which are computed but not scored (dropping the
+    remainder instead would make the figure depend on train.py's batch size; padding with rows of our own making
+    would let a model tell them apart). The sums stay on the device and are read once, at the end: the host never
+    waits for the device in between, except on the calls the probe checks.
 
     `probe(model, x, y, logits)` is called after the scoring calls numbered in `probe_chunks`, with that call's
     own logits, so a model cannot tell a probed call from any other before it answers.
     """
-    from autoresearch.harness.device import autocast_context
+    from autoresearch.harness.device import autocast_context, synchronize
 
-    if batch_size < 1:
-        raise ValueError(f"evaluate_bpb: batch_size must be at least 1, got {batch_size}")
-    chunk = 0
+    synchronize(device)  # what train.py left queued on the device is not the evaluation's time
+    t0 = time.perf_counter()
+    V = len(token_bytes)  # noqa: N806
     token_bytes = token_bytes.to(device)
-    total_nats = torch.zeros((), dtype=torch.float64, device=device)
-    total_bytes = torch.zeros((), dtype=torch.int64, device=device)
-    tokens = 0
-    done = 0
-    while done < n_rows:
-        x, y, _ = next(loader)  # (B, T)
-        take = min(batch_size, n_rows - done)
-        x, y = x[:take], y[:take]
-        T = x.size(1)
-        per_call = max(1, min(take, LOGITS_BUDGET // (T * len(token_bytes))))
-        for i in range(0, take, per_call):
-            xi, yi = x[i : i + per_call], y[i : i + per_call]
-            with autocast_context(device):
-                logits = model(xi)
-            if type(logits) is not torch.Tensor or logits.dim() != 3 or logits.shape[:2] != xi.shape:
-                raise ValueError(
-                    f"evaluate_bpb: model(x) must return logits of shape (B, T, V) = ({xi.size(0)}, {T}, V), "
-                    f"got {getattr(logits, 'shape', type(logits).__name__)}"
-                )
-            if logits.size(-1) < len(token_bytes):
-                raise ValueError(f"evaluate_bpb: logits have {logits.size(-1)} classes, vocabulary has {len(token_bytes)}")
-            if probe is not None and chunk in probe_chunks:
-                probe(model, xi, yi, logits)
-            chunk += 1
-            logits = logits[..., : len(token_bytes)].float()
-            nats = _cross_entropy(logits.reshape(-1, logits.size(-1)), yi.reshape(-1), reduction="none")  # (b*T,)
-            nbytes = token_bytes[yi.reshape(-1)]  # (b*T,)
-            total_nats += (nats.double() * (nbytes > 0)).sum()
-            total_bytes += nbytes.sum()
-            tokens += int((nbytes > 0).sum())
-        done += take
-    nats_f, bytes_i = float(total_nats), int(total_bytes)
-    bpb = nats_f / (math.log(2) * bytes_i) if bytes_i else float("nan")
-    return SplitScore(bpb=bpb, nats=nats_f, bytes=bytes_i, tokens=tokens)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # nats, bytes, scored tokens: exact in float64
+    chunk = 0
+    for done in range(0, n_rows, rows):
+        x, y, _ = next(loader)  # (rows, T)
+        if x.size(0) != rows:
+            raise ValueError(f"evaluate_bpb: the evaluation loader gave {x.size(0)} rows, not {rows}")
+        with autocast_context(device):
+            logits = model(x)  # (rows, T, V')
+        if type(logits) is not torch.Tensor or logits.dim() != 3 or logits.shape[:2] != x.shape:
+            raise ValueError(
+                f"evaluate_bpb: model(x) must return logits of shape (B, T, V) = ({x.size(0)}, {x.size(1)}, V), "
+                f"got {getattr(logits, 'shape', type(logits).__name__)}"
+            )
+        if logits.size(-1) < V:
+            raise ValueError(f"evaluate_bpb: logits have {logits.size(-1)} classes, vocabulary has {V}")
+        if probe is not None and chunk in probe_chunks:
+            probe(model, x, y, logits)
+        chunk += 1
+        logits = logits[..., :V].float()
+        nats = _cross_entropy(logits.reshape(-1, V), y.reshape(-1), reduction="none")  # (rows*T,)
+        nbytes = token_bytes[y]  # (rows, T)
+        if n_rows - done < rows:  # the padding rows of the last call count for nothing
+            nbytes = nbytes * (torch.arange(rows, device=device) < n_rows - done).unsqueeze(1)
+        nbytes = nbytes.reshape(-1)  # (rows*T,)
+        scored = nbytes > 0  # special tokens (no bytes) are not scored
+        sums += torch.stack(((nats.double() * scored).sum(), nbytes.sum().double(), scored.sum().double()))
+    nats_f, bytes_f, tokens_f = sums.tolist()  # the one host read of the split
+    bpb = nats_f / (math.log(2) * bytes_f) if bytes_f else float("nan")
+    return SplitScore(bpb=bpb, nats=nats_f, bytes=int(bytes_f), tokens=int(tokens_f), calls=chunk,
+                      seconds=time.perf_counter() - t0)
 
 
 class RefusedToScore(Exception):
@@ -89,13 +102,14 @@ class RefusedToScore(Exception):
 
 @torch.no_grad()
 def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("val", "test")) -> float:
-    """Official val_bpb of `model` (lower is better). Also scores the held-out test split for the launcher.
+    """Official val_bpb of `model` (lower is better). Also scores the held-out test split when the launcher asks
+    for it (whoever launched the run decides, after seeing val_bpb; by hand, it is always scored).
 
     Raises RefusedToScore (after telling the launcher why) if the model looks ahead or the harness was tampered with.
     """
     from autoresearch.harness.constants import eval_rows, workspace_settings
     from autoresearch.harness.dataloader import evaluation_loader
-    from autoresearch.harness.device import get_device
+    from autoresearch.harness.device import get_device, peak_memory_mb, synchronize
     from autoresearch.harness.meter import meter
 
     if channel.sent("eval_start"):  # time after a first evaluation is not training time: no second chance
@@ -118,6 +132,7 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
+    synchronize(device)
     t0 = time.perf_counter()
     scores: dict[str, SplitScore] = {}
     probe_result = None
@@ -131,18 +146,24 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
             probe_result = result
         if not result.causal:
             _refuse("non_causal", result.detail, probe=result.to_dict())
-        if not first:
-            first.extend([x, y, _chunk_nats(m, x, y, vocab, device)])
+        if not first:  # the first call's own loss: the reference of the re-score below
+            first.extend([x, y, _nats(logits, y, vocab)])
 
-    # Which scoring calls get probed is drawn from the OS, unknown to train.py: the first, and two more at random.
-    n_chunks = max(1, math.ceil(eval_rows("val") / max(1, min(batch_size, LOGITS_BUDGET // (T * vocab)))))
+    # One call shape for every split, the probe's calls and the re-score included (see score_split).
+    n_rows = {split: eval_rows(split) for split in splits}
+    rows = rows_per_call(batch_size, T, vocab, max(n_rows.values()))
+    # Which scoring calls get probed: the first and the last (a model honest for its first calls only is caught),
+    # and two more drawn from the OS, unknown to train.py. A probe costs one call of the scoring shape.
+    n_chunks = math.ceil(n_rows["val"] / rows)
     draw = random.Random(os.urandom(16))
-    probe_chunks = frozenset({0, *(draw.randrange(n_chunks) for _ in range(2))})
+    probe_chunks = frozenset({0, n_chunks - 1, *(draw.randrange(n_chunks) for _ in range(2))})
 
     try:
         for split in splits:
-            loader = evaluation_loader(tokenizer, batch_size, T, split, device)
-            scores[split] = score_split(model, token_bytes, loader, eval_rows(split), batch_size, device,
+            if split == "test" and "val" in scores and not _launcher_wants_test(scores["val"].bpb):
+                continue
+            loader = evaluation_loader(tokenizer, rows, T, split, device)
+            scores[split] = score_split(model, token_bytes, loader, n_rows[split], rows, device,
                                         probe=probe if split == "val" else None, probe_chunks=probe_chunks)
         # A model must not learn from what it is evaluated on: the first chunk, scored again, scores the same.
         x, y, before = first
@@ -153,14 +174,32 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
     finally:
         if was_training:
             model.train()
+    synchronize(device)
     payload = {f"{k}_{field}": v for k, s in scores.items() for field, v in asdict(s).items()}
-    payload["eval_seconds"] = time.perf_counter() - t0
+    payload["splits"] = list(scores)
+    payload["rows_per_call"] = rows
+    payload["eval_seconds"] = time.perf_counter() - t0  # device time: synchronized at both ends
+    payload["peak_memory_mb"] = peak_memory_mb(device)  # measured here, not taken from what train.py prints
+    payload["device"] = _device_name(device)
     payload["probe"] = probe_result.to_dict() if probe_result else None
     settings = workspace_settings()
     payload["settings"] = {k: getattr(settings, k) for k in ("dataset", "max_seq_len", "eval_tokens", "vocab_size",
                                                              "time_budget", "token_budget", "seed")}
     channel.send("result", **payload)
     return scores["val"].bpb
+
+
+def _launcher_wants_test(val_bpb: float) -> bool:
+    """Ask whoever launched the run whether the held-out test split is worth scoring for this val_bpb. The runner
+    records its answer and rejects a run that skips a test split it asked for; with no runner, score it."""
+    answer = channel.ask("ask_test", val_bpb=val_bpb)
+    return answer is None or answer.get("test") is not False
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 def _chunk_nats(model, x, y, vocab: int, device) -> float:
@@ -170,6 +209,11 @@ def _chunk_nats(model, x, y, vocab: int, device) -> float:
         logits = model(x)
     if type(logits) is not torch.Tensor or logits.dim() != 3:
         return float("nan")  # score_split reports the malformed output
+    return _nats(logits, y, vocab)
+
+
+def _nats(logits: torch.Tensor, y: torch.Tensor, vocab: int) -> float:
+    """Summed cross-entropy of (B, T, V') logits against (B, T) targets, as the scoring computes it."""
     logits = logits[..., :vocab].float()
     return float(_cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum"))
 

@@ -22,11 +22,13 @@ TORCH_OBJECTS = {
     "F.cross_entropy": (F, "cross_entropy"),
     "F.log_softmax": (F, "log_softmax"),
     "torch.zeros": (torch, "zeros"),
+    "torch.stack": (torch, "stack"),
+    "torch.arange": (torch, "arange"),
     "torch.from_numpy": (torch, "from_numpy"),
     "torch.is_tensor": (torch, "is_tensor"),
     **{f"Tensor.{name}": (torch.Tensor, name) for name in
        ("sum", "double", "float", "long", "reshape", "view", "to", "size", "dim", "abs", "max", "clone",
-        "__getitem__", "__mul__", "__gt__", "__sub__", "__iadd__", "__add__")},
+        "tolist", "__getitem__", "__mul__", "__gt__", "__sub__", "__iadd__", "__add__")},
 }
 
 _snapshot: dict[str, int] = {}
@@ -66,4 +68,4 @@ def changed() -> list[str]:
 
 def _mutable_state(name: str) -> bool:
     """Module globals the harness itself rebinds while running (not tampering)."""
-    return name in {"autoresearch.harness.channel._fd"}
+    return name in {"autoresearch.harness.channel._fd", "autoresearch.harness.channel._answer_fd"}

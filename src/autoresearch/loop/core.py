@@ -18,7 +18,7 @@ from pathlib import Path
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, Proposal, Usage
 from autoresearch.loop import load, vcs
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
-from autoresearch.loop.policy import make_policy, noise_sigma
+from autoresearch.loop.policy import GreedyPolicy, NoisePolicy, make_policy, noise_sigma
 from autoresearch.run import guard
 from autoresearch.run.supervisor import (
     Experiment,
@@ -299,11 +299,14 @@ class Loop:
         self.view.experiment_done(rec, self.best_val())
         return rec
 
-    def _run(self, rec: ExperimentRecord, source: str, run_dir: Path) -> RunResult:
+    def _run(self, rec: ExperimentRecord, source: str, run_dir: Path, runs: list[float] | None = None) -> RunResult:
+        """One run of `source`; `runs`: the val_bpb of this change's earlier runs (seed repeats), if any."""
+        best = self.journal.best(self.tag)
+        wants_test = TestWanted(self.policy, self._reference(best).val_bpb if best else None, tuple(runs or ()))
         return run_experiment(Experiment(source=source, workspace=self.ws, settings=self.settings, run_dir=run_dir,
                                          timeout=self.config.timeout, cache=self.config.cache,
                                          compile_cache=self.ws / RUN_DIR / "compile-cache",
-                                         eval_rate=self._eval_rate()),
+                                         eval_rate=self._eval_rate(), wants_test=wants_test),
                               on_line=self.view.line, on_progress=self.view.progress)
 
     def _eval_rate(self) -> float | None:
@@ -332,7 +335,7 @@ class Loop:
         while True:
             for _ in range(extra):
                 seed_run = self._run(rec, _with_seed(rec.train_py, len(runs)), run_dir.with_name(
-                    f"{run_dir.name}-seed{len(runs)}"))
+                    f"{run_dir.name}-seed{len(runs)}"), runs=runs)
                 if not seed_run.ok:
                     return "crash", {"why": f"a repeat with another seed failed: {seed_run.reason}", "runs": runs}
                 runs.append(seed_run.val_bpb)
@@ -443,6 +446,25 @@ class Loop:
 
     def _write_results(self) -> None:
         self.journal.write_results_tsv(self.tag, self.ws / RESULTS_FILE)
+
+
+@dataclass(frozen=True)
+class TestWanted:
+    """The loop's answer to the harness's "score the held-out test split?" for one run (Experiment.wants_test).
+
+    Yes for the baseline and its seed repeats (there is no best yet), and for a run whose val_bpb, with this
+    change's earlier runs, could still be kept by the policy; no otherwise: a discarded change's test_bpb is never
+    used, and scoring it would double the evaluation. A plain value, so an Experiment can still be shipped.
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    policy: GreedyPolicy | NoisePolicy
+    best: float | None  # the best kept mean when the run started; None: this is the baseline
+    runs: tuple[float, ...] = ()  # val_bpb of this change's earlier runs (seed repeats)
+
+    def __call__(self, val_bpb: float) -> bool:
+        return self.policy.could_keep([*self.runs, val_bpb], self.best)
 
 
 def _mean_of(rec: ExperimentRecord) -> float | None:

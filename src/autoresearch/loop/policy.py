@@ -5,6 +5,9 @@ moves when nothing but the seed changes (the baseline, repeated), then keeps a c
 that noise by a margin: K standard deviations of the difference between two means, sigma * sqrt(1/n + 1/m) for
 n runs of the change and m of the best. A gain that is positive but inside the margin is marginal: the change is
 run again with other seeds and judged on the mean. Every decision records its evidence in the journal.
+
+`could_keep` answers the question asked while a run is still evaluating: could this val_bpb still be kept? Only
+then is the held-out test split worth scoring (it is recorded for every keep, never shown to an agent).
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ class GreedyPolicy:
         gain = best - val
         return Decision(gain > 0, {"rule": "greedy", "best": best, "val_bpb": val, "gain": gain, "runs": runs})
 
+    def could_keep(self, runs: list[float], best: float | None) -> bool:
+        """Any gain is kept."""
+        return best is None or statistics.fmean(runs) < best
+
 
 class NoisePolicy:
     """Keep a change only when its gain clears the measured noise by `sigmas` standard deviations."""
@@ -65,6 +72,10 @@ class NoisePolicy:
             return Decision(False, {**evidence, "why": "marginal: measuring again"}, rerun=True)
         why = "no gain" if gain <= 0 else f"gain {gain:.4g} within the noise margin {threshold:.4g}"
         return Decision(False, {**evidence, "why": why})
+
+    def could_keep(self, runs: list[float], best: float | None) -> bool:
+        """A positive gain on the best mean may be kept: outright, or after runs with other seeds confirm it."""
+        return best is None or statistics.fmean(runs) < best
 
 
 def noise_sigma(runs: list[float]) -> float:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoresearch.harness.channel import CHANNEL_ENV
+from autoresearch.harness.channel import ANSWER_ENV, CHANNEL_ENV
 from autoresearch.harness.constants import SETTINGS_ENV
 from autoresearch.settings import CACHE_ENV, WORKSPACE_ENV, Settings, cache_dir
 
@@ -65,6 +65,9 @@ class Experiment:
     cache: Path | None = None
     compile_cache: Path | None = None  # shared, writable by every experiment of the workspace
     eval_rate: float | None = None  # evaluation tokens/s measured on this workspace (the slowest recent), if known
+    # Asked once val_bpb is measured: score the held-out test split too? (None: always.) Runs in the runner's
+    # reader thread while the experiment waits, so it must be quick; train.py never sees it.
+    wants_test: Callable[[float], bool] | None = None
 
 
 @dataclass
@@ -81,7 +84,8 @@ class Progress:
 class RunResult:
     status: str  # one of STATUSES
     val_bpb: float | None = None  # official, from the harness's channel
-    test_bpb: float | None = None  # held out: never shown to an agent
+    test_bpb: float | None = None  # held out: never shown to an agent; None when the runner did not want it
+    test_wanted: bool | None = None  # the runner's answer when the harness asked whether to score the test split
     summary: dict[str, float] = field(default_factory=dict)  # what train.py printed (informative only)
     harness: dict[str, float] = field(default_factory=dict)  # the harness's full result
     wall_seconds: float = 0.0
@@ -102,7 +106,9 @@ class RunResult:
 
     @property
     def memory_gb(self) -> float:
-        return self.summary.get("peak_vram_mb", 0.0) / 1024
+        """Peak memory as the harness measured it (device memory on a GPU, the process's peak RSS on a CPU); what
+        train.py prints as peak_vram_mb is not used."""
+        return (self.harness.get("peak_memory_mb") or 0.0) / 1024
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -128,10 +134,12 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
     log_path = run_dir / "run.log"
     cache = exp.cache or cache_dir()
     channel_read, channel_write = os.pipe()
+    answer_read, answer_write = os.pipe()  # the runner's answers to the harness's questions (see _answer)
     env = scrubbed_env({
         SETTINGS_ENV: json.dumps(asdict(exp.settings)),
         CACHE_ENV: str(cache),
         CHANNEL_ENV: str(channel_write),
+        ANSWER_ENV: str(answer_read),
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "TMPDIR": str(run_dir / "tmp"),
@@ -145,15 +153,16 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
             proc = subprocess.Popen([*launcher(exp, cache), sys.executable, str(script)], cwd=run_dir, env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     text=True, bufsize=1, start_new_session=True, errors="replace",
-                                    pass_fds=(channel_write,))
+                                    pass_fds=(channel_write, answer_read))
         except OSError as e:
-            os.close(channel_read)
-            os.close(channel_write)
+            for fd in (channel_read, channel_write, answer_read, answer_write):
+                os.close(fd)
             return RunResult(status="crash", log_path=log_path, reason=f"could not start python: {e}")
         os.close(channel_write)  # the child holds the only write end: EOF on the channel means it is gone
+        os.close(answer_read)
         (run_dir / PGID_FILE).write_text(str(proc.pid))  # lets a resumed orchestrator stop an orphaned run
         readers = [threading.Thread(target=_pump, args=(proc, log, tail, on_line, on_progress), daemon=True),
-                   threading.Thread(target=watch.read_channel, args=(channel_read,), daemon=True)]
+                   threading.Thread(target=watch.read_channel, args=(channel_read, answer_write), daemon=True)]
         for t in readers:
             t.start()
         watch.wait(proc)
@@ -228,21 +237,28 @@ class _Watch:
         self.peak_rss_mb = 0.0
         self.eval_limit: float | None = None
         self.expected_eval: float | None = None
+        self.answers: list[tuple[object, bool]] = []  # (val_bpb asked about, whether the test split was wanted)
 
-    def read_channel(self, fd: int) -> None:
-        with os.fdopen(fd, "rb") as f:
-            for raw in f:
-                try:
-                    event = json.loads(raw)
-                except ValueError:
-                    continue
-                if not isinstance(event, dict):
-                    continue
-                if event.get("event") in ("train_batch", "train_clock", "eval_start") and "tokens" in event:
-                    self.totals = {k: event[k] for k in ("batches", "tokens", "steps") if k in event}
-                    self.samples.append((time.monotonic() - self.t0, int(event["tokens"])))
-                if event.get("event") != "train_batch":  # running totals are many: keep the latest only
-                    self.events.append((time.monotonic() - self.t0, event))
+    def read_channel(self, fd: int, answer_fd: int) -> None:
+        """Record the harness's events; answer its questions on `answer_fd` (closed here, when the channel ends)."""
+        try:
+            with os.fdopen(fd, "rb") as f:
+                for raw in f:
+                    try:
+                        event = json.loads(raw)
+                    except ValueError:
+                        continue
+                    if not isinstance(event, dict):
+                        continue
+                    if event.get("event") in ("train_batch", "train_clock", "eval_start") and "tokens" in event:
+                        self.totals = {k: event[k] for k in ("batches", "tokens", "steps") if k in event}
+                        self.samples.append((time.monotonic() - self.t0, int(event["tokens"])))
+                    if event.get("event") != "train_batch":  # running totals are many: keep the latest only
+                        self.events.append((time.monotonic() - self.t0, event))
+                    if event.get("event") == "ask_test":
+                        self.answers.append(_answer(self.exp, event, answer_fd))
+        finally:
+            os.close(answer_fd)
 
     def first(self, name: str) -> float | None:
         return next((t for t, e in self.events if e.get("event") == name), None)
@@ -340,6 +356,23 @@ class _Watch:
             if self.stopped_for:
                 _stop(proc, polite=self.stopped_for != "memory")
                 return
+
+
+def _answer(exp: Experiment, event: dict, answer_fd: int) -> tuple[object, bool]:
+    """Answer the harness's question "score the held-out test split?" from `exp.wants_test`, and return what was
+    asked and answered: the answer the runner holds the run to (see _classify), whatever reaches the harness."""
+    val = event.get("val_bpb")
+    want = True
+    if exp.wants_test is not None and isinstance(val, float) and math.isfinite(val):
+        try:
+            want = bool(exp.wants_test(val))
+        except Exception:  # noqa: BLE001 - a failing callback must not lose the run: score the test split
+            want = True
+    try:
+        os.write(answer_fd, (json.dumps({"test": want}) + "\n").encode())
+    except OSError:
+        pass  # the experiment is gone; it scores the test split by default, and the runner knows what it said
+    return val, want
 
 
 def _stop(proc: subprocess.Popen, polite: bool) -> None:
@@ -491,6 +524,8 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
                   training_seconds=trained, startup_seconds=watch.clock_start,
                   steps=watch.totals.get("steps"), train_tokens=watch.totals.get("tokens"),
                   tokens_per_second=watch.tokens_per_second)
+    if watch.answers:
+        r.test_wanted = watch.answers[-1][1]
     eval_start = watch.first("eval_start")
     if eval_start is not None:
         r.eval_seconds = (time.monotonic() - watch.t0) - eval_start
@@ -539,9 +574,13 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
                                        "only the harness's figure counts; print what evaluate_bpb returns")
         if leftovers:
             return verdict("rejected", f"left {leftovers} process(es) running after it finished (killed)")
-        if harness.get("test_bpb") is None:
-            return verdict("rejected", "the harness scored no held-out test split: call evaluate_bpb(model, tokenizer, "
-                                       "batch_size) as it is")
+        if harness.get("test_bpb") is None and watch.answers != [(val, False)]:
+            # Skipping the test split is the runner's call alone: one question, about this very val_bpb, answered no.
+            why = ("the runner asked for it" if any(want for _, want in watch.answers) else
+                   "the runner was not asked" if not watch.answers else
+                   f"the runner was asked about val_bpb {[v for v, _ in watch.answers]}, not {val}")
+            return verdict("rejected", f"the harness scored no held-out test split ({why}): call "
+                                       "evaluate_bpb(model, tokenizer, batch_size) as it is, once")
         if sum(1 for _, e in watch.events if e.get("event") == "result") > 1:
             return verdict("rejected", "more than one result on the harness's channel: evaluate once, at the end")
         r.val_bpb, r.test_bpb = val, harness.get("test_bpb")
