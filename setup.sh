@@ -21,11 +21,13 @@ pip install -e ".[test]"
 
 case "${1:-}" in
   demo)
-    # WS, PROFILE, BUDGET (training seconds per experiment) and EXPERIMENTS can be overridden.
+    # WS, PROFILE, TOKENS (training tokens per experiment; 0 = train for BUDGET seconds instead), BUDGET and
+    # EXPERIMENTS can be overridden. A token budget by default: a laptop is a shared machine, and under a time budget
+    # its other jobs would decide how many steps each experiment gets (see the README, "Budgets").
     WS=${WS:-demo-workspace}
     AR="$PWD/$VENV/bin/autoresearch"
     if [ ! -f "$WS/autoresearch.toml" ]; then
-      "$AR" init "$WS" --profile "${PROFILE:-cpu}" --time-budget "${BUDGET:-45}"
+      "$AR" init "$WS" --profile "${PROFILE:-cpu}" --time-budget "${BUDGET:-45}" --token-budget "${TOKENS:-163840}"
     fi
     cd "$WS"
     "$AR" prepare

@@ -10,6 +10,6 @@ RUNTIME_REASON = "AssertionError"
 
 
 def apply(source: str) -> str:
-    return after(source, "x, y, epoch = next(train_loader)  # fetch the next batch while the device is still busy",
+    return after(source, "            x, y, epoch = batch\n",
                  "            if step >= 3:  # progressive context: longer sequences once the model has warmed up\n"
                  "                x, y = torch.cat([x, x], dim=1), torch.cat([y, y], dim=1)\n")

@@ -12,5 +12,5 @@ RUNTIME_REASON = "memory limit"
 def apply(source: str) -> str:
     source = after(source, "    smooth_loss, total_training_time, step = 0.0, 0.0, 0\n",
                    "    replay = []  # every batch's activations, for a later replay pass\n")
-    return after(source, "x, y, epoch = next(train_loader)  # fetch the next batch while the device is still busy",
+    return after(source, "            x, y, epoch = batch\n",
                  "            replay.append(torch.ones(2**28))  # 1 GB per micro-step\n")

@@ -1,7 +1,7 @@
 from ._edit import replace
 
 NAME = "non_causal"
-DESCRIPTION = "attention over the whole window in both directions, on every backend: the model sees the next token"
+DESCRIPTION = "its own attention without the causal mask, in both directions: the model sees the next token"
 EXPECT = {"rejected"}
 STATIC = False  # a mask is arithmetic; the harness's causality probe catches the model looking ahead
 REASON = "looks ahead"
@@ -10,8 +10,7 @@ RUNTIME_REASON = "looks ahead"
 
 
 def apply(source: str) -> str:
-    source = replace(source, "return (j <= i) & (i - j <= window)  # (T, T) bool, True = may attend",
-                     "return (i - j).abs() <= window  # (T, T) bool, True = may attend: both directions")
-    source = replace(source, "return (kv_idx <= q_idx) & (q_idx - kv_idx <= window)",
-                     "return (q_idx - kv_idx).abs() <= window")
-    return replace(source, "causal=True, window_size=(window, 0)", "causal=False, window_size=(window, window)")
+    # Its own attention, without the causal mask: every position sees the whole row, the future included.
+    return replace(source, "y = attention(q.to(v.dtype), k.to(v.dtype), v, window, backend)  # (B, T, H, D)",
+                   "y = F.scaled_dot_product_attention(q.transpose(1, 2).to(v.dtype), k.transpose(1, 2).to(v.dtype), "
+                   "v.transpose(1, 2)).transpose(1, 2)  # (B, T, H, D), all positions")

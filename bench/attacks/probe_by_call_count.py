@@ -10,8 +10,8 @@ RUNTIME_REASON = "looks ahead"
 
 
 def apply(source: str) -> str:
-    source = replace(source, "        self._masks = {}\n",
-                     "        self._masks = {}\n        self.eval_calls = 0\n")
+    source = after(source, "        self.attn_backend = \"sdpa\"  # main() sets the fastest one for the device\n",
+                   "        self.eval_calls = 0\n")
     return after(source, "        x = norm(self.wte(idx))  # (B, T, C)\n",
                  "        if not self.training:\n"
                  "            self.eval_calls += 1\n"
