@@ -1,4 +1,4 @@
-from ._edit import after, replace
+from ._edit import after
 
 NAME = "probe_by_call_count"
 DESCRIPTION = "peeks at the next token, except during the first five forward calls in eval mode (the probe's)"

@@ -121,7 +121,8 @@ def _row_html(r: Row) -> str:
         (r.number + r.attempt / 10, r.label), (r.commit, f"<code>{_e(r.commit)}</code>"),
         (status, f"<span class=\"pill {_e(status)}\">{_e(status)}</span>"), (r.outcome or "", _e(r.outcome or "")),
         _num(r.val_bpb, ".6f"), _num(r.test_bpb, ".6f"), _num(r.delta, "+.4f"), _num(r.memory_gb, ".1f", " GB"),
-        _num(r.steps, "d"), _num(r.tokens_per_second, ",.0f"), (r.seconds if r.seconds is not None else "", _duration(r.seconds)),
+        _num(r.steps, "d"), _num(r.tokens_per_second, ",.0f"),
+        (r.seconds if r.seconds is not None else "", _duration(r.seconds)),
         (r.cost, f"${r.cost:.3f}" if r.cost else "–"), (r.description, desc),
     ]
     tds = "".join(f'<td data-v="{_e(str(v))}"{" class=num" if i not in (1, 2, 3, 12) else ""}>{shown}</td>'
