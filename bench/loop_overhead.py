@@ -6,15 +6,23 @@ and warm-up (the rest of the experiment's process), agent, and the loop's own ch
 The original autoresearch spends about 8.6% outside training (325.9 s for 300 s); we aim for under 4% excluding
 the agent's thinking time, at the cuda profile's 300 s budget (shorter budgets make the fixed costs weigh more).
 
-    python bench/loop_overhead.py [--profile cpu] [--budget 60] [--experiments 3] [--cache-dir DIR]
+    python bench/loop_overhead.py [--profile cpu] [--budget 60] [--token-budget N] [--experiments 3] [--cache-dir DIR]
+
+The demo's settings: --budget 45 --token-budget 163840.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _load import Burners
 
 from autoresearch.agents.search import SearchAgent
 from autoresearch.data.prepare import prepare
@@ -27,14 +35,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu", choices=list(PROFILES))
     ap.add_argument("--budget", type=float, default=60.0, help="training seconds per experiment")
+    ap.add_argument("--token-budget", type=int, default=0, help="training tokens per experiment (0: time budget)")
     ap.add_argument("--experiments", type=int, default=3)
+    ap.add_argument("--burners", type=int, default=0, help="CPU-bound processes running beside it (a busy machine)")
     ap.add_argument("--cache-dir", type=Path)
     args = ap.parse_args()
 
-    settings = Settings.from_profile(args.profile, time_budget=args.budget)
+    settings = Settings.from_profile(args.profile, time_budget=args.budget, token_budget=args.token_budget)
     cache = cache_dir(args.cache_dir)
     prepare(settings, cache, progress=lambda m: print(m, flush=True))
-    with tempfile.TemporaryDirectory() as tmp:
+    load = Burners(args.burners) if args.burners else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as tmp, load:
         ws = init_workspace(Path(tmp) / "ws", settings)
         # greedy: one run per experiment, so every second of wall time is attributed (the noise policy's extra
         # seed runs are training runs too, but the journal keeps their timings only as evidence)
@@ -52,7 +63,9 @@ def main() -> None:
     agent = sum(r.agent_seconds or 0 for r in records)
     loop_own = wall - run - agent
     startup = run - train - evaluation
-    print(f"\n{len(records)} experiments, profile {args.profile}, {args.budget:g}s budget, {wall:.1f}s wall")
+    budget = f"{args.token_budget:,} tokens" if args.token_budget else f"{args.budget:g}s"
+    print(f"\n{len(records)} experiments, profile {args.profile}, {budget} budget, {args.burners} burner(s), "
+          f"{wall:.1f}s wall")
     for name, secs in [("training", train), ("evaluation (harness)", evaluation),
                        ("start-up + warm-up steps", startup), ("agent (search)", agent),
                        ("loop: checks, git, journal", loop_own)]:
