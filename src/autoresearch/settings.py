@@ -157,9 +157,10 @@ class Settings:
     @property
     def warmup_seconds(self) -> float:
         """First training batch to timed training, at most: the first forward/backward and optimizer step compile
-        here, untimed. Past it the clock starts anyway (the run is not stopped), so a run cannot train for free
-        on its first batches for longer than a cold compile takes."""
-        return self.warmup_limit or max(180.0, 0.5 * self.time_budget)
+        here, untimed (a cold compile of the cuda profile's model, flex attention and Muon's shapes can take
+        minutes). Past it the clock starts anyway (the run is not stopped), so a run cannot train for free on its
+        first batches for longer than that."""
+        return self.warmup_limit or max(300.0, self.time_budget)
 
     @property
     def memory_limit(self) -> int:
