@@ -35,8 +35,8 @@ def runs(ws: Path, settings: Settings, cache: Path, n: int, label: str) -> list[
                                       run_dir=ws / ".autoresearch" / f"{label}-{k}", cache=cache,
                                       compile_cache=ws / ".autoresearch" / "compile-cache"))
         print(f"  {label} seed {k}: {r.status} val_bpb {r.val_bpb} steps {r.steps} "
-              f"tokens {r.train_tokens} at {r.tokens_per_second or 0:,.0f} tok/s, wall {r.wall_seconds:.0f}s",
-              flush=True)
+              f"tokens {r.train_tokens} at {r.tokens_per_second or 0:,.0f} tok/s, wall {r.wall_seconds:.0f}s"
+              + ("" if r.ok else f" ({r.reason})"), flush=True)
         out.append(r)
     return out
 

@@ -41,6 +41,7 @@ TERM_GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
 EVAL_FLOOR_SECONDS = 180.0  # evaluation limit: this much, plus EVAL_FACTOR x the expected evaluation time
 EVAL_FACTOR = 5.0
 TAIL_LINES = 30
+READER_JOIN_SECONDS = 60.0  # after the run ends, for its output and channel to be read to the end
 POLL_SECONDS = 0.25  # how often the watch checks time and memory
 PGID_FILE = "pgid"
 
@@ -167,8 +168,8 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
             t.start()
         watch.wait(proc)
         leftovers = _kill_leftovers(proc)  # children the run left behind (strays, compile workers) go too
-        for t in readers:
-            t.join(timeout=5)
+        for t in readers:  # EOF is near: every write end died with the run. A busy machine can still be slow
+            t.join(timeout=READER_JOIN_SECONDS)  # to deliver the last lines, the result among them
     (run_dir / PGID_FILE).unlink(missing_ok=True)
     result = _classify(proc.returncode, watch, list(tail), exp, leftovers)
     result.wall_seconds = time.monotonic() - watch.t0
