@@ -184,3 +184,19 @@ def test_memory_is_the_harness_s_measurement_not_what_train_py_prints(tiny_works
     measured = result.harness["peak_memory_mb"]
     assert measured > 50  # the peak RSS of a python process that imported torch
     assert result.memory_gb == measured / 1024 and result.harness["device"] == "cpu"
+
+
+def test_processes_the_orchestrator_ran_before_are_not_the_run_s_leftovers(tiny_workspace, tmp_path):
+    """A dashboard, a benchmark's load, another job: children of ours from before the run are spared, and the run
+    is not blamed for them; what the run itself leaves behind is still killed (the test above)."""
+    import subprocess
+    import sys
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        result, _ = run(tiny_workspace, tmp_path, fast_source())
+        assert result.status == "ok", result.reason
+        assert bystander.poll() is None  # still running
+    finally:
+        bystander.kill()
+        bystander.wait(timeout=10)

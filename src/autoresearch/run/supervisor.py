@@ -148,6 +148,7 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
         **_allocator_env(),
     })
     tail: deque[str] = deque(maxlen=TAIL_LINES)
+    others = _descendants()  # what the orchestrator runs already (a dashboard, other jobs): never the run's leftovers
     watch = _Watch(exp)
     with open(log_path, "w") as log:
         try:
@@ -167,7 +168,7 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
         for t in readers:
             t.start()
         watch.wait(proc)
-        leftovers = _kill_leftovers(proc)  # children the run left behind (strays, compile workers) go too
+        leftovers = _kill_leftovers(proc, spare=others)  # what the run left behind (strays, compile workers) goes
         for t in readers:  # EOF is near: every write end died with the run. A busy machine can still be slow
             t.join(timeout=READER_JOIN_SECONDS)  # to deliver the last lines, the result among them
     (run_dir / PGID_FILE).unlink(missing_ok=True)
@@ -389,14 +390,23 @@ def _stop(proc: subprocess.Popen, polite: bool) -> None:
     proc.wait()
 
 
-def _kill_leftovers(proc: subprocess.Popen) -> int:
-    """Kill whatever the run left running: its process group, and descendants that left the group."""
+def _descendants() -> list[int]:
+    try:
+        from autoresearch.run import sandbox
+    except ImportError:
+        return []
+    return sandbox.descendants(os.getpid())
+
+
+def _kill_leftovers(proc: subprocess.Popen, spare: list[int]) -> int:
+    """Kill whatever the run left running: its process group, and descendants of ours that left the group (an
+    escaped process is re-parented to us, the subreaper). Processes that were ours before the run are spared."""
     survivors = [pid for pid in _group_members(proc.pid) if pid != proc.pid]
     _signal_group(proc, signal.SIGKILL)
     try:
         from autoresearch.run import sandbox
 
-        survivors += sandbox.kill_descendants()
+        survivors += sandbox.kill_descendants(spare=spare)
     except (ImportError, AttributeError):
         pass
     return len(set(survivors))
