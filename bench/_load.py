@@ -20,6 +20,10 @@ class Burners:
         self.procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE) for _ in range(self.n)]
         return self
 
+    def alive(self) -> int:
+        """How many are still spinning (a benchmark whose load died quietly would measure a quiet machine)."""
+        return sum(p.poll() is None for p in self.procs)
+
     def stop(self) -> None:
         for p in self.procs:
             p.kill()

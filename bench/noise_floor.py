@@ -62,7 +62,7 @@ def main() -> None:
     settings = Settings.from_profile(args.profile, time_budget=args.budget)
     cache = cache_dir(args.cache_dir)
     prepare(settings, cache, progress=lambda m: None)
-    with tempfile.TemporaryDirectory() as tmp, Burners(args.burners):
+    with tempfile.TemporaryDirectory() as tmp, Burners(args.burners) as burners:
         ws = init_workspace(Path(tmp) / "ws", settings)
         print(f"{args.burners} CPU-bound burners running; profile {args.profile}", flush=True)
         timed = runs(ws, settings, cache, args.runs, "time")
@@ -71,6 +71,9 @@ def main() -> None:
             sys.exit("no time-budget run was scored: nothing to size the token budget on")
         token_settings = settings.replace(token_budget=tokens[len(tokens) // 2])
         counted = runs(ws, token_settings, cache, args.runs, "tokens")
+        alive = burners.alive()
+    if alive != args.burners:
+        print(f"WARNING: only {alive} of {args.burners} burners were still running at the end: not measured under load")
     print(f"\nnoise floor under {args.burners} burners ({args.profile} profile):")
     print(f"  time budget {args.budget:g}s:           {floor(timed)}")
     print(f"  token budget {token_settings.token_budget:,}:  {floor(counted)}")
