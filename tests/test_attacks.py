@@ -86,7 +86,11 @@ def test_the_catalogue_covers_the_required_attacks():
     assert len(names) == len(ATTACKS)
 
 
-@pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
+OPEN = [pytest.param(a, marks=pytest.mark.xfail(strict=True, reason=f"open hole: {a.open}")) if a.open else a
+        for a in ATTACKS]
+
+
+@pytest.mark.parametrize("attack", OPEN, ids=[a.name for a in ATTACKS])
 def test_the_loop_handles_it(attack, ws, tiny_cache, request):
     template, best = (ws / EDITABLE).read_text(), vcs.head(ws)
     settings, timeout = limits_for(attack.expect, attack.name)
