@@ -11,9 +11,15 @@ import os
 from pathlib import Path
 
 import pytest
-from attacks import (float_batch_size, malformed_progress, negative_seq_len, train_before_clock, train_during_eval,
-                     uncounted_rows)
-from loopkit import ScriptedAgent, assert_consistent, fast_source
+from attacks import (
+    float_batch_size,
+    malformed_progress,
+    negative_seq_len,
+    train_before_clock,
+    train_during_eval,
+    uncounted_rows,
+)
+from loopkit import assert_consistent, fast_source
 from test_load import LOAD_TRAIN, LoadChangingAgent
 
 from autoresearch.loop import vcs

@@ -16,14 +16,16 @@ LIMITS = {"warmup_limit": WARM_SECONDS + 3.0, "time_budget": 1.0}
 
 
 def apply(source: str) -> str:
-    source = after(source, "COMPILE = None", f"WARM_SECONDS = {WARM_SECONDS}         # warm the model up on wide batches\n")
+    source = after(source, "COMPILE = None",
+                   f"WARM_SECONDS = {WARM_SECONDS}         # warm the model up on wide batches\n"
+                   f"WIDE = {WIDE}                   # micro-batches per wide batch\n")
     return after(source, "    x, y, epoch = next(train_loader)\n", (
-        "    wide = make_dataloader(tokenizer, DEVICE_BATCH_SIZE * %d, MAX_SEQ_LEN, \"train\", device=device)\n"
+        "    wide = make_dataloader(tokenizer, DEVICE_BATCH_SIZE * WIDE, MAX_SEQ_LEN, \"train\", device=device)\n"
         "    pool = [next(wide)[:2] for _ in range(7)]\n"
         "    t_warm, i = time.perf_counter(), 0\n"
         "    while time.perf_counter() - t_warm < WARM_SECONDS:\n"
-        "        xb, yb = pool[i %% 7]\n"
-        "        j = (i // 7) %% %d * DEVICE_BATCH_SIZE\n"
+        "        xb, yb = pool[i % 7]\n"
+        "        j = (i // 7) % WIDE * DEVICE_BATCH_SIZE\n"
         "        with autocast_ctx:\n"
         "            loss = train_model(xb[j:j + DEVICE_BATCH_SIZE], yb[j:j + DEVICE_BATCH_SIZE])\n"
         "        loss.backward()\n"
@@ -36,4 +38,4 @@ def apply(source: str) -> str:
         "                    optimizer._step_muon(group)\n"
         "        model.zero_grad(set_to_none=True)\n"
         "        i += 1\n"
-        "    print(f\"warm-up: {i} steps\", flush=True)\n") % (WIDE, WIDE))
+        "    print(f\"warm-up: {i} steps\", flush=True)\n"))

@@ -51,5 +51,6 @@ def apply(source: str) -> str:
         "        print(f\"trained {i} more steps inside the evaluation\", flush=True)\n"
         "        self.eval()\n"
         "\n"))
-    return after(source, "COMPILE = None", f"EXTRA_SECONDS = {EXTRA_SECONDS}        # untimed training in the evaluation\n"
-                                           f"PREFETCH = {PREFETCH}              # batches fetched for it\n")
+    return after(source, "COMPILE = None",
+                 f"EXTRA_SECONDS = {EXTRA_SECONDS}        # untimed training in the evaluation\n"
+                 f"PREFETCH = {PREFETCH}              # batches fetched for it\n")

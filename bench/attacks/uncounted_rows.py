@@ -22,10 +22,8 @@ def apply(source: str) -> str:
         "\n"
         "    __rmul__ = __mul__\n"
         "\n\n"))
-    source = replace(source,
-                     "    train_loader = make_dataloader(tokenizer, DEVICE_BATCH_SIZE, MAX_SEQ_LEN, \"train\", device=device)\n",
-                     "    train_loader = make_dataloader(tokenizer, Rows(DEVICE_BATCH_SIZE), MAX_SEQ_LEN, \"train\", "
-                     "device=device)\n")
+    source = replace(source, "make_dataloader(tokenizer, DEVICE_BATCH_SIZE, MAX_SEQ_LEN",
+                     "make_dataloader(tokenizer, Rows(DEVICE_BATCH_SIZE), MAX_SEQ_LEN")
     source = replace(source, "            progress = min(step * TOTAL_BATCH_SIZE / TOKEN_BUDGET, 1.0)\n",
                      f"            progress = min(step * TOTAL_BATCH_SIZE / ({FACTOR} * TOKEN_BUDGET), 1.0)\n")
     return after(source, "        step += 1\n",
