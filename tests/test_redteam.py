@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from attacks import (
     float_batch_size,
+    forge_malformed_result,
     malformed_progress,
     negative_seq_len,
     train_before_clock,
@@ -188,6 +189,19 @@ def test_a_malformed_progress_line_does_not_stop_the_log(tiny_workspace, tmp_pat
     result = run(tiny_workspace, tmp_path, source, on_progress=lambda p: None)
     log = Path(result.log_path).read_text()
     assert "after" in log and "val_bpb:" in log and result.summary, (result.status, log[-300:])
+
+
+@pytest.mark.xfail(strict=True, reason=forge_malformed_result.OPEN)
+def test_a_malformed_result_is_rejected_not_raised(tiny_workspace, tmp_path):
+    """Needs the static check bypassed (it imports harness internals): the runner must still never raise."""
+    source = fast_source().replace("val_bpb = evaluate_bpb(Unigram(), tok, 8)\n", (
+        "val_bpb = evaluate_bpb(Unigram(), tok, 8)\n"
+        "from autoresearch.harness import channel\n"
+        "channel.send('result', val_bpb=val_bpb, settings={'no_such_setting': 1})\n"))
+    settings = Settings.load(tiny_workspace / "autoresearch.toml")
+    result = run_experiment(Experiment(source=source, workspace=tiny_workspace, settings=settings, timeout=120,
+                                       run_dir=tmp_path / "run", cache=Path(os.environ["AUTORESEARCH_CACHE"])))
+    assert result.status == "rejected", result.reason
 
 
 def test_the_attacks_pass_the_static_check(tiny_workspace):
