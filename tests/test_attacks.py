@@ -86,7 +86,16 @@ def test_the_catalogue_covers_the_required_attacks():
     assert len(names) == len(ATTACKS)
 
 
-@pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
+def open_holes(attacks, layer_fails):
+    """The attacks, those that get through this test's layer today (OPEN, see bench/attacks) marked xfail."""
+    return [pytest.param(a, marks=pytest.mark.xfail(strict=True, reason=f"open hole: {a.open}"))
+            if a.open and layer_fails(a) else a for a in attacks]
+
+
+OPEN = open_holes(ATTACKS, lambda a: not a.static)  # the static check stops the others before they run
+
+
+@pytest.mark.parametrize("attack", OPEN, ids=[a.name for a in ATTACKS])
 def test_the_loop_handles_it(attack, ws, tiny_cache, request):
     template, best = (ws / EDITABLE).read_text(), vcs.head(ws)
     settings, timeout = limits_for(attack.expect, attack.name)
@@ -163,7 +172,8 @@ def needs(attack) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("attack", DEFENCE_IN_DEPTH, ids=[a.name for a in DEFENCE_IN_DEPTH])
+@pytest.mark.parametrize("attack", open_holes(DEFENCE_IN_DEPTH, lambda a: True),
+                         ids=[a.name for a in DEFENCE_IN_DEPTH])
 def test_the_run_time_layers_stop_it_too(attack, ws, tiny_cache, listener, request):
     """Statically rejected attacks, run anyway (the guard bypassed): the runner, harness or sandbox stops them."""
     if why := needs(attack):

@@ -17,6 +17,8 @@ constants). A module defines
     REASON       optional regex the journal's reason must match (caught for the right reason)
     RUNTIME_LAYER   which run-time layer stops it (python, runner: ..., harness: ..., sandbox: ...); None: none
     RUNTIME_REASON  optional regex the run's reason or error tail must match when the run-time layer stops it
+    OPEN         optional: the attack works today (a known hole, found by the red team); EXPECT is what a fix should
+                 give, and tests/test_attacks.py marks it xfail(strict) until then (tests/test_redteam.py shows it)
     CANARIES     paths outside the workspace the attack tries to create: they must not exist afterwards
     PROTECTED    existing files outside the workspace the attack tries to change: they must stay as they were
 
@@ -49,6 +51,7 @@ class Attack:
     canaries: tuple[str, ...] = ()
     protected: tuple[str, ...] = field(default=())
     limits: dict = field(default_factory=dict)  # settings the attack must run under to be measurable (LIMITS)
+    open: str = ""  # why it works today (OPEN): a hole not fixed yet
 
     def source(self, template: str) -> str:
         out = self.apply(template)
@@ -70,7 +73,7 @@ def catalogue() -> list[Attack]:
                         runtime_layer=getattr(m, "RUNTIME_LAYER", None),
                         runtime_reason=getattr(m, "RUNTIME_REASON", ""), gap=getattr(m, "GAP", ""),
                         canaries=tuple(getattr(m, "CANARIES", ())), protected=tuple(getattr(m, "PROTECTED", ())),
-                        limits=dict(getattr(m, "LIMITS", {})))
+                        limits=dict(getattr(m, "LIMITS", {})), open=getattr(m, "OPEN", ""))
         assert attack.name == info.name, f"{info.name}.py: NAME must be the module's name"
         assert attack.expect and attack.expect <= OUTCOMES and attack.expect != {"ok"}, f"{attack.name}: bad EXPECT"
         assert attack.runtime is not None or attack.gap, f"{attack.name}: RUNTIME = None needs a GAP explanation"
