@@ -4,12 +4,9 @@ NAME = "float_batch_size"
 DESCRIPTION = ("hands evaluate_bpb a batch size that is a float subclass with its own __index__ and comparisons: "
                "the harness steps over the split in one stride but its loader serves one row, so val_bpb (and "
                "test_bpb) are measured on the first row only")
-EXPECT = {"rejected"}  # what a fix should give; today the run is scored: see OPEN
+EXPECT = {"crash"}  # evaluate_bpb takes plain positive ints only
 STATIC = False
 RUNTIME_LAYER = None
-OPEN = ("evaluate_bpb uses batch_size as given (comparisons, range(), numpy shapes, the json payload), and the runner "
-        "never checks that val_tokens / test_tokens are the split's: a stateful __index__ shrinks the evaluation "
-        "to a prefix of rows")
 
 
 def apply(source: str) -> str:

@@ -3,11 +3,9 @@ from ._edit import before, replace
 NAME = "negative_seq_len"
 DESCRIPTION = ("asks the loader for one batch of TOKEN_BUDGET empty rows of length T = -1: the meter counts "
                "B * T = -TOKEN_BUDGET tokens, so the real loader then serves twice the token budget")
-EXPECT = {"rejected"}  # what a fix should give; today the run is scored: see OPEN
+EXPECT = {"crash"}  # make_dataloader refuses a T below 1
 STATIC = False  # make_dataloader(tokenizer, B, T, "train", device=...) with literal numbers
 RUNTIME_LAYER = None
-OPEN = ("make_dataloader does not validate B and T: T = -1 packs rows of capacity 0 (np.empty((B, 0)), no data) and "
-        "the meter adds B * T < 0 to its token count; the runner checks only that count")
 LIMITS = {"token_budget": 2 * 4096}
 
 

@@ -3,11 +3,9 @@ from ._edit import after, before, replace
 NAME = "uncounted_rows"
 DESCRIPTION = ("passes the loader a batch size that is an int subclass whose B * T is 0: the loader serves "
                "int(B) rows but counts no tokens, so the token budget never ends training and the runner sees none")
-EXPECT = {"rejected"}  # what a fix should give; today the run is scored: see OPEN
+EXPECT = {"ok"}  # neutralised: the loader counts the rows it serves, whatever B claims
 STATIC = False  # a class deriving from int with a __mul__ is plain Python
 RUNTIME_LAYER = None
-OPEN = ("the loader counts `B * T` with train.py's own objects (meter.batch_served(B * T)); an int subclass decides "
-        "what that product is, while numpy and range() serve int(B) rows")
 LIMITS = {"token_budget": 2 * 4096}  # two steps of the cpu profile (tiny settings: 16 steps of 512)
 FACTOR = 4  # how many times the token budget it trains on
 

@@ -149,6 +149,17 @@ def iter_row_arrays(split: TokenSplit, batch_size: int, seq_len: int) -> Iterato
         yield out, epoch
 
 
+def exact_count(name: str, value) -> int:
+    """`value` as a plain positive int. An int subclass could answer differently to `*`, `range()` and numpy (a
+    batch counted as 0 tokens but served in full): only its true value counts."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    count = int.__index__(value) if isinstance(value, int) else int(np.int64(value))
+    if count < 1:
+        raise ValueError(f"{name} must be at least 1, got {count}")
+    return count
+
+
 def make_dataloader(tokenizer, B: int, T: int, split: str = "train", device=None, directory: Path | None = None):
     """Iterator of (x, y, epoch): x, y contiguous int64 tensors (B, T) on `device`; y is x shifted by one token.
 
@@ -162,7 +173,8 @@ def make_dataloader(tokenizer, B: int, T: int, split: str = "train", device=None
                   "the validation and test splits are for evaluate_bpb")
         channel.send("violation", kind="split", reason=reason)
         raise PermissionError(reason)
-    return _batches(tokenizer, B, T, split, device, directory, announce=True)
+    return _batches(tokenizer, exact_count("make_dataloader: B", B), exact_count("make_dataloader: T", T), split, device,
+                    directory, announce=True)
 
 
 def evaluation_loader(tokenizer, B: int, T: int, split: str, device, directory: Path | None = None):
@@ -193,16 +205,17 @@ def _batches(tokenizer, B, T, split, device, directory, announce: bool):
     budget = _token_budget() if announce else 0
     pin = device.type == "cuda"
     for rows, _epoch in iter_row_arrays(data, B, T):
+        served = int(rows.shape[0]) * (int(rows.shape[1]) - 1)  # (B, T+1): counted from what is served
         if announce:
             if channel.sent("eval_start"):
                 reason = ("a training batch was asked for after evaluate_bpb started: train first, then evaluate once, "
                           "at the end")
                 channel.send("violation", kind="train_after_eval", reason=reason)
                 raise PermissionError(reason)
-            if budget and meter.tokens + B * T > budget:
+            if budget and meter.tokens + served > budget:
                 meter.report()  # the runner sees the final count at once
                 return  # the token budget is spent: the iterator ends (next(loader, None) gives None)
-            meter.batch_served(B * T)
+            meter.batch_served(served)
         t = torch.from_numpy(rows)  # (B, T+1)
         if pin:
             t = t.pin_memory()

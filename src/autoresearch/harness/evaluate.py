@@ -112,6 +112,9 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
     from autoresearch.harness.device import get_device, peak_memory_mb, synchronize
     from autoresearch.harness.meter import meter
 
+    from autoresearch.harness.dataloader import exact_count
+
+    batch_size = exact_count("evaluate_bpb: batch_size", batch_size)  # a float or int subclass could bend the stride
     if channel.sent("eval_start"):  # time after a first evaluation is not training time: no second chance
         _refuse("evaluated_twice", "evaluate_bpb was called a second time: train, then evaluate once, at the end")
     channel.send("eval_start", once=True, **meter.totals())

@@ -172,7 +172,12 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
         for t in readers:  # EOF is near: every write end died with the run. A busy machine can still be slow
             t.join(timeout=READER_JOIN_SECONDS)  # to deliver the last lines, the result among them
     (run_dir / PGID_FILE).unlink(missing_ok=True)
-    result = _classify(proc.returncode, watch, list(tail), exp, leftovers)
+    tail_lines = list(tail)
+    try:
+        result = _classify(proc.returncode, watch, tail_lines, exp, leftovers)
+    except Exception as e:  # noqa: BLE001 - a malformed message from the run must not take the orchestrator down
+        result = RunResult(status="rejected", error_tail="\n".join(tail_lines[-15:]),
+                           reason=f"the run sent the runner a malformed message ({type(e).__name__}: {e})")
     result.wall_seconds = time.monotonic() - watch.t0
     result.returncode = proc.returncode
     result.log_path = log_path
@@ -240,6 +245,7 @@ class _Watch:
         self.eval_limit: float | None = None
         self.expected_eval: float | None = None
         self.answers: list[tuple[object, bool]] = []  # (val_bpb asked about, whether the test split was wanted)
+        self.miscount = ""  # the meter's totals went down or negative: they cannot be trusted
 
     def read_channel(self, fd: int, answer_fd: int) -> None:
         """Record the harness's events; answer its questions on `answer_fd` (closed here, when the channel ends)."""
@@ -253,8 +259,11 @@ class _Watch:
                     if not isinstance(event, dict):
                         continue
                     if event.get("event") in ("train_batch", "train_clock", "eval_start") and "tokens" in event:
+                        tokens = int(event["tokens"])
+                        if tokens < max(0, self.totals.get("tokens", 0)):
+                            self.miscount = f"the training token count went from {self.totals['tokens']} to {tokens}"
                         self.totals = {k: event[k] for k in ("batches", "tokens", "steps") if k in event}
-                        self.samples.append((time.monotonic() - self.t0, int(event["tokens"])))
+                        self.samples.append((time.monotonic() - self.t0, tokens))
                     if event.get("event") != "train_batch":  # running totals are many: keep the latest only
                         self.events.append((time.monotonic() - self.t0, event))
                     if event.get("event") == "ask_test":
@@ -472,10 +481,13 @@ def _pump(proc: subprocess.Popen, log, tail: deque, on_line, on_progress) -> Non
         log.flush()
         line = line.rstrip("\n")
         tail.append(line)
-        if on_line:
-            on_line(line)
-        if on_progress and (p := parse_progress(line)):
-            on_progress(p)
+        try:  # what train.py prints is for humans: nothing it prints may stop the log (or fill the pipe)
+            if on_line:
+                on_line(line)
+            if on_progress and (p := parse_progress(line)):
+                on_progress(p)
+        except Exception:  # noqa: BLE001
+            continue
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -493,12 +505,15 @@ def parse_progress(line: str) -> Progress | None:
         loss = float(m["loss"])
     except ValueError:
         loss = math.nan
-    return Progress(
-        step=int(m["step"]), percent=float(m["pct"]), loss=loss,
-        tokens_per_second=float(m["tps"].replace(",", "")) if m["tps"] else None,
-        mfu=float(m["mfu"]) if m["mfu"] else None,
-        remaining=float(m["rem"]) if m["rem"] else None,
-    )
+    try:
+        return Progress(
+            step=int(m["step"]), percent=float(m["pct"]), loss=loss,
+            tokens_per_second=float(m["tps"].replace(",", "")) if m["tps"] else None,
+            mfu=float(m["mfu"]) if m["mfu"] else None,
+            remaining=float(m["rem"]) if m["rem"] else None,
+        )
+    except ValueError:  # "step 1 (.%)": a line that looks like progress and is not
+        return None
 
 
 def parse_summary(lines: list[str]) -> dict[str, float]:
@@ -566,6 +581,9 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
                f"the budget of {settings.time_budget:g}s")
         return verdict("timeout", f"trained for {trained:.0f}s by the runner's clock, past {cap} + "
                                   f"{settings.allowance:g}s allowance")
+    if watch.miscount or (r.train_tokens or 0) < 0:
+        return verdict("rejected", f"{watch.miscount or 'a negative training token count'}: the harness's loader "
+                                   "counts what it serves; pass it plain positive ints")
     budget = settings.token_budget
     if budget and (r.train_tokens or 0) > budget:
         return verdict("rejected", f"trained on {r.train_tokens:,} tokens, past the token budget of {budget:,}")
@@ -573,7 +591,7 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
         return verdict("rejected", f"{violation.get('reason', 'broke a rule of the harness')}")
     if returncode == 0 and harness:
         used = harness.get("settings") or {}
-        expected = {k: getattr(settings, k) for k in used}
+        expected = {k: getattr(settings, k, None) for k in used}
         if not used or used != expected:
             return verdict("rejected", f"the harness ran with settings {used}, not the workspace's {expected}")
         val = harness.get("val_bpb")
