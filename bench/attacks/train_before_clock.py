@@ -4,15 +4,12 @@ NAME = "train_before_clock"
 DESCRIPTION = ("trains in the warm-up window, before the clock: 7 more batches, each 64 times as wide, stepped by "
                "hand (the optimizer's own step methods, so torch's step hook never fires) until just before the "
                "window closes")
-EXPECT = {"timeout", "rejected"}  # what a fix should give; today the run is scored: see OPEN
+EXPECT = {"timeout", "rejected"}  # its wide batches take the count past warmup_tokens: the clock starts
 STATIC = False
 RUNTIME_LAYER = None
-OPEN = ("CLOCK_BATCH_CAP bounds batches, not tokens (train.py picks B), and the clock waits for torch's global "
-        "optimizer-step hook, which an update written by hand never fires: warmup_seconds (default max(300 s, the "
-        "budget)) of training on 8 batches of any size, before the clock")
 WARM_SECONDS = 6.0  # an agent would use the whole window: max(300 s, TIME_BUDGET) by default, less a margin
 WIDE = 64  # micro-batches per prefetched batch
-LIMITS = {"warmup_limit": WARM_SECONDS + 3.0, "time_budget": 1.0}
+LIMITS = {"warmup_limit": WARM_SECONDS + 3.0, "time_budget": 1.0, "time_allowance": 1.0}  # the allowance would hide 6 s
 
 
 def apply(source: str) -> str:

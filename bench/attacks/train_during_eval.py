@@ -3,12 +3,10 @@ from ._edit import after, before, replace
 NAME = "train_during_eval"
 DESCRIPTION = ("keeps its training batches and trains on them inside the first forward call of the evaluation, "
                "where no training clock runs (the evaluation limit is 180 s plus 5x the expected evaluation)")
-EXPECT = {"rejected"}  # what a fix should give; today the run is scored: see OPEN
-STATIC = False
-RUNTIME_LAYER = None
-OPEN = ("the runner stops clocking training at eval_start; the evaluation's own limit (EVAL_FLOOR_SECONDS = 180 s "
-        "plus 5x the expected evaluation) is free compute, and the re-score of the first chunk cannot see training "
-        "done before the first chunk's logits")
+EXPECT = {"rejected"}
+STATIC = True  # torch.autograd.enable_grad is refused
+RUNTIME = {"rejected"}
+RUNTIME_LAYER = "harness: parameter check"
 PREFETCH = 400  # batches fetched at the end of timed training, for the evaluation's training
 EXTRA_SECONDS = 20.0  # untimed training inside the evaluation (anything under the evaluation limit goes)
 

@@ -155,6 +155,14 @@ class Settings:
         return self.startup_limit or max(600.0, 2 * self.time_budget)
 
     @property
+    def warmup_tokens(self) -> int:
+        """Training tokens served before the clock starts anyway, whatever train.py does: four optimizer steps of
+        the profile's starting batch (the template serves one or two steps' worth before its first step returns).
+        A cap in tokens, not batches, since train.py picks the batch size."""
+        return 4 * int(PROFILES[self.profile].train_constants.get("TOTAL_BATCH_SIZE", 2**19)
+                       if self.profile in PROFILES else 2**19)
+
+    @property
     def warmup_seconds(self) -> float:
         """First training batch to timed training, at most: the first forward/backward and optimizer step compile
         here, untimed (a cold compile of the cuda profile's model, flex attention and Muon's shapes can take

@@ -108,11 +108,9 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
     Raises RefusedToScore (after telling the launcher why) if the model looks ahead or the harness was tampered with.
     """
     from autoresearch.harness.constants import eval_rows, workspace_settings
-    from autoresearch.harness.dataloader import evaluation_loader
+    from autoresearch.harness.dataloader import evaluation_loader, exact_count
     from autoresearch.harness.device import get_device, peak_memory_mb, synchronize
     from autoresearch.harness.meter import meter
-
-    from autoresearch.harness.dataloader import exact_count
 
     batch_size = exact_count("evaluate_bpb: batch_size", batch_size)  # a float or int subclass could bend the stride
     if channel.sent("eval_start"):  # time after a first evaluation is not training time: no second chance
@@ -135,6 +133,7 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
+    weights = _fingerprint(model)  # the model must leave the evaluation exactly as it came in
     synchronize(device)
     t0 = time.perf_counter()
     scores: dict[str, SplitScore] = {}
@@ -174,6 +173,9 @@ def evaluate_bpb(model, tokenizer, batch_size: int, splits: tuple[str, ...] = ("
         if abs(after - before) > 1e-3 * max(1.0, abs(before)):
             _refuse("stateful", f"the model's loss on the first evaluation batch moved from {before:.6g} to "
                                 f"{after:.6g} during the evaluation: it learns from the validation data")
+        if weights is not None and not torch.equal(weights, _fingerprint(model)):
+            _refuse("stateful", "the model's parameters or buffers changed during the evaluation: training ends "
+                                "before evaluate_bpb, which scores the model as it is")
     finally:
         if was_training:
             model.train()
@@ -197,6 +199,16 @@ def _launcher_wants_test(val_bpb: float) -> bool:
     records its answer and rejects a run that skips a test split it asked for; with no runner, score it."""
     answer = channel.ask("ask_test", val_bpb=val_bpb)
     return answer is None or answer.get("test") is not False
+
+
+def _fingerprint(model) -> torch.Tensor | None:
+    """One float64 sum per parameter and buffer, on their device (no host sync here): any update changes them."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    tensors = [*model.parameters(), *model.buffers()]
+    if not tensors:
+        return None
+    return torch.stack([t.detach().sum(dtype=torch.float64).to(tensors[0].device) for t in tensors])  # (n,)
 
 
 def _device_name(device: torch.device) -> str:

@@ -380,9 +380,9 @@ class Loop:
         tol = load.tolerance(((self._info().get("noise") or {}).get("tps")) or [])
         if not load.shifted(ref.tokens_per_second, speed, tol):
             return decision, evidence
-        self.view.message(f"experiment {rec.number}: trained at {speed:,.0f} tokens/s, the best at "
-                          f"{ref.tokens_per_second:,.0f} (more than {tol:.0%} apart): the load has likely changed; "
-                          "running the best again under the current load before deciding")
+        self.view.message(f"experiment {rec.number}: trained at {_speed(speed)} tokens/s, the best at "
+                          f"{_speed(ref.tokens_per_second)} (more than {tol:.0%} apart, or unknown): the load may have "
+                          "changed; running the best again under the current load before deciding")
         fresh = self._run(rec, best.train_py, run_dir.with_name(f"{run_dir.name}-ref"))
         if not fresh.ok:  # cannot tell load from code: keep the decision, and say so
             return decision, {**evidence, "load_flag": f"speed moved by more than {tol:.0%}; re-measuring the "
@@ -465,6 +465,10 @@ class TestWanted:
 
     def __call__(self, val_bpb: float) -> bool:
         return self.policy.could_keep([*self.runs, val_bpb], self.best)
+
+
+def _speed(tps: float | None) -> str:
+    return "an unknown number of" if tps is None else f"{tps:,.0f}"
 
 
 def _mean_of(rec: ExperimentRecord) -> float | None:

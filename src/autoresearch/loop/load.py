@@ -49,8 +49,13 @@ def tolerance(repeat_speeds: list[float]) -> float:
 
 
 def shifted(reference_speed: float | None, speed: float | None, tol: float) -> bool:
-    if not reference_speed or not speed:
+    """Whether the two speeds differ by more than `tol`. An unknown speed on one side counts as a shift: a run
+    that takes its data before the clock shows no speed, and must not skip the check that way. With both unknown
+    (neither trained on the clock) there is nothing to compare."""
+    if not reference_speed and not speed:
         return False
+    if not reference_speed or not speed:
+        return True
     return abs(speed / reference_speed - 1) > tol
 
 

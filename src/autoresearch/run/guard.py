@@ -72,10 +72,12 @@ FORBIDDEN = {
                      "gzip", "bz2", "lzma", "csv", "os.path", "numpy.fromfile", "numpy.memmap", "torch.from_file",
                      "torch.utils.data.datapipes"],
                     FILES),
-    "torch.enable_grad": "evaluate_bpb scores the model under no_grad and it must not learn while being scored; "
-                         "training happens in the training loop only",
-    "torch.set_grad_enabled": "evaluate_bpb scores the model under no_grad and it must not learn while being "
-                              "scored; use torch.no_grad() where you need it",
+    **dict.fromkeys(["torch.enable_grad", "torch.set_grad_enabled", "torch.autograd.enable_grad",
+                     "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode", "torch.autograd.grad",
+                     "torch.func", "torch._C._set_grad_enabled"],
+                    "evaluate_bpb scores the model under no_grad and it must not learn while being scored; "
+                    "training happens in the training loop only (loss.backward()); use torch.no_grad() where you "
+                    "need it"),
     **dict.fromkeys(["torch.set_default_device", "torch.set_default_dtype", "torch.set_default_tensor_type"],
                     "it changes where and in what dtype every new tensor is made, the harness's and the "
                     "evaluation's too (the run would be refused after training); pass device= and dtype= to your "

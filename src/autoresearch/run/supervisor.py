@@ -12,8 +12,8 @@ The clock has four phases, all timed by the runner from the harness's marks (har
   forward/backward and optimizer step compile here, untimed. At most settings.warmup_seconds: then the clock
   starts anyway, so the first few batches cannot be trained on for free for longer than a cold compile takes.
 - training, -> `eval_start`: the budget plus the allowance (settings.training_limit).
-- evaluation, `eval_start` -> exit: derived from the evaluation's tokens and the speed this run trained at (and
-  the evaluation speed measured on this workspace, when the loop knows it), so load slows the limit down too.
+- evaluation, `eval_start` -> exit: derived from the evaluation's tokens and the evaluation speed measured on
+  this workspace (never from this run's own figures, which it could shape), with a generous floor.
 """
 
 from __future__ import annotations
@@ -328,12 +328,13 @@ class _Watch:
 
     def _eval_limit(self) -> float:
         """Limit of the evaluation phase: a floor, plus a multiple of the time the evaluation's tokens take at the
-        slowest known speed (this run's training speed, which is slower than a forward pass and reflects the
-        load right now; the workspace's measured evaluation speed)."""
+        evaluation speed measured on this workspace (the slowest of recent runs), or the budget before any. Never
+        from this run's own figures: a run chooses how many tokens it is served, so it could look slow and buy
+        itself hours of evaluation."""
         s = self.exp.settings
         tokens = 2 * s.eval_tokens  # val and the held-out test split
-        rates = [r for r in (self.tokens_per_second, self.exp.eval_rate) if r]
-        self.expected_eval = tokens / min(rates) if rates else max(60.0, s.time_budget)
+        rate = self.exp.eval_rate
+        self.expected_eval = tokens / rate if rate else max(60.0, s.time_budget)
         return EVAL_FLOOR_SECONDS + EVAL_FACTOR * self.expected_eval
 
     def over_limit(self, elapsed: float) -> str:
