@@ -173,8 +173,8 @@ def make_dataloader(tokenizer, B: int, T: int, split: str = "train", device=None
                   "the validation and test splits are for evaluate_bpb")
         channel.send("violation", kind="split", reason=reason)
         raise PermissionError(reason)
-    return _batches(tokenizer, exact_count("make_dataloader: B", B), exact_count("make_dataloader: T", T), split, device,
-                    directory, announce=True)
+    B, T = exact_count("make_dataloader: B", B), exact_count("make_dataloader: T", T)  # noqa: N806
+    return _batches(tokenizer, B, T, split, device, directory, announce=True)
 
 
 def evaluation_loader(tokenizer, B: int, T: int, split: str, device, directory: Path | None = None):
