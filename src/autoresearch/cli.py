@@ -277,7 +277,7 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
         loop.start()
     except LoopError as e:
         raise click.ClickException(str(e)) from e
-    click.echo(f"run {tag} on branch autoresearch/{tag} | agent {agent.name} | {settings.time_budget:g}s per experiment")
+    click.echo(f"run {tag} on branch autoresearch/{tag} | agent {agent.name} | {settings.budget_label} per experiment")
     with LoopView(loop.journal, tag, agent.name, vocab=settings.vocab_size) as view:
         loop.view = view
         reason = loop.run_until_limit()

@@ -142,6 +142,11 @@ class Settings:
         return self.time_allowance or 10.0 + 0.05 * self.time_budget
 
     @property
+    def budget_label(self) -> str:
+        """What ends training, for people: '163,840 tokens' or '45s'."""
+        return f"{self.token_budget:,} tokens" if self.token_budget else f"{self.time_budget:g}s"
+
+    @property
     def training_limit(self) -> float:
         """Seconds of timed training before the runner stops a run. Under a token budget the tokens end training
         and the time budget is only a cap against runaway compute: three times it, so load cannot kill a run."""

@@ -176,7 +176,7 @@ class LoopView:
 
     def experiment_started(self, rec, budget: float) -> None:
         self.current, self.budget, self.last, self._summary = rec, budget, None, False
-        self._print(f"[exp {rec.number}] {rec.description} | running ({budget:g}s budget)")
+        self._print(f"[exp {rec.number}] {rec.description} | running")
 
     def line(self, text: str) -> None:
         """Step lines drive the progress view; the summary block train.py ends with is shown as it is."""
