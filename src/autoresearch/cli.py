@@ -54,7 +54,7 @@ def cli() -> None:
 @click.option("--time-budget", type=float, help="Seconds of training per experiment (profile default).")
 @click.option("--token-budget", type=int,
               help="Training tokens per experiment instead: the loader ends after them, and the time budget is "
-              "only a cap (3x). Results then do not depend on the machine's speed or load: recommended on a "
+              "only a cap (10x). Results then do not depend on the machine's speed or load: recommended on a "
               "shared or busy machine.")
 @click.option("--startup-limit", type=float,
               help="Seconds from launch to the first training batch (imports, data, the model); default max(600, "

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from autoresearch.harness.channel import ANSWER_ENV, CHANNEL_ENV
 from autoresearch.harness.constants import SETTINGS_ENV
-from autoresearch.settings import CACHE_ENV, WORKSPACE_ENV, Settings, cache_dir
+from autoresearch.settings import CACHE_ENV, TOKEN_MODE_CAP, WORKSPACE_ENV, Settings, cache_dir
 
 STATUSES = ("ok", "crash", "timeout", "nan", "oom", "rejected")
 TERM_GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
@@ -577,7 +577,7 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
         return verdict("timeout", f"evaluation ran over its limit of {watch.eval_limit:.0f}s (about "
                                   f"{watch.expected_eval:.0f}s expected at this run's speed): stopped")
     if watch.stopped_for == "train_time" or (trained is not None and trained > limit):
-        cap = (f"3 x the time budget of {settings.time_budget:g}s (a token budget of {settings.token_budget:,} "
+        cap = (f"{TOKEN_MODE_CAP} x the time budget of {settings.time_budget:g}s (a token budget of {settings.token_budget:,} "
                "ends training; the time is only a cap)" if settings.token_budget else
                f"the budget of {settings.time_budget:g}s")
         return verdict("timeout", f"trained for {trained:.0f}s by the runner's clock, past {cap} + "
