@@ -3,7 +3,7 @@ from ._edit import after, before, replace
 NAME = "uncounted_rows"
 DESCRIPTION = ("passes the loader a batch size that is an int subclass whose B * T is 0: the loader serves "
                "int(B) rows but counts no tokens, so the token budget never ends training and the runner sees none")
-EXPECT = {"ok"}  # neutralised: the loader counts the rows it serves, whatever B claims
+EXPECT = {"ok", "rejected"}  # ok: neutralised, the loader counts the rows it serves, whatever B claims
 STATIC = False  # a class deriving from int with a __mul__ is plain Python
 RUNTIME_LAYER = None
 LIMITS = {"token_budget": 2 * 4096}  # two steps of the cpu profile (tiny settings: 16 steps of 512)
