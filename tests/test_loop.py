@@ -39,7 +39,9 @@ def test_search_agent_end_to_end_on_the_real_template(tiny_workspace):
     journal = loop.journal
     for e in journal.final_attempts("t"):
         assert e.outcome == "ok" and e.run_seconds > 0
-        assert (e.test_bpb is not None) == (e.status == "keep")  # greedy: the test split only where val gained
+        # Greedy: the test split only where val gained; such a run may still be discarded, when the load moved and
+        # the best, re-measured under it, scored as well (see loop/load.py).
+        assert (e.test_bpb is not None) == (e.status == "keep" or "remeasured" in e.evidence), e.evidence
         assert e.metrics["summary"]["num_steps"] >= 1
     assert all(e.diff for e in journal.final_attempts("t")[1:])
 
