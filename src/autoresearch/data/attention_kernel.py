@@ -1,6 +1,6 @@
 """`prepare` fetches the FlashAttention 3 kernel while it has the network; experiments load it offline.
 
-Experiments run without network, so the harness (harness/attention.py) loads FA3 from the local Hugging Face
+Experiments run without network, so the harness (harness/attention_backends.py) loads FA3 from the local Hugging Face
 cache only. This is where it gets there: `kernels.install_kernel` downloads the build that matches this machine's
 torch and CUDA into that cache. FA3 is an optimisation, never a requirement: every failure here is one line of
 progress and prepare goes on; training then uses compiled flex_attention or SDPA.
@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 
 from autoresearch.data import sources
-from autoresearch.harness.attention import CUDA_EXTRA, FA3_REPO, FA3_VERSION
+from autoresearch.harness.attention_backends import CUDA_EXTRA, FA3_REPO, FA3_VERSION
 
 FALLBACK = "training uses flex_attention or SDPA instead"
 

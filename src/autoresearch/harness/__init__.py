@@ -15,12 +15,17 @@ Surface (keep it small enough to list in an agent's prompt):
                                                         sees key j iff 0 <= i - j <= window
 """
 
-from autoresearch.harness import constants, integrity, meter  # noqa: F401  (meter: imported before the snapshot)
-from autoresearch.harness.attention import attention, pick_attention
-from autoresearch.harness.dataloader import make_dataloader
-from autoresearch.harness.device import autocast_context, get_device, peak_flops, peak_memory_mb, synchronize
-from autoresearch.harness.evaluate import evaluate_bpb
-from autoresearch.harness.tokenizer import Tokenizer
+import importlib
+
+from autoresearch.harness import constants
+
+# Loaded on first use: the scorer and the orchestrator import parts of the harness (constants, the loader, the
+# wire) without paying for torch; train.py's `from autoresearch.harness import ...` loads what it names.
+_SURFACE = {
+    "Tokenizer": "tokenizer", "make_dataloader": "dataloader", "evaluate_bpb": "evaluate",
+    "get_device": "device", "autocast_context": "device", "peak_flops": "device", "synchronize": "device",
+    "peak_memory_mb": "device", "pick_attention": "attention_backends", "attention": "attention_backends",
+}
 
 __all__ = [
     "MAX_SEQ_LEN", "TIME_BUDGET", "TOKEN_BUDGET", "EVAL_TOKENS", "VOCAB_SIZE",
@@ -30,10 +35,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # PEP 562: constants come from the workspace on first use
+def __getattr__(name: str):  # PEP 562: constants come from the workspace, the rest from its module, on first use
     if name in constants._CONSTANTS:
         return getattr(constants, name)
+    if name in _SURFACE:
+        value = getattr(importlib.import_module(f"autoresearch.harness.{_SURFACE[name]}"), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'autoresearch.harness' has no attribute {name!r}")
-
-
-integrity.snapshot()  # the harness as imported: evaluate_bpb refuses to score if train.py replaces any of it

@@ -74,7 +74,7 @@ SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "
 DEVICE_GLOBS = ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "nvidia*", "nvidia-caps", "dri",
                 "kfd", "dxg", "accel", "hl*", "neuron*", "davinci*", "infiniband", "hugepages")
 WRITE_DIRS = ("/dev/shm",)
-# Hugging Face kernels the harness may load (harness.attention.FA3_REPO; a test keeps the two equal). They sit in
+# Hugging Face kernels the harness may load (harness.attention_backends.FA3_REPO; a test keeps the two equal). They sit in
 # the hub cache, beside its token: only their own folders are opened to the experiment.
 KERNEL_REPOS = ("kernels-community/flash-attn3",)
 

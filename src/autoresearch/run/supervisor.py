@@ -11,9 +11,15 @@ The clock has four phases, all timed by the runner from the harness's marks (har
 - warm-up, the first batch -> timed training (`train_clock`, when the first optimizer step returns): the first
   forward/backward and optimizer step compile here, untimed. At most settings.warmup_seconds: then the clock
   starts anyway, so the first few batches cannot be trained on for free for longer than a cold compile takes.
-- training, -> `eval_start`: the budget plus the allowance (settings.training_limit).
-- evaluation, `eval_start` -> exit: derived from the evaluation's tokens and the evaluation speed measured on
-  this workspace (never from this run's own figures, which it could shape), with a generous floor.
+- training, -> the evaluation: the budget plus the allowance (settings.training_limit).
+- evaluation, from when train.py's evaluate_bpb reaches the scorer -> exit: derived from the evaluation's tokens
+  and the evaluation speed measured on this workspace (never from this run's own figures, which it could
+  shape), with a generous floor.
+
+The official figures come from the scorer (run/scorer.py), a second process the runner starts beside train.py:
+it alone can read val and test, computes bits per byte from the logits train.py's process hands it, and reports
+on a pipe only it holds. Nothing train.py's process writes or sends decides them; what it sends on its own
+channel (the training meter's marks, its peak memory) is informative, and can only get a run rejected.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,8 +39,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoresearch.harness.channel import ANSWER_ENV, CHANNEL_ENV
+from autoresearch.harness.channel import CHANNEL_ENV
 from autoresearch.harness.constants import SETTINGS_ENV
+from autoresearch.harness.wire import SCORER_ENV
 from autoresearch.settings import CACHE_ENV, TOKEN_MODE_CAP, WORKSPACE_ENV, Settings, cache_dir
 
 STATUSES = ("ok", "crash", "timeout", "nan", "oom", "rejected")
@@ -42,6 +50,10 @@ EVAL_FLOOR_SECONDS = 180.0  # evaluation limit: this much, plus EVAL_FACTOR x th
 EVAL_FACTOR = 5.0
 TAIL_LINES = 30
 READER_JOIN_SECONDS = 60.0  # after the run ends, for its output and channel to be read to the end
+SCORER_EXIT_SECONDS = 30.0  # after the run ends, for the scorer to report and exit
+FLOOR_MARGIN = 0.01  # a figure this far (relative) below the data's entropy floor is refused: sampling luck on a
+                     # finite evaluation is far smaller, and memorised evaluation data lands far below
+SCORER_LOG = "scorer.log"
 POLL_SECONDS = 0.25  # how often the watch checks time and memory
 PGID_FILE = "pgid"
 
@@ -135,12 +147,12 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
     log_path = run_dir / "run.log"
     cache = exp.cache or cache_dir()
     channel_read, channel_write = os.pipe()
-    answer_read, answer_write = os.pipe()  # the runner's answers to the harness's questions (see _answer)
+    ours, theirs = socket.socketpair()  # train.py's evaluate_bpb <-> the scorer (harness/wire.py)
     env = scrubbed_env({
         SETTINGS_ENV: json.dumps(asdict(exp.settings)),
         CACHE_ENV: str(cache),
         CHANNEL_ENV: str(channel_write),
-        ANSWER_ENV: str(answer_read),
+        SCORER_ENV: str(ours.fileno()),
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "TMPDIR": str(run_dir / "tmp"),
@@ -150,31 +162,44 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     others = _descendants()  # what the orchestrator runs already (a dashboard, other jobs): never the run's leftovers
     watch = _Watch(exp)
+    try:
+        scorer = _start_scorer(exp, cache, theirs)
+    except OSError as e:
+        for fd in (channel_read, channel_write):
+            os.close(fd)
+        ours.close()
+        return RunResult(status="crash", log_path=log_path, reason=f"could not start the scorer: {e}")
+    finally:
+        theirs.close()
     with open(log_path, "w") as log:
         try:
             proc = subprocess.Popen([*launcher(exp, cache), sys.executable, str(script)], cwd=run_dir, env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     text=True, bufsize=1, start_new_session=True, errors="replace",
-                                    pass_fds=(channel_write, answer_read))
+                                    pass_fds=(channel_write, ours.fileno()))
         except OSError as e:
-            for fd in (channel_read, channel_write, answer_read, answer_write):
+            for fd in (channel_read, channel_write):
                 os.close(fd)
+            ours.close()
+            scorer.stop()
             return RunResult(status="crash", log_path=log_path, reason=f"could not start python: {e}")
         os.close(channel_write)  # the child holds the only write end: EOF on the channel means it is gone
-        os.close(answer_read)
+        ours.close()  # and the only end of the scorer's socket: the scorer sees EOF when the run is gone
         (run_dir / PGID_FILE).write_text(str(proc.pid))  # lets a resumed orchestrator stop an orphaned run
         readers = [threading.Thread(target=_pump, args=(proc, log, tail, on_line, on_progress), daemon=True),
-                   threading.Thread(target=watch.read_channel, args=(channel_read, answer_write), daemon=True)]
+                   threading.Thread(target=watch.read_channel, args=(channel_read,), daemon=True),
+                   threading.Thread(target=watch.read_scorer, args=(scorer,), daemon=True)]
         for t in readers:
             t.start()
         watch.wait(proc)
-        leftovers = _kill_leftovers(proc, spare=others)  # what the run left behind (strays, compile workers) goes
+        leftovers = _kill_leftovers(proc, spare=[*others, scorer.proc.pid])  # strays, compile workers: they go
+        scorer.finish()
         for t in readers:  # EOF is near: every write end died with the run. A busy machine can still be slow
             t.join(timeout=READER_JOIN_SECONDS)  # to deliver the last lines, the result among them
     (run_dir / PGID_FILE).unlink(missing_ok=True)
     tail_lines = list(tail)
     try:
-        result = _classify(proc.returncode, watch, tail_lines, exp, leftovers)
+        result = _classify(proc.returncode, watch, tail_lines, exp, leftovers, cache)
     except Exception as e:  # noqa: BLE001 - a malformed message from the run must not take the orchestrator down
         result = RunResult(status="rejected", error_tail="\n".join(tail_lines[-15:]),
                            reason=f"the run sent the runner a malformed message ({type(e).__name__}: {e})")
@@ -198,9 +223,77 @@ def launcher(exp: Experiment, cache: Path) -> list[str]:
     if exp.compile_cache is not None:
         exp.compile_cache.mkdir(parents=True, exist_ok=True)
         writable.append(str(exp.compile_cache))
-    policy = sandbox.Policy(network=False, read_paths=[str(prepared_dir(exp.settings, cache))],
+    policy = sandbox.Policy(network=False, read_paths=training_files(prepared_dir(exp.settings, cache)),
                             write_paths=writable, die_with_parent=True)
     return sandbox.launcher_argv(policy)
+
+
+HELD_OUT = ("val.", "test.")  # prepared files of the evaluation splits: the scorer's alone
+
+
+def training_files(prepared: Path) -> list[str]:
+    """What train.py may read of the prepared data: each file but the evaluation splits'. Files, not the directory,
+    so that nothing added there later (and no val or test file) is readable by default."""
+    try:
+        return sorted(str(p) for p in prepared.iterdir() if p.is_file() and not p.name.startswith(HELD_OUT))
+    except OSError:
+        return []
+
+
+class _ScorerProcess:
+    """The scorer beside one experiment: its process, and the ends of its report pipe the runner holds."""
+
+    def __init__(self, proc: subprocess.Popen, report_fd: int, answer_fd: int, log) -> None:
+        self.proc, self.report_fd, self.answer_fd, self.log = proc, report_fd, answer_fd, log
+
+    def finish(self) -> None:
+        """The experiment is gone: the scorer reports what it has and exits (or is stopped)."""
+        try:
+            self.proc.wait(timeout=SCORER_EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.stop()
+        self.log.close()
+
+    def stop(self) -> None:
+        _signal_group(self.proc, signal.SIGKILL)
+        self.proc.wait()
+
+
+def _start_scorer(exp: Experiment, cache: Path, sock: socket.socket) -> _ScorerProcess:
+    """Start the scorer under a sandbox of its own: no network, the prepared data read-only, nothing writable. Its
+    working directory is the prepared data (no file train.py wrote can be imported: `-P`, and the directory is not
+    writable by anyone but `prepare`)."""
+    from autoresearch.harness.constants import prepared_dir
+
+    prepared = prepared_dir(exp.settings, cache)
+    prefix: list[str] = []
+    if exp.settings.sandbox:
+        try:
+            from autoresearch.run import sandbox
+
+            policy = sandbox.Policy(network=False, read_paths=[str(prepared)], write_paths=[], die_with_parent=True)
+            prefix = sandbox.launcher_argv(policy)
+        except ImportError:
+            pass
+    report_read, report_write = os.pipe()
+    answer_read, answer_write = os.pipe()
+    env = scrubbed_env({SETTINGS_ENV: json.dumps(asdict(exp.settings)), CACHE_ENV: str(cache),
+                        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"})
+    log = open(exp.run_dir / SCORER_LOG, "w")  # noqa: SIM115 - closed by finish()
+    try:
+        proc = subprocess.Popen(
+            [*prefix, sys.executable, "-P", "-m", "autoresearch.run.scorer", "--socket-fd", str(sock.fileno()),
+             "--report-fd", str(report_write), "--answer-fd", str(answer_read)],
+            cwd=prepared if prepared.is_dir() else exp.run_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=(sock.fileno(), report_write, answer_read))
+    except OSError:
+        for fd in (report_read, report_write, answer_read, answer_write):
+            os.close(fd)
+        log.close()
+        raise
+    os.close(report_write)
+    os.close(answer_read)
+    return _ScorerProcess(proc, report_read, answer_write, log)
 
 
 def _cache_env(exp: Experiment) -> dict[str, str]:
@@ -246,30 +339,48 @@ class _Watch:
         self.expected_eval: float | None = None
         self.answers: list[tuple[object, bool]] = []  # (val_bpb asked about, whether the test split was wanted)
         self.miscount = ""  # the meter's totals went down or negative: they cannot be trusted
+        self.scorer_events: list[tuple[float, dict]] = []  # what the scorer reported, by the runner's clock
+        self.eval_at: float | None = None  # when evaluate_bpb reached the scorer: the end of training
 
-    def read_channel(self, fd: int, answer_fd: int) -> None:
-        """Record the harness's events; answer its questions on `answer_fd` (closed here, when the channel ends)."""
+    def read_channel(self, fd: int) -> None:
+        """Record the harness's events from train.py's process (informative: the scorer's are what count)."""
+        with os.fdopen(fd, "rb") as f:
+            for raw in f:
+                try:
+                    event = json.loads(raw)
+                except ValueError:
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                if event.get("event") in ("train_batch", "train_clock", "eval_start") and "tokens" in event:
+                    tokens = int(event["tokens"])
+                    if tokens < max(0, self.totals.get("tokens", 0)):
+                        self.miscount = f"the training token count went from {self.totals['tokens']} to {tokens}"
+                    self.totals = {k: event[k] for k in ("batches", "tokens", "steps") if k in event}
+                    self.samples.append((time.monotonic() - self.t0, tokens))
+                if event.get("event") not in ("train_batch", "result", "ask_test"):  # totals: the latest only
+                    self.events.append((time.monotonic() - self.t0, event))
+
+    def read_scorer(self, scorer: _ScorerProcess) -> None:
+        """Record the scorer's report; answer its question (score the test split?) on its answer pipe."""
         try:
-            with os.fdopen(fd, "rb") as f:
+            with os.fdopen(scorer.report_fd, "rb") as f:
                 for raw in f:
                     try:
                         event = json.loads(raw)
                     except ValueError:
                         continue
-                    if not isinstance(event, dict):
-                        continue
-                    if event.get("event") in ("train_batch", "train_clock", "eval_start") and "tokens" in event:
-                        tokens = int(event["tokens"])
-                        if tokens < max(0, self.totals.get("tokens", 0)):
-                            self.miscount = f"the training token count went from {self.totals['tokens']} to {tokens}"
-                        self.totals = {k: event[k] for k in ("batches", "tokens", "steps") if k in event}
-                        self.samples.append((time.monotonic() - self.t0, tokens))
-                    if event.get("event") != "train_batch":  # running totals are many: keep the latest only
-                        self.events.append((time.monotonic() - self.t0, event))
+                    now = time.monotonic() - self.t0
+                    self.scorer_events.append((now, event))
+                    if event.get("event") == "connected" and self.eval_at is None:
+                        self.eval_at = now
                     if event.get("event") == "ask_test":
-                        self.answers.append(_answer(self.exp, event, answer_fd))
+                        self.answers.append(_answer(self.exp, event, scorer.answer_fd))
         finally:
-            os.close(answer_fd)
+            os.close(scorer.answer_fd)
+
+    def scorer_said(self, name: str) -> dict | None:
+        return next((e for _, e in self.scorer_events if e.get("event") == name), None)
 
     def first(self, name: str) -> float | None:
         return next((t for t, e in self.events if e.get("event") == name), None)
@@ -288,7 +399,7 @@ class _Watch:
         cap = first_batch + self.exp.settings.warmup_seconds
         if mark is not None:
             return min(mark, cap)
-        end = self.first("eval_start")
+        end = self.eval_at
         return cap if (end if end is not None else elapsed) > cap else first_batch
 
     def clocked(self, elapsed: float) -> bool:
@@ -305,7 +416,7 @@ class _Watch:
         start = self.clock_start
         if start is None:
             return None
-        end = self.first("eval_start")
+        end = self.eval_at
         return (end if end is not None else time.monotonic() - self.t0) - start
 
     @property
@@ -342,7 +453,7 @@ class _Watch:
         s = self.exp.settings
         if self.exp.timeout is not None and elapsed > self.exp.timeout:
             return "timeout"
-        eval_start = self.first("eval_start")
+        eval_start = self.eval_at
         if eval_start is not None:
             if self.eval_limit is None:
                 self.eval_limit = self._eval_limit()
@@ -498,6 +609,23 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
+def below_floor(settings: Settings, cache: Path | None, harness: dict) -> str:
+    """Why the figures are impossible ('' if they are not): below the entropy floor of the data, where one is known
+    (the embedded corpus). No model can score lower on average; a run that does memorised the evaluation data."""
+    from autoresearch.harness.constants import eval_key, load_meta, prepared_dir
+
+    try:
+        window = load_meta(prepared_dir(settings, cache))["eval"][eval_key(settings)]
+    except (KeyError, OSError, ValueError):
+        return ""
+    for split in ("val", "test"):
+        floor, figure = (window.get(split) or {}).get("floor_bpb"), harness.get(f"{split}_bpb")
+        if isinstance(floor, (int, float)) and isinstance(figure, (int, float)) and figure < floor * (1 - FLOOR_MARGIN):
+            return (f"{split}_bpb {figure:.4f} is below the entropy floor of this data ({floor:.4f}): no model can "
+                    "score that; the run saw the evaluation data, or the figure is not a measurement")
+    return ""
+
+
 def parse_progress(line: str) -> Progress | None:
     m = STEP_RE.match(line.strip())
     if not m:
@@ -539,12 +667,18 @@ OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "MemoryError", "MPS bac
 NAN_MARKERS = ("FAIL", "loss is nan", "nan loss")
 
 
-def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Experiment, leftovers: int) -> RunResult:
+def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Experiment, leftovers: int,
+              cache: Path | None = None) -> RunResult:
     text = "\n".join(tail)
     summary = parse_summary(tail)
-    harness = watch.last("result") or {}
+    harness = dict(watch.scorer_said("result") or {})  # the official figures: the scorer's, and no one else's
     harness.pop("event", None)
-    violation = next((e for _, e in watch.events if e.get("event") == "violation"), None)  # the first: the cause
+    client = watch.last("eval_done") or {}  # informative: train.py's process measured its own memory
+    if harness:
+        harness.update({k: client[k] for k in ("peak_memory_mb", "device") if k in client})
+    # The first violation is the cause: the scorer's refusal first (it decides), then what the client noticed.
+    violation = watch.scorer_said("violation") or next(
+        (e for _, e in watch.events if e.get("event") == "violation"), None)
     settings = exp.settings
     trained = watch.training_seconds
     r = RunResult(status="crash", summary=summary, harness=harness, error_tail="\n".join(tail[-15:]),
@@ -553,9 +687,8 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
                   tokens_per_second=watch.tokens_per_second)
     if watch.answers:
         r.test_wanted = watch.answers[-1][1]
-    eval_start = watch.first("eval_start")
-    if eval_start is not None:
-        r.eval_seconds = (time.monotonic() - watch.t0) - eval_start
+    if watch.eval_at is not None:
+        r.eval_seconds = (time.monotonic() - watch.t0) - watch.eval_at
     limit = settings.training_limit
 
     def verdict(status: str, reason: str) -> RunResult:
@@ -577,8 +710,8 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
         return verdict("timeout", f"evaluation ran over its limit of {watch.eval_limit:.0f}s (about "
                                   f"{watch.expected_eval:.0f}s expected at this run's speed): stopped")
     if watch.stopped_for == "train_time" or (trained is not None and trained > limit):
-        cap = (f"{TOKEN_MODE_CAP} x the time budget of {settings.time_budget:g}s (a token budget of {settings.token_budget:,} "
-               "ends training; the time is only a cap)" if settings.token_budget else
+        cap = (f"{TOKEN_MODE_CAP} x the time budget of {settings.time_budget:g}s (a token budget of "
+               f"{settings.token_budget:,} ends training; the time is only a cap)" if settings.token_budget else
                f"the budget of {settings.time_budget:g}s")
         return verdict("timeout", f"trained for {trained:.0f}s by the runner's clock, past {cap} + "
                                   f"{settings.allowance:g}s allowance")
@@ -591,13 +724,12 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
     if violation is not None:
         return verdict("rejected", f"{violation.get('reason', 'broke a rule of the harness')}")
     if returncode == 0 and harness:
-        used = harness.get("settings") or {}
-        expected = {k: getattr(settings, k, None) for k in used}
-        if not used or used != expected:
-            return verdict("rejected", f"the harness ran with settings {used}, not the workspace's {expected}")
         val = harness.get("val_bpb")
         if val is None or not math.isfinite(val):
             return verdict("nan", f"val_bpb is {val}")
+        below = below_floor(settings, cache, harness)
+        if below:
+            return verdict("rejected", below)
         printed = summary.get("val_bpb")
         if printed is not None and abs(printed - val) > 1e-5:
             return verdict("rejected", f"train.py printed val_bpb {printed} but the harness measured {val:.6f}: "
@@ -611,13 +743,16 @@ def _classify(returncode: int | None, watch: _Watch, tail: list[str], exp: Exper
                    f"the runner was asked about val_bpb {[v for v, _ in watch.answers]}, not {val}")
             return verdict("rejected", f"the harness scored no held-out test split ({why}): call "
                                        "evaluate_bpb(model, tokenizer, batch_size) as it is, once")
-        if sum(1 for _, e in watch.events if e.get("event") == "result") > 1:
-            return verdict("rejected", "more than one result on the harness's channel: evaluate once, at the end")
         r.val_bpb, r.test_bpb = val, harness.get("test_bpb")
         return verdict("ok", "ok")
+    failed = watch.scorer_said("scorer_failed")
+    if failed:
+        return verdict("crash", f"the scorer could not start: {failed.get('reason')}")
     if returncode == 0:
-        return verdict("rejected", "train.py finished without the harness's evaluation: call evaluate_bpb(model, "
-                                   "tokenizer, batch_size) at the end")
+        cut = watch.scorer_said("incomplete")
+        return verdict("rejected", "train.py finished without the harness's evaluation" +
+                       (f" (it stopped part way: {cut.get('reason')})" if cut else "") +
+                       ": call evaluate_bpb(model, tokenizer, batch_size) at the end, once")
     if any(m in text for m in OOM_MARKERS) or returncode == -signal.SIGKILL:
         return verdict("oom", "out of memory" + (" (killed by the OS)" if returncode == -signal.SIGKILL else ""))
     if any(line.strip() in NAN_MARKERS or "nan" in line.lower().split() for line in tail[-5:]):

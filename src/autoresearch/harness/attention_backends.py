@@ -15,8 +15,7 @@ Backends, fastest first:
   kernel), sliding windows a boolean mask. Works everywhere.
 
 Masks are built once per (T, window, device) and cached here; pick_attention(device, seq_len, windows) builds
-them up front, outside any compiled region. The caches are dicts filled in place: the harness's integrity check
-compares the identity of this module's globals, so nothing here is ever rebound after import.
+them up front, outside any compiled region.
 """
 
 from __future__ import annotations

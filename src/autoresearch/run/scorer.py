@@ -1,0 +1,404 @@
+"""The scorer: the process that alone holds val and test and computes the official figures.
+
+The runner starts it beside train.py, under a sandbox of its own (no network; it may read the prepared data, it
+writes nothing), and connects the two with a socket pair (harness/wire.py). train.py's process cannot read val or
+test: at evaluation, evaluate_bpb asks this process for input batches, runs the model on them, and hands back the
+logits through shared memory. The scorer computes the cross-entropy and the bytes itself and reports the figures
+to the runner on a pipe only it holds. It runs no code of train.py's, unpickles nothing the other side sends, and
+makes itself non-dumpable, so a process of the same user cannot read or write its memory.
+
+Each split is served as its evaluation rows in an order drawn from the OS, with probe rows among them: a twin
+shares the first `shared` tokens of a real row and continues with another row's tokens from there (or repeats it
+whole). A model that looks ahead, or that changes as it is evaluated, gives a twin different outputs over the
+shared prefix than its original, wherever the two are placed; such a run gets no figure. What the probes cannot
+catch: a model that recognises a prefix it has seen and replays its earlier outputs (see the README).
+
+    python -m autoresearch.run.scorer --socket-fd N [--report-fd N --answer-fd N] [--reveal]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import select
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from autoresearch.harness import wire
+from autoresearch.harness.constants import eval_rows, prepared_dir, workspace_settings
+from autoresearch.harness.dataloader import TokenSplit, iter_row_arrays
+
+LOGITS_BUDGET = 2**27  # logits elements per forward call: bounds evaluation memory whatever batch_size is
+MIN_PROBES = 4  # probe rows per split at the least; the last call's free rows hold more
+PROBE_SHARE = 0.02  # probe rows per real row: a model that looks ahead at a share f of positions escapes each
+                    # probe with chance 1 - f, so 2% of 10,240 rows (the GPU profile) catch f = 1% with 87%
+REPEAT_SHARE = 0.25  # of the probes, the share that repeats a row whole (the rest share a prefix)
+SIGNATURE_IDS = 16  # vocabulary entries, drawn from the OS, compared between a twin and its original
+RELATIVE_TOLERANCE = 1e-3  # of the logits' magnitude: far above the noise of identical computations
+ANSWER_TIMEOUT = 60.0
+
+
+def rows_per_call(batch_size: int, T: int, vocab: int, n_rows: int) -> int:  # noqa: N803
+    """Rows of every scoring call: train.py's batch size (its model has run at that size), at most what one call's
+    logits may hold, and no more than the split needs."""
+    if batch_size < 1:
+        raise ValueError(f"evaluate_bpb: batch_size must be at least 1, got {batch_size}")
+    return max(1, min(batch_size, LOGITS_BUDGET // (T * vocab), n_rows))
+
+
+# ---------------------------------------------------------------------------
+# What is served: real rows in a random order, and probe rows among them
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    real: int  # index of the real row it is, or is a probe of
+    shared: int  # leading tokens of x shared with that real row (T: a whole repeat)
+    donor: int = -1  # real row whose tokens fill x from `shared` on (-1: none)
+    probe: bool = False
+
+
+def probe_count(n_real: int, rows: int) -> int:
+    """Probe rows of a split: PROBE_SHARE of the rows, at least MIN_PROBES, and the last call's free rows."""
+    wanted = max(MIN_PROBES, math.ceil(PROBE_SHARE * n_real))
+    return math.ceil((n_real + wanted) / rows) * rows - n_real
+
+
+def schedule(n_real: int, rows: int, T: int, rng: random.Random) -> list[Row]:  # noqa: N803
+    """Every real row once, in an order drawn from `rng`, and probe rows among them, filling whole calls.
+
+    Probe places are drawn among all places; each probe goes to one in another call than its real row's.
+    """
+    order = [Row(i, T) for i in range(n_real)]
+    rng.shuffle(order)
+    probes = []
+    for k in range(probe_count(n_real, rows)):
+        real = rng.randrange(n_real)
+        if T < 3 or n_real < 2 or (k >= 2 and rng.random() < REPEAT_SHARE):  # two twins at the least
+            probes.append(Row(real, T, probe=True))
+        else:
+            donor = (real + rng.randrange(1, n_real)) % n_real
+            probes.append(Row(real, rng.randrange(1, T), donor, probe=True))
+    total = len(order) + len(probes)
+    places = list(range(total))
+    rng.shuffle(places)
+    probe_places, real_places = sorted(places[: len(probes)]), sorted(places[len(probes) :])
+    plan: list[Row | None] = [None] * total
+    call_of = {}
+    for place, r in zip(real_places, order):
+        plan[place] = r
+        call_of[r.real] = place // rows
+    # Each probe takes a place in another call than its real row's when one is left (same call: a model could spot
+    # the pair by comparing the rows of its input, and treat both alike).
+    rng.shuffle(probes)
+    for p in probes:
+        pick = next((i for i, place in enumerate(probe_places) if place // rows != call_of[p.real]), 0)
+        plan[probe_places.pop(pick)] = p
+    return plan  # type: ignore[return-value]
+
+
+def row_tokens(row: Row, windows: np.ndarray) -> np.ndarray:
+    """The (T + 1,) tokens of a served row: x is [:-1], the targets are [1:]."""
+    if row.donor < 0:
+        return windows[row.real]
+    return np.concatenate([windows[row.real][: row.shared], windows[row.donor][row.shared :]])
+
+
+# ---------------------------------------------------------------------------
+# Scoring one call's logits
+# ---------------------------------------------------------------------------
+
+
+def row_stats(logits, targets: np.ndarray, ids: np.ndarray):
+    """Per position of each row: nats of the target, and a signature (the log-partition and the logits of `ids`)
+    that a probe must reproduce over its shared prefix. `logits` (R, T, V) float32: numpy here, torch on a GPU.
+    Returns numpy float64 arrays: nats (R, T), signature (R, T, 1 + len(ids))."""
+    if isinstance(logits, np.ndarray):
+        top = logits.max(axis=-1, keepdims=True)  # (R, T, 1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            lse = np.log(np.exp(logits - top).sum(axis=-1)) + top[..., 0]  # (R, T)
+            picked = np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]  # (R, T)
+            nats = lse.astype(np.float64) - picked
+        signature = np.concatenate([lse[..., None], logits[..., ids]], axis=-1).astype(np.float64)
+        return nats, signature
+    import torch
+
+    y = torch.as_tensor(targets, device=logits.device)
+    lse = torch.logsumexp(logits, dim=-1)  # (R, T)
+    picked = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)  # (R, T)
+    nats = lse.double() - picked.double()
+    signature = torch.cat([lse.unsqueeze(-1), logits[..., torch.as_tensor(ids, device=logits.device)]], dim=-1)
+    return nats.cpu().numpy(), signature.double().cpu().numpy()  # small: (R, T) and (R, T, 17), not the logits
+
+
+def position_logits(logits, row: int, position: int) -> np.ndarray:
+    """All the logits of one position, as float64 numpy (V,): what a probe compares where the rows part."""
+    out = logits[row, position]
+    return out.astype(np.float64) if isinstance(out, np.ndarray) else out.double().cpu().numpy()
+
+
+def mismatch(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest difference between two arrays of outputs; inf where one is finite and the other is not."""
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    with np.errstate(invalid="ignore"):
+        diff = np.where(same, 0.0, np.abs(a - b))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    return float(diff.max()) if diff.size else 0.0
+
+
+@dataclass
+class SplitScore:
+    bpb: float = float("nan")
+    nats: float = 0.0
+    bytes: int = 0
+    tokens: int = 0
+    calls: int = 0
+    probes: int = 0
+    seconds: float = 0.0
+
+
+class Split:
+    """One split's rows and its running sums, fed call by call."""
+
+    def __init__(self, name: str, windows: np.ndarray, rows: int, token_bytes: np.ndarray, rng: random.Random,
+                 ids: np.ndarray) -> None:
+        self.name, self.windows, self.rows, self.token_bytes, self.ids = name, windows, rows, token_bytes, ids
+        n_real, t1 = windows.shape
+        self.T = t1 - 1
+        self.plan = schedule(n_real, rows, self.T, rng)
+        self.calls = len(self.plan) // rows
+        self.score = SplitScore(calls=self.calls)
+        self.sums = np.zeros(3)  # nats, bytes, scored tokens
+        self.probes_of: dict[int, list[int]] = {}  # real row -> plan indices of its probes
+        for q, r in enumerate(self.plan):
+            if r.probe:
+                self.probes_of.setdefault(r.real, []).append(q)
+        self.real_seen: dict[int, tuple[np.ndarray, dict[int, np.ndarray]]] = {}  # signature, logits by position
+        self.probe_seen: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # probe -> its signature, logits at the cut
+        self.max_diff = 0.0
+
+    def inputs(self, call: int) -> tuple[np.ndarray, np.ndarray]:
+        """(x (rows, T), targets (rows, T)) of call number `call`."""
+        tokens = np.stack([row_tokens(r, self.windows) for r in self.plan[call * self.rows : (call + 1) * self.rows]])
+        return tokens[:, :-1], tokens[:, 1:]
+
+    def take(self, call: int, logits, targets: np.ndarray) -> str:
+        """Score call `call` from its logits; '' or why the run is refused."""
+        nats, signature = row_stats(logits, targets, self.ids)
+        finite = np.where(np.isfinite(signature), np.abs(signature), 0.0)
+        tolerance = RELATIVE_TOLERANCE * max(1.0, float(finite.max()) if finite.size else 0.0)
+        for k in range(self.rows):
+            q = call * self.rows + k
+            row = self.plan[q]
+            if not row.probe:
+                nbytes = self.token_bytes[targets[k]]  # (T,)
+                scored = nbytes > 0  # special tokens (no bytes) are not scored
+                with np.errstate(invalid="ignore"):
+                    self.sums += (float(np.where(scored, nats[k], 0.0).sum()), float(nbytes.sum()),
+                                  float(scored.sum()))
+                if row.real in self.probes_of:
+                    cuts = {self.plan[p].shared - 1 for p in self.probes_of[row.real]}
+                    self.real_seen[row.real] = (signature[k], {t: position_logits(logits, k, t) for t in cuts})
+                    pairs = [p for p in self.probes_of[row.real] if p in self.probe_seen]
+                else:
+                    pairs = []
+            else:
+                self.probe_seen[q] = (signature[k][: row.shared], position_logits(logits, k, row.shared - 1))
+                pairs = [q] if row.real in self.real_seen else []
+            for p in pairs:
+                why = self._compare(p, tolerance)
+                if why:
+                    return why
+        return ""
+
+    def _compare(self, q: int, tolerance: float) -> str:
+        """A probe against its real row: over the shared prefix, the same outputs, or the run is refused."""
+        probe = self.plan[q]
+        signature, cut = self.probe_seen.pop(q)
+        real_signature, real_cuts = self.real_seen[probe.real]
+        diff = max(mismatch(real_signature[: probe.shared], signature), mismatch(real_cuts[probe.shared - 1], cut))
+        self.score.probes += 1
+        self.max_diff = max(self.max_diff, diff)
+        if diff <= tolerance:
+            return ""
+        what = "a repeat of a row" if probe.shared == self.T else f"a row sharing its first {probe.shared} tokens"
+        return (f"the model's outputs for the same tokens differ by {diff:.4g} (tolerance {tolerance:.3g}) between a "
+                f"row and {what}: it looks at later tokens, or it changes while it is evaluated")
+
+    def finish(self, seconds: float) -> SplitScore:
+        nats, nbytes, tokens = self.sums.tolist()
+        s = self.score
+        s.nats, s.bytes, s.tokens, s.seconds = nats, int(nbytes), int(tokens), seconds
+        s.bpb = nats / (math.log(2) * nbytes) if nbytes else float("nan")
+        return s
+
+
+def load_windows(split: str, T: int) -> np.ndarray:  # noqa: N803
+    """The evaluation rows of `split` as prepare fixed them: (n_rows, T + 1) int64."""
+    n = eval_rows(split)
+    data = TokenSplit.open(prepared_dir(), split)
+    rows, _ = next(iter_row_arrays(data, n, T))
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# The process
+# ---------------------------------------------------------------------------
+
+
+class Scorer:
+    def __init__(self, sock, report_fd: int | None, answer_fd: int | None, reveal: bool) -> None:
+        from autoresearch.harness.tokenizer import Tokenizer
+
+        self.sock, self.report_fd, self.answer_fd, self.reveal = sock, report_fd, answer_fd, reveal
+        self.settings = workspace_settings()
+        self.T = self.settings.max_seq_len
+        self.token_bytes = np.asarray(Tokenizer.load().token_bytes, dtype=np.int64)
+        self.V = len(self.token_bytes)
+        self.windows = {s: load_windows(s, self.T) for s in ("val", "test")}
+        self.rng = random.Random(os.urandom(32))
+        self.ids = np.array(sorted(self.rng.sample(range(self.V), min(SIGNATURE_IDS, self.V))))
+
+    def report(self, event: str, **data) -> None:
+        if self.report_fd is None:
+            return
+        try:
+            os.write(self.report_fd, (json.dumps({"event": event, **data}, allow_nan=True) + "\n").encode())
+        except OSError:
+            pass
+
+    def wants_test(self, val_bpb: float) -> bool:
+        """The runner's call (it asks its keep policy); without a runner, always."""
+        if self.report_fd is None or self.answer_fd is None:
+            return True
+        self.report("ask_test", val_bpb=val_bpb)
+        line = b""
+        while not line.endswith(b"\n"):
+            ready, _, _ = select.select([self.answer_fd], [], [], ANSWER_TIMEOUT)
+            chunk = os.read(self.answer_fd, 1) if ready else b""
+            if not chunk:
+                return True
+            line += chunk
+        try:
+            return json.loads(line).get("test") is not False
+        except (ValueError, AttributeError):
+            return True
+
+    def run(self) -> int:
+        hello = wire.receive(self.sock)
+        t0 = time.monotonic()
+        if hello["op"] != "hello":
+            raise wire.WireError(f"expected hello, got {hello['op']}")
+        self.report("connected")
+        batch_size = hello.get("batch_size")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            return self.refuse("protocol", f"evaluate_bpb: batch_size must be a positive int, got {batch_size!r}")
+        n_max = max(len(w) for w in self.windows.values())
+        rows = rows_per_call(batch_size, self.T, self.V, n_max)
+        transport = self.connect(rows, str(hello.get("device", "cpu")))
+        scores: dict[str, SplitScore] = {}
+        max_diff = 0.0
+        for name in ("val", "test"):
+            if name == "test" and not self.wants_test(scores["val"].bpb):
+                continue
+            split = Split(name, self.windows[name], rows, self.token_bytes, self.rng, self.ids)
+            why = self.stream(split, transport)
+            if why:
+                return self.refuse(*why)
+            scores[name] = split.score
+            max_diff = max(max_diff, split.max_diff)
+        payload = {f"{k}_{f}": v for k, s in scores.items() for f, v in asdict(s).items()}
+        payload.update(splits=list(scores), rows_per_call=rows, eval_seconds=time.monotonic() - t0,
+                       transport=transport.kind,
+                       probe={"max_diff": max_diff, "probes": sum(s.probes for s in scores.values())})
+        self.report("result", **payload)
+        end = {"val_bpb": scores["val"].bpb}
+        if self.reveal:  # started by train.py itself (run by hand): nothing here is secret from it anyway
+            end["result"] = payload
+        wire.send(self.sock, "end", **end)
+        return 0
+
+    def refuse(self, kind: str, reason: str) -> int:
+        self.report("violation", kind=kind, reason=reason)
+        try:
+            wire.send(self.sock, "refused", reason=reason)
+        except wire.WireError:
+            pass
+        return 0
+
+    def connect(self, rows: int, device: str):
+        from autoresearch.run.transport import open_transport
+
+        return open_transport(self.sock, rows, self.T, self.V, device)
+
+    def stream(self, split: Split, transport) -> tuple[str, str] | None:
+        """Serve every call of `split`, two in flight; None, or (kind, reason) when the run is refused."""
+        t0 = time.monotonic()
+        pending: dict[int, np.ndarray] = {}  # call -> its targets
+        sent = 0
+        for call in range(split.calls):
+            while sent < split.calls and sent < call + wire.SLOTS:
+                x, y = split.inputs(sent)
+                transport.put_inputs(sent % wire.SLOTS, x)
+                wire.send(self.sock, "batch", slot=sent % wire.SLOTS, seq=sent)
+                pending[sent] = y
+                sent += 1
+            message = wire.receive(self.sock)
+            if message["op"] == "error":
+                return "model", f"evaluate_bpb: {str(message.get('message', 'the model failed'))[:500]}"
+            if message["op"] != "done" or message.get("seq") != call:
+                return "protocol", (f"the evaluation client answered {message['op']} {message.get('seq')}, "
+                                    f"not done {call}")
+            why = split.take(call, transport.take_logits(call % wire.SLOTS), pending.pop(call))
+            if why:
+                return "non_causal", why
+        split.finish(time.monotonic() - t0)
+        return None
+
+
+def _non_dumpable() -> None:
+    """No ptrace, no /proc/<pid>/mem for processes of the same user (train.py's among them)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+
+
+def main(argv: list[str] | None = None) -> int:
+    import socket
+
+    parser = argparse.ArgumentParser(prog="python -m autoresearch.run.scorer")
+    parser.add_argument("--socket-fd", type=int, required=True)
+    parser.add_argument("--report-fd", type=int)
+    parser.add_argument("--answer-fd", type=int)
+    parser.add_argument("--reveal", action="store_true")
+    args = parser.parse_args(argv)
+    _non_dumpable()
+    sock = socket.socket(fileno=args.socket_fd)
+    report = args.report_fd
+    try:
+        scorer = Scorer(sock, report, args.answer_fd, args.reveal)
+    except Exception as e:  # noqa: BLE001 - the runner needs the reason, the experiment a closed socket
+        wire.log(f"cannot start: {type(e).__name__}: {e}")
+        if report is not None:
+            line = json.dumps({"event": "scorer_failed", "reason": f"{type(e).__name__}: {e}"}) + "\n"
+            os.write(report, line.encode())
+        return 1
+    try:
+        return scorer.run()
+    except wire.WireError as e:
+        wire.log(f"the evaluation ended without a figure: {e}")
+        scorer.report("incomplete", reason=str(e))
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
