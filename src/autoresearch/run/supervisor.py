@@ -199,7 +199,7 @@ def launcher(exp: Experiment, cache: Path) -> list[str]:
         exp.compile_cache.mkdir(parents=True, exist_ok=True)
         writable.append(str(exp.compile_cache))
     policy = sandbox.Policy(network=False, read_paths=[str(prepared_dir(exp.settings, cache))],
-                            write_paths=writable, die_with_parent=True)
+                            write_paths=writable, die_with_parent=True, private_dirs=sandbox.PRIVATE_DIRS)
     return sandbox.launcher_argv(policy)
 
 
