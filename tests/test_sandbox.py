@@ -250,7 +250,7 @@ def test_launcher_argv_and_policy_round_trip(tree):
     assert policy.read_paths == (str(tree["data"]),)  # lists and Paths become a tuple of str
     assert Policy.from_json(policy.to_json()) == policy
     argv = launcher_argv(policy)
-    assert argv[:3] == [sys.executable, "-m", "autoresearch.run.sandbox"] and argv[-1] == "--"
+    assert argv[:4] == [sys.executable, "-P", "-m", "autoresearch.run.sandbox"] and argv[-1] == "--"
     assert json.loads(argv[argv.index("--policy") + 1])["memory_mb"] == 512
     assert argv[argv.index("--parent-pid") + 1] == str(os.getpid())
     with pytest.raises(ValueError, match="unknown sandbox policy key"):

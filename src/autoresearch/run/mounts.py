@@ -69,11 +69,30 @@ def make_private(libc) -> None:
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
 
 
-def private_dir(libc, path: str) -> None:
-    """An empty, world-writable (sticky) tmpfs over `path`, as /tmp and /dev/shm are on a fresh system."""
+def private_dir(libc, path: str, keep: list[str] = ()) -> None:
+    """An empty, world-writable (sticky) tmpfs over `path`, as /tmp and /dev/shm are on a fresh system.
+
+    The paths in `keep` that lie beneath it (a workspace under /tmp, a virtual environment there) are bound back
+    into the new tmpfs at the same place, so the run still finds what its policy grants it."""
     if not os.path.isdir(path):
         raise OSError(errno.ENOTDIR, f"{path} is not a directory")
-    _mount(libc, "tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    base = os.path.realpath(path).rstrip("/") + "/"
+    kept: list[tuple[str, int]] = []
+    try:
+        for k in existing(keep):
+            if k.startswith(base):
+                kept.append((k, os.open(k, os.O_PATH | os.O_CLOEXEC)))
+        _mount(libc, "tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+        for k, fd in kept:
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.makedirs(k, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(k), exist_ok=True)
+                os.close(os.open(k, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+            _mount(libc, f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
+    finally:
+        for _, fd in kept:
+            os.close(fd)
 
 
 def hide(libc, paths: list[str]) -> None:

@@ -134,7 +134,8 @@ class Policy:
 def launcher_argv(policy: Policy, parent_pid: int | None = None) -> list[str]:
     """The prefix the runner puts in front of the experiment's command."""
     pid = os.getpid() if parent_pid is None else parent_pid
-    return [sys.executable, "-m", "autoresearch.run.sandbox", "--policy", policy.to_json(),
+    # -P: the working directory (a workspace an agent writes) must not shadow the launcher's own modules.
+    return [sys.executable, "-P", "-m", "autoresearch.run.sandbox", "--policy", policy.to_json(),
             "--parent-pid", str(pid), "--"]
 
 
@@ -281,9 +282,10 @@ def _mount(libc: _Libc, policy: Policy, done: int, userns: bool, errors: dict[in
         if hidden:
             parts.append("hidden: " + " ".join(hidden))
         failed = []
+        keep = [*policy.read_paths, *policy.write_paths, *system_read_paths(policy)]
         for d in policy.private_dirs:
             try:
-                mounts.private_dir(libc, d)
+                mounts.private_dir(libc, d, keep)
                 private.append(d)
             except OSError as e:
                 failed.append(f"{d}: {e.strerror or e}")
