@@ -415,7 +415,7 @@ def test_kill_descendants_of_a_child_spares_the_child():
 
 SUBREAPER = """
     import os, subprocess, sys, time
-    from autoresearch.run import sandbox
+    from autoresearch.run import proctree, sandbox
     assert sandbox.enable_subreaper()
     # A child that starts a grandchild in a new session (out of any process group) and exits at once.
     out = subprocess.run([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
@@ -424,9 +424,9 @@ SUBREAPER = """
                          capture_output=True, text=True, check=True)
     escapee = int(out.stdout)
     deadline = time.monotonic() + 5
-    while sandbox._proc_table().get(escapee, (0,))[0] != os.getpid() and time.monotonic() < deadline:
+    while proctree._proc_table().get(escapee, (0,))[0] != os.getpid() and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert sandbox._proc_table()[escapee][0] == os.getpid(), "not re-parented to the subreaper"
+    assert proctree._proc_table()[escapee][0] == os.getpid(), "not re-parented to the subreaper"
     spared = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.DEVNULL)
     hit = sandbox.kill_descendants(spare=[spared.pid])
     assert hit == [escapee], (hit, escapee)
