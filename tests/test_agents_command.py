@@ -67,6 +67,9 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("STUB_OUT", str(out))
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")  # command agents keep the orchestrator's keys
+    # The protocol, unconfined: the stubs record their own pids, which a PID namespace would renumber.
+    # tests/test_agent_confinement.py runs agents confined (the default).
+    monkeypatch.setenv(command.SANDBOX_ENV, "0")
     monkeypatch.setattr(command, "base_prompt", lambda ctx: f"PROMPT {ctx.experiment}\n{ctx.program}\n")
     ctx = Context(program="Make val_bpb lower.", train_py=SOURCE, harness_surface="", workspace=ws, experiment=7)
 

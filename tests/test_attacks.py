@@ -167,6 +167,8 @@ def needs(attack) -> str | None:
         return "the sandbox cannot confine the filesystem here: " + SANDBOX
     if layer == "sandbox: network" and "network isolated" not in SANDBOX:
         return "the sandbox cannot isolate the network here: " + SANDBOX
+    if layer.startswith("sandbox: private ") and not re.search(r"private [^(;]*" + re.escape(layer.split()[-1]), SANDBOX):
+        return f"the sandbox cannot give each run its own {layer.split()[-1]} here: " + SANDBOX
     if layer == "sandbox: signals" and "signals scoped" not in SANDBOX:
         return "the sandbox cannot scope signals here (Landlock ABI < 6): " + SANDBOX
     return None

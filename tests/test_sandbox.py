@@ -148,6 +148,57 @@ def test_torch_imports_and_computes_inside_the_sandbox(tree):
 
 
 # ---------------------------------------------------------------------------
+# Private /dev/shm and /tmp
+# ---------------------------------------------------------------------------
+
+PERSIST = """
+    import ctypes, os, sys
+    name = sys.argv[1]
+    def attempt(label, fn):
+        try:
+            fn()
+            print(label, "ok")
+        except OSError as e:
+            print(label, type(e).__name__)
+    attempt("write-shm", lambda: open(f"/dev/shm/{name}", "w").write("x"))
+    attempt("write-tmp", lambda: open(f"/tmp/{name}", "w").write("x"))
+    attempt("write-run", lambda: open(f"{sys.argv[2]}/{name}", "w").write("x"))  # granted, though under /tmp
+    libc = ctypes.CDLL(None, use_errno=True)
+    def umount():
+        if libc.umount2(b"/dev/shm", 2) != 0:
+            raise OSError(ctypes.get_errno(), "umount")
+    attempt("umount-shm", umount)
+"""
+
+
+def persist(tree, **kw) -> tuple[dict[str, str], str, str]:
+    name = f"sandbox-test-{os.getpid()}-{time.monotonic_ns()}"
+    code = f"import sys; sys.argv[1:] = [{name!r}, {str(tree['run'])!r}]\n" + textwrap.dedent(PERSIST)
+    proc = run(code, Policy(write_paths=[tree["run"]], private_dirs=sandbox.PRIVATE_DIRS), **kw)
+    assert proc.returncode == 0, proc.stderr
+    return dict(line.split() for line in proc.stdout.splitlines()), report_of(proc), name
+
+
+@needs_landlock
+def test_dev_shm_and_tmp_are_private_to_the_run_and_stay_so(tree):
+    got, report, name = persist(tree)
+    if "NOT private" in report:
+        pytest.skip(f"no mount namespace here: {report}")
+    assert "private /dev/shm, /tmp (" in report
+    assert got == {"write-shm": "ok", "write-tmp": "ok", "write-run": "ok", "umount-shm": "PermissionError"}
+    assert not os.path.exists(f"/dev/shm/{name}") and not os.path.exists(f"/tmp/{name}")  # gone with the run
+    assert (tree["run"] / name).exists()
+
+
+@needs_landlock
+def test_without_a_mount_namespace_dev_shm_is_not_private_and_not_writable(tree):
+    got, report, name = persist(tree, skip="mountns")
+    assert "/dev/shm, /tmp NOT private (mount namespace skipped)" in report
+    assert got["write-shm"] == got["write-tmp"] == "PermissionError" and got["write-run"] == "ok"
+    assert not os.path.exists(f"/dev/shm/{name}")
+
+
+# ---------------------------------------------------------------------------
 # Network
 # ---------------------------------------------------------------------------
 
@@ -250,7 +301,7 @@ def test_launcher_argv_and_policy_round_trip(tree):
     assert policy.read_paths == (str(tree["data"]),)  # lists and Paths become a tuple of str
     assert Policy.from_json(policy.to_json()) == policy
     argv = launcher_argv(policy)
-    assert argv[:3] == [sys.executable, "-m", "autoresearch.run.sandbox"] and argv[-1] == "--"
+    assert argv[:4] == [sys.executable, "-P", "-m", "autoresearch.run.sandbox"] and argv[-1] == "--"
     assert json.loads(argv[argv.index("--policy") + 1])["memory_mb"] == 512
     assert argv[argv.index("--parent-pid") + 1] == str(os.getpid())
     with pytest.raises(ValueError, match="unknown sandbox policy key"):
@@ -364,7 +415,7 @@ def test_kill_descendants_of_a_child_spares_the_child():
 
 SUBREAPER = """
     import os, subprocess, sys, time
-    from autoresearch.run import sandbox
+    from autoresearch.run import proctree, sandbox
     assert sandbox.enable_subreaper()
     # A child that starts a grandchild in a new session (out of any process group) and exits at once.
     out = subprocess.run([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
@@ -373,9 +424,9 @@ SUBREAPER = """
                          capture_output=True, text=True, check=True)
     escapee = int(out.stdout)
     deadline = time.monotonic() + 5
-    while sandbox._proc_table().get(escapee, (0,))[0] != os.getpid() and time.monotonic() < deadline:
+    while proctree._proc_table().get(escapee, (0,))[0] != os.getpid() and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert sandbox._proc_table()[escapee][0] == os.getpid(), "not re-parented to the subreaper"
+    assert proctree._proc_table()[escapee][0] == os.getpid(), "not re-parented to the subreaper"
     spared = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.DEVNULL)
     hit = sandbox.kill_descendants(spare=[spared.pid])
     assert hit == [escapee], (hit, escapee)

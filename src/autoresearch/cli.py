@@ -214,6 +214,10 @@ def _secs(value: float | None) -> str:
 @click.option("--timeout", type=float, help="Also kill an experiment after this many seconds in all (default: "
               "none; start-up, training and evaluation each have their own limit).")
 @click.option("--agent-timeout", type=float, help="Time limit of one agent call, seconds.")
+@click.option("--agent-sandbox/--no-agent-sandbox", default=True, show_default=True,
+              envvar="AUTORESEARCH_AGENT_SANDBOX",
+              help="Confine command agents (claude-code, codex, cmd:): they cannot read the journal, .autoresearch/ "
+              "or the prepared data (Linux: namespaces; macOS: Seatbelt). Env: AUTORESEARCH_AGENT_SANDBOX.")
 @click.option("--policy", type=click.Choice(["noise", "greedy"]), default="noise", show_default=True,
               help="noise: keep a change only when its gain clears the measured noise floor; "
               "greedy: keep any improvement (the original's rule).")
@@ -228,7 +232,7 @@ def _secs(value: float | None) -> str:
 def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume: bool, agent_spec: str,
         base_url: str | None, prices_file: Path | None, max_experiments: int | None, max_hours: float | None,
         max_cost: float | None, fix_attempts: int, timeout: float | None, agent_timeout: float | None,
-        policy: str, noise_runs: int, sigmas: float, confirm_runs: int, seed: int) -> None:
+        agent_sandbox: bool, policy: str, noise_runs: int, sigmas: float, confirm_runs: int, seed: int) -> None:
     """Run the research loop: the agent proposes, the harness judges, git keeps the winners.
 
     The first experiment is the unchanged baseline. Each later one: the agent edits train.py, the loop checks
@@ -263,7 +267,8 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
         except PriceFileError as e:
             raise click.ClickException(str(e)) from e
     try:
-        agent = make_agent(agent_spec, seed=seed, base_url=base_url, prices=prices, agent_timeout=agent_timeout)
+        agent = make_agent(agent_spec, seed=seed, base_url=base_url, prices=prices, agent_timeout=agent_timeout,
+                           agent_sandbox=agent_sandbox, cache_dir=cache)
         check = getattr(agent, "check", None)
         if check:
             check(root)

@@ -51,10 +51,12 @@ def _llm(arg: str, *, spec: str, base_url: str | None = None, prices: dict | Non
 @register("claude-code")
 @register("codex")
 @register("cmd")
-def _command(arg: str, *, spec: str, agent_timeout: float | None = None, **_: Any) -> Agent:
+def _command(arg: str, *, spec: str, agent_timeout: float | None = None, agent_sandbox: bool = True,
+             cache_dir: Any = None, **_: Any) -> Agent:
     from autoresearch.agents.command import make_command_agent
 
-    return make_command_agent(spec, **({"timeout": agent_timeout} if agent_timeout else {}))
+    return make_command_agent(spec, confine=agent_sandbox, cache=cache_dir,
+                              **({"timeout": agent_timeout} if agent_timeout else {}))
 
 
 def make_agent(spec: str, **options: Any) -> Agent:

@@ -24,6 +24,10 @@ The protocol every command follows:
 - It has a time limit (default 900 s). Past it, its whole process group gets SIGTERM, then SIGKILL after a grace
   period, and the round fails.
 - A command that cannot be found stops the loop before it starts, with a message saying how to install it.
+- It is confined (see confinement()): it may read and write the workspace and its own configuration, and use the
+  network, but the workspace's `.autoresearch/` (journal, runs) and the autoresearch cache (prepared val and test
+  data, downloads) are hidden from it, as are the processes outside it. Where that cannot be done the round stops
+  with a message; `--no-agent-sandbox` (AUTORESEARCH_AGENT_SANDBOX=0) runs agents unconfined.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from pathlib import Path
 
 from autoresearch.agents.base import AgentError, Context, Proposal, Usage
 from autoresearch.agents.prompt import build_prompt
+from autoresearch.workspace import RUN_DIR
 
 DEFAULT_TIMEOUT = 900.0
 TERM_GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
@@ -55,6 +60,9 @@ DESCRIPTION_CHARS = 200
 PROMPT_ENV = "AUTORESEARCH_PROMPT_FILE"
 TRAIN_PY_ENV = "AUTORESEARCH_TRAIN_PY"
 EXPERIMENT_ENV = "AUTORESEARCH_EXPERIMENT"
+SANDBOX_ENV = "AUTORESEARCH_AGENT_SANDBOX"
+SANDBOX_OFF_HINT = (f"If your setup cannot confine agents, turn it off with --no-agent-sandbox ({SANDBOX_ENV}=0); "
+                    "the agent can then read the evaluation data and the journal.")
 
 # Claude Code in print mode: prompt from stdin, final message as plain text on stdout. Only the file tools exist
 # (--tools), they run without asking (--allowedTools, acceptEdits), and the shell is refused twice over.
@@ -121,6 +129,8 @@ class CommandAgent:
     timeout: float = DEFAULT_TIMEOUT
     grace: float = TERM_GRACE_SECONDS
     install_hint: str = CMD_HINT
+    confine: bool = True  # run it under the sandbox launcher (confinement())
+    cache: Path | None = None  # the autoresearch cache to hide (None: settings.cache_dir())
 
     def check(self, workspace: Path | None = None) -> str:
         """The executable's absolute path; a fatal AgentError saying how to install it if there is none."""
@@ -160,13 +170,25 @@ class CommandAgent:
                 train.write_text(start, encoding="utf-8")
             env = {**os.environ, PROMPT_ENV: prompt_path, TRAIN_PY_ENV: str(train),
                    EXPERIMENT_ENV: str(ctx.experiment)}
-            out = _run(argv, workspace, env, prompt, self.timeout, self.grace)
+            prefix = confinement(self.name, workspace, self.cache) if self.confine else []
+            out = _run([*prefix, *argv], workspace, env, prompt, self.timeout, self.grace)
+            if prefix:
+                self._check_launcher(out)
             return self._proposal(out, train, unchanged=(start, ctx.train_py))
         except BaseException:
             _restore(train, original)
             raise
         finally:
             Path(prompt_path).unlink(missing_ok=True)
+
+    def _check_launcher(self, out: _Output) -> None:
+        """A launcher that refused (or failed) to start the command stops the loop: every round would fail so."""
+        from autoresearch.run.sandbox import REPORT_PREFIX
+
+        refused = any(line.startswith(REPORT_PREFIX + "strict policy") for line in out.stderr)
+        if refused or (out.returncode != 0 and not (out.first_stderr or "").startswith(REPORT_PREFIX)):
+            raise AgentError(f"agent {self.name} could not be confined (exit {out.returncode}){_tail(out.stderr)}\n"
+                             f"{SANDBOX_OFF_HINT}", usage=out.usage, fatal=True)
 
     def _proposal(self, out: _Output, train: Path, unchanged: tuple[str, ...]) -> Proposal:
         def fail(message: str, lines: list[str] = ()) -> AgentError:
@@ -190,17 +212,22 @@ class CommandAgent:
                         rationale=out.rationale(), usage=out.usage)
 
 
-def make_command_agent(spec: str, *, timeout: float = DEFAULT_TIMEOUT) -> CommandAgent:
-    """`claude-code`, `codex`, or `cmd:<command line>` (also `cmd:"<command line>"`) -> an agent named `spec`."""
+def make_command_agent(spec: str, *, timeout: float = DEFAULT_TIMEOUT, confine: bool = True,
+                       cache: Path | None = None) -> CommandAgent:
+    """`claude-code`, `codex`, or `cmd:<command line>` (also `cmd:"<command line>"`) -> an agent named `spec`.
+
+    `confine=False` or AUTORESEARCH_AGENT_SANDBOX=0 runs it unconfined; `cache`: the cache it must not read."""
     spec = spec.strip()
     if not timeout > 0:
         raise AgentError(f"agent {spec}: the time limit must be positive, got {timeout}", fatal=True)
+    confine = confine and os.environ.get(SANDBOX_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    kw = dict(timeout=timeout, confine=confine, cache=cache)
     if spec == "claude-code":
-        return CommandAgent(spec, CLAUDE_CODE_ARGV, timeout=timeout, install_hint=INSTALL_HINTS[spec])
+        return CommandAgent(spec, CLAUDE_CODE_ARGV, install_hint=INSTALL_HINTS[spec], **kw)
     if spec == "codex":
-        return CommandAgent(spec, CODEX_ARGV, timeout=timeout, install_hint=INSTALL_HINTS[spec])
+        return CommandAgent(spec, CODEX_ARGV, install_hint=INSTALL_HINTS[spec], **kw)
     if spec.startswith("cmd:"):
-        return CommandAgent(spec, parse_command_line(spec[4:]), timeout=timeout)
+        return CommandAgent(spec, parse_command_line(spec[4:]), **kw)
     raise AgentError(f"unknown command agent {spec!r}: use claude-code, codex or cmd:\"<command line>\"", fatal=True)
 
 
@@ -218,6 +245,40 @@ def parse_command_line(line: str) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------
+# Confinement
+# ---------------------------------------------------------------------------
+
+
+def hidden_paths(workspace: Path, cache: Path | None) -> list[Path]:
+    """What an agent may not read: the workspace's records (journal with the test figures, run directories,
+    logs, compile cache) and the autoresearch cache (prepared val and test splits, raw downloads)."""
+    from autoresearch.settings import cache_dir
+
+    return [workspace / RUN_DIR, Path(cache_dir(cache)).resolve()]
+
+
+def confinement(name: str, workspace: Path, cache: Path | None) -> list[str]:
+    """The launcher prefix that runs an agent command with the paths of hidden_paths() out of its sight.
+
+    Linux: a mount namespace covers them (a deny-list: Landlock's rules only grant, and listing everything an
+    agent may use - node, npm's global modules, ~/.claude, ~/.codex, ~/.config - would break real installs), and
+    a PID namespace with its own /proc keeps /proc/<pid>/root of the user's other processes from leading back to
+    them. The network stays open: the agent talks to its model's API. The policy is strict: the launcher refuses
+    to start the command when something could not be hidden (macOS: a Seatbelt profile, run/seatbelt.py)."""
+    from autoresearch.run import sandbox
+
+    hidden = hidden_paths(workspace, cache)
+    for h in hidden:
+        if workspace == h or h in workspace.parents:
+            raise AgentError(f"agent {name}: the workspace {workspace} lies inside {h}, which agents may not see "
+                             f"(it holds the evaluation data or the journal). Move the workspace, or the cache with "
+                             f"--cache-dir / AUTORESEARCH_CACHE. {SANDBOX_OFF_HINT}", fatal=True)
+    policy = sandbox.Policy(network=True, filesystem=False, die_with_parent=True, private_dirs=("/dev/shm",),
+                            hidden_paths=hidden, private_pids=True, strict=True)
+    return sandbox.launcher_argv(policy)
+
+
+# ---------------------------------------------------------------------------
 # Running the command
 # ---------------------------------------------------------------------------
 
@@ -230,6 +291,7 @@ class _Output:
     stderr: list[str]  # the last STDERR_TAIL_LINES lines
     description: str | None
     usage: Usage
+    first_stderr: str | None = None  # the sandbox launcher's report line, when it ran
 
     def rationale(self) -> str:
         lines = [ln for ln in self.stdout
@@ -267,11 +329,12 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str], prompt: str, timeout: 
         raise AgentError(f"could not start {shlex.join(argv)}: {e}", fatal=True) from e
     out_reader = _StdoutReader()
     err_lines: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    first: list[str] = []
     # Separate threads: the command may never read its stdin, and either pipe may fill while we wait on the other.
     threads = [
         threading.Thread(target=_feed, args=(proc.stdin, prompt), daemon=True),
         threading.Thread(target=out_reader, args=(proc.stdout,), daemon=True),
-        threading.Thread(target=_drain, args=(proc.stderr, err_lines), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stderr, err_lines, first), daemon=True),
     ]
     for t in threads:
         t.start()
@@ -288,7 +351,8 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str], prompt: str, timeout: 
     for t in threads[1:]:
         t.join(timeout=max(0.0, deadline - time.monotonic()))
     return _Output(returncode=proc.returncode, timed_out=timed_out, stdout=list(out_reader.lines),
-                   stderr=list(err_lines), description=out_reader.description, usage=out_reader.usage)
+                   stderr=list(err_lines), description=out_reader.description, usage=out_reader.usage,
+                   first_stderr=first[0] if first else None)
 
 
 def _feed(stdin, text: str) -> None:
@@ -303,9 +367,11 @@ def _feed(stdin, text: str) -> None:
             pass
 
 
-def _drain(stream, sink: deque[str]) -> None:
+def _drain(stream, sink: deque[str], first: list[str]) -> None:
     for line in stream:
         sink.append(line.rstrip("\r\n"))
+        if not first:
+            first.append(sink[-1])
 
 
 def _stop_group(proc: subprocess.Popen, grace: float) -> None:

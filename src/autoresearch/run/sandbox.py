@@ -7,12 +7,21 @@ process the launcher applies the policy, prints ONE line to stderr saying what i
     network off      a new network namespace (root: CLONE_NEWNET; otherwise CLONE_NEWUSER|CLONE_NEWNET mapping the
                      caller's own uid/gid), loopback up inside it; fallback: Landlock (ABI >= 4) denies TCP
                      bind/connect (UDP stays open: reported as PARTLY); else NOT isolated, said loudly.
+    private_dirs     a new mount namespace (in the same user namespace, if one is needed) with an empty tmpfs
+                     over each, e.g. /dev/shm and /tmp: nothing a run leaves there survives it (run/mounts.py).
+                     Without a mount namespace they are NOT private, said loudly, and stay out of the write rules.
+    hidden_paths     in that mount namespace, covered with something empty and unreadable: the command cannot
+                     read them by any path (a deny-list, which Landlock's allow-lists cannot express).
+    private_pids     a new PID namespace with its own /proc: the command sees no process outside, so no
+                     /proc/<pid>/root leads back into the host's mounts. The launcher stays as a waiter outside
+                     and a small init (PID 1) inside; both forward signals and exit as the command does.
     filesystem       Landlock (ABI >= 1): read+execute on the system and Python directories (and the hub-cache
                      folders of the attention kernels in KERNEL_REPOS, which `prepare` downloads), read-only on
                      policy.read_paths (directories or single files), read-write on policy.write_paths, a few
-                     device nodes and /dev/shm. Everything else (the journal, results.tsv, the home directory,
-                     other experiments) can be neither read nor written. ABI >= 6 also scopes signals and abstract
-                     unix sockets: the run cannot signal the orchestrator. Without Landlock: NOT confined, loudly.
+                     device nodes and the private dirs (the new mounts). Everything else (the journal,
+                     results.tsv, the home directory, other experiments) can be neither read nor written. ABI >= 6
+                     also scopes signals and abstract unix sockets: the run cannot signal the orchestrator.
+                     Without Landlock: NOT confined, loudly.
     die_with_parent  prctl(PR_SET_PDEATHSIG, SIGKILL), checked against the orchestrator's pid afterwards.
     memory_mb        not enforced here (RLIMIT_AS breaks CUDA's address-space reservations): the runner polls
                      tree_rss_mb(pid) and stops the run itself.
@@ -32,16 +41,23 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import errno
 import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
+
+from autoresearch.run import mounts
+from autoresearch.run.proctree import (  # noqa: F401  (the orchestrator's side, re-exported for its callers)
+    descendants,
+    enable_subreaper,
+    kill_descendants,
+    protect_orchestrator,
+    tree_rss_mb,
+)
 
 REPORT_PREFIX = "sandbox: "
 LINUX = sys.platform.startswith("linux")
@@ -49,7 +65,7 @@ LINUX = sys.platform.startswith("linux")
 # prctl(2), unshare(2), landlock(7): numbers are the same on every Linux architecture.
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 36, 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
-CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID = mounts.CLONE_NEWNET, mounts.CLONE_NEWNS, mounts.CLONE_NEWPID
 SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
 LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_RULE_PATH_BENEATH = 1
@@ -70,12 +86,13 @@ SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "
                "/nix/store", "/gnu/store", "/run/current-system", "/run/opengl-driver")  # last four: Nix/Guix
 # Device nodes an experiment may open read-write (glob patterns under /dev): basics, NVIDIA, AMD/Intel (dri, kfd),
 # WSL2 (dxg), accelerators (accel, Habana hl*, AWS neuron*, Ascend davinci*), RDMA for NCCL (infiniband). /dev itself
-# is listable; /dev/shm is a write directory (POSIX semaphores of torch.compile's worker pool, NCCL, CUDA IPC).
+# is listable. /dev/shm is writable only where it is private (POSIX semaphores of torch.compile's worker pool,
+# NCCL, CUDA IPC need it): a shared one would carry state from one run to the next.
 DEVICE_GLOBS = ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "nvidia*", "nvidia-caps", "dri",
                 "kfd", "dxg", "accel", "hl*", "neuron*", "davinci*", "infiniband", "hugepages")
-WRITE_DIRS = ("/dev/shm",)
-# Hugging Face kernels the harness may load (harness.attention_backends.FA3_REPO; a test keeps the two equal). They sit in
-# the hub cache, beside its token: only their own folders are opened to the experiment.
+PRIVATE_DIRS = ("/dev/shm", "/tmp")  # what an experiment gets fresh and empty, and may write
+# Hugging Face kernels the harness may load (harness.attention_backends.FA3_REPO; a test keeps the two equal). They
+# sit in the hub cache, beside its token: only their own folders are opened to the experiment.
 KERNEL_REPOS = ("kernels-community/flash-attn3",)
 
 
@@ -99,9 +116,13 @@ class Policy:
     memory_mb: int | None = None  # for the runner to enforce with tree_rss_mb; the launcher ignores it
     filesystem: bool = True  # confine the filesystem at all
     strict: bool = False  # refuse to run (exit 126) when a requested restriction could not be applied
+    private_dirs: tuple[str, ...] = ()  # an empty tmpfs over each (mount namespace); writable when private
+    hidden_paths: tuple[str, ...] = ()  # covered, unreadable by any path (mount namespace); missing ones are skipped
+    private_pids: bool = False  # a PID namespace with its own /proc
 
     def __post_init__(self) -> None:
-        for name in ("read_paths", "write_paths"):  # accept lists and Paths, store a hashable tuple of str
+        # Accept lists and Paths, store a hashable tuple of str.
+        for name in ("read_paths", "write_paths", "private_dirs", "hidden_paths"):
             object.__setattr__(self, name, tuple(os.fspath(p) for p in getattr(self, name)))
 
     def to_json(self) -> str:
@@ -119,7 +140,8 @@ class Policy:
 def launcher_argv(policy: Policy, parent_pid: int | None = None) -> list[str]:
     """The prefix the runner puts in front of the experiment's command."""
     pid = os.getpid() if parent_pid is None else parent_pid
-    return [sys.executable, "-m", "autoresearch.run.sandbox", "--policy", policy.to_json(),
+    # -P: the working directory (a workspace an agent writes) must not shadow the launcher's own modules.
+    return [sys.executable, "-P", "-m", "autoresearch.run.sandbox", "--policy", policy.to_json(),
             "--parent-pid", str(pid), "--"]
 
 
@@ -140,6 +162,7 @@ def cache_env(compile_cache: str | os.PathLike[str]) -> dict[str, str]:
 class Report:
     network: str = ""
     filesystem: str = ""
+    mounts: str = ""
     privileges: str = ""
     parent: str = ""
     gaps: list[str] = field(default_factory=list)  # requested restrictions that were not (fully) applied
@@ -149,7 +172,8 @@ class Report:
         return not self.gaps
 
     def __str__(self) -> str:
-        return REPORT_PREFIX + ", ".join(p for p in (self.network, self.filesystem, self.privileges, self.parent) if p)
+        return REPORT_PREFIX + ", ".join(p for p in (self.network, self.filesystem, self.mounts, self.privileges,
+                                                      self.parent) if p)
 
 
 class _Libc:
@@ -172,10 +196,15 @@ class _Libc:
                          ctypes.c_ulong(0))
 
 
+_libc = cache(_Libc)  # finding libc runs ldconfig: once is enough
+
+
 def apply(policy: Policy, parent_pid: int | None = None, skip: Iterable[str] = ()) -> Report:
     """Confine the *current* process (irreversibly) as `policy` asks; say what was and was not done.
 
-    `skip` ("netns", "landlock") leaves a mechanism out, to exercise the fallbacks in tests.
+    `skip` ("netns", "mountns", "landlock") leaves a mechanism out, to exercise the fallbacks in tests. With
+    private_pids this forks (mounts.enter_pid_namespace): only the child returns, and main() runs the command
+    under mounts.run_as_init().
     """
     report = Report()
     skip = set(skip)
@@ -183,33 +212,111 @@ def apply(policy: Policy, parent_pid: int | None = None, skip: Iterable[str] = (
         why = f"not available on {sys.platform} (Linux only)"
         report.network = "network allowed (policy)" if policy.network else f"network NOT ISOLATED ({why})"
         report.filesystem = f"filesystem NOT CONFINED ({why})" if policy.filesystem else ""
+        report.mounts = _mounts_not_done(policy, why, report)
         report.parent = f"does NOT die with parent ({why})" if policy.die_with_parent else ""
         report.gaps += [g for g, wanted in (("network", not policy.network), ("filesystem", policy.filesystem),
                                             ("parent", policy.die_with_parent)) if wanted]
         return report
-    libc = _Libc()
+    libc = _libc()
     try:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the run stay inside its tree while it lives
     except OSError:
         pass
+    done, userns, errors = _unshare(libc, policy, skip)
     netns_error = None
     if policy.network:
         report.network = "network allowed (policy)"
-    elif "netns" in skip:
-        netns_error = "netns skipped"
-    else:
+    elif done & CLONE_NEWNET:
         try:
-            report.network = f"network isolated ({_unshare_network(libc)})"
-        except OSError as e:
-            netns_error = f"netns: unshare: {e.strerror or e}"
+            _loopback_up()  # harmless in an empty namespace; libraries that talk to 127.0.0.1 keep working
+        except OSError:
+            pass
+        report.network = f"network isolated ({'user+net namespace' if userns else 'netns'})"
+    else:
+        netns_error = errors.get(CLONE_NEWNET, "netns skipped")
+    private = _mount(libc, policy, done, userns, errors, report)
     # After the namespace step: changing credentials there must not clear the death signal set here.
     if policy.die_with_parent:
         report.parent = _die_with_parent(libc, parent_pid, report)
+    if done & CLONE_NEWPID:
+        try:
+            mounts.enter_pid_namespace(libc)  # only the child, PID 1, comes back
+            report.mounts += ", own pid namespace"
+        except OSError as e:
+            report.mounts += f", pid namespace but /proc NOT private (mount proc: {e.strerror or e})"
+            report.gaps.append("pids")
     if policy.filesystem or netns_error is not None:
-        _landlock(libc, policy, netns_error, report, skip)
+        _landlock(libc, policy, netns_error, report, skip, private)
     if os.geteuid() == 0:
         report.privileges = _drop_capabilities(libc)
     return report
+
+
+def _unshare(libc: _Libc, policy: Policy, skip: set[str]) -> tuple[int, bool, dict[int, str]]:
+    """New namespaces as the policy needs them, in one user namespace where one is needed (not root); if that
+    fails, the network and the mount (+pid) namespaces one by one. -> (flags done, user namespace?, errors)."""
+    flags = CLONE_NEWNET if not policy.network and "netns" not in skip else 0
+    if "mountns" not in skip and (policy.private_dirs or policy.hidden_paths or policy.private_pids):
+        flags |= CLONE_NEWNS | (CLONE_NEWPID if policy.private_pids else 0)
+    groups = [g for g in (CLONE_NEWNET, CLONE_NEWNS | CLONE_NEWPID) if flags & g]
+    done, userns, errors = 0, False, {}
+    for attempt in ([flags] if len(groups) == 1 else [flags, *[flags & g for g in groups]]):
+        if not attempt or done & attempt:
+            continue
+        try:
+            userns |= mounts.unshare(libc, attempt)
+            done |= attempt
+        except OSError as e:
+            name = "netns" if attempt == CLONE_NEWNET else "mount namespace"
+            for g in groups:
+                errors[g] = f"{name}: unshare: {e.strerror or e}"
+    return done, userns, errors
+
+
+def _mount(libc: _Libc, policy: Policy, done: int, userns: bool, errors: dict[int, str], report: Report) -> list[str]:
+    """Cover the hidden paths, mount the private dirs; -> the private dirs now mounted (for Landlock's rules)."""
+    if not (policy.private_dirs or policy.hidden_paths or policy.private_pids):
+        return []
+    if not done & CLONE_NEWNS:
+        report.mounts = _mounts_not_done(policy, errors.get(CLONE_NEWNS, "mount namespace skipped"), report)
+        return []
+    private, parts = [], []
+    try:
+        mounts.make_private(libc)
+        hidden = mounts.existing(policy.hidden_paths)
+        mounts.hide(libc, hidden)
+        if hidden:
+            parts.append("hidden: " + " ".join(hidden))
+        failed = []
+        keep = [*policy.read_paths, *policy.write_paths, *system_read_paths(policy)]
+        for d in policy.private_dirs:
+            try:
+                mounts.private_dir(libc, d, keep)
+                private.append(d)
+            except OSError as e:
+                failed.append(f"{d}: {e.strerror or e}")
+        if private:
+            parts.insert(0, "private " + ", ".join(private))
+        if failed:
+            parts.append("NOT private: " + "; ".join(failed))
+            report.gaps.append("private")
+    except OSError as e:
+        report.mounts = _mounts_not_done(policy, f"mount: {e.strerror or e}", report)
+        return []
+    how = "user+mount namespace" if userns else "mount namespace"
+    report.mounts = f"{', '.join(parts) or 'nothing to mount'} ({how})"
+    return private
+
+
+def _mounts_not_done(policy: Policy, why: str, report: Report) -> str:
+    parts = []
+    for wanted, gap, text in ((policy.private_dirs, "private", f"{', '.join(policy.private_dirs)} NOT private"),
+                              (policy.hidden_paths, "hidden", f"{', '.join(policy.hidden_paths)} NOT hidden"),
+                              (policy.private_pids, "pids", "other processes NOT hidden")):
+        if wanted:
+            parts.append(text)
+            report.gaps.append(gap)
+    return f"{'; '.join(parts)} ({why})" if parts else ""
 
 
 def _drop_capabilities(libc: _Libc) -> str:
@@ -241,28 +348,6 @@ def _status_field(name: str) -> int | None:
     except (OSError, ValueError):
         pass
     return None
-
-
-def _unshare_network(libc: _Libc) -> str:
-    """A new, empty network namespace: as root directly, otherwise inside a new user namespace."""
-    uid, gid = os.geteuid(), os.getegid()
-    try:
-        libc.call("unshare", ctypes.c_int(CLONE_NEWNET))
-        how = "netns"
-    except OSError as e:
-        if e.errno not in (errno.EPERM, errno.EACCES):
-            raise
-        libc.call("unshare", ctypes.c_int(CLONE_NEWUSER | CLONE_NEWNET))
-        # Map our own ids so files keep their owners; setgroups must be denied before an unprivileged gid_map.
-        for name, text in (("uid_map", f"{uid} {uid} 1\n"), ("setgroups", "deny\n"), ("gid_map", f"{gid} {gid} 1\n")):
-            with open(f"/proc/self/{name}", "w") as f:
-                f.write(text)
-        how = "user+net namespace"
-    try:
-        _loopback_up()  # harmless in an empty namespace; libraries that talk to 127.0.0.1 keep working
-    except OSError:
-        pass
-    return how
 
 
 def _loopback_up() -> None:
@@ -310,7 +395,8 @@ class _PathBeneathAttr(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
-def _landlock(libc: _Libc, policy: Policy, netns_error: str | None, report: Report, skip: set[str]) -> None:
+def _landlock(libc: _Libc, policy: Policy, netns_error: str | None, report: Report, skip: set[str],
+              private: list[str]) -> None:
     abi = 0 if "landlock" in skip else landlock_abi()
     want_net = netns_error is not None  # the namespace failed: Landlock is the network fallback
     if abi == 0:
@@ -339,7 +425,7 @@ def _landlock(libc: _Libc, policy: Policy, netns_error: str | None, report: Repo
     requested = {os.path.abspath(p) for p in (*policy.read_paths, *policy.write_paths)}
     try:
         if policy.filesystem:
-            for path, rights in fs_rules(policy, abi):
+            for path, rights in fs_rules(policy, abi, private):
                 if not _add_path_rule(libc, ruleset, path, rights & handled_fs) and path in requested:
                     missing.append(path)
         libc.prctl(PR_SET_NO_NEW_PRIVS, 1)
@@ -373,15 +459,18 @@ def _landlock_failed(policy: Policy, netns_error: str | None, report: Report, wh
         report.gaps.append("network")
 
 
-def fs_rules(policy: Policy, abi: int) -> list[tuple[str, int]]:
-    """(path, rights) pairs of the filesystem rules; later entries widen earlier ones on the same tree."""
+def fs_rules(policy: Policy, abi: int, private: Iterable[str] = ()) -> list[tuple[str, int]]:
+    """(path, rights) pairs of the filesystem rules; later entries widen earlier ones on the same tree.
+
+    `private`: the private dirs mounted for this run. Their rules are made after mounting, so they name the new
+    tmpfs, not what it covers (a path into the host's /dev/shm through /proc/<pid>/root stays denied)."""
     everything = fs_rights(abi)
     rules = [(p, READ_EXEC) for p in system_read_paths(policy)]
     rules.append(("/dev", READ_DIR))
     import glob
 
     rules += [(p, DEVICE | READ_DIR) for g in DEVICE_GLOBS for p in sorted(glob.glob(f"/dev/{g}"))]
-    rules += [(p, everything) for p in WRITE_DIRS]
+    rules += [(p, everything) for p in private]
     rules += [(os.path.abspath(p), READ) for p in policy.read_paths]
     rules += [(os.path.abspath(p), everything) for p in policy.write_paths]
     return rules
@@ -450,7 +539,7 @@ def _add_path_rule(libc: _Libc, ruleset: int, path: str, rights: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m autoresearch.run.sandbox --policy JSON [--parent-pid N] [--skip netns,landlock] -- CMD ...`"""
+    """`python -m autoresearch.run.sandbox --policy JSON [--parent-pid N] [--skip netns,mountns,landlock] -- CMD`"""
     args = sys.argv[1:] if argv is None else argv
     if "--" not in args:
         sys.exit("usage: python -m autoresearch.run.sandbox --policy JSON [--parent-pid N] -- COMMAND [ARGS...]")
@@ -468,187 +557,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{REPORT_PREFIX}strict policy: not starting ({', '.join(report.gaps)} not applied)", file=sys.stderr,
               flush=True)
         os._exit(126)
-    try:
-        os.execvp(command[0], command)
-    except OSError as e:
-        print(f"{REPORT_PREFIX}cannot execute {command[0]}: {e}", file=sys.stderr, flush=True)
-        os._exit(127)
-
-
-# ---------------------------------------------------------------------------
-# The orchestrator's side: process trees from /proc
-# ---------------------------------------------------------------------------
-
-
-def protect_orchestrator() -> bool:
-    """Make the calling process non-dumpable (Linux), so its experiments cannot read its /proc/<pid>/environ
-    (API keys), maps or memory, nor ptrace it, even though they run as the same user. Children get dumpable again
-    when they exec. Side effect: no core dumps of the orchestrator."""
-    if not LINUX:
-        return False
-    try:
-        _Libc().prctl(PR_SET_DUMPABLE, 0)
-        return True
-    except OSError:
-        return False
-
-
-def enable_subreaper() -> bool:
-    """Make the calling process adopt orphans of its descendants (Linux), so a `setsid` escapee stays findable."""
-    if not LINUX:
-        return False
-    try:
-        _Libc().prctl(PR_SET_CHILD_SUBREAPER, 1)
-        return True
-    except OSError:
-        return False
-
-
-def _proc_table() -> dict[int, tuple[int, str, int]]:
-    """pid -> (ppid, state, start time in clock ticks) for every process /proc shows."""
-    table = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return {}
-    for name in entries:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                rest = f.read().rsplit(b")", 1)[1].split()  # after "pid (comm)": state ppid ... starttime
-        except (OSError, IndexError):
-            continue
-        table[int(name)] = (int(rest[1]), rest[0].decode(), int(rest[19]))
-    return table
-
-
-def descendants(pid: int, table: dict[int, tuple[int, str, int]] | None = None) -> list[int]:
-    """Children, grandchildren ... of `pid` (not `pid` itself), breadth first. Empty where /proc is missing."""
-    table = _proc_table() if table is None else table
-    children: dict[int, list[int]] = {}
-    for child, (ppid, _, _) in table.items():
-        children.setdefault(ppid, []).append(child)
-    out, frontier = [], [pid]
-    while frontier:
-        nxt = [c for p in frontier for c in children.get(p, ())]
-        out += nxt
-        frontier = nxt
-    return out
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory (VmRSS) of `pid` and all its descendants, in MiB; 0.0 where /proc is missing (non-Linux).
-
-    Pages shared between processes (forked workers, the same libraries) are counted once per process.
-    """
-    total_kb = 0
-    for p in [pid, *descendants(pid)]:
-        try:
-            with open(f"/proc/{p}/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"VmRSS:"):
-                        total_kb += int(line.split()[1])
-                        break
-        except (OSError, ValueError):
-            continue
-    return total_kb / 1024
-
-
-def kill_descendants(root_pid: int | None = None, spare: Iterable[int] = ()) -> list[int]:
-    """SIGKILL every descendant of `root_pid` (default: the caller); returns the pids hit.
-
-    Never hits the caller or its ancestors. `spare` pids are left alone with their whole subtrees (experiments
-    still in flight, a git subprocess). Descendants are stopped (SIGSTOP) until the tree holds still, so nothing
-    forks away while it is being killed, then killed; killed zombies that are the caller's children are reaped.
-    A subprocess.Popen child must be spared or already waited for, or its Popen would lose the exit status.
-    """
-    if not LINUX:
-        return []
-    me = os.getpid()
-    root = me if root_pid is None else root_pid
-    stopped: dict[int, int] = {}  # pid -> start time (guards against pid reuse)
-    for _ in range(50):
-        table = _proc_table()
-        protected = {me, *_ancestors(me, table)}
-        for s in spare:
-            protected |= {s, *descendants(s, table)}
-        fresh = [p for p in descendants(root, table)
-                 if p not in protected and p not in stopped and table[p][1] not in "ZX"]
-        if not fresh:
-            break
-        for p in fresh:
-            if _signal(p, table[p][2], signal.SIGSTOP):
-                stopped[p] = table[p][2]
-    hit = [p for p, start in stopped.items() if _signal(p, start, signal.SIGKILL)]
-    _reap(hit)
-    return hit
-
-
-def _ancestors(pid: int, table: dict[int, tuple[int, str, int]]) -> list[int]:
-    out = []
-    while pid in table and table[pid][0] not in (0, pid):
-        pid = table[pid][0]
-        out.append(pid)
-    return out
-
-
-def _signal(pid: int, start: int, sig: int) -> bool:
-    """Signal `pid` only if it is still the process that started at `start` (a pidfd pins it between check and kill)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (OSError, AttributeError):
-        return _signal_racy(pid, start, sig)
-    try:
-        if _start_time(pid) != start:
-            return False
-        signal.pidfd_send_signal(fd, sig)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def _signal_racy(pid: int, start: int, sig: int) -> bool:
-    try:
-        if _start_time(pid) != start:
-            return False
-        os.kill(pid, sig)
-        return True
-    except OSError:
-        return False
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _reap(pids: list[int], timeout: float = 2.0) -> None:
-    pending, deadline = set(pids), time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for p in list(pending):
-            try:
-                done, _ = os.waitpid(p, os.WNOHANG)
-            except ChildProcessError:
-                pending.discard(p)  # not our child: its own parent (or init) reaps it
-                continue
-            if done:
-                pending.discard(p)
-        if pending:
-            time.sleep(0.01)
+    if mounts.in_pid_namespace():
+        mounts.run_as_init(_libc(), command)
+    mounts.exec_command(command)
 
 
 @cache
 def describe() -> str:
-    """What the sandbox achieves on this machine: the report line of a launcher run with the default policy."""
+    """What the sandbox achieves on this machine: the report line of a launcher run with an experiment's policy."""
     import subprocess
 
-    argv = [*launcher_argv(Policy()), sys.executable, "-c", "pass"]
+    argv = [*launcher_argv(Policy(private_dirs=PRIVATE_DIRS)), sys.executable, "-c", "pass"]
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError) as e:

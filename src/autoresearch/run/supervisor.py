@@ -224,7 +224,7 @@ def launcher(exp: Experiment, cache: Path) -> list[str]:
         exp.compile_cache.mkdir(parents=True, exist_ok=True)
         writable.append(str(exp.compile_cache))
     policy = sandbox.Policy(network=False, read_paths=training_files(prepared_dir(exp.settings, cache)),
-                            write_paths=writable, die_with_parent=True)
+                            write_paths=writable, die_with_parent=True, private_dirs=sandbox.PRIVATE_DIRS)
     return sandbox.launcher_argv(policy)
 
 
@@ -271,7 +271,8 @@ def _start_scorer(exp: Experiment, cache: Path, sock: socket.socket) -> _ScorerP
         try:
             from autoresearch.run import sandbox
 
-            policy = sandbox.Policy(network=False, read_paths=[str(prepared)], write_paths=[], die_with_parent=True)
+            policy = sandbox.Policy(network=False, read_paths=[str(prepared)], write_paths=[], die_with_parent=True,
+                                    private_dirs=("/dev/shm",))
             prefix = sandbox.launcher_argv(policy)
         except ImportError:
             pass
