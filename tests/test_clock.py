@@ -124,6 +124,7 @@ def watch(events, totals=None, timeout=None, eval_rate=None, **settings) -> _Wat
     w = _Watch(Experiment(source="", workspace=Path("."), settings=s, run_dir=Path("."), timeout=timeout,
                           eval_rate=eval_rate))
     w.events = [(t, {"event": name, **data}) for t, name, data in events]
+    w.eval_at = next((t for t, name, _ in events if name == "eval_start"), None)  # the scorer's "connected"
     w.totals = totals or {}
     return w
 

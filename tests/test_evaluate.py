@@ -374,8 +374,23 @@ def test_a_model_that_looks_ahead_at_a_few_positions_is_caught_by_enough_probes(
     assert caught >= 2  # 1 - (31/32)^n per split, n = the twins cutting anywhere: about 20-30% each
 
 
-def test_probe_signatures_match_for_identical_outputs_and_flag_nan_mismatch():
-    a = np.array([1.0, np.nan, 3.0])
+def test_probe_comparison_is_relative_to_each_value_and_flags_nan_mismatch():
+    a = np.array([-1.0, np.nan, -3.0])
     assert scorer.mismatch(a, a.copy()) == 0.0
-    assert scorer.mismatch(a, np.array([1.0, 2.0, 3.0])) == float("inf")
-    assert scorer.mismatch(a, np.array([1.5, np.nan, 3.0])) == 0.5
+    assert scorer.mismatch(a, np.array([-1.0, -2.0, -3.0])) == float("inf")
+    assert scorer.mismatch(a, np.array([-1.0005, np.nan, -3.0])) == pytest.approx(0.5, rel=1e-3)
+    assert scorer.mismatch(np.array([-1000.0]), np.array([-1000.5])) < 1 < scorer.mismatch(a[:1], a[:1] - 0.01)
+
+
+def test_shifting_every_logit_cannot_widen_the_probes_tolerance(workspace):
+    """A shift of all logits changes no score; a model that adds one to hide a look-ahead in the noise is caught."""
+    _, tok, _ = workspace
+
+    class ShiftedPeek(Peek):
+        def forward(self, idx):
+            out = self.table[idx] + 1e4
+            nxt = torch.nn.functional.one_hot(torch.roll(idx, -1, dims=1), self.table.size(1)).float()
+            return out + 20.0 * nxt
+
+    with pytest.raises(RefusedToScore, match="looks at later tokens"):
+        evaluate_bpb(ShiftedPeek(tok.get_vocab_size(), extra=1), tok, 4)

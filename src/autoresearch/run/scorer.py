@@ -40,7 +40,7 @@ PROBE_SHARE = 0.02  # probe rows per real row: a model that looks ahead at a sha
                     # probe with chance 1 - f, so 2% of 10,240 rows (the GPU profile) catch f = 1% with 87%
 REPEAT_SHARE = 0.25  # of the probes, the share that repeats a row whole (the rest share a prefix)
 SIGNATURE_IDS = 16  # vocabulary entries, drawn from the OS, compared between a twin and its original
-RELATIVE_TOLERANCE = 1e-3  # of the logits' magnitude: far above the noise of identical computations
+RELATIVE_TOLERANCE = 1e-3  # of a log-probability's magnitude: far above the noise of identical computations
 ANSWER_TIMEOUT = 60.0
 
 
@@ -71,7 +71,8 @@ def probe_count(n_real: int, rows: int) -> int:
     return math.ceil((n_real + wanted) / rows) * rows - n_real
 
 
-def schedule(n_real: int, rows: int, T: int, rng: random.Random) -> list[Row]:  # noqa: N803
+def schedule(n_real: int, rows: int, T: int, rng: random.Random,  # noqa: N803
+             windows: np.ndarray | None = None) -> list[Row]:
     """Every real row once, in an order drawn from `rng`, and probe rows among them, filling whole calls.
 
     Probe places are drawn among all places; each probe goes to one in another call than its real row's.
@@ -84,8 +85,7 @@ def schedule(n_real: int, rows: int, T: int, rng: random.Random) -> list[Row]:  
         if T < 3 or n_real < 2 or (k >= 2 and rng.random() < REPEAT_SHARE):  # two twins at the least
             probes.append(Row(real, T, probe=True))
         else:
-            donor = (real + rng.randrange(1, n_real)) % n_real
-            probes.append(Row(real, rng.randrange(1, T), donor, probe=True))
+            probes.append(_twin(real, n_real, T, rng, windows))
     total = len(order) + len(probes)
     places = list(range(total))
     rng.shuffle(places)
@@ -104,6 +104,18 @@ def schedule(n_real: int, rows: int, T: int, rng: random.Random) -> list[Row]:  
     return plan  # type: ignore[return-value]
 
 
+def _twin(real: int, n_real: int, T: int, rng: random.Random, windows: np.ndarray | None) -> Row:  # noqa: N803
+    """A row that shares the first `shared` tokens of a real row and then takes another row's tokens. The two must
+    differ at position `shared` itself (a look-ahead shows there first): a donor with the same token there would
+    make the twin a longer repeat, so a few are tried; failing that, the twin is an honest repeat of that length."""
+    for _ in range(8):
+        shared, donor = rng.randrange(1, T), (real + rng.randrange(1, n_real)) % n_real
+        if windows is None or windows[donor][shared] != windows[real][shared]:
+            return Row(real, shared, donor, probe=True)
+    parts = int(np.argmin(windows[donor][:T] == windows[real][:T]))  # the first position where they differ (0: none)
+    return Row(real, parts, donor, probe=True) if parts >= 1 else Row(real, T, probe=True)
+
+
 def row_tokens(row: Row, windows: np.ndarray) -> np.ndarray:
     """The (T + 1,) tokens of a served row: x is [:-1], the targets are [1:]."""
     if row.donor < 0:
@@ -117,16 +129,18 @@ def row_tokens(row: Row, windows: np.ndarray) -> np.ndarray:
 
 
 def row_stats(logits, targets: np.ndarray, ids: np.ndarray):
-    """Per position of each row: nats of the target, and a signature (the log-partition and the logits of `ids`)
-    that a probe must reproduce over its shared prefix. `logits` (R, T, V) float32: numpy here, torch on a GPU.
-    Returns numpy float64 arrays: nats (R, T), signature (R, T, 1 + len(ids))."""
+    """Per position of each row: nats of the target, and a signature (the log-probabilities of `ids`) that a probe
+    must reproduce over its shared prefix. Log-probabilities, not logits: adding a constant to every logit changes
+    nothing a model is scored on, so it must not be able to change what a probe tolerates either.
+    `logits` (R, T, V) float32: numpy here, torch on a GPU. Returns numpy float64: nats (R, T), signature
+    (R, T, len(ids))."""
     if isinstance(logits, np.ndarray):
         top = logits.max(axis=-1, keepdims=True)  # (R, T, 1)
         with np.errstate(over="ignore", invalid="ignore"):
             lse = np.log(np.exp(logits - top).sum(axis=-1)) + top[..., 0]  # (R, T)
             picked = np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]  # (R, T)
             nats = lse.astype(np.float64) - picked
-        signature = np.concatenate([lse[..., None], logits[..., ids]], axis=-1).astype(np.float64)
+            signature = logits[..., ids].astype(np.float64) - lse[..., None]
         return nats, signature
     import torch
 
@@ -134,23 +148,31 @@ def row_stats(logits, targets: np.ndarray, ids: np.ndarray):
     lse = torch.logsumexp(logits, dim=-1)  # (R, T)
     picked = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)  # (R, T)
     nats = lse.double() - picked.double()
-    signature = torch.cat([lse.unsqueeze(-1), logits[..., torch.as_tensor(ids, device=logits.device)]], dim=-1)
-    return nats.cpu().numpy(), signature.double().cpu().numpy()  # small: (R, T) and (R, T, 17), not the logits
+    signature = logits[..., torch.as_tensor(ids, device=logits.device)].double() - lse.double().unsqueeze(-1)
+    return nats.cpu().numpy(), signature.cpu().numpy()  # small: (R, T) and (R, T, 16), not the logits
 
 
-def position_logits(logits, row: int, position: int) -> np.ndarray:
-    """All the logits of one position, as float64 numpy (V,): what a probe compares where the rows part."""
+def position_logprobs(logits, row: int, position: int) -> np.ndarray:
+    """The log-probabilities of every class at one position, float64 numpy (V,): compared where two rows part."""
     out = logits[row, position]
-    return out.astype(np.float64) if isinstance(out, np.ndarray) else out.double().cpu().numpy()
+    if not isinstance(out, np.ndarray):
+        return (out.double() - out.double().logsumexp(-1)).cpu().numpy()
+    out = out.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        top = out.max()
+        return out - (np.log(np.exp(out - top).sum()) + top)
 
 
 def mismatch(a: np.ndarray, b: np.ndarray) -> float:
-    """Largest difference between two arrays of outputs; inf where one is finite and the other is not."""
+    """Largest difference between two arrays of log-probabilities, in units of its tolerance: RELATIVE_TOLERANCE
+    of the larger magnitude of each pair, at least of 1. Above 1: they differ. inf where one is finite and the
+    other is not. Element by element, so no output of the model can widen the tolerance of another."""
     same = (a == b) | (np.isnan(a) & np.isnan(b))
-    with np.errstate(invalid="ignore"):
-        diff = np.where(same, 0.0, np.abs(a - b))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    return float(diff.max()) if diff.size else 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        scale = RELATIVE_TOLERANCE * np.maximum(1.0, np.maximum(np.abs(a), np.abs(b)))
+        ratio = np.where(same, 0.0, np.abs(a - b) / scale)
+    ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    return float(ratio.max()) if ratio.size else 0.0
 
 
 @dataclass
@@ -172,7 +194,7 @@ class Split:
         self.name, self.windows, self.rows, self.token_bytes, self.ids = name, windows, rows, token_bytes, ids
         n_real, t1 = windows.shape
         self.T = t1 - 1
-        self.plan = schedule(n_real, rows, self.T, rng)
+        self.plan = schedule(n_real, rows, self.T, rng, windows)
         self.calls = len(self.plan) // rows
         self.score = SplitScore(calls=self.calls)
         self.sums = np.zeros(3)  # nats, bytes, scored tokens
@@ -192,8 +214,6 @@ class Split:
     def take(self, call: int, logits, targets: np.ndarray) -> str:
         """Score call `call` from its logits; '' or why the run is refused."""
         nats, signature = row_stats(logits, targets, self.ids)
-        finite = np.where(np.isfinite(signature), np.abs(signature), 0.0)
-        tolerance = RELATIVE_TOLERANCE * max(1.0, float(finite.max()) if finite.size else 0.0)
         for k in range(self.rows):
             q = call * self.rows + k
             row = self.plan[q]
@@ -205,20 +225,20 @@ class Split:
                                   float(scored.sum()))
                 if row.real in self.probes_of:
                     cuts = {self.plan[p].shared - 1 for p in self.probes_of[row.real]}
-                    self.real_seen[row.real] = (signature[k], {t: position_logits(logits, k, t) for t in cuts})
+                    self.real_seen[row.real] = (signature[k], {t: position_logprobs(logits, k, t) for t in cuts})
                     pairs = [p for p in self.probes_of[row.real] if p in self.probe_seen]
                 else:
                     pairs = []
             else:
-                self.probe_seen[q] = (signature[k][: row.shared], position_logits(logits, k, row.shared - 1))
+                self.probe_seen[q] = (signature[k][: row.shared], position_logprobs(logits, k, row.shared - 1))
                 pairs = [q] if row.real in self.real_seen else []
             for p in pairs:
-                why = self._compare(p, tolerance)
+                why = self._compare(p)
                 if why:
                     return why
         return ""
 
-    def _compare(self, q: int, tolerance: float) -> str:
+    def _compare(self, q: int) -> str:
         """A probe against its real row: over the shared prefix, the same outputs, or the run is refused."""
         probe = self.plan[q]
         signature, cut = self.probe_seen.pop(q)
@@ -226,11 +246,11 @@ class Split:
         diff = max(mismatch(real_signature[: probe.shared], signature), mismatch(real_cuts[probe.shared - 1], cut))
         self.score.probes += 1
         self.max_diff = max(self.max_diff, diff)
-        if diff <= tolerance:
+        if diff <= 1.0:
             return ""
         what = "a repeat of a row" if probe.shared == self.T else f"a row sharing its first {probe.shared} tokens"
-        return (f"the model's outputs for the same tokens differ by {diff:.4g} (tolerance {tolerance:.3g}) between a "
-                f"row and {what}: it looks at later tokens, or it changes while it is evaluated")
+        return (f"the model's outputs for the same tokens differ by {diff:.3g} times the tolerance between a row "
+                f"and {what}: it looks at later tokens, or it changes while it is evaluated")
 
     def finish(self, seconds: float) -> SplitScore:
         nats, nbytes, tokens = self.sums.tolist()
@@ -310,6 +330,9 @@ class Scorer:
                 continue
             split = Split(name, self.windows[name], rows, self.token_bytes, self.rng, self.ids)
             why = self.stream(split, transport)
+            if why and why[0] == "model":  # the model failed: train.py's process raises, the run has no figure
+                self.report("incomplete", reason=why[1])
+                return 0
             if why:
                 return self.refuse(*why)
             scores[name] = split.score

@@ -1,0 +1,120 @@
+"""What one experiment is, and what comes back: Experiment, RunResult, and the parsing of what train.py prints.
+
+An experiment is a value (the train.py source plus the workspace it is measured in), so it could be shipped to
+another machine; a RunResult comes back for every outcome. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autoresearch.settings import Settings
+
+STATUSES = ("ok", "crash", "timeout", "nan", "oom", "rejected")
+
+STEP_RE = re.compile(
+    r"^step (?P<step>\d+) \((?P<pct>[\d.]+)%\) \| loss: (?P<loss>[-+\w.]+)"
+    r"(?:.*?tok/sec: (?P<tps>[\d,]+))?(?:.*?mfu: (?P<mfu>[\d.]+)%)?(?:.*?remaining: (?P<rem>\d+)s)?"
+)
+SUMMARY_RE = re.compile(r"^(?P<key>[a-z_]+):\s+(?P<value>\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    source: str  # the complete train.py
+    workspace: Path
+    settings: Settings
+    run_dir: Path  # this experiment's own directory: train.py copy, log, result file
+    timeout: float | None = None  # an overall wall-clock limit on top of the phase limits (None: phases only)
+    cache: Path | None = None
+    compile_cache: Path | None = None  # shared, writable by every experiment of the workspace
+    eval_rate: float | None = None  # evaluation tokens/s measured on this workspace (the slowest recent), if known
+    # Asked once val_bpb is measured: score the held-out test split too? (None: always.) Runs in the runner's
+    # reader thread while the experiment waits, so it must be quick; train.py never sees it.
+    wants_test: Callable[[float], bool] | None = None
+
+
+@dataclass
+class Progress:
+    step: int
+    percent: float
+    loss: float
+    tokens_per_second: float | None = None
+    mfu: float | None = None
+    remaining: float | None = None
+
+
+@dataclass
+class RunResult:
+    status: str  # one of STATUSES
+    val_bpb: float | None = None  # official, from the harness's channel
+    test_bpb: float | None = None  # held out: never shown to an agent; None when the runner did not want it
+    test_wanted: bool | None = None  # the runner's answer when the harness asked whether to score the test split
+    summary: dict[str, float] = field(default_factory=dict)  # what train.py printed (informative only)
+    harness: dict[str, float] = field(default_factory=dict)  # the harness's full result
+    wall_seconds: float = 0.0
+    startup_seconds: float | None = None  # launch -> timed training, by the runner's clock
+    training_seconds: float | None = None  # timed training -> evaluation, by the runner's clock
+    eval_seconds: float | None = None  # evaluation start -> exit, by the runner's clock
+    steps: int | None = None  # optimizer steps, counted by the harness
+    train_tokens: int | None = None  # training tokens the harness's loader served
+    tokens_per_second: float | None = None  # training tokens served while the clock ran / training_seconds
+    returncode: int | None = None
+    log_path: Path | None = None
+    error_tail: str = ""  # last lines of the log when the run failed
+    reason: str = ""  # one line: why this status
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def memory_gb(self) -> float:
+        """Peak memory as the harness measured it (device memory on a GPU, the process's peak RSS on a CPU); what
+        train.py prints as peak_vram_mb is not used."""
+        return (self.harness.get("peak_memory_mb") or 0.0) / 1024
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["log_path"] = str(self.log_path) if self.log_path else None
+        return d
+
+
+def parse_progress(line: str) -> Progress | None:
+    m = STEP_RE.match(line.strip())
+    if not m:
+        return None
+    try:
+        loss = float(m["loss"])
+    except ValueError:
+        loss = math.nan
+    try:
+        return Progress(
+            step=int(m["step"]), percent=float(m["pct"]), loss=loss,
+            tokens_per_second=float(m["tps"].replace(",", "")) if m["tps"] else None,
+            mfu=float(m["mfu"]) if m["mfu"] else None,
+            remaining=float(m["rem"]) if m["rem"] else None,
+        )
+    except ValueError:  # "step 1 (.%)": a line that looks like progress and is not
+        return None
+
+
+def parse_summary(lines: list[str]) -> dict[str, float]:
+    """The `key: value` lines after the last `---` (what train.py says about itself; not official)."""
+    try:
+        start = len(lines) - 1 - lines[::-1].index("---")
+    except ValueError:
+        return {}
+    out: dict[str, float] = {}
+    for line in lines[start + 1 :]:
+        m = SUMMARY_RE.match(line)
+        if m:
+            try:
+                out[m["key"]] = float(m["value"])
+            except ValueError:
+                pass
+    return out
