@@ -17,7 +17,8 @@ import torch.nn.functional as F
 HARNESS_MODULES = ("autoresearch.harness", "autoresearch.harness.evaluate", "autoresearch.harness.dataloader",
                    "autoresearch.harness.channel", "autoresearch.harness.constants", "autoresearch.harness.probe",
                    "autoresearch.harness.tokenizer", "autoresearch.harness.device", "autoresearch.harness.integrity",
-                   "autoresearch.harness.meter", "autoresearch.harness.attention")
+                   "autoresearch.harness.meter", "autoresearch.harness.attention",
+                   "autoresearch.paths")  # where the evaluation finds val/test: outside the package, same guard
 TORCH_OBJECTS = {
     "F.cross_entropy": (F, "cross_entropy"),
     "F.log_softmax": (F, "log_softmax"),
