@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.agents.base import AgentError, Context, Proposal, Usage
+from autoresearch.agents.preflight import check_cli
 from autoresearch.agents.prompt import build_prompt
 
 DEFAULT_TIMEOUT = 900.0
@@ -123,6 +124,13 @@ class CommandAgent:
     install_hint: str = CMD_HINT
 
     def check(self, workspace: Path | None = None) -> str:
+        """Before the run: the executable's absolute path, or a fatal AgentError saying how to install it; and,
+        for Claude Code and Codex, that they can run unattended here (logged in, never asking, see preflight)."""
+        exe = self.executable(workspace)
+        check_cli(self.name, exe, self.argv)
+        return exe
+
+    def executable(self, workspace: Path | None = None) -> str:
         """The executable's absolute path; a fatal AgentError saying how to install it if there is none."""
         exe = self.argv[0]
         if os.sep in exe or (os.altsep and os.altsep in exe):
@@ -148,7 +156,7 @@ class CommandAgent:
             original = train.read_bytes()
         except OSError as e:
             raise AgentError(f"agent {self.name}: cannot read {train}: {e}", fatal=True) from e
-        argv = [self.check(workspace), *self.argv[1:]]
+        argv = [self.executable(workspace), *self.argv[1:]]
         prompt = command_prompt(ctx)
         # The file on disk must be the one the prompt describes: when fixing a failed attempt, that attempt.
         start = ctx.failure.train_py if ctx.failure and ctx.failure.train_py else ctx.train_py

@@ -191,9 +191,12 @@ class AnthropicAgent(LLMAgent):
 
     def _make_client(self) -> Any:
         key = os.environ.get(self.key_env)
-        if not key and self.local and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+        if not key and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+            if not self.local:  # the SDK would accept this and fail on the first request: after the baseline
+                raise AgentError(f"{self.name}: no API key. Set {self.key_env} (or ANTHROPIC_AUTH_TOKEN), or pass "
+                                 "--base-url for a local server that needs none (a remote proxy that needs none: "
+                                 f"set {self.key_env} to any text).", fatal=True)
             key = LOCAL_API_KEY
-        # Without a key the SDK may still find other credentials; if it finds none, _classify says so.
         return self.sdk.Anthropic(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
 
     def _complete(self, messages: list[dict[str, str]]) -> Completion:
