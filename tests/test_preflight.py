@@ -41,7 +41,14 @@ if "-p" not in args:
     sys.exit(1)
 sys.stdin.read()
 Path("train.py").write_text(Path("train.py").read_text().replace("0.01", "0.02"))
-print("Description: lr 0.02")
+if "json" not in args:
+    print("Description: lr 0.02")
+    sys.exit(0)
+error = state == "max-turns"
+print(json.dumps({"type": "result", "subtype": "error_max_turns" if error else "success", "is_error": error,
+                  "result": "Raised the learning rate.\\nDescription: lr 0.02", "session_id": "s1",
+                  "total_cost_usd": 0.0421, "usage": {"input_tokens": 12, "cache_creation_input_tokens": 3000,
+                                                      "cache_read_input_tokens": 9000, "output_tokens": 700}}))
 """
 CODEX = STUB + """\
 if args[:2] == ["login", "status"]:
@@ -189,3 +196,33 @@ def test_probe_that_hangs_gives_no_verdict(stubs, monkeypatch, tmp_path):
     hang.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(30)\n")
     monkeypatch.setattr(preflight, "PROBE_SECONDS", 0.5)
     make_command_agent("claude-code").check(stubs.workspace)  # goes on: the round will say what is wrong
+
+
+# -- what Claude Code spent, and which model ---------------------------------------------------------------------
+
+
+def test_claude_code_reports_its_cost_so_max_cost_sees_it(stubs):
+    proposal = make_command_agent("claude-code").propose(ctx(stubs.workspace))
+    assert proposal.description == "lr 0.02" and proposal.rationale == "Raised the learning rate."
+    assert proposal.usage.cost_usd == pytest.approx(0.0421)
+    assert (proposal.usage.input_tokens, proposal.usage.output_tokens) == (12 + 3000 + 9000, 700)
+
+
+def test_claude_error_result_fails_the_round_and_is_charged(stubs):
+    stubs.state("max-turns")
+    with pytest.raises(AgentError, match="error_max_turns") as err:
+        make_command_agent("claude-code").propose(ctx(stubs.workspace))
+    assert not err.value.fatal and err.value.usage.cost_usd == pytest.approx(0.0421)
+    assert (stubs.workspace / "train.py").read_text() == SOURCE  # restored
+
+
+@pytest.mark.parametrize("spec, model", [("claude-code:opus", "opus"), ("codex:gpt-5-codex", "gpt-5-codex")])
+def test_the_model_of_a_coding_agent_is_chosen_in_the_spec(stubs, spec, model):
+    agent = make_command_agent(spec)
+    agent.propose(ctx(stubs.workspace))
+    edit_call = stubs.calls()[-1]
+    assert edit_call[edit_call.index("--model") + 1] == model
+    if spec.startswith("codex"):
+        assert edit_call[-1] == "-"  # the prompt still comes from stdin
+    with pytest.raises(AgentError, match="claude-code"):
+        make_command_agent(spec.split(":")[0] + ":")
