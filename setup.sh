@@ -28,9 +28,9 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     pip install "$TORCH"
   fi
 fi
+pip install -e ".[test]"
 "$VENV/bin/python" -c "import torch; print('setup: torch', torch.__version__, '| CUDA build:', torch.version.cuda or 'no',
       '| GPU visible:', torch.cuda.is_available())"
-pip install -e ".[test]"
 
 # What a newcomer does after the demo: the venv is not active in their shell, so `autoresearch` is not on PATH yet.
 next_steps() {
