@@ -3,6 +3,8 @@
 #   ./setup.sh demo   set up, then init + prepare + a short research loop on the embedded corpus (offline, CPU ok)
 #   ./setup.sh test   set up, then run the test suite
 #   ./setup.sh        set up only
+# torch: TORCH (default torch==2.13.0) is installed from pip's configured index unless TORCH_INDEX_URL names
+# another one, e.g. https://download.pytorch.org/whl/cpu (CPU wheels, ~200 MB) or .../whl/cu128 (CUDA 12.8).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -12,12 +14,40 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
-# torch first, pinned, so the package's loose `torch>=2.9` is already satisfied: on CPU machines this is the
-# CPU build; a GPU user who installed their own torch into the venv keeps it.
+# torch first, pinned, so the package's loose `torch>=2.9` is already satisfied. Which build comes depends on the
+# index: on Linux, PyPI's torch is the CUDA build (several GB, GPU or not), so say which index is used and how to
+# pick another. A torch already in the venv (say a CUDA build a GPU user installed) is kept.
+TORCH=${TORCH:-torch==2.13.0}
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
-  pip install torch==2.13.0
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then
+    echo "setup: installing $TORCH from $TORCH_INDEX_URL (TORCH_INDEX_URL)"
+    pip install "$TORCH" --index-url "$TORCH_INDEX_URL"
+  else
+    echo "setup: installing $TORCH from pip's configured index. On Linux, PyPI's build is the CUDA one (several" \
+         "GB); for the CPU wheels: TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu ./setup.sh"
+    pip install "$TORCH"
+  fi
 fi
 pip install -e ".[test]"
+"$VENV/bin/python" -c "import torch; print('setup: torch', torch.__version__, '| CUDA build:', torch.version.cuda or 'no',
+      '| GPU visible:', torch.cuda.is_available())"
+
+# What a newcomer does after the demo: the venv is not active in their shell, so `autoresearch` is not on PATH yet.
+next_steps() {
+  cat <<NEXT
+
+Next steps (in your shell: the demo ran autoresearch from $VENV without activating it):
+  source $VENV/bin/activate          # puts \`autoresearch\` on PATH (or call $VENV/bin/autoresearch)
+  cd $WS
+  autoresearch status                # the table of experiments and the best so far
+  autoresearch report                # progress.png and report.html in .autoresearch/report/
+  autoresearch dashboard             # a live page on http://127.0.0.1:8765 (run it beside \`autoresearch run\`)
+  autoresearch run --resume --max-experiments 20    # more experiments with the built-in search agent
+  # a real agent (setup installed the anthropic and openai packages; the run checks the key before training):
+  export ANTHROPIC_API_KEY=...
+  autoresearch run --agent anthropic:claude-sonnet-4-5 --max-hours 8 --max-cost 20
+NEXT
+}
 
 case "${1:-}" in
   demo)
@@ -36,6 +66,7 @@ case "${1:-}" in
     else
       "$AR" run --tag demo --max-experiments "${EXPERIMENTS:-4}"
     fi
+    next_steps
     ;;
   test)
     shift

@@ -67,9 +67,11 @@ def init(directory: Path, profile: str | None, dataset: str, time_budget: float 
          startup_limit: float | None, vocab_size: int | None, max_seq_len: int | None,
          eval_tokens: int | None) -> None:
     """Create a research workspace in DIRECTORY: a git repo with train.py, program.md and autoresearch.toml."""
+    from autoresearch.data.sources import check_dataset
     from autoresearch.settings import detect_profile
     from autoresearch.workspace import init_workspace
 
+    dataset = check_dataset(dataset)
     if profile is None:
         profile = detect_profile()
         click.echo(f"profile: {profile} (detected; {PROFILES[profile].description})")
@@ -84,7 +86,9 @@ def init(directory: Path, profile: str | None, dataset: str, time_budget: float 
 @cli.command()
 @workspace_option
 @cache_option
-@click.option("--dataset", help="Outside a workspace: dataset to prepare (see `init --dataset`).")
+@click.option("--dataset", help="Dataset to prepare (see `init --dataset`). Inside a workspace that has no runs "
+              "yet, this changes the workspace's dataset (autoresearch.toml, committed); once it has runs, start a "
+              "new workspace instead.")
 @click.option("--profile", type=click.Choice(list(PROFILES)), help="Outside a workspace: profile for sizes.")
 @click.option("--vocab-size", type=int, help="Outside a workspace: vocabulary size.")
 @click.option("--train-shards", type=int, help="Hub datasets: number of training shards to download.")
@@ -128,10 +132,13 @@ def _settings_for_prepare(workspace, dataset, profile, vocab_size, train_shards,
             raise
         root = None
     if root is not None:
-        if dataset or profile or vocab_size or tokenizer_chars:
-            raise SettingsError("inside a workspace, prepare reads autoresearch.toml; drop --dataset/--profile/"
-                                "--vocab-size/--tokenizer-chars (or run outside the workspace)")
+        if profile or vocab_size or tokenizer_chars:
+            raise SettingsError("inside a workspace, prepare reads autoresearch.toml; drop --profile/--vocab-size/"
+                                "--tokenizer-chars (or run outside the workspace, or start a new one with "
+                                "`autoresearch init`)")
         settings = Settings.load(root / SETTINGS_FILE)
+        if dataset:
+            settings = _change_dataset(root, settings, dataset)
         return settings.replace(train_shards=train_shards) if train_shards else settings
     from autoresearch.settings import detect_profile
 
@@ -139,8 +146,38 @@ def _settings_for_prepare(workspace, dataset, profile, vocab_size, train_shards,
                                  train_shards=train_shards, tokenizer_chars=tokenizer_chars)
 
 
+def _change_dataset(root: Path, settings: Settings, dataset: str) -> Settings:
+    """`prepare --dataset` inside a workspace: allowed while no run has measured anything on the old dataset."""
+    from autoresearch.data.sources import check_dataset
+    from autoresearch.loop import vcs
+    from autoresearch.see.facts import journal_path
+
+    dataset = check_dataset(dataset)
+    if dataset == settings.dataset:
+        return settings
+    journal = journal_path(root)
+    if journal.exists():
+        from autoresearch.loop.journal import Journal
+
+        j = Journal(journal)
+        try:
+            runs = j.runs()
+        finally:
+            j.close()
+        if runs:
+            raise SettingsError(
+                f"this workspace already has {len(runs)} run(s) measured on dataset {settings.dataset!r}; results "
+                f"on another dataset would not compare. Start a new workspace: autoresearch init NEW_DIR --dataset "
+                f"{dataset} --profile {settings.profile} (nothing was changed)")
+    changed = settings.replace(dataset=dataset)
+    (root / SETTINGS_FILE).write_text(changed.to_toml())
+    vcs.commit_file(root, SETTINGS_FILE, f"dataset: {settings.dataset} -> {dataset}")
+    click.echo(f"dataset of this workspace: {settings.dataset} -> {dataset} ({SETTINGS_FILE}, committed)")
+    return changed
+
+
 def _workspace_root(workspace: Path | None) -> Path:
-    from autoresearch.harness.constants import find_workspace
+    from autoresearch.paths import find_workspace
 
     if workspace is not None:
         root = workspace.expanduser().resolve()
@@ -240,16 +277,15 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
     otherwise. Records go to results.tsv and the journal (.autoresearch/journal.db). Ctrl-C stops cleanly;
     `--resume` continues after any stop, even a crash of this process.
     """
-    from autoresearch.agents import AgentError, make_agent
-    from autoresearch.harness.constants import prepared_dir
-    from autoresearch.loop.core import Limits, Loop, LoopConfig, LoopError, default_tag, open_journal
-    from autoresearch.see.ui import LoopView, status_table, summary_line, wide_console
-
     root = _workspace_root(workspace)
     settings = Settings.load(root / SETTINGS_FILE)
     cache = _cache(cache_dir)
-    if not (prepared_dir(settings, cache) / "meta.json").exists():
-        raise click.ClickException("the data is not prepared yet: run `autoresearch prepare` in the workspace first")
+    agent = _checked_agent(root, settings, cache, agent_spec, seed=seed, base_url=base_url, prices_file=prices_file,
+                           agent_timeout=agent_timeout, agent_sandbox=agent_sandbox)
+    # Only now the loop, which imports torch (seconds): what can fail at once has been checked without it.
+    from autoresearch.loop.core import Limits, Loop, LoopConfig, LoopError, default_tag, open_journal
+    from autoresearch.see.ui import LoopView, status_table, summary_line, wide_console
+
     if resume and tag is None:
         journal = open_journal(root)
         runs = journal.runs()
@@ -258,22 +294,6 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
             raise click.ClickException("nothing to resume: this workspace has no runs yet (start one without --resume)")
         tag = runs[-1].tag
     tag = tag or default_tag()
-    prices = None
-    if prices_file:
-        from autoresearch.agents.pricing import PriceFileError, load_prices
-
-        try:
-            prices = load_prices(prices_file)
-        except PriceFileError as e:
-            raise click.ClickException(str(e)) from e
-    try:
-        agent = make_agent(agent_spec, seed=seed, base_url=base_url, prices=prices, agent_timeout=agent_timeout,
-                           agent_sandbox=agent_sandbox, cache_dir=cache)
-        check = getattr(agent, "check", None)
-        if check:
-            check(root)
-    except AgentError as e:
-        raise click.ClickException(str(e)) from e
     config = LoopConfig(tag=tag, agent=agent_spec, policy=policy, sigmas=sigmas, noise_runs=noise_runs,
                         confirm_runs=confirm_runs, resume=resume, fix_attempts=fix_attempts,
                         limits=Limits(max_experiments, max_hours, max_cost), timeout=timeout, cache=cache)
@@ -294,6 +314,35 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
     loop.journal.close()
 
 
+def _checked_agent(root: Path, settings: Settings, cache: Path, agent_spec: str, *, seed: int, base_url: str | None,
+                   prices_file: Path | None, agent_timeout: float | None, agent_sandbox: bool = True):
+    """Everything that can fail before any training, in seconds: the prepared data, the agent's package,
+    credentials and executable. Nothing here imports torch, so a typo costs seconds, not a baseline."""
+    from autoresearch.agents import AgentError, make_agent
+    from autoresearch.paths import prepared_dir
+
+    if not (prepared_dir(settings, cache) / "meta.json").exists():
+        raise click.ClickException(f"the data of dataset {settings.dataset!r} is not prepared yet: run "
+                                   "`autoresearch prepare` in the workspace first")
+    prices = None
+    if prices_file:
+        from autoresearch.agents.pricing import PriceFileError, load_prices
+
+        try:
+            prices = load_prices(prices_file)
+        except PriceFileError as e:
+            raise click.ClickException(str(e)) from e
+    try:
+        agent = make_agent(agent_spec, seed=seed, base_url=base_url, prices=prices, agent_timeout=agent_timeout,
+                           agent_sandbox=agent_sandbox, cache_dir=cache)
+        check = getattr(agent, "check", None)
+        if check:
+            check(root)
+    except AgentError as e:
+        raise click.ClickException(str(e)) from e
+    return agent
+
+
 @cli.command()
 @workspace_option
 @click.option("--tag", help="The run to show (default: the latest).")
@@ -301,11 +350,13 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
 @friendly_errors
 def status(workspace: Path | None, tag: str | None, all_runs: bool) -> None:
     """Print the table of experiments of a run and the best result so far."""
-    from autoresearch.loop.core import open_journal
+    # Only the journal: nothing here may import the loop or the harness (torch takes seconds to import).
+    from autoresearch.loop.journal import Journal
+    from autoresearch.see.facts import journal_path
     from autoresearch.see.ui import status_table, summary_line, wide_console
 
     root = _workspace_root(workspace)
-    journal = open_journal(root)
+    journal = Journal(journal_path(root))
     runs = journal.runs()
     if not runs:
         raise click.ClickException("no runs yet: start one with `autoresearch run`")

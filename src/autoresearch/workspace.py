@@ -13,6 +13,7 @@ from autoresearch.settings import PROFILES, SETTINGS_FILE, Settings
 
 EDITABLE = "train.py"  # the one file an agent may change
 RUN_DIR = ".autoresearch"  # untracked: journal, logs, results of each experiment
+JOURNAL_FILE = "journal.db"  # in RUN_DIR
 GITIGNORE = """\
 # autoresearch: records stay out of the history the agent's commits form
 results.tsv

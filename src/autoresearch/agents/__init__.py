@@ -1,6 +1,7 @@
 """Agents, registered behind one small interface (base.Agent). Built-ins register the same way plugins do.
 
-A spec names an agent: `search`, `anthropic:<model>`, `openai:<model>`, `claude-code`, `codex`, `cmd:"<command>"`,
+A spec names an agent: `search`, `anthropic:<model>`, `openai:<model>`, `claude-code[:<model>]`, `codex[:<model>]`,
+`cmd:"<command>"`,
 or `<plugin>:<arg>` for a third-party package exposing a factory in the `autoresearch.agents` entry-point group
 (the factory is called as factory(arg, **options) and returns an object with `name` and `propose(ctx)`).
 """

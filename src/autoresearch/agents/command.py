@@ -32,6 +32,8 @@ The protocol every command follows:
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import shlex
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.agents.base import AgentError, Context, Proposal, Usage
+from autoresearch.agents.preflight import check_cli
 from autoresearch.agents.prompt import build_prompt
 from autoresearch.workspace import RUN_DIR
 
@@ -64,18 +67,20 @@ SANDBOX_ENV = "AUTORESEARCH_AGENT_SANDBOX"
 SANDBOX_OFF_HINT = (f"If your setup cannot confine agents, turn it off with --no-agent-sandbox ({SANDBOX_ENV}=0); "
                     "the agent can then read the evaluation data and the journal.")
 
-# Claude Code in print mode: prompt from stdin, final message as plain text on stdout. Only the file tools exist
-# (--tools), they run without asking (--allowedTools, acceptEdits), and the shell is refused twice over.
+# Claude Code in print mode: prompt from stdin, one JSON object on stdout at the end (the final message, what the
+# round cost, its tokens: the only way --max-cost sees Claude Code's spending). Only the file tools exist (--tools),
+# they run without asking (--allowedTools, acceptEdits; no bypass flag, so it runs as root too), and the shell is
+# refused twice over. `claude-code:MODEL` adds --model MODEL.
 CLAUDE_CODE_ARGV = (
     "claude", "-p",
-    "--output-format", "text",
+    "--output-format", "json",
     "--permission-mode", "acceptEdits",
     "--tools", "Read,Edit,Write",
     "--allowedTools", "Read,Edit,Write",
     "--disallowedTools", "Bash,WebFetch,WebSearch",
 )
 # Codex non-interactive: writes only inside the workspace, no network, never asks; "-" reads the prompt from stdin.
-# Progress goes to stderr, the final message to stdout.
+# Progress goes to stderr, the final message to stdout. `codex:MODEL` adds --model MODEL.
 CODEX_ARGV = (
     "codex", "exec",
     "--sandbox", "workspace-write",
@@ -131,8 +136,16 @@ class CommandAgent:
     install_hint: str = CMD_HINT
     confine: bool = True  # run it under the sandbox launcher (confinement())
     cache: Path | None = None  # the autoresearch cache to hide (None: settings.cache_dir())
+    claude_json: bool = False  # stdout ends with Claude Code's JSON result (--output-format json)
 
     def check(self, workspace: Path | None = None) -> str:
+        """Before the run: the executable's absolute path, or a fatal AgentError saying how to install it; and,
+        for Claude Code and Codex, that they can run unattended here (logged in, never asking, see preflight)."""
+        exe = self.executable(workspace)
+        check_cli(self.name, exe, self.argv)
+        return exe
+
+    def executable(self, workspace: Path | None = None) -> str:
         """The executable's absolute path; a fatal AgentError saying how to install it if there is none."""
         exe = self.argv[0]
         if os.sep in exe or (os.altsep and os.altsep in exe):
@@ -158,7 +171,7 @@ class CommandAgent:
             original = train.read_bytes()
         except OSError as e:
             raise AgentError(f"agent {self.name}: cannot read {train}: {e}", fatal=True) from e
-        argv = [self.check(workspace), *self.argv[1:]]
+        argv = [self.executable(workspace), *self.argv[1:]]
         prompt = command_prompt(ctx)
         # The file on disk must be the one the prompt describes: when fixing a failed attempt, that attempt.
         start = ctx.failure.train_py if ctx.failure and ctx.failure.train_py else ctx.train_py
@@ -191,6 +204,9 @@ class CommandAgent:
                              f"{SANDBOX_OFF_HINT}", usage=out.usage, fatal=True)
 
     def _proposal(self, out: _Output, train: Path, unchanged: tuple[str, ...]) -> Proposal:
+        if self.claude_json:
+            _read_claude_json(out)
+
         def fail(message: str, lines: list[str] = ()) -> AgentError:
             return AgentError(f"agent {self.name} {message}{_tail(list(lines))}", usage=out.usage)
 
@@ -222,13 +238,19 @@ def make_command_agent(spec: str, *, timeout: float = DEFAULT_TIMEOUT, confine: 
         raise AgentError(f"agent {spec}: the time limit must be positive, got {timeout}", fatal=True)
     confine = confine and os.environ.get(SANDBOX_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
     kw = dict(timeout=timeout, confine=confine, cache=cache)
-    if spec == "claude-code":
-        return CommandAgent(spec, CLAUDE_CODE_ARGV, install_hint=INSTALL_HINTS[spec], **kw)
-    if spec == "codex":
-        return CommandAgent(spec, CODEX_ARGV, install_hint=INSTALL_HINTS[spec], **kw)
+    kind, colon, model = spec.partition(":")
+    model = model.strip()
+    if kind in ("claude-code", "codex") and (model or not colon):
+        argv = CLAUDE_CODE_ARGV if kind == "claude-code" else CODEX_ARGV
+        if model and kind == "codex":  # before codex's trailing "-" (the prompt from stdin)
+            argv = (*argv[:-1], "--model", model, argv[-1])
+        elif model:
+            argv = (*argv, "--model", model)
+        return CommandAgent(spec, argv, install_hint=INSTALL_HINTS[kind], claude_json=kind == "claude-code", **kw)
     if spec.startswith("cmd:"):
         return CommandAgent(spec, parse_command_line(spec[4:]), **kw)
-    raise AgentError(f"unknown command agent {spec!r}: use claude-code, codex or cmd:\"<command line>\"", fatal=True)
+    raise AgentError(f"unknown command agent {spec!r}: use claude-code[:MODEL], codex[:MODEL] or "
+                     "cmd:\"<command line>\"", fatal=True)
 
 
 def parse_command_line(line: str) -> tuple[str, ...]:
@@ -353,6 +375,43 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str], prompt: str, timeout: 
     return _Output(returncode=proc.returncode, timed_out=timed_out, stdout=list(out_reader.lines),
                    stderr=list(err_lines), description=out_reader.description, usage=out_reader.usage,
                    first_stderr=first[0] if first else None)
+
+
+def _read_claude_json(out: _Output) -> None:
+    """Claude Code's `--output-format json` result: the final message becomes the output the protocol reads (its
+    Description line, the rationale), and its cost and tokens the round's usage. Output that is not such a
+    result (an older CLI, a crash) is left as it is, read as text."""
+    found = _last_json_result(out.stdout)
+    if found is None:
+        return
+    i, result = found
+    reader = _StdoutReader()
+    reader(io.StringIO(str(result.get("result") or "")))
+    out.stdout = [*out.stdout[:i], *reader.lines]
+    out.description = reader.description or out.description
+    usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
+    tokens = {key: int(v) if isinstance(v := usage.get(key), (int, float)) else 0
+              for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")}
+    cost = result.get("total_cost_usd")
+    output = tokens.pop("output_tokens")  # every input token counts, cached or not: each is billed
+    out.usage = Usage(sum(tokens.values()), output, float(cost) if isinstance(cost, (int, float)) else 0.0)
+    if result.get("is_error") and out.returncode == 0:  # e.g. max turns, or an API error reported in the result
+        out.returncode = 1
+        out.stderr = [*out.stderr, f"claude reported an error ({result.get('subtype', 'error')}): "
+                      f"{str(result.get('result') or '')[:300]}"]
+
+
+def _last_json_result(lines: list[str]) -> tuple[int, dict] | None:
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i].strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            result = json.loads(line)
+        except ValueError:
+            return None
+        return (i, result) if isinstance(result, dict) and "result" in result else None
+    return None
 
 
 def _feed(stdin, text: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import importlib
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -78,17 +79,24 @@ class LLMAgent:
 
     provider = ""
     key_env = ""
+    key_envs: tuple[str, ...] = ()  # any of them is a credential the SDK reads from the environment
     base_url_env = ""
     default_endpoint = ""
 
     def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 600, max_retries: int = 6,
                  prices: Mapping[str, Price] | None = None, temperature: float | None = None,
                  max_tokens: int | None = None, backoff: Backoff | None = None) -> None:
-        self.sdk = _import_sdk(self.provider)  # first: a missing package is the error to report
+        _require_package(self.provider)  # first: a missing package is the error to report
         self.name = f"{self.provider}:{model}"
         self.model = model
         self.base_url = base_url or os.environ.get(self.base_url_env) or None
         self.local = is_local_url(self.base_url)
+        if not self.local and not any(os.environ.get(var) for var in self.key_envs):
+            # Now, not at the first request (after the baseline), and before importing the SDK (seconds).
+            raise AgentError(f"{self.name}: no API key. Set {self.key_env}, or pass --base-url for a local server "
+                             f"that needs none (a remote proxy that needs none: set {self.key_env} to any text).",
+                             fatal=True)
+        self.sdk = _import_sdk(self.provider)
         self.timeout = timeout
         self.max_retries = max(0, max_retries)
         self.temperature = temperature  # None: the model's default (some recent models refuse any other value)
@@ -186,6 +194,7 @@ class LLMAgent:
 class AnthropicAgent(LLMAgent):
     provider = "anthropic"
     key_env = "ANTHROPIC_API_KEY"
+    key_envs = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
     base_url_env = "ANTHROPIC_BASE_URL"
     default_endpoint = "https://api.anthropic.com"
 
@@ -193,7 +202,6 @@ class AnthropicAgent(LLMAgent):
         key = os.environ.get(self.key_env)
         if not key and self.local and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
             key = LOCAL_API_KEY
-        # Without a key the SDK may still find other credentials; if it finds none, _classify says so.
         return self.sdk.Anthropic(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
 
     def _complete(self, messages: list[dict[str, str]]) -> Completion:
@@ -212,6 +220,7 @@ class AnthropicAgent(LLMAgent):
 class OpenAIAgent(LLMAgent):
     provider = "openai"
     key_env = "OPENAI_API_KEY"
+    key_envs = ("OPENAI_API_KEY", "OPENAI_ADMIN_KEY")
     base_url_env = "OPENAI_BASE_URL"
     default_endpoint = "https://api.openai.com/v1"
 
@@ -266,6 +275,16 @@ def is_local_url(url: str | None) -> bool:
     except ValueError:
         return False
     return ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified
+
+
+def _require_package(provider: str) -> None:
+    """Whether the SDK is installed, without importing it (that takes seconds, and may not be needed)."""
+    try:
+        found = importlib.util.find_spec(provider) is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules holds None for it (how tests hide a package)
+        found = False
+    if not found:
+        _import_sdk(provider)  # raises the error that says how to install it
 
 
 def _import_sdk(provider: str) -> ModuleType:

@@ -379,6 +379,27 @@ def _read_text(path: Path, chunk_chars: int = 1 << 20) -> Iterator[str]:
 # Local files
 
 
+def check_dataset(dataset: str) -> str:
+    """The dataset as a workspace should record it, or a DataError naming what exists. Checked at `init` (and by
+    `prepare --dataset`), so that a typo is found in a second, not when preparing fails in another directory.
+
+    A local path or glob becomes absolute: the workspace's commands run from its own directory, not from where
+    `init` was typed."""
+    if dataset == "embedded" or dataset in HUB_DATASETS:
+        return dataset
+    names = ["embedded", *HUB_DATASETS]
+    if not any(c in dataset for c in "*?[") and not Path(dataset).expanduser().exists():
+        import difflib
+
+        close = difflib.get_close_matches(dataset, names, n=1, cutoff=0.6)
+        hint = f"Did you mean --dataset {close[0]}? " if close else ""
+        raise DataError(f"Unknown dataset {dataset!r}: not one of {', '.join(names)}, and no file or directory of "
+                        f"that name exists. {hint}Pass one of {', '.join(names)}, or a directory, file or glob of "
+                        f"{'/'.join(LOCAL_SUFFIXES)} files.")
+    _local_files(dataset)  # raises when it names no supported file
+    return os.path.abspath(os.path.expanduser(dataset))
+
+
 def _local_files(dataset: str) -> list[Path]:
     """The supported files a local dataset names (directory, glob or single file), sorted."""
     path = Path(dataset).expanduser()

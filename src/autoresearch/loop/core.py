@@ -29,10 +29,9 @@ from autoresearch.run.supervisor import (
     run_experiment,
 )
 from autoresearch.settings import Settings
-from autoresearch.workspace import EDITABLE, RUN_DIR, harness_surface, read_constants, set_constants
+from autoresearch.workspace import EDITABLE, JOURNAL_FILE, RUN_DIR, harness_surface, read_constants, set_constants
 
 RESULTS_FILE = "results.tsv"
-JOURNAL_FILE = "journal.db"
 FIXABLE = ("crash", "oom", "rejected")  # outcomes an agent may repair in a follow-up attempt
 AGENT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # waits after non-fatal agent errors; the last repeats
 

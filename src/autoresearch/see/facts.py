@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
-from autoresearch.run.supervisor import parse_progress
 
 MAX_LOSS_POINTS = 2000  # a loss curve longer than this is thinned for the browser (first and last steps stay)
 
@@ -121,8 +120,7 @@ class Facts:
 
 
 def journal_path(workspace: Path) -> Path:
-    from autoresearch.loop.core import JOURNAL_FILE
-    from autoresearch.workspace import RUN_DIR
+    from autoresearch.workspace import JOURNAL_FILE, RUN_DIR
 
     return workspace / RUN_DIR / JOURNAL_FILE
 
@@ -158,7 +156,7 @@ def noise_floor(info: dict) -> tuple[float | None, int | None]:
 
 def entropy_floor(settings: dict, split: str = "val", cache: Path | None = None) -> float | None:
     """The lowest bpb any model can reach on the split, known for the embedded corpus; None otherwise."""
-    from autoresearch.harness.constants import eval_key, load_meta, prepared_dir
+    from autoresearch.paths import eval_key, load_meta, prepared_dir
     from autoresearch.settings import Settings
 
     try:
@@ -186,6 +184,8 @@ class LossCurve:
 
 def read_loss(path: Path, max_points: int = MAX_LOSS_POINTS) -> LossCurve:
     """The training loss printed so far by train.py; a missing or half-written log gives what there is."""
+    from autoresearch.run.supervisor import parse_progress  # here: it imports torch, which a reader needs not
+
     curve = LossCurve()
     try:
         text = path.read_text(errors="replace")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
 
-from autoresearch.run.supervisor import SUMMARY_RE, Progress
 from autoresearch.see.facts import load_note
+
+if TYPE_CHECKING:  # the supervisor imports the harness, hence torch: seconds that `status` must not spend
+    from autoresearch.run.supervisor import Progress
 
 PLAIN_STEP_INTERVAL = 10.0  # seconds between echoed step lines when not on a terminal
 
@@ -188,7 +191,7 @@ class LoopView:
         elif text == "---":
             self._summary = True
             self._print(f"  {text}")
-        elif self._summary and SUMMARY_RE.match(text):
+        elif self._summary and _summary_line(text):
             self._print(f"  {text}")
 
     def progress(self, p: Progress) -> None:
@@ -247,3 +250,9 @@ class LoopView:
         if records:
             parts.append(status_table(records, limit=self.recent))
         return Panel(Group(*parts), title="autoresearch", border_style="blue")
+
+
+def _summary_line(text: str) -> bool:
+    from autoresearch.run.supervisor import SUMMARY_RE
+
+    return bool(SUMMARY_RE.match(text))

@@ -1,0 +1,84 @@
+"""Where things live: the workspace around the current directory, and the prepared data of a setting.
+
+Plain functions of Settings and the filesystem, kept out of `autoresearch.harness` so that commands which only
+read the journal or the prepared data's meta.json (status, report, dashboard) never import the harness, whose
+package imports torch (seconds of start-up). The harness re-exports them for train.py's process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from autoresearch.settings import (
+    SETTINGS_FILE,
+    WORKSPACE_ENV,
+    Settings,
+    SettingsError,
+    cache_dir,
+    default_tokenizer_chars,
+)
+
+
+def find_workspace(start: Path | None = None) -> Path:
+    """$AUTORESEARCH_WORKSPACE, else the nearest directory upwards from `start` (or cwd) with autoresearch.toml."""
+    env = os.environ.get(WORKSPACE_ENV)
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not (root / SETTINGS_FILE).exists():
+            raise SettingsError(f"${WORKSPACE_ENV}={env} has no {SETTINGS_FILE}; unset it or point it at a workspace")
+        return root
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / SETTINGS_FILE).exists():
+            return d
+    raise SettingsError(
+        f"not inside an autoresearch workspace (no {SETTINGS_FILE} in {here} or its parents); "
+        "create one with `autoresearch init DIR` and run from there"
+    )
+
+
+def dataset_key(s: Settings) -> str:
+    """A directory name that identifies the raw data a setting produces (not the tokenizer)."""
+    if s.dataset == "embedded":
+        from autoresearch.data.corpus import CORPUS_VERSION
+
+        return f"embedded{CORPUS_VERSION}-s{s.seed}-{s.embedded_train_mb:g}mb"
+    if s.dataset in ("climbmix", "tinystories"):
+        return s.dataset  # shards are shared: preparing with more training shards downloads only the new ones
+    # A local path or glob: name it by its resolved spelling so two corpora never share a directory.
+    spec = str(Path(s.dataset).expanduser().resolve()) if not any(c in s.dataset for c in "*?[") else s.dataset
+    digest = hashlib.blake2b(spec.encode(), digest_size=6).hexdigest()
+    return f"local-{Path(spec).name or 'corpus'}-{digest}"
+
+
+def raw_dir(s: Settings, cache: Path | None = None) -> Path:
+    return (cache or cache_dir()) / "raw" / dataset_key(s)
+
+
+# Bump when what prepare writes changes meaning, so that older prepared directories are rebuilt, not reused.
+# 2: climbmix as the original (tokenizer budget and special tokens, whole val shard, test shard 06541),
+#    refills of 128 documents in the packing (eval windows and entropy floors move), row groups stored.
+PREPARED_FORMAT = 2
+
+
+def prepared_dir(s: Settings, cache: Path | None = None) -> Path:
+    """Tokenizer and tokenized splits for a dataset, vocabulary size and tokenizer budget."""
+    shards = f"-{s.train_shards}sh" if s.dataset == "climbmix" else ""
+    chars = "" if s.tokenizer_train_chars == default_tokenizer_chars(s.dataset) else f"-c{s.tokenizer_train_chars}"
+    name = f"{dataset_key(s)}{shards}-v{s.vocab_size}{chars}-p{PREPARED_FORMAT}"
+    return (cache or cache_dir()) / "prepared" / name
+
+
+META_FILE = "meta.json"
+
+
+def eval_key(s: Settings) -> str:
+    return f"T{s.max_seq_len}-E{s.eval_tokens}"
+
+
+def load_meta(directory: Path) -> dict:
+    path = directory / META_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
