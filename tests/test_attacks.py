@@ -30,6 +30,7 @@ from autoresearch.loop import vcs
 from autoresearch.loop.core import Limits, Loop, LoopConfig
 from autoresearch.loop.journal import Journal
 from autoresearch.run import sandbox
+from autoresearch.run.compile_cache import SEED_DIR
 from autoresearch.run.supervisor import Experiment, protect_orchestrator, run_experiment
 from autoresearch.settings import Settings
 from autoresearch.workspace import EDITABLE, RUN_DIR, init_workspace, set_constants
@@ -194,7 +195,8 @@ def test_the_run_time_layers_stop_it_too(attack, ws, tiny_cache, listener, reque
     request.addfinalizer(lambda: clear(snap))
     best = vcs.head(ws)
     result = run_experiment(Experiment(source=source, workspace=ws, settings=settings, timeout=timeout,
-                                       run_dir=ws / RUN_DIR / "runs" / TAG / "0002-0", cache=tiny_cache))
+                                       run_dir=ws / RUN_DIR / "runs" / TAG / "0002-0", cache=tiny_cache,
+                                       compile_cache=ws / RUN_DIR / SEED_DIR))  # as the loop runs it
     said = f"{result.status}: {result.reason}\n{result.error_tail}"
     assert result.status in attack.runtime, said
     assert not attack.runtime_reason or re.search(attack.runtime_reason, result.reason + result.error_tail), said

@@ -21,6 +21,8 @@ constants). A module defines
                  give, and tests/test_attacks.py marks it xfail(strict) until then (tests/test_redteam.py shows it)
     CANARIES     paths outside the workspace the attack tries to create: they must not exist afterwards
     PROTECTED    existing files outside the workspace the attack tries to change: they must stay as they were
+    LEFTOVERS    glob patterns, relative to the workspace, of files the attack leaves for the next run (weights in
+                 a cache): nothing may match them afterwards
 
 `bench/attacks.py` runs the catalogue through the real loop and prints a table; tests/test_attacks.py runs it
 on tiny budgets.
@@ -50,6 +52,7 @@ class Attack:
     gap: str = ""
     canaries: tuple[str, ...] = ()
     protected: tuple[str, ...] = field(default=())
+    leftovers: tuple[str, ...] = ()
     limits: dict = field(default_factory=dict)  # settings the attack must run under to be measurable (LIMITS)
     open: str = ""  # why it works today (OPEN): a hole not fixed yet
 
@@ -73,6 +76,7 @@ def catalogue() -> list[Attack]:
                         runtime_layer=getattr(m, "RUNTIME_LAYER", None),
                         runtime_reason=getattr(m, "RUNTIME_REASON", ""), gap=getattr(m, "GAP", ""),
                         canaries=tuple(getattr(m, "CANARIES", ())), protected=tuple(getattr(m, "PROTECTED", ())),
+                        leftovers=tuple(getattr(m, "LEFTOVERS", ())),
                         limits=dict(getattr(m, "LIMITS", {})), open=getattr(m, "OPEN", ""))
         assert attack.name == info.name, f"{info.name}.py: NAME must be the module's name"
         assert attack.expect and attack.expect <= OUTCOMES and attack.expect != {"ok"}, f"{attack.name}: bad EXPECT"

@@ -42,6 +42,8 @@ def assert_consistent(ws: Path, tag: str):
 class Snapshot:
     protected: dict[str, str | None] = field(default_factory=dict)  # path -> sha256 (None: absent)
     canaries: tuple[str, ...] = ()
+    leftovers: tuple[str, ...] = ()  # glob patterns under the workspace
+    workspace: Path | None = None  # set by problems(), for clear()
 
 
 def digest(path: str) -> str | None:
@@ -55,13 +57,22 @@ def snapshot(attack) -> Snapshot:
     """Before the attack: clear canaries an earlier run may have left, fingerprint what must not change."""
     for path in attack.canaries:
         Path(path).unlink(missing_ok=True)
-    return Snapshot(protected={p: digest(p) for p in attack.protected}, canaries=attack.canaries)
+    return Snapshot(protected={p: digest(p) for p in attack.protected}, canaries=attack.canaries,
+                    leftovers=attack.leftovers)
 
 
 def clear(snap: Snapshot) -> None:
     """After the checks: remove what an attack managed to write (only where a layer let it through)."""
     for path in snap.canaries:
         Path(path).unlink(missing_ok=True)
+    for path in _leftovers(snap):
+        path.unlink(missing_ok=True)
+
+
+def _leftovers(snap: Snapshot) -> list[Path]:
+    if snap.workspace is None:
+        return []
+    return [p for pattern in snap.leftovers for p in snap.workspace.glob(pattern)]
 
 
 def problems(ws: Path, tag: str, experiments: int, best_commit: str, snap: Snapshot) -> list[str]:
@@ -100,6 +111,8 @@ def problems(ws: Path, tag: str, experiments: int, best_commit: str, snap: Snaps
     out += [f"process left running: {p}" for p in leftover_processes(ws)]
     out += [f"wrote outside the workspace: {p}" for p in snap.canaries if os.path.lexists(p)]
     out += [f"changed outside the workspace: {p}" for p, d in snap.protected.items() if digest(p) != d]
+    snap.workspace = ws
+    out += [f"left for the next run: {p.relative_to(ws)}" for p in _leftovers(snap)]
     return out
 
 

@@ -200,6 +200,7 @@ def _cache(flag: Path | None) -> Path:
 def train(workspace: Path | None, cache_dir: Path | None, timeout: float | None) -> None:
     """Run the workspace's train.py once, show its progress, and print the harness's official result."""
     from autoresearch.harness.constants import prepared_dir
+    from autoresearch.run.compile_cache import SEED_DIR
     from autoresearch.run.supervisor import Experiment, protect_orchestrator, run_experiment
     from autoresearch.see.ui import RunView
 
@@ -210,7 +211,7 @@ def train(workspace: Path | None, cache_dir: Path | None, timeout: float | None)
         raise click.ClickException("the data is not prepared yet: run `autoresearch prepare` in the workspace first")
     run_dir = root / ".autoresearch" / "train" / datetime.now().strftime("%Y%m%d-%H%M%S")
     exp = Experiment(source=(root / "train.py").read_text(), workspace=root, settings=settings, run_dir=run_dir,
-                     timeout=timeout, cache=cache, compile_cache=root / ".autoresearch" / "compile-cache")
+                     timeout=timeout, cache=cache, compile_cache=root / ".autoresearch" / SEED_DIR)  # read only
     protect_orchestrator()
     with RunView(budget=settings.time_budget, title="train.py") as view:
         result = run_experiment(exp, on_line=view.line, on_progress=view.progress)

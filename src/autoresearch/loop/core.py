@@ -20,6 +20,7 @@ from autoresearch.loop import load, vcs
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
 from autoresearch.loop.policy import GreedyPolicy, NoisePolicy, make_policy, noise_sigma
 from autoresearch.run import guard
+from autoresearch.run.compile_cache import SEED_DIR
 from autoresearch.run.supervisor import (
     Experiment,
     Progress,
@@ -304,9 +305,16 @@ class Loop:
         wants_test = TestWanted(self.policy, self._reference(best).val_bpb if best else None, tuple(runs or ()))
         return run_experiment(Experiment(source=source, workspace=self.ws, settings=self.settings, run_dir=run_dir,
                                          timeout=self.config.timeout, cache=self.config.cache,
-                                         compile_cache=self.ws / RUN_DIR / "compile-cache",
+                                         compile_cache=self.ws / RUN_DIR / SEED_DIR,
+                                         fills_compile_cache=self._human_baseline(rec),
                                          eval_rate=self._eval_rate(), wants_test=wants_test),
                               on_line=self.view.line, on_progress=self.view.progress)
+
+    def _human_baseline(self, rec: ExperimentRecord) -> bool:
+        """Whether the baseline's source is a human's, so its compile cache may seed the next runs': the train.py
+        committed when the run started, unless an agent proposed that very text in this workspace (a run started
+        from an agent's commit). See run/compile_cache.py."""
+        return rec.number == 1 and rec.agent == "baseline" and not self.journal.proposed_by_agent(rec.train_py)
 
     def _eval_rate(self) -> float | None:
         """Evaluation tokens/s on this workspace: the slowest of the last five scored runs (None before any)."""

@@ -264,6 +264,13 @@ class Journal:
                               "ORDER BY number DESC, attempt DESC LIMIT 1", (tag,)).fetchone()
         return _record(ExperimentRecord, row) if row else None
 
+    def proposed_by_agent(self, train_py: str) -> bool:
+        """Whether an agent proposed exactly this train.py in any run of the workspace (experiment 1 of a run is
+        its baseline, the rest are proposals)."""
+        row = self.db.execute("SELECT 1 FROM experiments WHERE number > 1 AND train_py = ? LIMIT 1",
+                              (train_py,)).fetchone()
+        return row is not None
+
     def best(self, tag: str) -> ExperimentRecord | None:
         """The kept experiment with the lowest val_bpb (the branch's tip)."""
         kept = [e for e in self.final_attempts(tag) if e.status == "keep"]

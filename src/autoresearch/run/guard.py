@@ -11,8 +11,15 @@ Decisions:
 - `os` is allowed for `os.environ["NAME"]` / `os.environ.get("NAME")` with a literal name (PYTORCH_CUDA_ALLOC_CONF
   and the like) and `os.cpu_count()`; nothing else of os. `sys` for exit, stdout/stderr, argv, version and the
   recursion limit; `gc` for everything but its object-graph walkers.
+- Chains rooted in a module are allow-list based where it matters: no private name (`_x`, dunders but
+  SAFE_DUNDERS) of any module, except PRIVATE_OK (torch's compiler configs and a few public-in-all-but-name ops);
+  and a chain is followed through the real objects (guard_chains.py) so that it never reaches a module under
+  another name (`typing.sys`, `torch.backends.cuda.torch`) or a refused function under an allowed one
+  (`torch.xpu.cast` is ctypes.cast). A module object is not a value to pass around either (`[torch][0]`).
 - Attribute assignment on modules (torch, F, np ...) or harness names is refused, except configuration:
-  torch.backends.* and any `.config.` namespace (torch._inductor.config, torch._dynamo.config).
+  torch.backends.<module>.<option> and the compiler configs (torch._inductor.config, torch._dynamo.config).
+- This is early feedback, not the boundary: what the README promises holds with it switched off (the sandbox,
+  the runner and the harness check at run time).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import ast
 import re
 from collections.abc import Iterable
 from functools import cache
+
+from autoresearch.run import guard_chains
 
 HARNESS = "autoresearch.harness"
 
@@ -48,11 +57,13 @@ FORBIDDEN = {
                      "ftplib", "smtplib", "poplib", "imaplib", "telnetlib", "asyncio", "socketserver", "xmlrpc",
                      "websocket", "websockets", "select", "selectors", "torch.distributed", "torch.hub",
                      "torch.utils.model_zoo"], NETWORK),
+    **dict.fromkeys(["torch.utils.collect_env"], SPAWN),  # runs shell commands
     **dict.fromkeys(["ctypes", "_ctypes", "cffi", "mmap", "numpy.ctypeslib", "torch.utils.cpp_extension",
                      "torch.ops.load_library", "torch.classes.load_library", "triton.runtime.driver", "numpy.f2py",
                      "numpy.distutils", "numpy.lib.stride_tricks.as_strided"], MEMORY),
     **dict.fromkeys(["operator.attrgetter", "operator.methodcaller", "typing.get_type_hints", "typing.ForwardRef",
-                     "typing_extensions.get_type_hints", "torch.jit.CompilationUnit", "numpy.lib.utils"],
+                     "typing_extensions.get_type_hints", "torch.jit.CompilationUnit", "numpy.lib.utils",
+                     "numpy.lib.add_newdoc", "torch.jit.frontend", "torch.fx.graph_module.reduce_package_graph_module"],
                     "it turns strings into code or names; " + DYNAMIC),
     **dict.fromkeys(["importlib", "inspect", "builtins", "types", "code", "codeop", "runpy", "pkgutil", "traceback",
                      "linecache", "weakref", "dis", "autoresearch", "gc.get_objects", "gc.get_referrers",
@@ -68,12 +79,14 @@ FORBIDDEN = {
                      "torch.export.save", "torch.package", "torch.serialization", "numpy.load", "numpy.save",
                      "numpy.savez", "numpy.savez_compressed", "numpy.savetxt", "numpy.loadtxt", "numpy.genfromtxt",
                      "numpy.fromregex", "numpy.DataSource", "numpy.lib.npyio", "numpy.lib.format"], PERSIST),
+    **dict.fromkeys(["numpy.ma.mrecords", "torch.cuda.tunable"], FILES),  # read and write files by name
     **dict.fromkeys(["pathlib", "shutil", "glob", "fnmatch", "tempfile", "io", "fileinput", "zipfile", "tarfile",
                      "gzip", "bz2", "lzma", "csv", "os.path", "numpy.fromfile", "numpy.memmap", "torch.from_file",
                      "torch.utils.data.datapipes"],
                     FILES),
     **dict.fromkeys(["torch.enable_grad", "torch.set_grad_enabled", "torch.autograd.enable_grad",
                      "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode", "torch.autograd.grad",
+                     "torch.autograd.grad_mode.enable_grad", "torch.autograd.grad_mode.set_grad_enabled",
                      "torch.func", "torch._C._set_grad_enabled"],
                     "evaluate_bpb scores the model under no_grad and it must not learn while being scored; "
                     "training happens in the training loop only (loss.backward()); use torch.no_grad() where you "
@@ -96,10 +109,17 @@ BUILTINS = {  # builtin names train.py may not use, even without calling them
     "__loader__": INTROSPECT, "__spec__": INTROSPECT, "breakpoint": INTROSPECT,
 }
 TORCH_HOOKS = {"__torch_function__", "__torch_dispatch__"}  # would intercept the evaluation's own torch calls
-# torch's private modules and functions are internals (dispatcher, codecache, storages from raw pointers), except:
-TORCH_PRIVATE_OK = re.compile(r"^torch\.(_(inductor|dynamo|functorch)\.config(\.|$)|_dynamo\.(reset|mark_dynamic|"
-                              r"maybe_mark_dynamic|mark_static|disable|allow_in_graph|graph_break)$|_dynamo$|"
-                              r"_foreach_\w+$|_fused_\w+$|_scaled_mm$|_grouped_mm$)")
+# Private names of modules are internals (dispatcher, codecache, storages from raw pointers, other modules under a
+# private alias: collections._sys), except torch's compiler configs (public names below them only) and ops that
+# are public in all but name:
+PRIVATE_OK = re.compile(r"^torch\.(_(inductor|dynamo|functorch)(\.config(\.[A-Za-z]\w*)*)?|_dynamo\.(reset|"
+                        r"mark_dynamic|maybe_mark_dynamic|mark_static|disable|allow_in_graph|graph_break)|"
+                        r"_foreach_\w+|_fused_\w+|_scaled_mm|_grouped_mm)$")
+PRIVATE = ("{name} is a private name of {owner}: private internals can change what the evaluation computes or "
+           "reach past this check (collections._sys is sys); use public APIs (torch._inductor/_dynamo config and "
+           "torch._foreach_* are fine)")
+# Dunders that read a name or call the ordinary protocol (nn.Module.__init__(self)): none reaches globals, code,
+# frames, subclasses or a module's loader.
 SAFE_DUNDERS = frozenset({"__init__", "__name__", "__qualname__", "__len__", "__call__", "__enter__", "__exit__",
                           "__iter__", "__next__", "__getitem__", "__setitem__", "__contains__", "__repr__", "__str__",
                           "__post_init__", "__version__"})
@@ -113,7 +133,10 @@ ATTRIBUTES = {  # attribute names refused on any object
     "token_bytes": "the byte length of each token is the evaluation's yardstick and stays the harness's own; "
                    "decode tokens with tokenizer.decode if you need their text",
 }
-CONFIG = re.compile(r"^torch\.backends\.|\.config\.")  # module attributes train.py may set
+# module attributes train.py may set: torch.backends.<module>.<option>, torch.backends.cuda.matmul.<option> and
+# the compiler configs (any public depth: torch._inductor.config.triton.cudagraphs)
+CONFIG = re.compile(r"^torch\.(backends\.[a-z]\w*(\.matmul)?\.[a-z]\w*|"
+                    r"_(inductor|dynamo|functorch)\.config(\.[A-Za-z]\w*)+)$")
 STRINGS = [  # text that reaches for the data, the records or the launcher's settings
     (re.compile(r"\.npy\b|\b(train|val|test)\.(tokens|offsets)\b|meta\.json|(^|[/\\])prepared([/\\]|$)", re.I),
      "it names the prepared data files; read training data only through make_dataloader(..., \"train\")"),
@@ -160,13 +183,41 @@ def path_problem(path: str, imported: bool = False) -> str | None:
             len(parts) < 2 or parts[1] not in RESTRICTED[parts[0]]):
         allowed = ", ".join(f"{parts[0]}.{a}" for a in sorted(RESTRICTED[parts[0]]))
         return f"of {parts[0]}, train.py may use only {allowed}"
-    if parts[0] == "torch" and any(p.startswith("_") for p in parts[1:]) and not TORCH_PRIVATE_OK.match(path):
-        return ("torch's private internals can change what the evaluation computes; use public torch APIs "
-                "(torch._inductor/_dynamo config and torch._foreach_* are fine)")
+    private = [i for i, p in enumerate(parts) if i and p.startswith("_") and p not in SAFE_DUNDERS]
+    if private and not PRIVATE_OK.match(path):
+        return PRIVATE.format(name=parts[private[0]], owner=".".join(parts[:private[0]]))
     for seg in parts[1:]:  # torch.os.system, np.sys.modules: other modules reached through an allowed one
         if seg in SEGMENTS:
             return f"it reaches module {seg} through {parts[0]}; use {parts[0]}'s own functions"
     return None
+
+
+def defined_problem(path: str) -> str | None:
+    """Why an object defined as `path` (module.qualname) may not be reached under another name; None if it may.
+    The FORBIDDEN table only: torch's public ops are defined in its private modules (torch._C._nn)."""
+    parts = path.split(".")
+    for i in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:i])
+        if prefix.startswith("torch._") or (prefix in DEFINED_BY_NAME and i < len(parts)):
+            continue
+        if (reason := FORBIDDEN.get(prefix)) is not None:
+            return reason
+    return None
+
+
+# Forbidden modules that also define allowed names (torch.no_grad is torch.autograd.grad_mode.no_grad): what is
+# defined there is refused by its own entry only.
+DEFINED_BY_NAME = frozenset({"torch.autograd.grad_mode"})
+
+
+@cache
+def chain_problem(path: str) -> str | None:
+    """Static table first, then where the chain really leads (guard_chains)."""
+    return path_problem(path) or guard_chains.chain_problem(path, RESOLVED_STDLIB, defined_problem)
+
+
+RESOLVED_STDLIB = ALLOWED_MODULES - {"__future__", "torch", "numpy", "triton", "flash_attn_interface", "flash_attn",
+                                     "typing_extensions"}
 
 
 class _Checker(ast.NodeVisitor):
@@ -178,6 +229,7 @@ class _Checker(ast.NodeVisitor):
         self.harness: dict[str, str] = {}  # local name -> harness name
         self.types: set[str] = set()  # names bound to type(...): attribute stores on them patch a class
         self.parents: dict[ast.AST, ast.AST] = {}
+        self.locals: dict[ast.AST, set[str]] = {}  # function -> the names it binds
 
     def run(self, tree: ast.Module) -> None:
         for node in ast.walk(tree):
@@ -210,7 +262,7 @@ class _Checker(ast.NodeVisitor):
             for node in ast.walk(tree):
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                     path = self.resolve(node.value)
-                    if path is not None and "__" not in path and path_problem(path) is None:  # (else flagged there)
+                    if path is not None and "__" not in path and chain_problem(path) is None:  # (else flagged there)
                         self.modules.setdefault(node.targets[0].id, path)
                     elif isinstance(node.value, ast.Call) and getattr(node.value.func, "id", None) == "type":
                         self.types.add(node.targets[0].id)
@@ -227,7 +279,7 @@ class _Checker(ast.NodeVisitor):
 
     def check_path(self, node: ast.AST, path: str, imported: bool = False) -> bool:
         """Flag a dotted module path that is forbidden or outside a restricted module's allow-list."""
-        if (reason := path_problem(path, imported)) is not None:
+        if (reason := path_problem(path, imported) or ("." in path and chain_problem(path)) or None) is not None:
             self.flag(node, reason)
             return True
         return False
@@ -289,9 +341,16 @@ class _Checker(ast.NodeVisitor):
             self.flag(node, f"call {node.id} directly, with a literal attribute name")
         elif self.harness.get(node.id) == "make_dataloader" and not self._is_called(node):
             self.flag(node, "call make_dataloader(tokenizer, B, T, \"train\", device=...) directly")
-        elif node.id in self.imports and not isinstance(self.parents.get(node), ast.Attribute):
-            if not self.check_path(node, self.imports[node.id]):
-                self.check_environ(node, self.imports[node.id])
+        elif node.id in self.modules and not isinstance(self.parents.get(node), ast.Attribute):
+            path = self.modules[node.id]
+            if node.id in self.imports and self.check_path(node, path):
+                return
+            self.check_environ(node, path)
+            parent = self.parents.get(node)
+            alias = isinstance(parent, ast.Assign) and parent.value is node
+            if not alias and not self._is_local(node) and guard_chains.is_module(path, RESOLVED_STDLIB):
+                self.flag(node, f"module {path} is not a value to pass around (what reaches it reaches all its "
+                                f"names); use {node.id}.<name> where you need it")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if self.check_attribute_name(node, node.attr):
@@ -326,9 +385,12 @@ class _Checker(ast.NodeVisitor):
             self.flag(node, "the harness's objects are fixed; change your own code instead")
         elif root in self.modules:
             path = self.resolve(target) or ""
-            if not CONFIG.search(path):
+            if not CONFIG.match(path):
                 self.flag(node, "patching a module changes code the harness relies on; write your own function "
-                                "instead (setting torch.backends.* and *.config.* options is fine)")
+                                "instead (setting torch.backends.<module>.<option> and torch._inductor.config / "
+                                "torch._dynamo.config options is fine)")
+            else:
+                self.check_path(node, path)
 
     def check_environ(self, node: ast.AST, path: str) -> None:
         if not (path + ".").startswith("os.environ."):
@@ -385,6 +447,20 @@ class _Checker(ast.NodeVisitor):
             self.flag(node, "call evaluate_bpb(model, tokenizer, batch_size) with exactly these arguments")
         elif name == "Tokenizer":
             self.flag(node, "the tokenizer is fixed for the workspace; get it with Tokenizer.load()")
+
+    def _is_local(self, node: ast.Name) -> bool:
+        """Whether the name is bound in the function it is used in (a parameter `config`, not the module)."""
+        scope = self.parents.get(node)
+        while scope is not None and not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            scope = self.parents.get(scope)
+        if scope is None:
+            return False
+        if scope not in self.locals:
+            names = {a.arg for a in ast.walk(scope.args) if isinstance(a, ast.arg)}
+            names |= {n.id for n in ast.walk(scope) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            names -= {g for n in ast.walk(scope) if isinstance(n, ast.Global) for g in n.names}
+            self.locals[scope] = names
+        return node.id in self.locals[scope]
 
     def _is_called(self, node: ast.AST) -> bool:
         parent = self.parents.get(node)

@@ -31,7 +31,10 @@ class Experiment:
     run_dir: Path  # this experiment's own directory: train.py copy, log, result file
     timeout: float | None = None  # an overall wall-clock limit on top of the phase limits (None: phases only)
     cache: Path | None = None
-    compile_cache: Path | None = None  # shared, writable by every experiment of the workspace
+    # The seed of the compile cache (run/compile_cache.py): copied into the run's own private cache, which is
+    # deleted after the run; the run can neither read nor write the seed itself. None: no cache settings.
+    compile_cache: Path | None = None
+    fills_compile_cache: bool = False  # a human-written source: its private cache becomes the seed if it succeeds
     eval_rate: float | None = None  # evaluation tokens/s measured on this workspace (the slowest recent), if known
     # Asked once val_bpb is measured: score the held-out test split too? (None: always.) Runs in the runner's
     # reader thread while the experiment waits, so it must be quick; train.py never sees it.

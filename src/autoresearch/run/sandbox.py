@@ -146,7 +146,8 @@ def launcher_argv(policy: Policy, parent_pid: int | None = None) -> list[str]:
 
 
 def cache_env(compile_cache: str | os.PathLike[str]) -> dict[str, str]:
-    """Environment that points torch/triton/CUDA caches into `compile_cache` (which must be a write path)."""
+    """Environment that points torch/triton/CUDA caches into `compile_cache` (a run's private copy, inside a write
+    path)."""
     root = Path(compile_cache)
     return {"TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"), "TRITON_CACHE_DIR": str(root / "triton"),
             "TRITON_HOME": str(root / "triton-home"), "CUDA_CACHE_PATH": str(root / "cuda"),

@@ -137,6 +137,7 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
     result.wall_seconds = time.monotonic() - watch.t0
     result.returncode = proc.returncode
     result.log_path = log_path
+    _finish_compile_cache(exp, result)
     return result
 
 
@@ -150,10 +151,7 @@ def launcher(exp: Experiment, cache: Path) -> list[str]:
         return []
     from autoresearch.harness.constants import prepared_dir
 
-    writable = [str(exp.run_dir)]
-    if exp.compile_cache is not None:
-        exp.compile_cache.mkdir(parents=True, exist_ok=True)
-        writable.append(str(exp.compile_cache))
+    writable = [str(exp.run_dir)]  # the private compile cache included; never the seed
     policy = sandbox.Policy(network=False, read_paths=training_files(prepared_dir(exp.settings, cache)),
                             write_paths=writable, die_with_parent=True, private_dirs=sandbox.PRIVATE_DIRS)
     return sandbox.launcher_argv(policy)
@@ -229,12 +227,26 @@ def _start_scorer(exp: Experiment, cache: Path, sock: socket.socket) -> _ScorerP
 
 
 def _cache_env(exp: Experiment) -> dict[str, str]:
-    """torch.compile, triton and CUDA caches shared by the experiments of a workspace (compiling is slow)."""
+    """torch.compile, triton and CUDA caches in the run's private copy of the seed (compiling is slow)."""
     if exp.compile_cache is None:
         return {}
-    from autoresearch.run import sandbox
+    from autoresearch.run import compile_cache, sandbox
 
-    return sandbox.cache_env(exp.compile_cache)
+    private = compile_cache.private_dir(exp.run_dir)
+    compile_cache.seed_private(exp.compile_cache, private)
+    return sandbox.cache_env(private)
+
+
+def _finish_compile_cache(exp: Experiment, result: RunResult) -> None:
+    """The private cache goes; a successful human-written run's replaces the seed first."""
+    if exp.compile_cache is None:
+        return
+    from autoresearch.run import compile_cache
+
+    private = compile_cache.private_dir(exp.run_dir)
+    if exp.fills_compile_cache and result.ok:
+        compile_cache.publish(private, exp.compile_cache)
+    compile_cache.discard(private)
 
 
 def _allocator_env() -> dict[str, str]:
