@@ -233,3 +233,21 @@ def test_processes_the_orchestrator_ran_before_are_not_the_run_s_leftovers(tiny_
     finally:
         bystander.kill()
         bystander.wait(timeout=10)
+
+
+def test_what_train_py_prints_during_the_evaluation_is_not_in_the_records(tiny_workspace, tmp_path):
+    """The evaluation's input rows are validation text: printed then, they reach run.log but never the error tail
+    or the reason an agent is shown; the summary block's figures still do."""
+    leak = fast_source().replace("        return (QUALITY * logp + jitter)", (
+        "        print('LEAK', idx[0, :8].tolist())\n"
+        "        return (QUALITY * logp + jitter)"))
+    assert leak != fast_source()
+    crash = leak.replace("print(f\"val_bpb:", "raise RuntimeError(f'LEAK {val_bpb}')\nprint(f\"val_bpb:")
+    assert crash != leak
+    for source, status in ((leak, "ok"), (crash, "crash")):
+        result, lines = run(tiny_workspace, tmp_path, source)
+        assert result.status == status, result.reason
+        assert any(line.startswith("LEAK") for line in lines)  # the live view and run.log have it
+        assert "LEAK" in Path(result.log_path).read_text()
+        assert "LEAK" not in result.error_tail + result.reason, (result.error_tail, result.reason)
+    assert "in run.log only" in result.error_tail

@@ -316,7 +316,7 @@ class Scorer:
         t0 = time.monotonic()
         if hello["op"] != "hello":
             raise wire.WireError(f"expected hello, got {hello['op']}")
-        self.report("connected")
+        self.report("connected", at=time.monotonic())  # before any row is served
         batch_size = hello.get("batch_size")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             return self.refuse("protocol", f"evaluate_bpb: batch_size must be a positive int, got {batch_size!r}")

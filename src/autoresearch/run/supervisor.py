@@ -30,7 +30,6 @@ from autoresearch.harness.constants import SETTINGS_ENV
 from autoresearch.harness.wire import SCORER_ENV
 from autoresearch.run.result import (  # noqa: F401  (re-exported: what callers import from here)
     STATUSES,
-    SUMMARY_RE,
     Experiment,
     Progress,
     RunResult,
@@ -90,7 +89,7 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
         **_cache_env(exp),
         **_allocator_env(),
     })
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    tail: deque[tuple[float, str]] = deque(maxlen=TAIL_LINES)  # (when it came, line)
     others = _descendants()  # what the orchestrator runs already (a dashboard, other jobs): never the run's leftovers
     watch = _Watch(exp)
     try:
@@ -128,7 +127,7 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
         for t in readers:  # EOF is near: every write end died with the run. A busy machine can still be slow
             t.join(timeout=READER_JOIN_SECONDS)  # to deliver the last lines, the result among them
     (run_dir / PGID_FILE).unlink(missing_ok=True)
-    tail_lines = list(tail)
+    tail_lines = shown_tail(tail, watch.eval_clock)
     try:
         result = classify(proc.returncode, watch, tail_lines, exp, leftovers, cache)
     except Exception as e:  # noqa: BLE001 - a malformed message from the run must not take the orchestrator down
@@ -313,13 +312,42 @@ def kill_stale_group(run_dir: Path) -> int:
     return hit
 
 
+def shown_tail(tail: deque, eval_clock: float | None) -> list[str]:
+    """The last lines of output that the records, and so the agents, get. From the moment evaluate_bpb reached the
+    scorer, train.py's process holds evaluation rows: what it prints then goes to run.log only (for humans),
+    except the summary block's `key: value` lines, or an agent could be shown the validation text in an error
+    tail and write it into the next train.py."""
+    if eval_clock is None:
+        return [line for _, line in tail]
+    out = [line for t, line in tail if t < eval_clock or _summary_line(line)]
+    if any(t >= eval_clock and not _summary_line(line) for t, line in tail):
+        out.append("(what train.py printed during the evaluation is in run.log only: it could hold evaluation data)")
+    return out
+
+
+SUMMARY_KEYS = frozenset({"val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
+                          "total_tokens_M", "num_steps", "num_params_M", "depth"})
+
+
+def _summary_line(line: str) -> bool:
+    """`---`, or a line of the summary block: a known key and a number (no room for text)."""
+    if line == "---":
+        return True
+    key, _, value = line.partition(":")
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return key in SUMMARY_KEYS
+
+
 def _pump(proc: subprocess.Popen, log, tail: deque, on_line, on_progress) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
         log.write(line)
         log.flush()
         line = line.rstrip("\n")
-        tail.append(line)
+        tail.append((time.monotonic(), line))
         try:  # what train.py prints is for humans: nothing it prints may stop the log (or fill the pipe)
             if on_line:
                 on_line(line)

@@ -51,6 +51,7 @@ class _Watch:
         self.miscount = ""  # the meter's totals went down or negative: they cannot be trusted
         self.scorer_events: list[tuple[float, dict]] = []  # what the scorer reported, by the runner's clock
         self.eval_at: float | None = None  # when evaluate_bpb reached the scorer: the end of training
+        self.eval_clock: float | None = None  # the same moment on time.monotonic(): output after it is withheld
 
     def read_channel(self, fd: int) -> None:
         """Record the harness's events from train.py's process (informative: the scorer's are what count)."""
@@ -84,6 +85,8 @@ class _Watch:
                     self.scorer_events.append((now, event))
                     if event.get("event") == "connected" and self.eval_at is None:
                         self.eval_at = now
+                        at = event.get("at")  # the scorer's CLOCK_MONOTONIC, the same clock as ours on Linux
+                        self.eval_clock = at if isinstance(at, float) and at <= time.monotonic() else time.monotonic()
                     if event.get("event") == "ask_test":
                         self.answers.append(_answer(self.exp, event, scorer.answer_fd))
         finally:

@@ -184,7 +184,7 @@ class LossCurve:
 
 def read_loss(path: Path, max_points: int = MAX_LOSS_POINTS) -> LossCurve:
     """The training loss printed so far by train.py; a missing or half-written log gives what there is."""
-    from autoresearch.run.supervisor import parse_progress  # here: it imports torch, which a reader needs not
+    from autoresearch.run.result import parse_progress
 
     curve = LossCurve()
     try:

@@ -14,7 +14,7 @@ from rich.progress import Progress as Bar
 from autoresearch.see.facts import load_note
 
 if TYPE_CHECKING:  # the supervisor imports the harness, hence torch: seconds that `status` must not spend
-    from autoresearch.run.supervisor import Progress
+    from autoresearch.run.result import Progress
 
 PLAIN_STEP_INTERVAL = 10.0  # seconds between echoed step lines when not on a terminal
 
@@ -253,6 +253,6 @@ class LoopView:
 
 
 def _summary_line(text: str) -> bool:
-    from autoresearch.run.supervisor import SUMMARY_RE
+    from autoresearch.run.result import SUMMARY_RE
 
     return bool(SUMMARY_RE.match(text))
