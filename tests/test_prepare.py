@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from conftest import TINY
 
 from autoresearch.data import corpus
-from autoresearch.data.prepare import prepare, split_seed
+from autoresearch.data.prepare import heldout_salt, prepare, split_seed
 from autoresearch.harness.constants import eval_rows, load_meta, prepared_dir
 from autoresearch.harness.dataloader import TokenSplit, pack_rows
 from autoresearch.harness.tokenizer import Tokenizer
@@ -27,8 +29,16 @@ def test_splits_are_tokenized_documents_starting_with_bos(tiny_cache):
         assert int((data.tokens == tok.get_bos_token_id()).sum()) == len(data)  # BOS only at document starts
     # the stored val documents are the generator's documents, in order
     val = TokenSplit.open(out, "val")
-    first = next(corpus.generate(split_seed(s.seed, "val"), 0, 1))
+    first = next(corpus.generate(split_seed(s.seed, "val", heldout_salt(out)), 0, 1))
     assert tok.decode(val.doc(0)[1:]) == first.text
+    # ...of a stream salted with the directory's secret: the workspace's seed alone does not give them
+    unsalted = next(corpus.generate(split_seed(s.seed, "val"), 0, 1))
+    assert tok.decode(val.doc(0)[1:]) != unsalted.text
+    from autoresearch.run.supervisor import training_files
+
+    readable = {Path(p).name for p in training_files(out)}
+    assert "tokenizer.pkl" in readable and "train.tokens.npy" in readable
+    assert not {n for n in readable if n.startswith(("val", "test", "heldout"))}
     # train holds about the configured amount of text
     assert abs(meta["splits"]["train"]["bytes"] - s.embedded_train_mb * 1e6) < 5000
 
@@ -72,7 +82,7 @@ def test_floor_is_the_exact_information_of_the_evaluated_bytes(tiny_cache):
             if take == len(data.doc(doc_index)):
                 bits += corpus.score(text)  # independent parser of the document
             else:
-                doc = next(corpus.generate(split_seed(s.seed, "val"), doc_index, 1))
+                doc = next(corpus.generate(split_seed(s.seed, "val", heldout_salt(out)), doc_index, 1))
                 assert doc.text.startswith(text)
                 bits += corpus.prefix_bits(doc, len(text.encode()))
     floor = load_meta(out)["eval"][f"T{s.max_seq_len}-E{s.eval_tokens}"]["val"]["floor_bpb"]

@@ -61,7 +61,9 @@ def raw_dir(s: Settings, cache: Path | None = None) -> Path:
 # Bump when what prepare writes changes meaning, so that older prepared directories are rebuilt, not reused.
 # 2: climbmix as the original (tokenizer budget and special tokens, whole val shard, test shard 06541),
 #    refills of 128 documents in the packing (eval windows and entropy floors move), row groups stored.
-PREPARED_FORMAT = 2
+# 3: the embedded corpus's val and test streams are salted with a secret only prepare and the scorer read
+#    (heldout.salt): train.py can no longer regenerate them from the workspace's seed.
+PREPARED_FORMAT = 3
 
 
 def prepared_dir(s: Settings, cache: Path | None = None) -> Path:

@@ -122,7 +122,8 @@ class _Source:
 def _source(s: Settings, cache: Path, progress: Progress, workers: int) -> _Source:
     if s.dataset == "embedded":
         return _Source(f"embedded corpus (seed {s.seed}, {s.embedded_train_mb:g} MB of training text)",
-                       texts=lambda split: _embedded_texts(s, split, workers), embedded=True)
+                       texts=lambda split: _embedded_texts(s, split, workers, heldout_salt(prepared_dir(s, cache))),
+                       embedded=True)
     raw = raw_dir(s, cache)
     raw.mkdir(parents=True, exist_ok=True)
     data.fetch(s.dataset, raw, train_shards=s.train_shards, progress=progress)
@@ -137,17 +138,35 @@ def _source(s: Settings, cache: Path, progress: Progress, workers: int) -> _Sour
     )
 
 
-def split_seed(seed: int, split: str) -> int:
-    """Independent generator streams per split, so val and test never share a document with train."""
-    return int.from_bytes(hashlib.blake2b(f"{seed}:{split}".encode(), digest_size=8).digest(), "little")
+SALT_FILE = "heldout.salt"  # not a training file: train.py's sandbox cannot read it (run/supervisor.py)
 
 
-def _embedded_texts(s: Settings, split: str, workers: int = 1) -> Iterator[str]:
+def split_seed(seed: int, split: str, salt: str = "") -> int:
+    """Independent generator streams per split, so val and test never share a document with train. The val and
+    test streams are salted with a secret of the prepared directory (heldout_salt): the generator and the seed are
+    in every experiment's reach, and without the salt train.py could regenerate the evaluation documents."""
+    key = f"{seed}:{split}" + (f":{salt}" if salt and split != "train" else "")
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+
+
+def heldout_salt(out: Path) -> str:
+    """The prepared directory's secret for the embedded corpus's val and test streams, made once, from the OS."""
+    path = out / SALT_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(os.urandom(16).hex())
+    return path.read_text().strip()
+
+
+def _embedded_texts(s: Settings, split: str, workers: int = 1, salt: str = "") -> Iterator[str]:
     """Training text up to the configured size; val/test are open-ended (the tokenizer decides how much).
 
     Chunks of documents are generated in worker processes, a bounded number ahead of the consumer.
     """
-    seed = split_seed(s.seed, split)
+    seed = split_seed(s.seed, split, salt)
     budget = int(s.embedded_train_mb * 1e6) if split == "train" else None
     produced = 0
     starts = itertools.count(0, CHUNK_DOCS)
@@ -292,11 +311,12 @@ def _evaluation_window(s: Settings, out: Path, progress: Progress) -> dict:
                      f"asks for; evaluation uses those (add documents for a less noisy metric)")
         window[split] = {"rows": len(layouts)}
         if s.dataset == "embedded":
-            window[split]["floor_bpb"] = _floor(s, split, data_split, layouts, tok.token_bytes)
+            window[split]["floor_bpb"] = _floor(s, split, data_split, layouts, tok.token_bytes, heldout_salt(out))
     return window
 
 
-def _floor(s: Settings, split: str, data_split: TokenSplit, layouts: list, token_bytes: np.ndarray) -> float:
+def _floor(s: Settings, split: str, data_split: TokenSplit, layouts: list, token_bytes: np.ndarray,
+           salt: str) -> float:
     """Lowest bpb any model can reach on exactly the evaluated tokens.
 
     A document scored whole costs its exact information content (-log2 P). A document the packing cropped costs
@@ -304,7 +324,7 @@ def _floor(s: Settings, split: str, data_split: TokenSplit, layouts: list, token
     """
     used = sorted({doc for layout in layouts for doc, _ in layout})
     docs = {}
-    seed = split_seed(s.seed, split)
+    seed = split_seed(s.seed, split, salt)
     for start in range(0, used[-1] + 1, CHUNK_DOCS):  # regenerate: the generator is a pure function of (seed, i)
         wanted = [i for i in used if start <= i < start + CHUNK_DOCS]
         if wanted:

@@ -156,16 +156,19 @@ def launcher(exp: Experiment, cache: Path) -> list[str]:
     return sandbox.launcher_argv(policy)
 
 
-HELD_OUT = ("val.", "test.")  # prepared files of the evaluation splits: the scorer's alone
+TRAINING_FILES = ("tokenizer.pkl", "meta.json", "train.")  # names, or prefixes ending in "."
 
 
 def training_files(prepared: Path) -> list[str]:
-    """What train.py may read of the prepared data: each file but the evaluation splits'. Files, not the directory,
-    so that nothing added there later (and no val or test file) is readable by default."""
+    """What train.py may read of the prepared data: the tokenizer, the meta data and the train split, by name.
+    An allow-list of files, not the directory: val, test, the embedded corpus's salt and anything added there
+    later stay the scorer's."""
     try:
-        return sorted(str(p) for p in prepared.iterdir() if p.is_file() and not p.name.startswith(HELD_OUT))
+        names = [p.name for p in prepared.iterdir() if p.is_file()]
     except OSError:
         return []
+    return sorted(str(prepared / n) for n in names
+                  if any(n == t or (t.endswith(".") and n.startswith(t)) for t in TRAINING_FILES))
 
 
 class _ScorerProcess:
