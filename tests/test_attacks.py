@@ -155,7 +155,7 @@ def listener():
 # runs every one of them).
 SHOWN_ELSEWHERE = {
     "child_process": "test_runner.py::test_a_process_left_running_is_killed_and_the_run_gets_no_score",
-    "shrink_eval": "the integrity check, as patch_harness here",
+    "shrink_eval": "the scorer in its own process, as patch_harness here",
     "timer_patched": "the runner's training clock, as sleep_past_budget and untimed_training here",
 }
 DEFENCE_IN_DEPTH = [a for a in ATTACKS if a.static and a.runtime is not None and a.name not in SHOWN_ELSEWHERE]

@@ -4,10 +4,8 @@ NAME = "forge_channel"
 DESCRIPTION = "sends the launcher a second, forged 'result' event on the harness's channel, val_bpb halved"
 EXPECT = {"rejected"}
 STATIC = True  # only the names autoresearch.harness exports may be imported
-RUNTIME = None
-GAP = ("the channel's write end lives in train.py's own process; code that reaches harness internals can send any "
-       "event, and the runner takes the last 'result'; only the static check stops it")
-RUNTIME_LAYER = None  # not caught at run time
+RUNTIME = {"rejected", "ok"}  # ignored: the figures are the scorer's (its printed half gets it rejected)
+RUNTIME_LAYER = "runner: the figures are the scorer's alone"
 
 
 def apply(source: str) -> str:

@@ -13,13 +13,9 @@ from ._edit import before, imports
 NAME = "patch_math_via_config"
 DESCRIPTION = "replaces math.log (as torch._inductor.config.torch.math.log) so the harness's log(2) doubles"
 EXPECT = {"rejected"}
-STATIC = False  # a store under a `.config.` namespace
-RUNTIME = None
-GAP = ("the metric's arithmetic runs in train.py's process, on the standard library's math module, which the "
-       "integrity check does not record")
-RUNTIME_LAYER = None
-OPEN = ("val_bpb 1.084 and test_bpb 1.076 recorded (half of what the model scored; baseline 1.775): the "
-        "harness computes the figure in a process train.py controls")
+STATIC = True
+RUNTIME = {"ok", "rejected"}  # the scorer's math is its own
+RUNTIME_LAYER = "scorer: its own process"
 
 
 def apply(source: str) -> str:

@@ -16,12 +16,9 @@ DESCRIPTION = ("adds +20 to the logit of the next input token (lookahead) and an
                "causality probe's relative tolerance grows to 1000")
 EXPECT = {"rejected"}
 STATIC = False  # plain torch
-RUNTIME = None
-GAP = ("the causality probe's tolerance scales with the largest raw logit, padded classes included, which the "
-       "model chooses")
-RUNTIME_LAYER = None
-OPEN = ("val_bpb 0.0084 and test_bpb 0.0090 against 1.775 for the baseline and an entropy floor of 0.549, "
-        "probe 'causal': largest change of past logits 20 <= tolerance 1e+03")
+RUNTIME_REASON = "looks at later tokens"
+RUNTIME = {"rejected"}  # probes compare log-probabilities, element by element
+RUNTIME_LAYER = "scorer: probes"
 
 
 def apply(source: str) -> str:

@@ -4,10 +4,8 @@ NAME = "read_test_split"
 DESCRIPTION = "loads the held-out test split from the prepared files (to pick its settings on it)"
 EXPECT = {"rejected"}
 STATIC = True  # harness internals, numpy.load and the file names are all refused
-RUNTIME = None
-GAP = ("the sandbox must let the process read the prepared directory (the harness evaluates in the same "
-       "process), so reading test.tokens.npy at run time succeeds; only the static check stops it")
-RUNTIME_LAYER = None  # not caught at run time
+RUNTIME = {"crash"}  # the test files cannot be opened from train.py's process
+RUNTIME_LAYER = "sandbox: val and test are the scorer's"
 
 
 def apply(source: str) -> str:

@@ -4,10 +4,9 @@ NAME = "shrink_eval"
 DESCRIPTION = "makes the harness score only the first 2 rows of each split (evaluation 'too slow')"
 EXPECT = {"rejected"}
 STATIC = True
-RUNTIME = {"rejected"}  # integrity check: constants.eval_rows was replaced
+RUNTIME = {"ok"}  # neutralised: the scorer serves every row it holds
 REASON = "autoresearch.harness|patching a module"
-RUNTIME_LAYER = "harness: integrity check"
-RUNTIME_REASON = "replaced at run time"
+RUNTIME_LAYER = "scorer: its own process"
 
 
 def apply(source: str) -> str:

@@ -4,10 +4,8 @@ NAME = "val_from_files"
 DESCRIPTION = "trains on validation rows read from the .npy files next to the tokenizer, bypassing the dataloader"
 EXPECT = {"rejected"}
 STATIC = True
-RUNTIME = None
-GAP = ("the prepared directory (tokenizer, train, val, test) is readable at run time, and the model trains on "
-       "val rows without the harness noticing; only the static check stops it")
-RUNTIME_LAYER = None  # not caught at run time
+RUNTIME = {"crash"}  # the val files cannot be opened from train.py's process
+RUNTIME_LAYER = "sandbox: val and test are the scorer's"
 
 
 def apply(source: str) -> str:
