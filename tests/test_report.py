@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import re
 import struct
+import time
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from conftest import TINY
 
@@ -213,3 +216,92 @@ def test_cli_report_defaults_to_the_workspace_and_explains_a_missing_journal(tmp
     (bare / SETTINGS_FILE).write_text(Settings(**TINY).to_toml())
     r = CliRunner().invoke(cli, ["report", "--workspace", str(bare)])
     assert r.exit_code == 1 and "autoresearch run" in r.output
+
+
+# -- what the chart and the summary must not get wrong -------------------------------------------------------------
+
+def _drawn(facts):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from autoresearch.see.plot import draw_progress
+
+    fig = Figure(figsize=(11, 5.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    draw_progress(ax, facts)
+    return ax, [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def _add_session(j: Journal, started: float, ended: float | None, pid: int | None = None) -> None:
+    s = j.start_session(TAG, {"agent": "anthropic:claude-test"})
+    j.db.execute("UPDATE sessions SET started_at = ?, ended_at = ?, pid = ? WHERE id = ?",
+                 (started, ended, pid or s.pid, s.id))
+
+
+def test_the_chart_pins_failures_to_the_worse_end_and_shows_the_noise_band(tmp_path):
+    build_journal(tmp_path / "ws", noise={"std": 0.002, "runs": [1.6, 1.602, 1.598, 1.6, 1.6]})
+    j = ReadOnlyJournal(journal_path(tmp_path / "ws"))
+    ax, labels = _drawn(gather(j, pick_run(j, None)))
+    j.close()
+    assert "baseline" in labels and "kept (3)" in labels  # the baseline is no keep: three changes were kept
+    assert "noise ±1σ (0.0020, 5 baseline runs)" in labels
+    band = [c for c in ax.collections if c.get_label().startswith("noise")]
+    assert band and band[0].get_paths()[0].get_extents().height > 0
+    pinned = [c for c in ax.collections if c.get_label().startswith(("crashed", "rejected"))]
+    assert pinned and all(y > 0.5 for c in pinned for y in c.get_offsets()[:, 1])  # axes y: top, where worse is
+
+    only = tmp_path / "only"
+    j = Journal(journal_path(only))
+    j.create_run(TAG, f"autoresearch/{TAG}", "c" * 40, "search", "greedy", asdict(Settings(**TINY)))
+    rec = j.add_experiment(TAG, 1, 0, "baseline", "x", "c" * 40)
+    j.update(rec.id, state="done", status="keep", outcome="ok", val_bpb=1.6, finished_at=T0)
+    j.close()
+    j = ReadOnlyJournal(journal_path(only))
+    _, labels = _drawn(gather(j, pick_run(j, None)))
+    j.close()
+    assert "baseline" in labels and not any(label.startswith("kept") for label in labels)  # no "kept (0)"
+    assert not any(label.startswith("noise") for label in labels)  # none measured: no band
+
+
+def test_the_pace_counts_the_sessions_and_not_the_pause_between_them(tmp_path):
+    from autoresearch.see.ui import summary_line
+
+    build_journal(tmp_path / "ws")
+    j = Journal(journal_path(tmp_path / "ws"))
+    _add_session(j, T0, T0 + 1000)  # the first two attempts, then a stop
+    _add_session(j, T0 + 1100 + 10 * 3600, None, pid=os.getpid())  # ten hours later; killed after its last result
+    j.db.execute("UPDATE experiments SET created_at = created_at + 36000, finished_at = finished_at + 36000 "
+                 "WHERE tag = ? AND created_at >= ?", (TAG, T0 + 1100))
+    line = summary_line(j.final_attempts(TAG), run=j.run(TAG), sessions=j.sessions(TAG))
+    j.close()
+    j = ReadOnlyJournal(journal_path(tmp_path / "ws"))
+    s = gather(j, pick_run(j, None)).summary
+    j.close()
+    active = 1000 + (7 * 600 + 400 - 1100)  # the second session ends with its last finished experiment
+    assert s.wall_hours == pytest.approx(active / 3600) and s.per_hour == pytest.approx(7 / (active / 3600))
+    assert f"7 experiments in {active / 60:.0f} min ({7 / (active / 3600):.0f}/h)" in line
+
+
+def test_a_run_whose_process_is_gone_shows_its_experiment_interrupted(tmp_path):
+    ws = tmp_path / "ws"
+    build_journal(ws, running=True)
+    j = Journal(journal_path(ws))
+    _add_session(j, time.time(), None, pid=os.getpid())  # this process: alive
+    j.close()
+    j = ReadOnlyJournal(journal_path(ws))
+    facts = gather(j, pick_run(j, None))
+    assert facts.run.state == "running" and facts.rows[-1].state == "running"
+    j.close()
+
+    j = Journal(journal_path(ws))
+    _add_session(j, T0 + 4000, None, pid=os.getpid())  # a pid that now belongs to a younger process: kill -9 of ours
+    j.close()
+    files = write_report(ws, out=tmp_path / "out")
+    page = files.html.read_text()
+    assert '<tr class="st-interrupted' in page and '<tr class="st-running' not in page
+    assert "resume --tag mar5" in page  # the stop reason says how to go on
+    j = ReadOnlyJournal(journal_path(ws))
+    facts = gather(j, pick_run(j, None))
+    j.close()
+    assert facts.summary.state == "stopped" and facts.rows[-1].state == "interrupted"

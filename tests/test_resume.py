@@ -97,6 +97,7 @@ def test_resume_after_sigkill(ws, tmp_path, point):
     rows = assert_consistent(ws, "t")
     assert [r["description"] for r in rows] == ["baseline", "quality 0.1", "quality 0.6", "quality 0.8"]
     assert [r["status"] for r in rows] == ["keep", "discard", "keep", "keep"]
+    assert not list((ws / ".autoresearch" / "results").glob("saved-*"))  # results.tsv is still known as ours
 
 
 def test_resume_after_sigkill_mid_run_kills_the_orphan_and_reruns(ws, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from autoresearch.loop.options import DEFAULTS, RunOptions
 from autoresearch.settings import CACHE_ENV, PROFILES, SETTINGS_FILE, WORKSPACE_ENV, Settings, SettingsError, cache_dir
 
 
@@ -236,8 +237,9 @@ def _secs(value: float | None) -> str:
 @workspace_option
 @cache_option
 @click.option("--tag", help="Name of the run; its branch is autoresearch/<tag> (default: today, e.g. nov21).")
-@click.option("--resume", is_flag=True, help="Continue an existing run (the latest, or --tag) after a stop or crash.")
-@click.option("--agent", "agent_spec", default="search", show_default=True, envvar="AUTORESEARCH_AGENT",
+@click.option("--resume", is_flag=True, help="Continue an existing run (the latest, or --tag) after a stop or crash, "
+              "with the agent, policy and limits it had; options given again replace those (and it says so).")
+@click.option("--agent", "agent_spec", default=DEFAULTS.agent, show_default=True, envvar="AUTORESEARCH_AGENT",
               help="search | anthropic:MODEL | openai:MODEL | claude-code | codex | cmd:\"COMMAND\". "
               "Env: AUTORESEARCH_AGENT.")
 @click.option("--base-url", envvar="AUTORESEARCH_BASE_URL",
@@ -245,9 +247,9 @@ def _secs(value: float | None) -> str:
 @click.option("--prices", "prices_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="TOML price table overriding the built-in USD per million tokens.")
 @click.option("--max-experiments", type=click.IntRange(min=1), help="Stop after this many experiments in the run.")
-@click.option("--max-hours", type=float, help="Stop starting experiments after this many hours.")
+@click.option("--max-hours", type=float, help="Stop starting experiments after this many hours (of this session).")
 @click.option("--max-cost", type=float, help="Stop when the agent's usage reaches this many USD.")
-@click.option("--fix-attempts", type=click.IntRange(min=0), default=2, show_default=True,
+@click.option("--fix-attempts", type=click.IntRange(min=0), default=DEFAULTS.fix_attempts, show_default=True,
               help="Times an agent may repair its own crashed change before it is recorded as a crash.")
 @click.option("--timeout", type=float, help="Also kill an experiment after this many seconds in all (default: "
               "none; start-up, training and evaluation each have their own limit).")
@@ -255,17 +257,18 @@ def _secs(value: float | None) -> str:
 @click.option("--agent-sandbox/--no-agent-sandbox", default=True, show_default=True,
               envvar="AUTORESEARCH_AGENT_SANDBOX",
               help="Confine command agents (claude-code, codex, cmd:): they cannot read the journal, .autoresearch/ "
-              "or the prepared data (Linux: namespaces; macOS: Seatbelt). Env: AUTORESEARCH_AGENT_SANDBOX.")
-@click.option("--policy", type=click.Choice(["noise", "greedy"]), default="noise", show_default=True,
+              "or the prepared data (Linux: namespaces; not possible elsewhere: turn it off there). Env: "
+              "AUTORESEARCH_AGENT_SANDBOX.")
+@click.option("--policy", type=click.Choice(["noise", "greedy"]), default=DEFAULTS.policy, show_default=True,
               help="noise: keep a change only when its gain clears the measured noise floor; "
               "greedy: keep any improvement (the original's rule).")
-@click.option("--noise-runs", type=click.IntRange(min=0), default=2, show_default=True,
+@click.option("--noise-runs", type=click.IntRange(min=0), default=DEFAULTS.noise_runs, show_default=True,
               help="noise policy: extra runs of the baseline with other seeds, to measure the noise floor.")
-@click.option("--sigmas", type=click.FloatRange(min=0), default=2.0, show_default=True,
+@click.option("--sigmas", type=click.FloatRange(min=0), default=DEFAULTS.sigmas, show_default=True,
               help="noise policy: the margin a gain must clear, in standard deviations of the noise.")
-@click.option("--confirm-runs", type=click.IntRange(min=0), default=1, show_default=True,
+@click.option("--confirm-runs", type=click.IntRange(min=0), default=DEFAULTS.confirm_runs, show_default=True,
               help="noise policy: extra runs (other seeds) of a marginal winner before deciding.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the search agent.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the search agent.")
 @friendly_errors
 def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume: bool, agent_spec: str,
         base_url: str | None, prices_file: Path | None, max_experiments: int | None, max_hours: float | None,
@@ -275,44 +278,81 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
 
     The first experiment is the unchanged baseline. Each later one: the agent edits train.py, the loop checks
     and commits it, trains for the time budget, keeps the commit if val_bpb improved and resets the branch
-    otherwise. Records go to results.tsv and the journal (.autoresearch/journal.db). Ctrl-C stops cleanly;
-    `--resume` continues after any stop, even a crash of this process.
+    otherwise. Records go to results.tsv and the journal (.autoresearch/journal.db). Ctrl-C stops cleanly (exit
+    status 130); `--resume` continues after any stop, even a crash of this process.
     """
+    from autoresearch.loop.options import OptionsError
+
+    try:  # first: a limit no run can use must not create a run, a branch or a results file
+        given = RunOptions(agent=agent_spec, base_url=base_url, prices=str(prices_file.resolve()) if prices_file
+                           else None, seed=seed, agent_timeout=agent_timeout, policy=policy, sigmas=sigmas,
+                           noise_runs=noise_runs, confirm_runs=confirm_runs, fix_attempts=fix_attempts,
+                           timeout=timeout, max_experiments=max_experiments, max_hours=max_hours, max_cost=max_cost)
+    except OptionsError as e:
+        raise click.UsageError(str(e)) from e
     root = _workspace_root(workspace)
     settings = Settings.load(root / SETTINGS_FILE)
     cache = _cache(cache_dir)
-    agent = _checked_agent(root, settings, cache, agent_spec, seed=seed, base_url=base_url, prices_file=prices_file,
-                           agent_timeout=agent_timeout, agent_sandbox=agent_sandbox)
-    # Only now the loop, which imports torch (seconds): what can fail at once has been checked without it.
-    from autoresearch.loop.core import Limits, Loop, LoopConfig, LoopError, default_tag, open_journal
+    options, notes = given, []
+    if resume:
+        tag, options, notes = _resumed_options(root, tag, given)
+    agent = _checked_agent(root, settings, cache, options.agent, seed=options.seed, base_url=options.base_url,
+                           prices_file=Path(options.prices) if options.prices else None,
+                           agent_timeout=options.agent_timeout, agent_sandbox=agent_sandbox)
+    # Only now the loop and the live view: what can fail at once has been checked, in seconds.
+    from autoresearch.loop.core import Loop, LoopConfig, LoopError, default_tag
     from autoresearch.see.ui import LoopView, status_table, summary_line, wide_console
 
-    if resume and tag is None:
-        journal = open_journal(root)
-        runs = journal.runs()
-        journal.close()
-        if not runs:
-            raise click.ClickException("nothing to resume: this workspace has no runs yet (start one without --resume)")
-        tag = runs[-1].tag
     tag = tag or default_tag()
-    config = LoopConfig(tag=tag, agent=agent_spec, policy=policy, sigmas=sigmas, noise_runs=noise_runs,
-                        confirm_runs=confirm_runs, resume=resume, fix_attempts=fix_attempts,
-                        limits=Limits(max_experiments, max_hours, max_cost), timeout=timeout, cache=cache)
-    loop = Loop(root, settings, agent, config)
+    loop = Loop(root, settings, agent, LoopConfig.from_options(tag, options, resume=resume, cache=cache))
     try:
-        loop.start()
+        notes += loop.start()
     except LoopError as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"run {tag} on branch autoresearch/{tag} | agent {agent.name} | {settings.budget_label} per experiment")
+    for note in notes:
+        click.echo(note)
     with LoopView(loop.journal, tag, agent.name, vocab=settings.vocab_size) as view:
         loop.view = view
         reason = loop.run_until_limit()
     records = loop.journal.final_attempts(tag)
     run_record = loop.journal.run(tag)
     wide_console().print(status_table(records, title=f"run {tag}"))
-    click.echo(summary_line(records, loop.journal.totals(tag), (run_record.info or {}).get("noise")))
+    click.echo(summary_line(records, loop.journal.totals(tag), run_record, loop.journal.sessions(tag)))
     click.echo(f"stopped: {reason}")
     loop.journal.close()
+    if loop.exit_code:  # Ctrl-C, SIGTERM or an agent error: scripts and schedulers must see that it did not finish
+        click.get_current_context().exit(loop.exit_code)
+
+
+def _resumed_options(root: Path, tag: str | None, given: RunOptions) -> tuple[str, RunOptions, list[str]]:
+    """The run to resume and the options it goes on with: its own, except those given again on this command line."""
+    from click.core import ParameterSource
+
+    from autoresearch.loop.core import open_journal
+    from autoresearch.loop.options import PARAMETERS, merge, summary
+
+    journal = open_journal(root)
+    try:
+        run = journal.run(tag) if tag else (journal.runs() or [None])[-1]
+        if run is None:
+            raise click.ClickException(f"nothing to resume: no run tagged {tag!r} (see `autoresearch status --all`)"
+                                       if tag else "nothing to resume: this workspace has no runs yet (start one "
+                                       "without --resume)")
+        sessions = journal.sessions(run.tag)
+    finally:
+        journal.close()
+    ctx = click.get_current_context()
+    explicit = {name for name, param in PARAMETERS.items()
+                if ctx.get_parameter_source(param) not in (None, ParameterSource.DEFAULT)}
+    if sessions:
+        stored, older = sessions[-1].options, ""
+    else:  # a run from before sessions were recorded: its agent and policy are in the journal, its limits are not
+        stored, older = {"agent": run.agent, "policy": run.policy}, " (its limits were not recorded: give them again)"
+    options, changed = merge(stored, given, explicit)
+    notes = [f"resume: run {run.tag} goes on with {summary(options)}{older}"]
+    notes += [f"resume: using {c}" for c in changed]
+    return run.tag, options, notes
 
 
 def _checked_agent(root: Path, settings: Settings, cache: Path, agent_spec: str, *, seed: int, base_url: str | None,
@@ -353,7 +393,7 @@ def status(workspace: Path | None, tag: str | None, all_runs: bool) -> None:
     """Print the table of experiments of a run and the best result so far."""
     # Only the journal: nothing here may import the loop or the harness (torch takes seconds to import).
     from autoresearch.loop.journal import Journal
-    from autoresearch.see.facts import journal_path
+    from autoresearch.see.facts import as_seen, journal_path
     from autoresearch.see.ui import status_table, summary_line, wide_console
 
     root = _workspace_root(workspace)
@@ -364,17 +404,22 @@ def status(workspace: Path | None, tag: str | None, all_runs: bool) -> None:
     if all_runs:
         for r in runs:
             recs = journal.final_attempts(r.tag)
-            click.echo(f"{r.tag:<16} {r.branch:<28} {r.agent:<24} {r.state:<8} {summary_line(recs)}")
+            sessions = journal.sessions(r.tag)
+            click.echo(f"{r.tag:<16} {r.branch:<28} {r.agent:<24} {as_seen(r, sessions).state:<8} "
+                       f"{summary_line(recs, run=r, sessions=sessions)}")
         return
     run = journal.run(tag) if tag else runs[-1]
     if run is None:
         raise click.ClickException(f"no run tagged {tag!r}; see `autoresearch status --all`")
     records = journal.final_attempts(run.tag)
+    sessions = journal.sessions(run.tag)
+    run = as_seen(run, sessions)
     wide_console().print(status_table(records, title=f"run {run.tag} ({run.branch}, agent {run.agent}, {run.state})"))
-    click.echo(summary_line(records, journal.totals(run.tag), (run.info or {}).get("noise")))
+    click.echo(summary_line(records, journal.totals(run.tag), run, sessions))
     pending = journal.unfinished(run.tag)
-    if pending is not None and run.state == "running":
-        click.echo(f"running: experiment {pending.number} ({pending.description})")
+    if pending is not None:
+        click.echo(f"{'running' if run.state == 'running' else 'interrupted'}: experiment {pending.number} "
+                   f"({pending.description})" + ("" if run.state == "running" else "; `run --resume` runs it again"))
     if run.stop_reason:
         click.echo(f"last stop: {run.stop_reason}")
 

@@ -11,13 +11,14 @@ import ast
 import signal
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, Proposal, Usage
-from autoresearch.loop import load, vcs
-from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
+from autoresearch.loop import load, results, resume, vcs
+from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord, SessionRecord
+from autoresearch.loop.options import Limits, LoopConfig, OptionsError, resume_command
 from autoresearch.loop.policy import GreedyPolicy, NoisePolicy, make_policy, noise_sigma
 from autoresearch.run import guard
 from autoresearch.run.compile_cache import SEED_DIR
@@ -25,42 +26,22 @@ from autoresearch.run.supervisor import (
     Experiment,
     Progress,
     RunResult,
-    kill_stale_group,
     protect_orchestrator,
     run_experiment,
 )
 from autoresearch.settings import Settings
 from autoresearch.workspace import EDITABLE, JOURNAL_FILE, RUN_DIR, harness_surface, read_constants, set_constants
 
-RESULTS_FILE = "results.tsv"
+RESULTS_FILE = results.RESULTS_FILE
 FIXABLE = ("crash", "oom", "rejected")  # outcomes an agent may repair in a follow-up attempt
 AGENT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # waits after non-fatal agent errors; the last repeats
 
 
+__all__ = ["Limits", "Loop", "LoopConfig", "LoopError", "TestWanted", "View", "default_tag", "open_journal"]
+
+
 class LoopError(Exception):
     """The loop cannot start or go on; the message says how to fix it."""
-
-
-@dataclass
-class Limits:
-    max_experiments: int | None = None  # total experiments of the run, earlier sessions included
-    max_hours: float | None = None  # wall-clock hours of this session
-    max_cost: float | None = None  # USD of agent usage over the whole run
-
-
-@dataclass
-class LoopConfig:
-    tag: str
-    agent: str = "search"
-    policy: str = "noise"
-    sigmas: float = 2.0  # noise policy: margin in standard deviations
-    noise_runs: int = 2  # noise policy: extra baseline runs with other seeds
-    confirm_runs: int = 1  # noise policy: extra runs of a marginal winner
-    resume: bool = False
-    limits: Limits = field(default_factory=Limits)
-    fix_attempts: int = 2  # follow-up attempts an agent gets to repair its own crashed change
-    timeout: float | None = None  # per experiment, on top of the runner's phase limits (None: phase limits only)
-    cache: Path | None = None
 
 
 class View:
@@ -92,6 +73,10 @@ class Loop:
         self.settings = settings
         self.agent = agent
         self.config = config
+        try:
+            self.options = config.options()  # a bad limit is refused before anything is created
+        except OptionsError as e:
+            raise LoopError(str(e)) from e
         self.view = view or View()
         self.policy = make_policy(config.policy, **({"sigmas": config.sigmas, "noise_runs": config.noise_runs,
                                                        "confirm_runs": config.confirm_runs}
@@ -101,12 +86,16 @@ class Loop:
         self.branch = branch_name(config.tag)
         self.started = time.monotonic()
         self.run: RunRecord | None = None
+        self.session: SessionRecord | None = None
+        self.exit_code = 0  # of the `run` command: 130 after Ctrl-C, 143 after SIGTERM, 1 after an agent error
+        self.notices: list[str] = []  # what start() found and did, for the user (the view comes after it)
         self.sleep = time.sleep  # waits between agent retries (tests replace it)
 
     # -- start and resume ------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Create the run's branch (new tag) or check it out and reconcile (resume)."""
+    def start(self) -> list[str]:
+        """Create the run's branch (new tag) or check it out and reconcile (resume). Returns what the user should
+        be told about it (also kept in `notices`)."""
         if not vcs.is_repo(self.ws):
             raise LoopError(f"{self.ws} is not a git repository; create the workspace with `autoresearch init`")
         protect_orchestrator()
@@ -115,12 +104,15 @@ class Loop:
         if self.config.resume:
             if existing is None or not vcs.branch_exists(self.ws, self.branch):
                 raise LoopError(f"nothing to resume: no run tagged {self.tag!r} (see `autoresearch status --all`)")
-            vcs.reset_hard(self.ws, "HEAD")  # an agent may have been editing train.py when we died
-            vcs.checkout(self.ws, self.branch)
             self.run = existing
-            self.journal.update_run(self.tag, state="running", stop_reason="")
-            self.reconcile()
-            return
+            self.notices += resume.resume(self)
+        else:
+            self._create()
+        self.session = self.journal.start_session(self.tag, self.options.to_dict())
+        return self.notices
+
+    def _create(self) -> None:
+        existing = self.journal.run(self.tag)
         if existing is not None or vcs.branch_exists(self.ws, self.branch):
             raise LoopError(f"branch {self.branch} already exists: continue it with `autoresearch run --resume "
                             f"--tag {self.tag}`, or start a new run with another --tag")
@@ -131,20 +123,7 @@ class Loop:
         vcs.create_branch(self.ws, self.branch)
         self.run = self.journal.create_run(self.tag, self.branch, vcs.head(self.ws), self.agent.name,
                                            self.policy.name, asdict(self.settings))
-        self._write_results()
-
-    def reconcile(self) -> None:
-        """Make git and results.tsv agree with the journal after any interruption."""
-        pending = self.journal.unfinished(self.tag)
-        if pending is not None and pending.run_dir:
-            kill_stale_group(Path(pending.run_dir))  # a run orphaned by our death must not train on beside the next
-        best = self.best_commit()
-        if vcs.head(self.ws) != best or vcs.status_porcelain(self.ws):
-            vcs.reset_hard(self.ws, best)
-        self._write_results()
-        if pending is not None:
-            self.view.message(f"resume: experiment {pending.number} was interrupted ({pending.state}); "
-                              "running it again")
+        self.notices += results.publish(self.journal, self.tag, self.ws)
 
     def best_commit(self) -> str:
         best = self.journal.best(self.tag)
@@ -160,33 +139,40 @@ class Loop:
     def run_until_limit(self) -> str:
         """Run experiments until a limit, a fatal agent error or Ctrl-C. Returns why it stopped."""
         assert self.run is not None, "call start() first"
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        again = f"resume with `{resume_command(self.tag, self.options)}`"
         reason = "stopped"
         try:
             while (reason := self.limit_reached()) is None:
                 self.one_experiment()
-        except KeyboardInterrupt:
-            reason = "interrupted (Ctrl-C); resume with `autoresearch run --resume`"
+        except KeyboardInterrupt as e:
+            terminated = isinstance(e, Terminated)
+            reason = f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}); {again}"
+            self.exit_code = 143 if terminated else 130  # 128 + the signal, as a shell reports it
             self._restore_best()
         except AgentError as e:
             reason = f"agent error: {e}"
+            self.exit_code = 1
             self._restore_best()
         finally:
             signal.signal(signal.SIGTERM, previous)
-            reason = reason or "the orchestrator crashed (see the traceback); resume with `autoresearch run --resume`"
+            reason = reason or f"the orchestrator crashed (see the traceback); {again}"
             self.journal.update_run(self.tag, state="stopped", stop_reason=reason)
             self._write_results()
+            if self.session is not None:
+                self.journal.end_session(self.session.id)
         return reason
 
     def limit_reached(self) -> str | None:
         lim = self.config.limits
         done = len(self.journal.final_attempts(self.tag))
         if lim.max_experiments is not None and done >= lim.max_experiments:
-            return f"reached --max-experiments {lim.max_experiments}"
+            return (f"reached --max-experiments {lim.max_experiments} (to go on: resume with a higher "
+                    "--max-experiments)")
         if lim.max_hours is not None and time.monotonic() - self.started >= lim.max_hours * 3600:
-            return f"reached --max-hours {lim.max_hours:g}"
+            return f"reached --max-hours {lim.max_hours:g} (of this session)"
         if lim.max_cost is not None and self.journal.totals(self.tag)["cost"] >= lim.max_cost:
-            return f"reached --max-cost ${lim.max_cost:.2f}"
+            return f"reached --max-cost ${lim.max_cost:.2f} (to go on: resume with a higher --max-cost)"
         return None
 
     def one_experiment(self) -> ExperimentRecord:
@@ -452,7 +438,8 @@ class Loop:
         )
 
     def _write_results(self) -> None:
-        self.journal.write_results_tsv(self.tag, self.ws / RESULTS_FILE)
+        for note in results.publish(self.journal, self.tag, self.ws):
+            self.view.message(note)
 
 
 @dataclass(frozen=True)
@@ -490,8 +477,12 @@ def _with_seed(source: str, k: int) -> str:
     return source
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stop as on Ctrl-C, and exit with its own status."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
 
 
 def _backoff():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -94,6 +95,17 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE experiments ADD COLUMN train_tokens INTEGER",
         "ALTER TABLE experiments ADD COLUMN tokens_per_second REAL",
     ],
+    [  # 3: one row per `autoresearch run` process on a run: the options --resume restores, and active time
+        """CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            tag TEXT NOT NULL REFERENCES runs(tag),
+            options TEXT NOT NULL DEFAULT '{}',  -- JSON: agent, policy, limits (loop/options.py)
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL DEFAULT '',
+            started_at REAL NOT NULL,
+            ended_at REAL                        -- NULL: still going, or killed (kill -9, a power cut)
+        )""",
+    ],
 ]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -161,7 +173,18 @@ class RunRecord:
     info: dict
 
 
-_JSON_FIELDS = {"metrics", "evidence", "settings", "info"}
+@dataclass
+class SessionRecord:
+    id: int
+    tag: str
+    options: dict
+    pid: int
+    host: str
+    started_at: float
+    ended_at: float | None
+
+
+_JSON_FIELDS = {"metrics", "evidence", "settings", "info", "options"}
 
 
 class Journal:
@@ -219,6 +242,26 @@ class Journal:
 
     def update_run(self, tag: str, **values: Any) -> None:
         _update(self, "runs", "tag", tag, values)
+
+    # -- sessions --------------------------------------------------------------------------------------------------
+
+    def start_session(self, tag: str, options: dict) -> SessionRecord:
+        with self.transaction() as db:
+            cur = db.execute("INSERT INTO sessions (tag, options, pid, host, started_at) VALUES (?, ?, ?, ?, ?)",
+                             (tag, json.dumps(options), os.getpid(), socket.gethostname(), time.time()))
+        row = self.db.execute("SELECT * FROM sessions WHERE id = ?", (cur.lastrowid,)).fetchone()
+        return _record(SessionRecord, row)
+
+    def end_session(self, session_id: int) -> None:
+        _update(self, "sessions", "id", session_id, {"ended_at": time.time()})
+
+    def sessions(self, tag: str) -> list[SessionRecord]:
+        """The run's sessions, oldest first; none from a journal older than schema 3 (a reader cannot migrate)."""
+        try:
+            rows = self.db.execute("SELECT * FROM sessions WHERE tag = ? ORDER BY id", (tag,)).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [_record(SessionRecord, r) for r in rows]
 
     # -- experiments -----------------------------------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ def state(workspace: Path, tag: str | None = None, cache: Path | None = None) ->
                 raise NotFound(f"no run tagged {tag!r}") from None
             return empty
         facts = gather(journal, run, cache)
+        run = facts.run  # stopped, when the process of its last session is gone
     finally:
         journal.close()
     return {

@@ -8,12 +8,15 @@ these figures because they are for the human; none of this reaches an agent.
 from __future__ import annotations
 
 import math
+import os
+import socket
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
+from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord, SessionRecord
+from autoresearch.run.result import parse_progress
 
 MAX_LOSS_POINTS = 2000  # a loss curve longer than this is thinned for the browser (first and last steps stay)
 
@@ -52,8 +55,8 @@ class Summary:
     keep_rate: float | None  # over the ideas after the baseline
     crash_rate: float | None
     reject_rate: float | None
-    wall_hours: float  # from the run's start to its last finished experiment (or now, while it runs)
-    per_hour: float | None  # finished ideas per wall-clock hour
+    wall_hours: float  # the time its sessions ran: a pause between a stop and a resume does not count
+    per_hour: float | None  # finished ideas per hour of that time
     train_hours: float  # wall time of the experiments' processes
     agent_hours: float
     cost: float  # USD of agent usage, failed calls included
@@ -72,7 +75,7 @@ class Row:
     number: int
     attempt: int
     final: bool  # the attempt that decided the idea (earlier ones crashed and were fixed)
-    state: str
+    state: str  # proposed | committed | running | done; interrupted: unfinished, and the run has stopped
     status: str | None
     outcome: str | None
     commit: str
@@ -139,10 +142,72 @@ def pick_run(journal: Journal, tag: str | None) -> RunRecord:
 
 
 def gather(journal: Journal, run: RunRecord, cache: Path | None = None, now: float | None = None) -> Facts:
+    sessions = journal.sessions(run.tag)
+    run = as_seen(run, sessions)
     records = journal.experiments(run.tag)
     std, n = noise_floor(run.info)
-    rows = _rows(records, std)
-    return Facts(run=run, summary=_summary(journal, run, rows, (std, n), cache, now), rows=rows, records=records)
+    rows = _rows(records, std, live=run.state == "running")
+    return Facts(run=run, summary=_summary(journal, run, rows, (std, n), cache, now, sessions), rows=rows,
+                 records=records)
+
+
+def as_seen(run: RunRecord, sessions: list[SessionRecord]) -> RunRecord:
+    """The run, stopped if the process of its last session is gone: kill -9 or a power cut leave no word in the
+    journal, and a run that nobody runs must not be shown as running."""
+    if run.state != "running" or not sessions or _alive(sessions[-1]):
+        return run
+    return replace(run, state="stopped", stop_reason="its process ended without a word (killed, or the machine went "
+                   f"down); resume with `autoresearch run --resume --tag {run.tag}`")
+
+
+def _alive(session: SessionRecord) -> bool:
+    if session.ended_at is not None:
+        return False
+    if session.host and session.host != socket.gethostname():
+        return True  # another machine's process (a shared disk): we cannot tell
+    try:
+        os.kill(session.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    started = _process_start(session.pid)
+    return started is None or started <= session.started_at + 2.0  # the pid may since belong to a younger process
+
+
+def _process_start(pid: int) -> float | None:
+    """When a process started, in epoch seconds (to the second), from /proc; inf for a zombie (it is gone), None
+    where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # fields from the 3rd on
+        if fields[0] == "Z":
+            return math.inf
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def active_seconds(run: RunRecord, sessions: list[SessionRecord], finished: list[float],
+                   now: float | None = None) -> float:
+    """How long the run has been going: the sum of its sessions, up to now for one still going, and up to its last
+    finished experiment for one that was killed. Without sessions (an older journal): from the run's start."""
+    now = now or time.time()
+    if not sessions:
+        end = now if run.state == "running" else max(finished, default=run.created_at)
+        return max(0.0, end - run.created_at)
+    total = 0.0
+    for i, s in enumerate(sessions):
+        nxt = sessions[i + 1].started_at if i + 1 < len(sessions) else math.inf
+        if s.ended_at is not None:
+            end = s.ended_at
+        elif nxt == math.inf and run.state == "running":
+            end = now
+        else:
+            end = max((f for f in finished if s.started_at <= f < nxt), default=s.started_at)
+        total += max(0.0, end - s.started_at)
+    return total
 
 
 def noise_floor(info: dict) -> tuple[float | None, int | None]:
@@ -184,7 +249,6 @@ class LossCurve:
 
 def read_loss(path: Path, max_points: int = MAX_LOSS_POINTS) -> LossCurve:
     """The training loss printed so far by train.py; a missing or half-written log gives what there is."""
-    from autoresearch.run.result import parse_progress
 
     curve = LossCurve()
     try:
@@ -221,7 +285,7 @@ def _speed(tps: float | None) -> str:
     return "?" if tps is None else f"{tps:,.0f}"
 
 
-def _rows(records: list[ExperimentRecord], noise_std: float | None) -> list[Row]:
+def _rows(records: list[ExperimentRecord], noise_std: float | None, live: bool = True) -> list[Row]:
     last_attempt: dict[int, int] = {}
     for e in records:
         last_attempt[e.number] = max(last_attempt.get(e.number, 0), e.attempt)
@@ -231,7 +295,8 @@ def _rows(records: list[ExperimentRecord], noise_std: float | None) -> list[Row]
         measured = e.status in ("keep", "discard")
         val = e.val_bpb if measured else None
         row = Row(
-            number=e.number, attempt=e.attempt, final=e.attempt == last_attempt[e.number], state=e.state,
+            number=e.number, attempt=e.attempt, final=e.attempt == last_attempt[e.number],
+            state=e.state if live or e.state == "done" else "interrupted",
             status=e.status, outcome=e.outcome, commit=(e.commit_sha or e.parent_commit or "")[:7],
             val_bpb=val, test_bpb=e.test_bpb if measured else None,
             delta=None if best is None or val is None else val - best.val_bpb,  # type: ignore[operator]
@@ -251,7 +316,7 @@ def _rows(records: list[ExperimentRecord], noise_std: float | None) -> list[Row]
 
 
 def _summary(journal: Journal, run: RunRecord, rows: list[Row], noise: tuple[float | None, int | None],
-             cache: Path | None, now: float | None) -> Summary:
+             cache: Path | None, now: float | None, sessions: list[SessionRecord]) -> Summary:
     finals = [r for r in rows if r.final and r.status]
     keeps = [r for r in finals if r.status == "keep" and r.val_bpb is not None]
     base, best = (keeps[0], keeps[-1]) if keeps else (None, None)
@@ -263,9 +328,7 @@ def _summary(journal: Journal, run: RunRecord, rows: list[Row], noise: tuple[flo
     def rate(status: str) -> float | None:
         return count(status) / len(ideas) if ideas else None
 
-    finished = [r.finished_at for r in rows if r.finished_at]
-    end = (now or time.time()) if run.state == "running" else max(finished, default=run.created_at)
-    wall_hours = max(0.0, end - run.created_at) / 3600
+    wall_hours = active_seconds(run, sessions, [r.finished_at for r in rows if r.finished_at], now) / 3600
     totals = journal.totals(run.tag)
     gain = base.val_bpb - best.val_bpb if base and best else None  # type: ignore[operator]
     return Summary(

@@ -2,7 +2,8 @@
 
 It is the picture people paste into a chat, so it is drawn for that size: large type, few colours, labels only
 on the kept changes (the story of the run), and the points that have no val_bpb (crashes, rejections) pinned to
-the bottom edge rather than dropped.
+the top edge rather than dropped: lower is better, so the bottom would read as the best results. The band around
+the running best is the noise the policy measured: a point inside it is no different from the best.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from autoresearch.see.facts import Facts, Row
 
 KEEP, DISCARD, CRASH, REJECT = "#1a9850", "#9e9e9e", "#d73027", "#c51b7d"
 BEST, TEST, FLOOR, VAL_ONLY = "#1a9850", "#4575b4", "#555555", "#e08214"
-LEGEND_ORDER = ("kept", "running best", "test_bpb", "val-only", "discarded", "crashed", "rejected", "entropy")
+LEGEND_ORDER = ("baseline", "kept", "running best", "noise", "test_bpb", "val-only", "discarded", "crashed", "rejected",
+                "entropy")
+PINNED_Y = 0.975  # where points without a val_bpb sit, in axes coordinates: the top, with the worst
 LABEL_CHARS = 44  # kept changes are labelled with their description, cut to this many characters
 FIGSIZE, DPI = (11.0, 5.6), 120  # 1320 x 672 px: sharp in a chat window, small as a file
 
@@ -57,16 +60,21 @@ def draw_progress(ax, facts: Facts) -> None:
         ax.scatter([r.number for r in above], [0.985] * len(above), s=34, marker="^", color=DISCARD,
                    transform=edge, clip_on=False, zorder=2, label="discarded, off the chart")
     if crashes:
-        ax.scatter([r.number for r in crashes], [0.025] * len(crashes), s=46, marker="x", linewidths=2,
-                   color=CRASH, transform=edge, clip_on=False, zorder=3, label=f"crashed ({len(crashes)})")
+        ax.scatter([r.number for r in crashes], [PINNED_Y] * len(crashes), s=46, marker="x", linewidths=2,
+                   color=CRASH, transform=edge, clip_on=False, zorder=3, label=f"crashed ({len(crashes)}, no val_bpb)")
     if rejects:
-        ax.scatter([r.number for r in rejects], [0.025] * len(rejects), s=40, marker="v", color=REJECT,
-                   transform=edge, clip_on=False, zorder=3, label=f"rejected ({len(rejects)})")
+        ax.scatter([r.number for r in rejects], [PINNED_Y] * len(rejects), s=40, marker="v", color=REJECT,
+                   transform=edge, clip_on=False, zorder=3, label=f"rejected ({len(rejects)}, not run)")
 
     if keeps:  # the running best: a step that drops at each keep and runs on to the last experiment
         xs = [r.number for r in keeps] + [last_x]
         ys = [r.val_bpb for r in keeps] + [keeps[-1].val_bpb]
         ax.step(xs, ys, where="post", color=BEST, linewidth=2, alpha=0.55, zorder=3, label="running best")
+        if s.noise_std:
+            ax.fill_between(xs, [y - s.noise_std for y in ys], [y + s.noise_std for y in ys], step="post",
+                            color=BEST, alpha=0.12, linewidth=0, zorder=1,
+                            label=f"noise ±1σ ({s.noise_std:.4f}" + (f", {s.noise_runs} baseline runs)"
+                                                                      if s.noise_runs else ")"))
         ax.annotate(f"best {keeps[-1].val_bpb:.4f}", xy=(last_x, keeps[-1].val_bpb), xytext=(0, -5),
                     textcoords="offset points", ha="right", va="top", fontsize=10, fontweight="bold", color=BEST,
                     zorder=5)
@@ -77,8 +85,14 @@ def draw_progress(ax, facts: Facts) -> None:
             ax.step(tx, ty, where="post", color=TEST, linewidth=1.4, linestyle="--", alpha=0.8, zorder=3,
                     label="test_bpb of the best (held out)")
             ax.scatter([n for n, _ in tests], [t for _, t in tests], s=14, color=TEST, zorder=3)
-        ax.scatter([r.number for r in keeps], [r.val_bpb for r in keeps], s=60, color=KEEP, edgecolors="white",
-                   linewidths=0.8, zorder=4, label=f"kept ({s.kept})")
+        base = keeps[0] if keeps[0].number == 1 else None  # the unchanged train.py: a reference, not a keep
+        changes = keeps[1:] if base else keeps
+        if base:
+            ax.scatter([base.number], [base.val_bpb], s=70, marker="D", color="white", edgecolors=BEST,
+                       linewidths=1.8, zorder=4, label="baseline")
+        if changes:
+            ax.scatter([r.number for r in changes], [r.val_bpb for r in changes], s=60, color=KEEP,
+                       edgecolors="white", linewidths=0.8, zorder=4, label=f"kept ({len(changes)})")
         doubtful = [r for r in keeps if r.val_only]
         if doubtful:
             ax.scatter([r.number for r in doubtful], [r.val_bpb for r in doubtful], s=190, facecolors="none",

@@ -82,8 +82,10 @@ def status_table(records, title: str | None = None, limit: int | None = None):
     `margin` is how far a keep cleared the noise: its gain in standard deviations of the measured noise floor.
     """
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, header_style="bold")
+    table = Table(title=Text(title) if title else None, title_justify="left", show_edge=False, pad_edge=False,
+                  header_style="bold")
     for col, kw in (("#", {"justify": "right"}), ("commit", {}), ("status", {}), ("val_bpb", {"justify": "right"}),
                     ("Δ best", {"justify": "right"}), ("margin", {"justify": "right"}),
                     ("mem GB", {"justify": "right"}), ("steps", {"justify": "right"}), ("tok/s", {"justify": "right"}),
@@ -107,13 +109,18 @@ def status_table(records, title: str | None = None, limit: int | None = None):
                      STATUS_STYLE.get(r.status or "", "")))
         if r.status == "keep":
             best = r.val_bpb
-    for *cells, style in rows[-limit:] if limit else rows:
-        table.add_row(*cells, style=style)
+    for *cells, style in rows[-limit:] if limit else rows:  # Text: "[timeout: ...]" is a reason, not rich markup
+        table.add_row(*(Text(c) for c in cells), style=style)
     return table
 
 
-def summary_line(records, totals: dict | None = None, noise: dict | None = None) -> str:
-    """One line a researcher pastes into a chat: baseline -> best, the held-out test, the pace, what it cost."""
+def summary_line(records, totals: dict | None = None, run=None, sessions=None) -> str:
+    """One line a researcher pastes into a chat: baseline -> best, the held-out test, the pace, what it cost.
+
+    With the run and its sessions, the pace counts the time the run was going, not the pauses between sessions.
+    """
+    from autoresearch.see.facts import active_seconds, as_seen, noise_floor
+
     done = [r for r in records if r.status]
     kept = [r for r in done if r.status == "keep"]
     if not kept:
@@ -123,16 +130,25 @@ def summary_line(records, totals: dict | None = None, noise: dict | None = None)
             f"{(best.val_bpb - base.val_bpb) / base.val_bpb * 100:+.2f}%)")
     if base.test_bpb is not None and best.test_bpb is not None:
         line += f" | test {base.test_bpb:.4f} -> {best.test_bpb:.4f}"
-    hours = (max(r.finished_at or 0 for r in done) - min(r.created_at for r in done)) / 3600 if done else 0
-    line += (f" | {len(done)} experiments" + (f" in {hours * 60:.0f} min ({len(done) / hours:.0f}/h)" if hours > 0
+    finished = [r.finished_at for r in done if r.finished_at]
+    if run is not None:
+        hours = active_seconds(as_seen(run, sessions or []), sessions or [], finished) / 3600
+    else:
+        hours = (max(finished, default=0) - min(r.created_at for r in done)) / 3600
+    line += (f" | {len(done)} experiments" + (f" in {_duration(hours)} ({len(done) / hours:.0f}/h)" if hours > 0
                                               else "")
              + f", {len(kept) - 1} kept, {sum(r.status == 'crash' for r in done)} crashed, "
              f"{sum(r.status == 'rejected' for r in done)} rejected")
-    if noise and noise.get("std") is not None:
-        line += f" | noise sd {noise['std']:.4f} ({len(noise.get('runs', []))} baseline runs)"
+    std, runs = noise_floor(run.info if run is not None else {})
+    if std is not None:
+        line += f" | noise sd {std:.4f} ({runs or 0} baseline runs)"
     if totals and totals.get("cost"):
         line += f" | agent ${totals['cost']:.2f}"
     return line
+
+
+def _duration(hours: float) -> str:
+    return f"{hours * 60:.0f} min" if hours < 2 else f"{hours:.1f} h"
 
 
 def wide_console() -> Console:

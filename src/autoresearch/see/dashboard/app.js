@@ -81,22 +81,23 @@
     var keeps = finals.filter(function (r) { return r.status === "keep" && r.val_bpb !== null; });
     var discards = finals.filter(function (r) { return r.status === "discard"; });
     var yr = yRange(keeps, discards, s.floor), lo = yr[0], hi = yr[1], pad = (hi - lo) * 0.03;
-    var x = [], kept = [], disc = [], off = [], crash = [], rej = [], best = [], test = [], floor = [];
+    var x = [], base = [], kept = [], disc = [], off = [], crash = [], rej = [], best = [], test = [], floor = [];
     var b = null, t = null;
     finals.forEach(function (r) {
       x.push(r.number);
       var v = r.val_bpb;
-      kept.push(r.status === "keep" ? v : null);
+      base.push(r.status === "keep" && r.number === 1 ? v : null);  // a reference, not a kept change
+      kept.push(r.status === "keep" && r.number !== 1 ? v : null);
       disc.push(r.status === "discard" && v !== null && v <= hi ? v : null);
       off.push(r.status === "discard" && v !== null && v > hi ? hi - pad : null);
-      crash.push(r.status === "crash" ? lo + pad : null);
-      rej.push(r.status === "rejected" ? lo + pad : null);
+      crash.push(r.status === "crash" ? hi - pad : null);  // no val_bpb: at the top, with the worst (lower is better)
+      rej.push(r.status === "rejected" ? hi - pad : null);
       if (r.status === "keep" && v !== null) { b = v; t = r.test_bpb; }
       best.push(b);
       test.push(t);
       floor.push(s.floor !== null && s.floor >= lo ? s.floor : null);
     });
-    return { finals: finals, range: yr, data: [x, kept, disc, off, crash, rej, best, test, floor] };
+    return { finals: finals, range: yr, data: [x, base, kept, disc, off, crash, rej, best, test, floor] };
   }
   function dots(label, color, size, show) {
     return { label: label, stroke: color, fill: color, width: 0, paths: function () { return null; }, show: show !== false,
@@ -110,7 +111,7 @@
     if (progress) progress.destroy();
     var stepped = uPlot.paths.stepped({ align: 1 });
     var all = [
-      dots("kept", C.keep, 10), dots("discarded", C.discard, 7), dots("discarded, off the chart", "#cfcfcf", 7),
+      dots("baseline", C.test, 10), dots("kept", C.keep, 10), dots("discarded", C.discard, 7), dots("discarded, off the chart", "#cfcfcf", 7),
       dots("crashed", C.crash, 8), dots("rejected", C.rejected, 8),
       { label: "running best", stroke: C.keep, width: 2, paths: stepped, points: { show: false } },
       { label: "test_bpb of the best", stroke: C.test, width: 1.5, dash: [6, 4], paths: stepped, points: { show: false } },

@@ -1,0 +1,153 @@
+"""How a run was started: the options `run --resume` restores, and the command line that resumes it.
+
+Each session of a run (one `autoresearch run` process) records its options in the journal. A resume takes the
+last session's options, except those the user passes again, and says which ones changed: a run started with
+`anthropic:...` and `--max-experiments 6` goes on with that agent and stops at experiment 6, whoever resumes it.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+class OptionsError(ValueError):
+    """An option value no run can use; the message names the option and what it accepts."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    agent: str = "search"
+    base_url: str | None = None
+    prices: str | None = None  # the price table's path
+    seed: int = 0
+    agent_timeout: float | None = None
+    policy: str = "noise"
+    sigmas: float = 2.0
+    noise_runs: int = 2
+    confirm_runs: int = 1
+    fix_attempts: int = 2
+    timeout: float | None = None
+    max_experiments: int | None = None
+    max_hours: float | None = None
+    max_cost: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("--max-hours", self.max_hours)
+        check_positive("--max-cost", self.max_cost)
+        check_positive("--timeout", self.timeout)
+        check_positive("--agent-timeout", self.agent_timeout)
+        if self.max_experiments is not None and self.max_experiments < 1:
+            raise OptionsError(f"--max-experiments must be at least 1, not {self.max_experiments}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunOptions:
+        """Options as a session recorded them; keys a newer autoresearch added are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def check_positive(flag: str, value: float | None) -> None:
+    """A limit in hours, USD or seconds: a positive number. A zero or negative one would create a run that does
+    nothing; NaN would silently be no limit at all."""
+    if value is not None and (math.isnan(value) or value <= 0):
+        raise OptionsError(f"{flag} must be a positive number, not {value:g}; leave it out for no limit")
+
+
+DEFAULTS = RunOptions()
+PARAMETERS = {f.name: {"agent": "agent_spec", "prices": "prices_file"}.get(f.name, f.name)
+              for f in fields(RunOptions)}  # each option's name among the `run` command's parameters
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def merge(stored: dict, given: RunOptions, explicit: set[str]) -> tuple[RunOptions, list[str]]:
+    """The options of a resumed run: the stored ones, except those in `explicit` (the user passed them again).
+
+    Returns them with one note per option whose value changed, so the user sees what differs from before.
+    """
+    before = RunOptions.from_dict(stored)
+    values = before.to_dict()
+    notes = []
+    for name in sorted(explicit & values.keys()):
+        new = getattr(given, name)
+        if new != values[name]:
+            notes.append(f"{flag(name)} {_show(new)} (the run had {_show(values[name])})")
+            values[name] = new
+    return RunOptions(**values), notes
+
+
+def summary(o: RunOptions) -> str:
+    """The options of a run in a few words: the agent, the policy and the limits."""
+    policy = f"policy {o.policy}" + (f" ({o.sigmas:g} sd, {o.noise_runs} noise runs)" if o.policy == "noise" else "")
+    limits = [f"{flag(name)} {_show(getattr(o, name))}" for name in ("max_experiments", "max_hours", "max_cost")
+              if getattr(o, name) is not None]
+    return ", ".join([f"agent {o.agent}", policy, *limits] if limits else [f"agent {o.agent}", policy, "no limit"])
+
+
+def resume_command(tag: str, options: RunOptions | None = None) -> str:
+    """The command that continues the run. It lists the run's options explicitly, though `--resume` restores them:
+    the line then means the same to a reader, and to an older autoresearch."""
+    parts = ["autoresearch", "run", "--resume", "--tag", tag]
+    if options is not None:
+        for f in fields(options):
+            value = getattr(options, f.name)
+            if value != getattr(DEFAULTS, f.name) and value is not None:
+                parts += [flag(f.name), _show(value)]
+    return shlex.join(parts)
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}" if float(f"{value:g}") == value else repr(value)  # 8 and 0.5, but 12.345678 whole
+    return str(value)
+
+
+# -- what the loop is given -----------------------------------------------------------------------------------------
+
+@dataclass
+class Limits:
+    max_experiments: int | None = None  # total experiments of the run, earlier sessions included
+    max_hours: float | None = None  # wall-clock hours of this session
+    max_cost: float | None = None  # USD of agent usage over the whole run
+
+
+@dataclass
+class LoopConfig:
+    tag: str
+    agent: str = "search"
+    policy: str = "noise"
+    sigmas: float = 2.0  # noise policy: margin in standard deviations
+    noise_runs: int = 2  # noise policy: extra baseline runs with other seeds
+    confirm_runs: int = 1  # noise policy: extra runs of a marginal winner
+    resume: bool = False
+    limits: Limits = field(default_factory=Limits)
+    fix_attempts: int = 2  # follow-up attempts an agent gets to repair its own crashed change
+    timeout: float | None = None  # per experiment, on top of the runner's phase limits (None: phase limits only)
+    cache: Path | None = None
+    agent_options: dict = field(default_factory=dict)  # how the agent was built (seed, base_url...): for --resume
+
+    @classmethod
+    def from_options(cls, tag: str, o: RunOptions, resume: bool = False, cache: Path | None = None) -> LoopConfig:
+        return cls(tag=tag, agent=o.agent, policy=o.policy, sigmas=o.sigmas, noise_runs=o.noise_runs,
+                   confirm_runs=o.confirm_runs, resume=resume, fix_attempts=o.fix_attempts, timeout=o.timeout,
+                   cache=cache, limits=Limits(o.max_experiments, o.max_hours, o.max_cost),
+                   agent_options={"base_url": o.base_url, "prices": o.prices, "seed": o.seed,
+                                  "agent_timeout": o.agent_timeout})
+
+    def options(self) -> RunOptions:
+        """What this session records for a later --resume (raises OptionsError for a limit no run can use)."""
+        lim = self.limits
+        return RunOptions(agent=self.agent, policy=self.policy, sigmas=self.sigmas, noise_runs=self.noise_runs,
+                          confirm_runs=self.confirm_runs, fix_attempts=self.fix_attempts, timeout=self.timeout,
+                          max_experiments=lim.max_experiments, max_hours=lim.max_hours, max_cost=lim.max_cost,
+                          **self.agent_options)

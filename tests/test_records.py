@@ -1,0 +1,158 @@
+"""Records that must not mislead: crash reasons in `status`, every run's rows in results.tsv files, limits checked
+before anything exists, and a resume that keeps the run's agent, policy and limits after Ctrl-C (exit 130)."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from click.testing import CliRunner
+from loopkit import ScriptedAgent, assert_consistent, fast_source, git
+from rich.console import Console
+
+from autoresearch.cli import cli
+from autoresearch.loop import results, vcs
+from autoresearch.loop.core import Limits, Loop, LoopConfig, LoopError
+from autoresearch.loop.journal import Journal, read_results_tsv
+from autoresearch.loop.options import RunOptions, merge, resume_command
+from autoresearch.see.facts import ReadOnlyJournal, gather, journal_path, pick_run
+from autoresearch.see.ui import status_table
+from autoresearch.settings import Settings
+
+
+@pytest.fixture
+def fast_ws(tiny_workspace):
+    (tiny_workspace / "train.py").write_text(fast_source())
+    vcs.commit_all(tiny_workspace, "fast train.py for records tests")
+    return tiny_workspace
+
+
+def _run_with_rows(j: Journal, tag: str, n: int) -> None:
+    j.create_run(tag, f"autoresearch/{tag}", "c" * 40, "search", "greedy", {})
+    for i in range(1, n + 1):
+        rec = j.add_experiment(tag, i, 0, f"{tag} idea {i}", "x", "c" * 40)
+        j.update(rec.id, state="done", status="keep" if i == 1 else "discard", outcome="ok", val_bpb=1 + i / 100,
+                 memory_gb=0.5, commit_sha=f"{i:07d}" + "0" * 33)
+
+
+def test_status_shows_the_reason_of_a_crash(tmp_path):
+    j = Journal(tmp_path / "journal.db")
+    _run_with_rows(j, "t", 1)
+    rec = j.add_experiment("t", 2, 0, "swap [the] MLP", "x", "c" * 40)
+    j.update(rec.id, state="done", status="crash", outcome="timeout", reason="training ran past 600s [limit]")
+    out = StringIO()
+    Console(file=out, width=250).print(status_table(j.final_attempts("t"), title="run [t]"))
+    assert "swap [the] MLP  [timeout: training ran past 600s [limit]]" in out.getvalue()  # text, not rich markup
+    assert "run [t]" in out.getvalue()
+    j.close()
+
+
+def test_a_new_run_never_erases_another_runs_results(tmp_path):
+    ws = tmp_path
+    j = Journal(ws / ".autoresearch" / "journal.db")
+    _run_with_rows(j, "old", 3)
+    j.write_results_tsv("old", ws / "results.tsv")  # as autoresearch wrote it before there were per-run files
+    old_rows = (ws / "results.tsv").read_text()
+    _run_with_rows(j, "new/one", 1)
+    notes = results.publish(j, "new/one", ws)
+    assert [r["description"] for r in read_results_tsv(ws / "results.tsv")] == ["new/one idea 1"]
+    assert (ws / ".autoresearch" / "results" / "old.tsv").read_text() == old_rows
+    assert notes and "old.tsv" in notes[0]
+    assert results.publish(j, "old", ws) and (ws / "results.tsv").read_text() == old_rows  # resuming the old run
+    results.publish(j, "new/one", ws)
+    assert (ws / ".autoresearch" / "results" / "new%2Fone.tsv").read_text() == (ws / "results.tsv").read_text()
+    assert not list((ws / ".autoresearch" / "results").glob("saved-*"))
+
+    edited = (ws / "results.tsv").read_text() + "abcdef0\t0.9\t0.1\tkeep\tmy own note\n"
+    (ws / "results.tsv").write_text(edited)
+    notes = results.publish(j, "new/one", ws)
+    saved = list((ws / ".autoresearch" / "results").glob("saved-*.tsv"))
+    assert len(saved) == 1 and saved[0].read_text() == edited and "moved it to" in notes[0]
+    assert "my own note" not in (ws / "results.tsv").read_text()
+    j.close()
+
+
+def test_a_bad_limit_is_refused_before_anything_is_created(fast_ws):
+    branches = git(fast_ws, "branch", "--list")
+    for args in (["--max-hours", "-1"], ["--max-hours", "nan"], ["--max-cost", "0"], ["--timeout", "-5"],
+                 ["--agent-timeout", "0"], ["--max-experiments", "0"]):
+        r = CliRunner().invoke(cli, ["run", "--tag", "x", *args])
+        assert r.exit_code == 2 and args[0] in r.output, (args, r.output)
+    with pytest.raises(LoopError, match="--max-hours must be a positive number"):
+        Loop(fast_ws, Settings.load(fast_ws / "autoresearch.toml"), ScriptedAgent([]),
+             LoopConfig(tag="x", limits=Limits(max_hours=-1)))
+    assert git(fast_ws, "branch", "--list") == branches
+    assert not (fast_ws / "results.tsv").exists() and not (fast_ws / ".autoresearch" / "journal.db").exists()
+
+
+def test_options_merge_and_the_resume_command():
+    stored = RunOptions(agent="cmd:python my agent.py", policy="greedy", max_experiments=6, max_cost=2.5).to_dict()
+    same, notes = merge(stored, RunOptions(), explicit=set())  # nothing given again: the run's own options
+    assert same == RunOptions.from_dict(stored) and notes == []
+    changed, notes = merge(stored, RunOptions(max_experiments=10, policy="greedy"), {"max_experiments", "policy"})
+    assert changed.max_experiments == 10 and changed.agent == "cmd:python my agent.py" and changed.max_cost == 2.5
+    assert notes == ["--max-experiments 10 (the run had 6)"]
+    assert resume_command("t", changed) == ("autoresearch run --resume --tag t --agent 'cmd:python my agent.py' "
+                                            "--policy greedy --max-experiments 10 --max-cost 2.5")
+
+
+def test_ctrl_c_then_resume_keeps_the_agent_policy_and_limits(fast_ws, monkeypatch):
+    """The run is interrupted while experiment 2 trains: exit 130, the report says interrupted, and a bare
+    `run --resume` re-runs experiment 2 with the same agent and stops at the run's own --max-experiments
+    (before, it resumed with the search agent and no limit)."""
+    import autoresearch.agents
+    import autoresearch.loop.core as core
+
+    specs = []
+    agent = ScriptedAgent([(fast_source(QUALITY=0.6), "sharper")])  # one idea: a third experiment would fail
+
+    def make_agent(spec, **options):
+        specs.append(spec)
+        agent.name = spec
+        return agent
+
+    real_run = core.run_experiment
+
+    def interrupted(exp, **kw):
+        if exp.run_dir.name.startswith("0002"):
+            raise KeyboardInterrupt
+        return real_run(exp, **kw)
+
+    monkeypatch.setattr(autoresearch.agents, "make_agent", make_agent)
+    monkeypatch.setattr(core, "run_experiment", interrupted)
+    invoke = lambda *args: CliRunner().invoke(cli, ["run", *args], catch_exceptions=False)  # noqa: E731
+    r = invoke("--tag", "t", "--agent", "anthropic:claude-test", "--policy", "greedy", "--max-experiments", "2",
+               "--max-cost", "5")
+    assert r.exit_code == 130, r.output
+    command = "autoresearch run --resume --tag t --agent anthropic:claude-test --policy greedy --max-experiments 2 " \
+              "--max-cost 5"
+    assert f"stopped: interrupted (Ctrl-C); resume with `{command}`" in r.output
+
+    status = CliRunner().invoke(cli, ["status"], catch_exceptions=False).output
+    assert "interrupted: experiment 2 (sharper)" in status and "running:" not in status
+    j = ReadOnlyJournal(journal_path(fast_ws))
+    facts = gather(j, pick_run(j, None))
+    j.close()
+    assert facts.run.state == "stopped" and [(r.number, r.state) for r in facts.rows] == [(1, "done"),
+                                                                                          (2, "interrupted")]
+
+    monkeypatch.setattr(core, "run_experiment", real_run)
+    r = invoke("--resume")
+    assert r.exit_code == 0, r.output
+    assert specs == ["anthropic:claude-test"] * 2
+    assert "goes on with agent anthropic:claude-test, policy greedy, --max-experiments 2, --max-cost 5" in r.output
+    assert "resume: experiment 2 (sharper) was interrupted (running); running it again" in r.output
+    assert "stopped: reached --max-experiments 2" in r.output
+    rows = assert_consistent(fast_ws, "t")
+    assert [x["description"] for x in rows] == ["baseline", "sharper"]
+
+    r = invoke("--resume", "--max-cost", "9")  # given again: used, and said; the rest stays the run's own
+    assert r.exit_code == 0 and "resume: using --max-cost 9 (the run had 5)" in r.output, r.output
+    assert "stopped: reached --max-experiments 2" in r.output
+    j = Journal(journal_path(fast_ws))
+    sessions = j.sessions("t")
+    assert len(sessions) == 3 and all(s.ended_at for s in sessions)
+    assert (sessions[-1].options["agent"], sessions[-1].options["max_experiments"],
+            sessions[-1].options["max_cost"]) == ("anthropic:claude-test", 2, 9.0)
+    j.close()
+
