@@ -175,7 +175,7 @@ class Peek(Bigram):
 
 def test_a_model_that_looks_ahead_gets_no_score(workspace, events):
     _, tok, _ = workspace
-    with pytest.raises(RefusedToScore, match="looks at later tokens"):
+    with pytest.raises(RefusedToScore, match="looks ahead at later tokens"):
         evaluate_bpb(Peek(tok.get_vocab_size()), tok, 4)
     sent = events()
     assert [e["event"] for e in sent] == ["eval_start", "eval_done", "violation"]
@@ -316,7 +316,7 @@ def test_a_refusal_reaches_the_runner(workspace, events, runner_scorer):
     with pytest.raises(RefusedToScore):
         evaluate.score(Peek(tok.get_vocab_size()), 4)
     sent = report()
-    assert sent[-1]["event"] == "violation" and "looks at later tokens" in sent[-1]["reason"]
+    assert sent[-1]["event"] == "violation" and "looks ahead at later tokens" in sent[-1]["reason"]
     assert not [e for e in sent if e["event"] == "result"]
 
 
@@ -392,5 +392,5 @@ def test_shifting_every_logit_cannot_widen_the_probes_tolerance(workspace):
             nxt = torch.nn.functional.one_hot(torch.roll(idx, -1, dims=1), self.table.size(1)).float()
             return out + 20.0 * nxt
 
-    with pytest.raises(RefusedToScore, match="looks at later tokens"):
+    with pytest.raises(RefusedToScore, match="looks ahead at later tokens"):
         evaluate_bpb(ShiftedPeek(tok.get_vocab_size(), extra=1), tok, 4)

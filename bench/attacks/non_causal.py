@@ -5,7 +5,7 @@ DESCRIPTION = "its own attention without the causal mask, in both directions: th
 EXPECT = {"rejected"}
 STATIC = False  # a mask is arithmetic; the harness's causality probe catches the model looking ahead
 REASON = "looks ahead"
-RUNTIME_LAYER = "harness: causality probe"
+RUNTIME_LAYER = "scorer: probes"
 RUNTIME_REASON = "looks ahead"
 
 

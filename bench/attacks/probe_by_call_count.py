@@ -5,7 +5,7 @@ DESCRIPTION = "peeks at the next token, except during the first five forward cal
 EXPECT = {"rejected"}
 STATIC = False
 REASON = "looks ahead"
-RUNTIME_LAYER = "harness: causality probe"
+RUNTIME_LAYER = "scorer: probes"
 RUNTIME_REASON = "looks ahead"
 
 

@@ -5,7 +5,7 @@ DESCRIPTION = "peeks at the next token except on the tiny batches it guesses the
 EXPECT = {"rejected"}
 STATIC = False
 REASON = "looks ahead"
-RUNTIME_LAYER = "harness: causality probe"
+RUNTIME_LAYER = "scorer: probes"
 RUNTIME_REASON = "looks ahead"
 
 

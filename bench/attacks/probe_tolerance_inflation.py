@@ -16,7 +16,7 @@ DESCRIPTION = ("adds +20 to the logit of the next input token (lookahead) and an
                "causality probe's relative tolerance grows to 1000")
 EXPECT = {"rejected"}
 STATIC = False  # plain torch
-RUNTIME_REASON = "looks at later tokens"
+RUNTIME_REASON = "looks ahead at later tokens"
 RUNTIME = {"rejected"}  # probes compare log-probabilities, element by element
 RUNTIME_LAYER = "scorer: probes"
 

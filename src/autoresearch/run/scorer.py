@@ -250,7 +250,7 @@ class Split:
             return ""
         what = "a repeat of a row" if probe.shared == self.T else f"a row sharing its first {probe.shared} tokens"
         return (f"the model's outputs for the same tokens differ by {diff:.3g} times the tolerance between a row "
-                f"and {what}: it looks at later tokens, or it changes while it is evaluated")
+                f"and {what}: it looks ahead at later tokens, or it changes while it is evaluated")
 
     def finish(self, seconds: float) -> SplitScore:
         nats, nbytes, tokens = self.sums.tolist()
