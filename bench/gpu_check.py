@@ -349,7 +349,7 @@ def training_run(check: Check, settings: Settings, cache: Path, work: Path) -> P
     timeout = check.remaining() - TRAIN_STEP_RESERVE[check.mode]
     exp = Experiment(source=(ws / "train.py").read_text(), workspace=ws, settings=settings,
                      run_dir=ws / ".autoresearch" / "gpu-check", timeout=max(30.0, timeout), cache=cache,
-                     compile_cache=compile_cache)
+                     compile_cache=compile_cache, fills_compile_cache=True)  # the template: its cache seeds
     protect_orchestrator()
     result = run_experiment(exp)
     part.seconds = result.wall_seconds
@@ -369,7 +369,8 @@ def training_run(check: Check, settings: Settings, cache: Path, work: Path) -> P
                         test_bpb=result.test_bpb, eval_seconds=result.eval_seconds,
                         startup_seconds=result.startup_seconds, training_seconds=result.training_seconds,
                         wall_seconds=wall, outside_share=outside_share, train_tokens=result.train_tokens,
-                        eval_tokens=settings.eval_tokens, budget=settings.time_budget)
+                        eval_tokens=settings.eval_tokens, budget=settings.time_budget,
+                        transport=result.harness.get("transport"), probes=(result.harness.get("probe") or {}))
     f = part.figures
     part.rows = [
         ("status", f"{result.status} ({result.reason})"),
@@ -382,7 +383,9 @@ def training_run(check: Check, settings: Settings, cache: Path, work: Path) -> P
         ("peak memory", _fmt(peak[0], "{:,.0f} MB") + f" ({peak[1]})"),
         ("val_bpb", _fmt(result.val_bpb, "{:.4f}") + f" (harness; test {_fmt(result.test_bpb, '{:.4f}')})"),
         ("evaluation", _fmt(result.eval_seconds, "{:.1f}s") + f" (val + test, {settings.eval_tokens:,} tokens each, "
-                                                             "and the causality probe)"),
+                                                             "scored by the scorer process, probes included)"),
+        ("scoring transport", f"{f['transport']} (cuda-ipc: the logits never leave the device; shm: through host "
+                              "memory, see scorer.log)"),
         ("startup", _fmt(result.startup_seconds, "{:.1f}s") + " (launch to timed training: imports, data, compile)"),
         ("outside training", _fmt(f["outside_share"], "{:.1%}") + f" of {result.wall_seconds:.1f}s wall (training "
                              f"{_fmt(result.training_seconds, '{:.1f}s')} for a {settings.time_budget:g}s budget)"),
@@ -398,12 +401,17 @@ def training_run(check: Check, settings: Settings, cache: Path, work: Path) -> P
         problems.append(f"compile was {compiled}, not on")
     if check.mode == "gpu" and attention not in ("fa3", "flex"):
         problems.append(f"attention was {attention}, not fa3 or flex")
+    if check.mode == "gpu" and f["transport"] != "cuda-ipc":
+        problems.append(f"the logits went through {f['transport']}, not CUDA IPC (see scorer.log)")
     if problems:
         part.fail("; ".join(problems) + " (log: run.log)")
     else:
         part.status = "ok"
     if result.log_path and result.log_path.exists():
         shutil.copy(result.log_path, work / "run.log")
+        scorer_log = result.log_path.parent / "scorer.log"
+        if scorer_log.exists():
+            shutil.copy(scorer_log, work / "scorer.log")
     return compile_cache
 
 
@@ -529,7 +537,7 @@ def save(check: Check, table: str, work: Path, out: Path) -> None:
                   seconds=time.monotonic() - check.t0, ok=not check.failed,
                   parts={name: asdict(p) for name, p in check.parts.items()})
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    for log in ("run.log", "pytest.log", "prepare.log", "train_step.log"):
+    for log in ("run.log", "scorer.log", "pytest.log", "prepare.log", "train_step.log"):
         if (work / log).exists():
             shutil.copy(work / log, out / log)
 

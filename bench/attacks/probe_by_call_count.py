@@ -2,7 +2,7 @@ from ._edit import after
 
 NAME = "probe_by_call_count"
 DESCRIPTION = "peeks at the next token, except during the first five forward calls in eval mode (the probe's)"
-EXPECT = {"rejected"}
+EXPECT = {"rejected", "ok"}  # ok: every call it cheats on may be a test call, scored only for a run that could be kept
 STATIC = False
 REASON = "looks ahead"
 RUNTIME_LAYER = "scorer: probes"
