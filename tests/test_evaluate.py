@@ -394,3 +394,48 @@ def test_shifting_every_logit_cannot_widen_the_probes_tolerance(workspace):
 
     with pytest.raises(RefusedToScore, match="looks ahead at later tokens"):
         evaluate_bpb(ShiftedPeek(tok.get_vocab_size(), extra=1), tok, 4)
+
+
+# -- the transport: CUDA IPC when both sides can open it, host memory otherwise --------------------------------------
+
+
+def _negotiate(scorer_device: str) -> tuple[str, str]:
+    """(the scorer's transport, the client's) after the layout exchange over a socket pair."""
+    import socket
+    import threading
+
+    from autoresearch.run import transport
+
+    ours, theirs = socket.socketpair()
+    got = {}
+    t = threading.Thread(target=lambda: got.update(t=transport.open_transport(ours, 2, 4, 8, scorer_device)))
+    t.start()
+    try:
+        slots = evaluate._open_slots(theirs, torch.device("cpu"))
+    finally:
+        t.join(timeout=30)
+        ours.close()
+        theirs.close()
+    return got["t"].kind, slots.kind
+
+
+def test_without_cuda_both_sides_fall_back_to_host_memory():
+    assert _negotiate("cuda:0") == ("shm", "shm")
+    assert _negotiate("cpu") == ("shm", "shm")
+
+
+def test_a_cuda_layout_the_client_cannot_open_falls_back_to_host_memory(monkeypatch):
+    """The scorer shares device memory; train.py's process cannot open the handle (here: no CUDA at all): both say
+    so and use host memory, and the scorer's result names the transport."""
+    from autoresearch.harness import wire
+    from autoresearch.run import transport
+
+    class Shared:
+        kind = "cuda-ipc"
+
+        def __init__(self, sock, rows, T, V, device):  # noqa: N803
+            wire.send(sock, "layout", rows=rows, T=T, V=V, slots=wire.SLOTS, transport=self.kind,
+                      cuda={"handle": "00" * 64, "device": device})
+
+    monkeypatch.setattr(transport, "CudaTransport", Shared)
+    assert _negotiate("cuda:0") == ("shm", "shm")
