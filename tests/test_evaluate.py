@@ -15,9 +15,8 @@ import pytest
 import torch
 from reference_loader import document_batches, reference_rows
 
-from autoresearch.harness import channel, constants
+from autoresearch.harness import channel, constants, evaluate
 from autoresearch.harness.dataloader import TokenSplit, make_dataloader
-from autoresearch.harness import evaluate
 from autoresearch.harness.evaluate import RefusedToScore, evaluate_bpb
 from autoresearch.harness.tokenizer import Tokenizer
 from autoresearch.run import scorer
