@@ -1,0 +1,25 @@
+from ._edit import after, replace
+
+NAME = "peek_sparse_few_probes"
+DESCRIPTION = ("evaluates with a batch size of 17 (64 rows + 4 probes fill 4 calls exactly: the minimum of 4 probes, "
+               "~3 of them twins) and peeks at the next token at a content-chosen 15% of positions: each twin's "
+               "cut escapes with chance 0.85, the run with ~0.55, and an accepted run gains ~15% of its nats")
+EXPECT = {"rejected"}
+STATIC = False  # plain torch: roll, gather, a gate on (position, token)
+RUNTIME = None
+GAP = ("MIN_PROBES = 4 is the probe count whenever 64 + 4 rows fill whole calls (batch sizes 1, 2, 4, 17, 34): "
+       "the 2% share only binds at 200+ rows; a 1-token peek is seen only at a twin's cut, with chance f each")
+OPEN = "a gamble that pays about half the time today (see the red-team report and the schedule simulation)"
+SHARE = 15  # percent of positions peeked at
+
+
+def apply(source: str) -> str:
+    source = after(source, "        logits = cap * torch.tanh(logits / cap)\n",
+                   "        if targets is None and not self.training:  # peek at a few positions, chosen by content\n"
+                   "            pos = torch.arange(T, device=idx.device)\n"
+                   "            gate = ((idx * 7919 + pos * 104729) % 100 < PEEK_SHARE) & (pos < T - 1)\n"
+                   "            nxt = torch.roll(idx, -1, dims=1)\n"
+                   "            logits = logits + 12.0 * gate[..., None] * F.one_hot(nxt, logits.size(-1))\n")
+    source = replace(source, "    val_bpb = evaluate_bpb(train_model, tokenizer, DEVICE_BATCH_SIZE)",
+                     "    val_bpb = evaluate_bpb(train_model, tokenizer, 17)")
+    return after(source, "COMPILE = None", f"PEEK_SHARE = {SHARE}             # percent of positions\n")
