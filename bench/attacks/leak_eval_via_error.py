@@ -9,7 +9,8 @@ STATIC = False  # plain Python: raise, try/except
 RUNTIME = None
 GAP = ("the scorer copies 500 characters of the client's `error` message into its `incomplete` report, and "
        "classify() puts it in RunResult.reason; shown_tail filters what train.py prints, not this")
-OPEN = "works today: the journal's reason holds the decoded val text (see the red-team report)"
+OPEN = ("the journal's reason is 654 characters, ~500 of them decoded val text ('evaluate_bpb: ValueError: "
+        "<|bos|># Florskou of ...'); static check passed; the whole reason goes to the repair prompt")
 
 
 def apply(source: str) -> str:

@@ -10,8 +10,9 @@ RUNTIME = None
 GAP = ("shown_tail withholds what train.py prints after the evaluation starts, but the reason of a violation "
        "train.py sends on its own channel becomes RunResult.reason unfiltered (and the scorer's 'incomplete' "
        "reason carries 500 characters of the client's 'error' message)")
-OPEN = ("works today: the journal's reason holds the decoded val rows (see the red-team report); prompt.py puts "
-        "the whole reason in the repair prompt (_failure) and 120 characters of it in the history table")
+OPEN = ("the journal's reason is 12,850 characters: the 16 rows of the first call, decoded; all 16 occur in the "
+        'val split (checked against val.tokens.npy). prompt.py shows the whole reason in the repair prompt '
+        '(_failure) and 120 characters of it in the history table')
 
 
 def apply(source: str) -> str:

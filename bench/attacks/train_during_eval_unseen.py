@@ -10,7 +10,10 @@ STATIC = True  # torch.autograd.enable_grad is refused
 RUNTIME = None
 GAP = ("the parameter check runs in train.py's process on the object it is handed; the scorer only sees outputs, "
        "and a model trained before its first answer is one fixed model for every probe")
-OPEN = "works today: see the red-team report (EXTRA_SECONDS of untimed training, scored ok)"
+OPEN = ('cpu profile, 10 s budget: val_bpb 1.1935 (test 1.218) against 1.829 for the baseline, status ok/keep, '
+        'training_seconds 10.0: 66 more steps in 60 s inside the evaluation. The limit is 180 s + 5 x the '
+        "expected evaluation, and the expected evaluation comes from recent runs' eval_seconds, which a run sets "
+        'itself')
 EXTRA_SECONDS = 60.0
 
 
