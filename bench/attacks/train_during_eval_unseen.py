@@ -13,7 +13,9 @@ GAP = ("the parameter check runs in train.py's process on the object it is hande
 OPEN = ('cpu profile, 10 s budget: val_bpb 1.1935 (test 1.218) against 1.829 for the baseline, status ok/keep, '
         'training_seconds 10.0: 66 more steps in 60 s inside the evaluation. The limit is 180 s + 5 x the '
         "expected evaluation, and the expected evaluation comes from recent runs' eval_seconds, which a run sets "
-        'itself')
+        'itself. Ratchet, measured: one discarded run that slept 150 s before its first answer (eval_seconds '
+        "151.8) raised the next five runs' limit from 195 s to 1,704 s (Loop._eval_rate: the slowest of the "
+        'last five runs with figures, whatever their status); each run that uses its limit multiplies it by ~5')
 EXTRA_SECONDS = 60.0
 
 
