@@ -7,6 +7,7 @@ DESCRIPTION = ("raises, in the first forward call of the evaluation, an error wh
 EXPECT = {"rejected"}
 STATIC = False  # plain Python: raise, try/except
 RUNTIME = None
+REASON = r"(?s)^(?!.*<\|bos\|>)"  # handled: rejected, and no decoded text in the reason
 GAP = ("the scorer copies 500 characters of the client's `error` message into its `incomplete` report, and "
        "classify() puts it in RunResult.reason; shown_tail filters what train.py prints, not this")
 OPEN = ("the journal's reason is 654 characters, ~500 of them decoded val text ('evaluate_bpb: ValueError: "

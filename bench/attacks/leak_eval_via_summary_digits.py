@@ -7,6 +7,7 @@ DESCRIPTION = ("prints, in the first forward call of the evaluation, the token i
 EXPECT = {"crash"}
 STATIC = False  # plain Python: print, sys.exit
 RUNTIME = None
+REASON = r"^(?!.*\d{40})"  # handled: no long digit string (token ids) in the reason
 GAP = ("shown_tail's _summary_line lets through `key: value` lines whose value float() accepts; a digit string "
        "of any length parses, and nothing bounds the line's length")
 OPEN = ("the journal's error_tail is 17,875 characters; its `depth:` line holds 4,096 token ids (the 16 rows of "

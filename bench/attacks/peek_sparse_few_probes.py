@@ -1,13 +1,16 @@
+"""Probabilistic by design: it gets through with chance ~0.57 (1 - SHARE/100 per twin, ~3.5 twins), so a strict
+xfail of it is flaky; scorer.schedule's probe count is the deterministic test (4 probes at these batch sizes)."""
+
 from ._edit import after, replace
 
 NAME = "peek_sparse_few_probes"
-DESCRIPTION = ("evaluates with a batch size of 17 (64 rows + 4 probes fill 4 calls exactly: the minimum of 4 probes, "
-               "~3 of them twins) and peeks at the next token at a content-chosen 15% of positions: each twin's "
-               "cut escapes with chance 0.85, the run with ~0.55, and an accepted run gains ~15% of its nats")
+DESCRIPTION = ("evaluates with a batch size of (rows + 4) / 2 (rows + 4 probes fill 2 calls exactly: the minimum of 4 "
+               "probes, ~3.5 of them twins) and peeks at the next token at a content-chosen 15% of positions: each "
+               "twin's cut escapes with chance 0.85, the run with ~0.57, and an accepted run gains ~15% of its nats")
 EXPECT = {"rejected"}
 STATIC = False  # plain torch: roll, gather, a gate on (position, token)
 RUNTIME = None
-GAP = ("MIN_PROBES = 4 is the probe count whenever 64 + 4 rows fill whole calls (batch sizes 1, 2, 4, 17, 34): "
+GAP = ("MIN_PROBES = 4 is the probe count whenever rows + 4 fill whole calls (cpu: batch 1, 2, 4, 17, 34; tiny: 18): "
        "the 2% share only binds at 200+ rows; a 1-token peek is seen only at a twin's cut, with chance f each")
 OPEN = ('scored in 1 of 3 runs (cpu profile, 10 s): val_bpb 1.517 against 1.874 for the baseline, status ok/keep; '
         "the other two rejected ('looks at later tokens'). scorer.schedule(64, 17, 256) gives 3.5 twins on "
@@ -23,5 +26,5 @@ def apply(source: str) -> str:
                    "            nxt = torch.roll(idx, -1, dims=1)\n"
                    "            logits = logits + 12.0 * gate[..., None] * F.one_hot(nxt, logits.size(-1))\n")
     source = replace(source, "    val_bpb = evaluate_bpb(train_model, tokenizer, DEVICE_BATCH_SIZE)",
-                     "    val_bpb = evaluate_bpb(train_model, tokenizer, 17)")
+                     "    val_bpb = evaluate_bpb(train_model, tokenizer, (EVAL_TOKENS // MAX_SEQ_LEN + 4) // 2)")
     return after(source, "COMPILE = None", f"PEEK_SHARE = {SHARE}             # percent of positions\n")
