@@ -39,6 +39,10 @@ class WireError(Exception):
     """The other side broke the protocol or went away."""
 
 
+class WireTimeout(WireError):
+    """No message within the time allowed."""
+
+
 def send(sock: socket.socket, op: str, fds: tuple[int, ...] = (), **data) -> None:
     body = json.dumps({"op": op, **data}, allow_nan=True).encode()
     frame = struct.pack(">I", len(body)) + body
@@ -65,15 +69,21 @@ def _read_exact(sock: socket.socket, n: int, fds: list[int] | None = None) -> by
     return out
 
 
-def receive(sock: socket.socket, fds: list[int] | None = None) -> dict:
-    """The next message; with `fds`, file descriptors sent along with it are appended there."""
+def receive(sock: socket.socket, fds: list[int] | None = None, timeout: float | None = None) -> dict:
+    """The next message; with `fds`, file descriptors sent along with it are appended there. WireTimeout when none
+    comes within `timeout` seconds."""
+    sock.settimeout(timeout)
     try:
         (length,) = struct.unpack(">I", _read_exact(sock, 4, fds))
         if length > MAX_FRAME:
             raise WireError(f"a frame of {length} bytes (at most {MAX_FRAME})")
         message = json.loads(_read_exact(sock, length))
+    except TimeoutError:
+        raise WireTimeout(f"no answer within {timeout:.1f}s") from None
     except (OSError, ValueError) as e:
         raise WireError(f"unreadable message ({e})") from None
+    finally:
+        sock.settimeout(None)
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         raise WireError("a message without an op")
     return message

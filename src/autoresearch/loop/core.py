@@ -293,7 +293,9 @@ class Loop:
                                          timeout=self.config.timeout, cache=self.config.cache,
                                          compile_cache=self.ws / RUN_DIR / SEED_DIR,
                                          fills_compile_cache=self._human_baseline(rec),
-                                         eval_rate=self._eval_rate(), wants_test=wants_test),
+                                         eval_rate=self._eval_rate(), wants_test=wants_test,
+                                         first_answer_limit=None if self._human_baseline(rec) else
+                                         self._first_answer_limit()),
                               on_line=self.view.line, on_progress=self.view.progress)
 
     def _human_baseline(self, rec: ExperimentRecord) -> bool:
@@ -302,17 +304,24 @@ class Loop:
         from an agent's commit). See run/compile_cache.py."""
         return rec.number == 1 and rec.agent == "baseline" and not self.journal.proposed_by_agent(rec.train_py)
 
+    def _human_figures(self) -> list[dict]:
+        """The scorer's figures of this run's human-written runs (the baseline and its repeats), latest first: the
+        evaluation's speed comes from them only, since an agent's run could look slow on purpose to buy itself a
+        longer evaluation (time it could train in)."""
+        return [h for e in reversed(self.journal.experiments(self.tag, done_only=True)) if self._human_baseline(e)
+                if (h := (e.metrics or {}).get("harness") or {})]
+
     def _eval_rate(self) -> float | None:
-        """Evaluation tokens/s on this workspace: the slowest of the last five scored runs (None before any)."""
-        rates = []
-        for e in reversed(self.journal.experiments(self.tag, done_only=True)):
-            h = (e.metrics or {}).get("harness") or {}
-            tokens = (h.get("val_tokens") or 0) + (h.get("test_tokens") or 0)
-            if tokens and h.get("eval_seconds"):
-                rates.append(tokens / h["eval_seconds"])
-            if len(rates) == 5:
-                break
+        """Evaluation tokens/s on this workspace: the slowest of the last five human-written runs (None before)."""
+        rates = [((h.get("val_tokens") or 0) + (h.get("test_tokens") or 0)) / h["eval_seconds"]
+                 for h in self._human_figures()[:5] if h.get("eval_seconds") and h.get("val_tokens")]
         return min(rates) if rates else None
+
+    def _first_answer_limit(self) -> float | None:
+        """Seconds an agent's run may take for the scorer's first call: 10 s plus three times the slowest first
+        answer of the human-written runs (it includes compiling the model for evaluation); None before any."""
+        firsts = [h["first_answer_seconds"] for h in self._human_figures() if h.get("first_answer_seconds")]
+        return 10.0 + 3.0 * max(firsts) if firsts else None
 
     def _decide(self, rec: ExperimentRecord, result: RunResult, run_dir: Path) -> tuple[str, dict]:
         """Decide on a finished run; under the noise policy, repeat runs with other seeds where it matters; under

@@ -36,6 +36,9 @@ class Experiment:
     compile_cache: Path | None = None
     fills_compile_cache: bool = False  # a human-written source: its private cache becomes the seed if it succeeds
     eval_rate: float | None = None  # evaluation tokens/s measured on this workspace (the slowest recent), if known
+    # Seconds the model may take for the scorer's first call (None: no limit but the evaluation phase's), from the
+    # workspace's human-written runs: beyond it, the time would be training time on the rows it holds.
+    first_answer_limit: float | None = None
     # Asked once val_bpb is measured: score the held-out test split too? (None: always.) Runs in the runner's
     # reader thread while the experiment waits, so it must be quick; train.py never sees it.
     wants_test: Callable[[float], bool] | None = None

@@ -35,10 +35,14 @@ from autoresearch.harness.constants import eval_rows, prepared_dir, workspace_se
 from autoresearch.harness.dataloader import TokenSplit, iter_row_arrays
 
 LOGITS_BUDGET = 2**27  # logits elements per forward call: bounds evaluation memory whatever batch_size is
-MIN_PROBES = 4  # probe rows per split at the least; the last call's free rows hold more
-PROBE_SHARE = 0.02  # probe rows per real row: a model that looks ahead at a share f of positions escapes each
-                    # probe with chance 1 - f, so 2% of 10,240 rows (the GPU profile) catch f = 1% with 87%
-REPEAT_SHARE = 0.25  # of the probes, the share that repeats a row whole (the rest share a prefix)
+MIN_PROBES = 16  # probe rows per split at the least; the last call's free rows hold more. A model that looks ahead
+                 # at a share f of positions escapes each twin with chance 1 - f: 16 twins catch f = 15% with 93%
+PROBE_SHARE = 0.02  # and at least this share of the real rows: 2% of 10,240 (the GPU profile) catch f = 1% with 87%
+REPEAT_SHARE = 0.125  # of the probes, the share that repeats a row whole (the rest share a prefix)
+MIN_CALLS = 8  # calls per split at the least, whatever train.py's batch size: what the model holds at any moment
+               # (SLOTS calls) is a small share of the split, and a probe is never held with its row (see schedule)
+CALL_FLOOR_SECONDS = 5.0  # an answer may take this long, or CALL_FACTOR x the fastest one so far, whichever is more
+CALL_FACTOR = 20.0
 SIGNATURE_IDS = 16  # vocabulary entries, drawn from the OS, compared between a twin and its original
 RELATIVE_TOLERANCE = 1e-3  # of a log-probability's magnitude: far above the noise of identical computations
 ANSWER_TIMEOUT = 60.0
@@ -46,10 +50,10 @@ ANSWER_TIMEOUT = 60.0
 
 def rows_per_call(batch_size: int, T: int, vocab: int, n_rows: int) -> int:  # noqa: N803
     """Rows of every scoring call: train.py's batch size (its model has run at that size), at most what one call's
-    logits may hold, and no more than the split needs."""
+    logits may hold, and few enough that the split takes MIN_CALLS calls."""
     if batch_size < 1:
         raise ValueError(f"evaluate_bpb: batch_size must be at least 1, got {batch_size}")
-    return max(1, min(batch_size, LOGITS_BUDGET // (T * vocab), n_rows))
+    return max(1, min(batch_size, LOGITS_BUDGET // (T * vocab), math.ceil(n_rows / MIN_CALLS)))
 
 
 # ---------------------------------------------------------------------------
@@ -75,14 +79,14 @@ def schedule(n_real: int, rows: int, T: int, rng: random.Random,  # noqa: N803
              windows: np.ndarray | None = None) -> list[Row]:
     """Every real row once, in an order drawn from `rng`, and probe rows among them, filling whole calls.
 
-    Probe places are drawn among all places; each probe goes to one in another call than its real row's.
+    Probe places are drawn among all places; each probe goes to one at least SLOTS calls from its real row's.
     """
     order = [Row(i, T) for i in range(n_real)]
     rng.shuffle(order)
     probes = []
     for k in range(probe_count(n_real, rows)):
         real = rng.randrange(n_real)
-        if T < 3 or n_real < 2 or (k >= 2 and rng.random() < REPEAT_SHARE):  # two twins at the least
+        if T < 3 or n_real < 2 or (k >= MIN_PROBES // 2 and rng.random() < REPEAT_SHARE):  # half twins at least
             probes.append(Row(real, T, probe=True))
         else:
             probes.append(_twin(real, n_real, T, rng, windows))
@@ -95,11 +99,14 @@ def schedule(n_real: int, rows: int, T: int, rng: random.Random,  # noqa: N803
     for place, r in zip(real_places, order):
         plan[place] = r
         call_of[r.real] = place // rows
-    # Each probe takes a place in another call than its real row's when one is left (same call: a model could spot
-    # the pair by comparing the rows of its input, and treat both alike).
+    # Each probe takes a place at least SLOTS calls away from its real row's when one is left: a model holds SLOTS
+    # calls at once, and holding both rows of a pair it could spot them (a shared prefix) and treat both alike.
     rng.shuffle(probes)
     for p in probes:
-        pick = next((i for i, place in enumerate(probe_places) if place // rows != call_of[p.real]), 0)
+        pick = next((i for i, place in enumerate(probe_places) if abs(place // rows - call_of[p.real]) >= wire.SLOTS),
+                    None)
+        if pick is None:
+            pick = next((i for i, place in enumerate(probe_places) if place // rows != call_of[p.real]), 0)
         plan[probe_places.pop(pick)] = p
     return plan  # type: ignore[return-value]
 
@@ -284,6 +291,9 @@ class Scorer:
         self.V = len(self.token_bytes)
         self.windows = {s: load_windows(s, self.T) for s in ("val", "test")}
         self.rng = random.Random(os.urandom(32))
+        self.first_answer_limit: float | None = None  # set by main() from the runner's --first-answer-limit
+        self.first_answer: float | None = None  # seconds the first answer took (it includes compiling)
+        self.fastest: float | None = None  # the fastest answer after the first
         self.ids = np.array(sorted(self.rng.sample(range(self.V), min(SIGNATURE_IDS, self.V))))
 
     def report(self, event: str, **data) -> None:
@@ -340,7 +350,8 @@ class Scorer:
         payload = {f"{k}_{f}": v for k, s in scores.items() for f, v in asdict(s).items()}
         payload.update(splits=list(scores), rows_per_call=rows, eval_seconds=time.monotonic() - t0,
                        transport=transport.kind,
-                       probe={"max_diff": max_diff, "probes": sum(s.probes for s in scores.values())})
+                       probe={"max_diff": max_diff, "probes": sum(s.probes for s in scores.values())},
+                       first_answer_seconds=self.first_answer, fastest_answer_seconds=self.fastest)
         self.report("result", **payload)
         end = {"val_bpb": scores["val"].bpb}
         if self.reveal:  # started by train.py itself (run by hand): nothing here is secret from it anyway
@@ -364,26 +375,60 @@ class Scorer:
     def stream(self, split: Split, transport) -> tuple[str, str] | None:
         """Serve every call of `split`, two in flight; None, or (kind, reason) when the run is refused."""
         t0 = time.monotonic()
-        pending: dict[int, np.ndarray] = {}  # call -> its targets
+        pending: dict[int, tuple[np.ndarray, float]] = {}  # call -> its targets, when it was sent
         sent = 0
+        answered = 0.0
         for call in range(split.calls):
             while sent < split.calls and sent < call + wire.SLOTS:
                 x, y = split.inputs(sent)
                 transport.put_inputs(sent % wire.SLOTS, x)
                 wire.send(self.sock, "batch", slot=sent % wire.SLOTS, seq=sent)
-                pending[sent] = y
+                pending[sent] = (y, time.monotonic())
                 sent += 1
-            message = wire.receive(self.sock)
+            since = max(pending[call][1], answered)  # the model works on one call at a time
+            limit = self.call_limit()
+            wait = None if limit is None else max(0.0, since + limit - time.monotonic())
+            try:
+                message = wire.receive(self.sock, timeout=wait)
+            except wire.WireTimeout:
+                return "slow", self.too_slow(limit)
+            answered = time.monotonic()
+            self.timed(answered - since)
             if message["op"] == "error":
-                return "model", f"evaluate_bpb: {str(message.get('message', 'the model failed'))[:500]}"
+                # The model's message stays in scorer.log: train.py's process holds evaluation rows by now, and
+                # what it says could carry them into the records an agent reads.
+                wire.log(f"the model failed: {str(message.get('message'))[:2000]}")
+                return "model", "the model raised an exception during the evaluation (its message is in scorer.log)"
             if message["op"] != "done" or message.get("seq") != call:
                 return "protocol", (f"the evaluation client answered {message['op']} {message.get('seq')}, "
                                     f"not done {call}")
-            why = split.take(call, transport.take_logits(call % wire.SLOTS), pending.pop(call))
+            why = split.take(call, transport.take_logits(call % wire.SLOTS), pending.pop(call)[0])
             if why:
                 return "non_causal", why
         split.finish(time.monotonic() - t0)
         return None
+
+
+    def call_limit(self) -> float | None:
+        """How long the model may take for the next answer: the first, as long as the runner allows (from the
+        workspace's human-written runs: their first answers include the compilation for evaluation); the others,
+        CALL_FACTOR x the fastest so far, at least CALL_FLOOR_SECONDS. Time a model takes beyond that is time it
+        could train in, on the rows it holds."""
+        if self.first_answer is None:
+            return self.first_answer_limit
+        return max(CALL_FLOOR_SECONDS, CALL_FACTOR * (self.fastest or self.first_answer))
+
+    def timed(self, seconds: float) -> None:
+        if self.first_answer is None:
+            self.first_answer = seconds
+        else:
+            self.fastest = seconds if self.fastest is None else min(self.fastest, seconds)
+
+    def too_slow(self, limit: float) -> str:
+        which = "first" if self.first_answer is None else "next"
+        return (f"the model took over {limit:.1f}s to answer the {which} evaluation call (this workspace's runs "
+                f"answer in {self.fastest or self.first_answer_limit or 0:.2f}s or so): time spent inside the "
+                "evaluation could be spent training on the rows it holds")
 
 
 def _non_dumpable() -> None:
@@ -403,12 +448,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-fd", type=int)
     parser.add_argument("--answer-fd", type=int)
     parser.add_argument("--reveal", action="store_true")
+    parser.add_argument("--first-answer-limit", type=float, help="seconds the model may take for its first answer")
     args = parser.parse_args(argv)
     _non_dumpable()
     sock = socket.socket(fileno=args.socket_fd)
     report = args.report_fd
     try:
         scorer = Scorer(sock, report, args.answer_fd, args.reveal)
+        scorer.first_answer_limit = args.first_answer_limit
     except Exception as e:  # noqa: BLE001 - the runner needs the reason, the experiment a closed socket
         wire.log(f"cannot start: {type(e).__name__}: {e}")
         if report is not None:

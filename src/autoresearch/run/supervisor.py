@@ -215,7 +215,8 @@ def _start_scorer(exp: Experiment, cache: Path, sock: socket.socket) -> _ScorerP
     try:
         proc = subprocess.Popen(
             [*prefix, sys.executable, "-P", "-m", "autoresearch.run.scorer", "--socket-fd", str(sock.fileno()),
-             "--report-fd", str(report_write), "--answer-fd", str(answer_read)],
+             "--report-fd", str(report_write), "--answer-fd", str(answer_read),
+             *(["--first-answer-limit", f"{exp.first_answer_limit:.3f}"] if exp.first_answer_limit else [])],
             cwd=prepared if prepared.is_dir() else exp.run_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=(sock.fileno(), report_write, answer_read))
     except OSError:
@@ -328,6 +329,7 @@ def shown_tail(tail: deque, eval_clock: float | None) -> list[str]:
     return out
 
 
+SUMMARY_NUMBER = re.compile(r"-?\d{1,7}(\.\d{1,6})?")  # a figure, not a string of token ids
 SUMMARY_KEYS = frozenset({"val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
                           "total_tokens_M", "num_steps", "num_params_M", "depth"})
 
@@ -337,11 +339,7 @@ def _summary_line(line: str) -> bool:
     if line == "---":
         return True
     key, _, value = line.partition(":")
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return key in SUMMARY_KEYS
+    return key in SUMMARY_KEYS and bool(SUMMARY_NUMBER.fullmatch(value.strip()))
 
 
 def _pump(proc: subprocess.Popen, log, tail: deque, on_line, on_progress) -> None:

@@ -40,6 +40,28 @@ OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "MemoryError", "MPS bac
 NAN_MARKERS = ("FAIL", "loss is nan", "nan loss")
 
 
+# What the harness in train.py's process reports, in words of ours: from the moment it holds evaluation rows, a
+# reason it sends could carry them into the records an agent is shown.
+CLIENT_RULES = {
+    "split": "make_dataloader was asked for a split other than 'train': training may read the 'train' split only",
+    "train_after_eval": "a training batch was asked for after evaluate_bpb started: train first, then evaluate "
+                        "once, at the end",
+    "evaluated_twice": "evaluate_bpb was called a second time: train, then evaluate once, at the end",
+    "stateful": "the model's parameters or buffers changed during the evaluation: training ends before "
+                "evaluate_bpb, which scores the model as it is",
+    "scorer": "the scorer refused to score the model",
+}
+
+
+def _told(event: dict, at: float, eval_at: float | None) -> dict:
+    """A violation train.py's process reported, its reason replaced by ours once the evaluation had begun."""
+    if eval_at is None or at < eval_at:
+        return event
+    kind = str(event.get("kind", ""))
+    return {**event, "reason": CLIENT_RULES.get(kind, "train.py's process reported a broken rule of the harness "
+                                                      "during the evaluation")}
+
+
 def classify(returncode: int | None, watch, tail: list[str], exp: Experiment, leftovers: int,
               cache: Path | None = None) -> RunResult:
     text = "\n".join(tail)
@@ -51,7 +73,7 @@ def classify(returncode: int | None, watch, tail: list[str], exp: Experiment, le
         harness.update({k: client[k] for k in ("peak_memory_mb", "device") if k in client})
     # The first violation is the cause: the scorer's refusal first (it decides), then what the client noticed.
     violation = watch.scorer_said("violation") or next(
-        (e for _, e in watch.events if e.get("event") == "violation"), None)
+        (_told(e, t, watch.eval_at) for t, e in watch.events if e.get("event") == "violation"), None)
     settings = exp.settings
     trained = watch.training_seconds
     r = RunResult(status="crash", summary=summary, harness=harness, error_tail="\n".join(tail[-15:]),
