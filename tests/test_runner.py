@@ -251,3 +251,24 @@ def test_what_train_py_prints_during_the_evaluation_is_not_in_the_records(tiny_w
         assert "LEAK" in Path(result.log_path).read_text()
         assert "LEAK" not in result.error_tail + result.reason, (result.error_tail, result.reason)
     assert "in run.log only" in result.error_tail
+
+
+@pytest.mark.parametrize(("limit", "status"), [(1.0, "rejected"), (None, "ok")])
+def test_time_before_the_first_answer_is_limited_for_an_agent_s_run(tiny_workspace, tmp_path, limit, status):
+    """A run whose model takes long over the scorer's first call could be training on the rows it holds: an
+    agent's run gets the limit the loop derives from the human-written runs (a baseline gets none)."""
+    settings = Settings.load(tiny_workspace / "autoresearch.toml")
+    slow = fast_source().replace("        return (QUALITY * logp + jitter)", (
+        "        if not getattr(self, 'waited', False):\n"
+        "            self.waited = True\n"
+        "            time.sleep(3.0)\n"
+        "        return (QUALITY * logp + jitter)"))
+    assert slow != fast_source()
+    exp = Experiment(source=slow, workspace=tiny_workspace, settings=settings, run_dir=tmp_path / "run",
+                     cache=Path(os.environ["AUTORESEARCH_CACHE"]), first_answer_limit=limit)
+    result = run_experiment(exp)
+    assert result.status == status, result.reason
+    if limit:
+        assert "to answer the first evaluation call" in result.reason
+    else:
+        assert result.harness["first_answer_seconds"] >= 3.0
