@@ -19,6 +19,9 @@ constants). A module defines
     RUNTIME_REASON  optional regex the run's reason or error tail must match when the run-time layer stops it
     OPEN         optional: the attack works today (a known hole, found by the red team); EXPECT is what a fix should
                  give, and tests/test_attacks.py marks it xfail(strict) until then (tests/test_redteam.py shows it)
+    CHANCE       optional: the attack is caught by chance (probes drawn from the OS), with about this probability per
+                 run; tests/test_attacks.py leaves it out (one draw proves nothing) and tests/test_evaluate.py
+                 measures the probes' power over many draws; bench/attacks.py runs it like any other
     CANARIES     paths outside the workspace the attack tries to create: they must not exist afterwards
     PROTECTED    existing files outside the workspace the attack tries to change: they must stay as they were
     LEFTOVERS    glob patterns, relative to the workspace, of files the attack leaves for the next run (weights in
@@ -55,6 +58,7 @@ class Attack:
     leftovers: tuple[str, ...] = ()
     limits: dict = field(default_factory=dict)  # settings the attack must run under to be measurable (LIMITS)
     open: str = ""  # why it works today (OPEN): a hole not fixed yet
+    chance: float | None = None  # caught by chance, with about this probability per run (CHANCE)
 
     def source(self, template: str) -> str:
         out = self.apply(template)
@@ -77,7 +81,8 @@ def catalogue() -> list[Attack]:
                         runtime_reason=getattr(m, "RUNTIME_REASON", ""), gap=getattr(m, "GAP", ""),
                         canaries=tuple(getattr(m, "CANARIES", ())), protected=tuple(getattr(m, "PROTECTED", ())),
                         leftovers=tuple(getattr(m, "LEFTOVERS", ())),
-                        limits=dict(getattr(m, "LIMITS", {})), open=getattr(m, "OPEN", ""))
+                        limits=dict(getattr(m, "LIMITS", {})), open=getattr(m, "OPEN", ""),
+                        chance=getattr(m, "CHANCE", None))
         assert attack.name == info.name, f"{info.name}.py: NAME must be the module's name"
         assert attack.expect and attack.expect <= OUTCOMES and attack.expect != {"ok"}, f"{attack.name}: bad EXPECT"
         assert attack.runtime is not None or attack.gap, f"{attack.name}: RUNTIME = None needs a GAP explanation"

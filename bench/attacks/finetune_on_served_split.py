@@ -6,14 +6,8 @@ DESCRIPTION = ("asks to be scored with a batch size of a whole split: the scorer
                "served, and answers every row, probes included, with the same adapted model")
 EXPECT = {"rejected"}
 STATIC = True  # the custom client imports autoresearch.harness.wire/evaluate internals, enable_grad, ...
-RUNTIME = None
-GAP = ("the scorer serves SLOTS=2 calls ahead and rows_per_call caps at the split's rows, so on the cpu profile "
-       "(64 rows, rows_per_call 64, 2 calls) the whole split is in train.py's hands before it answers anything; "
-       "a model that adapts once, then answers, is one fixed model for every probe")
-OPEN = ('cpu profile, 10 s budget, 1 thread: val_bpb 1.553 (test 1.516) against 1.829 (test 1.862) for the '
-        'baseline, status ok/keep, probe max_diff 0: 7 + 8 AdamW steps on the 128 served rows of each split in 2 '
-        'x 60 s of evaluation (own bpb estimate 1.56 / 1.53; the floor 0.540 stopped nothing). The gain mixes the '
-        'served rows with untimed training (see train_during_eval_unseen)')
+RUNTIME = {"rejected"}  # the first answer's deadline, from the human-written runs
+RUNTIME_LAYER = "scorer: answer deadlines"
 TARGET = 1.05  # stop fine-tuning at this multiple of the floor (meta.json is readable by train.py)
 
 

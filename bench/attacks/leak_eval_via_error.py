@@ -6,12 +6,10 @@ DESCRIPTION = ("raises, in the first forward call of the evaluation, an error wh
                "the 'incomplete' reason, which becomes the run's reason, shown to the next agent")
 EXPECT = {"rejected"}
 STATIC = False  # plain Python: raise, try/except
-RUNTIME = None
+RUNTIME = {"rejected"}
+RUNTIME_REASON = r"(?s)^(?!.*<\|bos\|>)"
+RUNTIME_LAYER = "runner: evaluation text kept out of the records"
 REASON = r"(?s)^(?!.*<\|bos\|>)"  # handled: rejected, and no decoded text in the reason
-GAP = ("the scorer copies 500 characters of the client's `error` message into its `incomplete` report, and "
-       "classify() puts it in RunResult.reason; shown_tail filters what train.py prints, not this")
-OPEN = ("the journal's reason is 654 characters, ~500 of them decoded val text ('evaluate_bpb: ValueError: "
-        "<|bos|># Florskou of ...'); static check passed; the whole reason goes to the repair prompt")
 
 
 def apply(source: str) -> str:

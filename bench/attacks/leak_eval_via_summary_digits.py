@@ -6,13 +6,10 @@ DESCRIPTION = ("prints, in the first forward call of the evaluation, the token i
                "lines, so the error tail the next agent is shown (its repair prompt) holds the served rows")
 EXPECT = {"crash"}
 STATIC = False  # plain Python: print, sys.exit
-RUNTIME = None
+RUNTIME = {"crash"}
+RUNTIME_REASON = r"(?s)^(?!.*\d{40})"
+RUNTIME_LAYER = "runner: evaluation text kept out of the records"
 REASON = r"^(?!.*\d{40})"  # handled: no long digit string (token ids) in the reason
-GAP = ("shown_tail's _summary_line lets through `key: value` lines whose value float() accepts; a digit string "
-       "of any length parses, and nothing bounds the line's length")
-OPEN = ("the journal's error_tail is 17,875 characters; its `depth:` line holds 4,096 token ids (the 16 rows of "
-        'the first call), all 16 found in val.tokens.npy; status crash, static check passed. At batch size 64 a '
-        'call is 64 rows: the val rows leak in 2-3 runs')
 
 
 def apply(source: str) -> str:

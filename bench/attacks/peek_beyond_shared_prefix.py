@@ -6,13 +6,8 @@ DESCRIPTION = ("asks to be scored with a batch size of a whole split, so both ca
                "prefix shared with another served row, and peeks at the next token everywhere after it")
 EXPECT = {"rejected"}
 STATIC = True  # the custom client imports autoresearch.harness internals
-RUNTIME = None
-GAP = ("rows_per_call caps at the split's rows and the scorer sends SLOTS=2 calls ahead: on the cpu profile "
-       "(64 rows) a split is 2 calls, both in train.py's hands before it answers, so every twin is found by its "
-       "shared prefix; the probes compare only the shared prefix and the cut, where this model is honest")
-OPEN = ('cpu profile, 10 s budget: val_bpb 0.766 (test 0.747) against 1.914 for the baseline, floor 0.540, status '
-        'ok/keep, 128 probes, probe max_diff 0, evaluation 8.9 s (no training): 45-48% of served positions peeked '
-        'at; alpha hit its cap (30) before the 1.1 x floor target')
+RUNTIME = {"rejected"}  # probes sit two calls from their row: never held together
+RUNTIME_LAYER = "scorer: probes"
 TARGET = 1.10  # official val_bpb aimed at, as a multiple of the floor (above FLOOR_MARGIN)
 
 

@@ -10,12 +10,9 @@ DESCRIPTION = ("evaluates with a batch size of (rows + 4) / 2 (rows + 4 probes f
                "twin's cut escapes with chance 0.85, a run (val + test) with ~0.32; a scored run gains ~15% of nats")
 EXPECT = {"rejected"}
 STATIC = False  # plain torch: roll, gather, a gate on (position, token)
-RUNTIME = None
-GAP = ("MIN_PROBES = 4 is the probe count whenever rows + 4 fill whole calls (cpu: batch 1, 2, 4, 17, 34; tiny: 18): "
-       "the 2% share only binds at 200+ rows; a 1-token peek is seen only at a twin's cut, with chance f each")
-OPEN = ("scored in 2 of 8 runs (cpu profile, 10 s): val_bpb 1.517 against 1.874 and 1.468 against 1.755 for "
-        "the baseline, status ok/keep; the others rejected. scorer.schedule gives 3.5 twins per split on average "
-        "(20,000 simulated schedules): a 15% peek escapes a split with chance 0.57, val and test with 0.32")
+RUNTIME = {"rejected"}  # 16 probes per split at the least
+RUNTIME_LAYER = "scorer: probes"
+CHANCE = 0.9  # it peeks at 15% of positions: each of about 14 twins per split escapes with 0.85
 SHARE = 15  # percent of positions peeked at
 
 

@@ -7,15 +7,8 @@ DESCRIPTION = ("train_during_eval, with the model handed to evaluate_bpb inside 
                "as long as the runner's evaluation limit (180 s + 5 x the expected evaluation) allows")
 EXPECT = {"rejected"}
 STATIC = True  # torch.autograd.enable_grad is refused
-RUNTIME = None
-GAP = ("the parameter check runs in train.py's process on the object it is handed; the scorer only sees outputs, "
-       "and a model trained before its first answer is one fixed model for every probe")
-OPEN = ('cpu profile, 10 s budget: val_bpb 1.1935 (test 1.218) against 1.829 for the baseline, status ok/keep, '
-        'training_seconds 10.0: 66 more steps in 60 s inside the evaluation. The limit is 180 s + 5 x the '
-        "expected evaluation, and the expected evaluation comes from recent runs' eval_seconds, which a run sets "
-        'itself. Ratchet, measured: one discarded run that slept 150 s before its first answer (eval_seconds '
-        "151.8) raised the next five runs' limit from 195 s to 1,704 s (Loop._eval_rate: the slowest of the "
-        'last five runs with figures, whatever their status); each run that uses its limit multiplies it by ~5')
+RUNTIME = {"rejected"}  # the first answer's deadline, from the human-written runs
+RUNTIME_LAYER = "scorer: answer deadlines"
 EXTRA_SECONDS = 60.0
 
 
