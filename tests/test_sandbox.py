@@ -516,3 +516,29 @@ def test_unprivileged_user_gets_a_user_namespace_and_keeps_its_ids(tcp_server):
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
+
+
+@needs_landlock
+def test_what_is_bound_back_into_a_private_tmp_keeps_its_rights(tmp_path):
+    """Under a private /tmp that the run may write, a granted read-only file that lives in /tmp (a prepared cache,
+    a package checked out there) is bound back read-only: Landlock grants by path, and /tmp's right to write would
+    reach it."""
+    assert str(tmp_path).startswith("/tmp/")
+    data, run_dir = tmp_path / "data.npy", tmp_path / "run"
+    data.write_text("train")
+    run_dir.mkdir()
+    code = f"""
+        for path, mode in (({str(data)!r}, "a"), ({str(run_dir / 'out')!r}, "w")):
+            try:
+                open(path, mode).write("x")
+                print("wrote", path)
+            except OSError as e:
+                print("refused", path, type(e).__name__)
+        print("read", open({str(data)!r}).read())
+    """
+    proc = run(code, Policy(read_paths=[data], write_paths=[run_dir], private_dirs=sandbox.PRIVATE_DIRS))
+    if "NOT private" in report_of(proc):
+        pytest.skip(f"no mount namespace here: {report_of(proc)}")
+    assert proc.returncode == 0, proc.stderr
+    assert f"refused {data}" in proc.stdout and f"wrote {run_dir / 'out'}" in proc.stdout, proc.stdout
+    assert "read train" in proc.stdout and data.read_text() == "train"

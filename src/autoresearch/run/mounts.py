@@ -69,17 +69,20 @@ def make_private(libc) -> None:
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
 
 
-def private_dir(libc, path: str, keep: list[str] = ()) -> None:
+def private_dir(libc, path: str, keep: list[str] = (), writable: list[str] = ()) -> None:
     """An empty, world-writable (sticky) tmpfs over `path`, as /tmp and /dev/shm are on a fresh system.
 
     The paths in `keep` that lie beneath it (a workspace under /tmp, a virtual environment there) are bound back
-    into the new tmpfs at the same place, so the run still finds what its policy grants it."""
+    into the new tmpfs at the same place, so the run still finds what its policy grants it: read-only, unless they
+    are in `writable`. (Landlock grants by path beneath: under a private /tmp that may be written, a bound-back
+    package or prepared file would be writable too, but for the read-only mount.) Parents are bound first."""
     if not os.path.isdir(path):
         raise OSError(errno.ENOTDIR, f"{path} is not a directory")
     base = os.path.realpath(path).rstrip("/") + "/"
     kept: list[tuple[str, int]] = []
+    rw = {os.path.realpath(w) for w in writable}
     try:
-        for k in existing(keep):
+        for k in _to_bind(keep, rw):
             if k.startswith(base):
                 kept.append((k, os.open(k, os.O_PATH | os.O_CLOEXEC)))
         _mount(libc, "tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
@@ -90,6 +93,8 @@ def private_dir(libc, path: str, keep: list[str] = ()) -> None:
                 os.makedirs(os.path.dirname(k), exist_ok=True)
                 os.close(os.open(k, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
             _mount(libc, f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
+            if k not in rw:
+                _mount(libc, None, k, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     finally:
         for _, fd in kept:
             os.close(fd)
@@ -120,6 +125,18 @@ def hide(libc, paths: list[str]) -> None:
             os.rmdir(stage)
         except OSError:
             pass
+
+
+def _to_bind(keep, rw: set[str]) -> list[str]:
+    """The real paths of `keep` to bind back, parents first; a child is bound too when its parent's writability
+    differs from its own (a run directory inside a read-only tree)."""
+    real = sorted({os.path.realpath(p) for p in keep if os.path.exists(p)}, key=len)
+    out: list[str] = []
+    for p in real:
+        parent = next((q for q in reversed(out) if p.startswith(q.rstrip("/") + "/")), None)
+        if parent is None or (parent in rw) != (p in rw):
+            out.append(p)
+    return out
 
 
 def existing(paths) -> list[str]:

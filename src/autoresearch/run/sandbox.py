@@ -292,7 +292,7 @@ def _mount(libc: _Libc, policy: Policy, done: int, userns: bool, errors: dict[in
         keep = [*policy.read_paths, *policy.write_paths, *system_read_paths(policy)]
         for d in policy.private_dirs:
             try:
-                mounts.private_dir(libc, d, keep)
+                mounts.private_dir(libc, d, keep, writable=list(policy.write_paths))
                 private.append(d)
             except OSError as e:
                 failed.append(f"{d}: {e.strerror or e}")
