@@ -160,6 +160,9 @@ SHOWN_ELSEWHERE = {
     "child_process": "test_runner.py::test_a_process_left_running_is_killed_and_the_run_gets_no_score",
     "shrink_eval": "the scorer in its own process, as patch_harness here",
     "timer_patched": "the runner's training clock, as sleep_past_budget and untimed_training here",
+    "finetune_on_served_split": "test_runner.py::test_time_before_the_first_answer_is_limited_for_an_agent_s_run",
+    "train_during_eval_unseen": "test_runner.py::test_time_before_the_first_answer_is_limited_for_an_agent_s_run",
+    "peek_beyond_shared_prefix": "test_evaluate.py::test_the_schedule_serves_every_row_once_with_probes_in_other_calls",
 }
 DEFENCE_IN_DEPTH = [a for a in CERTAIN if a.static and a.runtime is not None and a.name not in SHOWN_ELSEWHERE]
 
