@@ -155,7 +155,7 @@ def listener():
 
 
 # Run-time layers the suite already shows elsewhere (kept out to stay fast; `python bench/attacks.py --runtime-only`
-# runs every one of them).
+# runs every one of them, and bench/RESULTS.md has its table).
 SHOWN_ELSEWHERE = {
     "child_process": "test_runner.py::test_a_process_left_running_is_killed_and_the_run_gets_no_score",
     "shrink_eval": "the scorer in its own process, as patch_harness here",
@@ -163,6 +163,14 @@ SHOWN_ELSEWHERE = {
     "finetune_on_served_split": "test_runner.py::test_time_before_the_first_answer_is_limited_for_an_agent_s_run",
     "train_during_eval_unseen": "test_runner.py::test_time_before_the_first_answer_is_limited_for_an_agent_s_run",
     "peek_beyond_shared_prefix": "test_evaluate.py::test_the_schedule_serves_every_row_once_with_probes_in_other_calls",
+    "persist_in_tmp": "test_sandbox.py::test_dev_shm_and_tmp_are_private_to_the_run_and_stay_so",
+    "persist_via_config_namespace": "test_sandbox.py::test_dev_shm_and_tmp_are_private_to_the_run_and_stay_so",
+    "regenerate_eval_split": "test_prepare.py::test_splits_are_tokenized_documents_starting_with_bos (the salt)",
+    "memorise_eval_files": "test_runner.py::test_train_py_cannot_open_the_val_or_test_files_by_any_path",
+    "val_from_files": "test_runner.py::test_train_py_cannot_open_the_val_or_test_files_by_any_path",
+    "patch_math_via_config": "the scorer in its own process, as patch_harness here",
+    "forge_via_module_alias": "test_runner.py::test_a_result_forged_on_train_py_s_channel_changes_nothing",
+    "forge_via_inherited_fd": "test_runner.py::test_a_result_forged_on_train_py_s_channel_changes_nothing",
 }
 DEFENCE_IN_DEPTH = [a for a in CERTAIN if a.static and a.runtime is not None and a.name not in SHOWN_ELSEWHERE]
 

@@ -47,8 +47,8 @@ def test_cpu_dry_run_trains_the_compiled_template_through_the_runner_and_sandbox
     step = parts["train_step.py"]  # the cpu profile, to check that the script runs and its line parses
     assert step["status"] == "skipped" and step["figures"]["tokens_per_second"] > 0
     assert parts["prepare"]["status"] == parts["environment"]["status"] == "ok"
-    assert {p.name for p in out.iterdir()} == {"table.txt", "result.json", "run.log", "pytest.log", "prepare.log",
-                                               "train_step.log"}
+    assert {p.name for p in out.iterdir()} == {"table.txt", "result.json", "run.log", "scorer.log", "pytest.log",
+                                               "prepare.log", "train_step.log"}
 
 
 def test_a_failing_part_still_prints_the_table_says_why_and_exits_nonzero(tmp_path, monkeypatch, capsys):
