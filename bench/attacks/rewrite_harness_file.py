@@ -9,7 +9,7 @@ STATIC = True  # harness submodules, dunder attributes and open() are refused
 RUNTIME = {"crash"}  # the sandbox grants the installed packages read and execute only: PermissionError
 REASON = "autoresearch.harness|does not touch files|dunder"
 RUNTIME_LAYER = "sandbox: filesystem"
-RUNTIME_REASON = "PermissionError"
+RUNTIME_REASON = "PermissionError|Read-only file system"
 PROTECTED = (_evaluate.__file__,)
 
 
