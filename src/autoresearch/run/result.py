@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from autoresearch.settings import Settings
 
-STATUSES = ("ok", "crash", "timeout", "nan", "oom", "rejected")
+# "lost": the machine running it went away (a Ray node died) and no retry finished it; "interrupted": the
+# orchestrator stopped it (Ctrl-C, SIGTERM). Neither comes from the runner itself: the backends set them.
+STATUSES = ("ok", "crash", "timeout", "nan", "oom", "rejected", "lost", "interrupted")
 
 STEP_RE = re.compile(
     r"^step (?P<step>\d+) \((?P<pct>[\d.]+)%\) \| loss: (?P<loss>[-+\w.]+)"
@@ -42,6 +44,9 @@ class Experiment:
     # Asked once val_bpb is measured: score the held-out test split too? (None: always.) Runs in the runner's
     # reader thread while the experiment waits, so it must be quick; train.py never sees it.
     wants_test: Callable[[float], bool] | None = None
+    # Extra environment of the experiment's processes (train.py and its scorer): the worker's device
+    # (CUDA_VISIBLE_DEVICES) and its share of the CPU cores (OMP_NUM_THREADS). Pairs, so the value stays hashable.
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -73,6 +78,17 @@ class RunResult:
     log_path: Path | None = None
     error_tail: str = ""  # last lines of the log when the run failed
     reason: str = ""  # one line: why this status
+    curve: list[dict] = field(default_factory=list)  # the training curve: Progress points as dicts (decimated)
+    node: str = ""  # where it ran: this machine's name, or a Ray node's
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunResult:
+        """The inverse of to_dict (a result that crossed a process or a network); unknown keys are ignored."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in names}
+        if values.get("log_path"):
+            values["log_path"] = Path(values["log_path"])
+        return cls(**values)
 
     @property
     def ok(self) -> bool:
@@ -88,6 +104,16 @@ class RunResult:
         d = asdict(self)
         d["log_path"] = str(self.log_path) if self.log_path else None
         return d
+
+
+CURVE_POINTS = 1000  # points of a training curve kept with a result: every other one is dropped beyond it
+
+
+def add_point(curve: list[dict], p: Progress) -> None:
+    """Append a progress point, halving the curve's resolution whenever it outgrows CURVE_POINTS."""
+    curve.append(asdict(p))
+    if len(curve) > CURVE_POINTS:
+        del curve[1:-1:2]
 
 
 def parse_progress(line: str) -> Progress | None:

@@ -33,6 +33,7 @@ from autoresearch.run.result import (  # noqa: F401  (re-exported: what callers 
     Experiment,
     Progress,
     RunResult,
+    add_point,
     parse_progress,
     parse_summary,
 )
@@ -88,10 +89,12 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
         "TMPDIR": str(run_dir / "tmp"),
         **_cache_env(exp),
         **_allocator_env(),
+        **dict(exp.env),
     })
     tail: deque[tuple[float, str]] = deque(maxlen=TAIL_LINES)  # (when it came, line)
     others = _descendants()  # what the orchestrator runs already (a dashboard, other jobs): never the run's leftovers
     watch = _Watch(exp)
+    curve: list[dict] = []
     try:
         scorer = _start_scorer(exp, cache, theirs)
     except OSError as e:
@@ -116,7 +119,7 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
         os.close(channel_write)  # the child holds the only write end: EOF on the channel means it is gone
         ours.close()  # and the only end of the scorer's socket: the scorer sees EOF when the run is gone
         (run_dir / PGID_FILE).write_text(str(proc.pid))  # lets a resumed orchestrator stop an orphaned run
-        readers = [threading.Thread(target=_pump, args=(proc, log, tail, on_line, on_progress), daemon=True),
+        readers = [threading.Thread(target=_pump, args=(proc, log, tail, curve, on_line, on_progress), daemon=True),
                    threading.Thread(target=watch.read_channel, args=(channel_read,), daemon=True),
                    threading.Thread(target=watch.read_scorer, args=(scorer,), daemon=True)]
         for t in readers:
@@ -136,6 +139,8 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
     result.wall_seconds = time.monotonic() - watch.t0
     result.returncode = proc.returncode
     result.log_path = log_path
+    result.curve = curve
+    result.node = socket.gethostname()
     _finish_compile_cache(exp, result)
     return result
 
@@ -210,7 +215,7 @@ def _start_scorer(exp: Experiment, cache: Path, sock: socket.socket) -> _ScorerP
     report_read, report_write = os.pipe()
     answer_read, answer_write = os.pipe()
     env = scrubbed_env({SETTINGS_ENV: json.dumps(asdict(exp.settings)), CACHE_ENV: str(cache),
-                        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"})
+                        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", **dict(exp.env)})
     log = open(exp.run_dir / SCORER_LOG, "w")  # noqa: SIM115 - closed by finish()
     try:
         proc = subprocess.Popen(
@@ -342,7 +347,7 @@ def _summary_line(line: str) -> bool:
     return key in SUMMARY_KEYS and bool(SUMMARY_NUMBER.fullmatch(value.strip()))
 
 
-def _pump(proc: subprocess.Popen, log, tail: deque, on_line, on_progress) -> None:
+def _pump(proc: subprocess.Popen, log, tail: deque, curve: list[dict], on_line, on_progress) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
         log.write(line)
@@ -352,8 +357,10 @@ def _pump(proc: subprocess.Popen, log, tail: deque, on_line, on_progress) -> Non
         try:  # what train.py prints is for humans: nothing it prints may stop the log (or fill the pipe)
             if on_line:
                 on_line(line)
-            if on_progress and (p := parse_progress(line)):
-                on_progress(p)
+            if p := parse_progress(line):
+                add_point(curve, p)
+                if on_progress:
+                    on_progress(p)
         except Exception:  # noqa: BLE001
             continue
 

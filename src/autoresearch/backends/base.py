@@ -1,0 +1,66 @@
+"""The one small interface a backend implements, and how the `run` command picks one.
+
+A backend has slots (one per worker: a device, or a place on a cluster) and runs one experiment per slot at a
+time. `run` blocks (the scheduler calls it from the slot's own thread) and never raises for a failed run: every
+outcome is a RunResult, `lost` when the machine running it went away and `interrupted` when cancel() stopped it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from autoresearch.run.result import Experiment, Progress, RunResult
+
+BACKENDS = ("local", "ray")
+
+
+class BackendError(Exception):
+    """A backend cannot start with these options (no such GPU, no Ray cluster); the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    index: int  # the worker's number, 1-based
+    device: str  # what it runs on, for people: "cuda:0", "cpu", "mps", "ray"
+    env: tuple[tuple[str, str], ...] = ()  # extra environment of its experiments (CUDA_VISIBLE_DEVICES, threads)
+    sharing: int = 1  # how many slots share this one's device (CPU workers, --per-device 2)
+
+    @property
+    def label(self) -> str:
+        return f"w{self.index} {self.device}" + (f" (1 of {self.sharing})" if self.sharing > 1 else "")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def slots(self) -> list[Slot]: ...
+
+    def run(self, exp: Experiment, slot: Slot, on_line: Callable[[str], None] | None = None,
+            on_progress: Callable[[Progress], None] | None = None) -> RunResult: ...
+
+    def cancel(self) -> None:
+        """Stop every run in flight now (Ctrl-C, SIGTERM): their run() calls return `interrupted` promptly, and
+        none of their processes is left."""
+
+    def close(self) -> None: ...
+
+
+def make_backend(name: str, *, profile: str, workers: int | None = None, per_device: int = 1,
+                 address: str | None = None) -> Backend:
+    """The backend the `run` command asked for (`--backend`, `--workers`, `--per-device`, `--address`)."""
+    if workers is not None and workers < 1:
+        raise BackendError(f"--workers must be at least 1, not {workers}")
+    if per_device < 1:
+        raise BackendError(f"--per-device must be at least 1, not {per_device}")
+    if name == "local":
+        from autoresearch.backends.local import LocalBackend
+
+        return LocalBackend(profile=profile, workers=workers, per_device=per_device)
+    if name == "ray":
+        from autoresearch.backends.ray import RayBackend
+
+        return RayBackend(profile=profile, workers=workers, per_device=per_device, address=address)
+    raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
