@@ -99,13 +99,16 @@ def assert_consistent(ws: Path, tag: str) -> list[dict]:
             if e.status in ("keep", "discard"):
                 assert float(r["val_bpb"]) == round(e.val_bpb, 6)
         assert [e.number for e in final] == list(range(1, len(final) + 1))  # no idea lost or counted twice
-        kept = [e for e in final if e.status == "keep"]
+        # In the order they were decided (workers side by side can keep a later number first).
+        kept = sorted((e for e in final if e.status == "keep"), key=lambda e: e.finished_at)
         branch_commits = [line.split()[0] for line in
                           git(ws, "log", "--reverse", "--format=%H", f"{run.base_commit}..{run.branch}").splitlines()]
         assert branch_commits == [e.commit_sha for e in kept if e.number > 1]  # every keep, and nothing else
         assert git(ws, "rev-parse", "HEAD").strip() == (kept[-1].commit_sha if kept else run.base_commit)
         assert git(ws, "rev-parse", "--abbrev-ref", "HEAD").strip() == run.branch
         assert git(ws, "status", "--porcelain").strip() == ""
+        for e in kept:  # what the branch holds is what was measured
+            assert git(ws, "show", f"{e.commit_sha}:train.py") == e.train_py
         vals = [e.val_bpb for e in kept]
         assert vals == sorted(vals, reverse=True)  # each keep beat the one before
         return rows

@@ -10,6 +10,7 @@ from loopkit import ScriptedAgent, assert_consistent, fast_source
 from autoresearch.agents.search import SearchAgent
 from autoresearch.loop import vcs
 from autoresearch.loop.core import Limits, Loop, LoopConfig, LoopError
+from autoresearch.loop.policy import Decision, NoisePolicy
 from autoresearch.settings import Settings
 
 
@@ -216,18 +217,19 @@ def test_noise_policy_measures_the_floor_and_keeps_only_what_clears_it(fast_ws):
     assert f"{much.evidence['margin']:+.1f}σ" in out.getvalue()  # status shows the margin each keep cleared
 
 
+class Recording(NoisePolicy):
+    """Calls every first result marginal (at module level: a run's Experiment, with its policy, is pickled)."""
+
+    calls: list = []
+
+    def decide(self, runs, best, best_runs=1, sigma=None, final=True):
+        self.calls.append((list(runs), final))
+        if best is not None and not final:
+            return Decision(False, {}, rerun=True)
+        return super().decide(runs, best, best_runs, sigma, final)
+
+
 def test_marginal_winner_is_measured_again_before_the_decision(fast_ws):
-    from autoresearch.loop.policy import NoisePolicy
-
-    class Recording(NoisePolicy):
-        calls: list = []
-
-        def decide(self, runs, best, best_runs=1, sigma=None, final=True):
-            self.calls.append((list(runs), final))
-            if best is not None and not final:  # call every first result marginal
-                return __import__("autoresearch.loop.policy", fromlist=["Decision"]).Decision(False, {}, rerun=True)
-            return super().decide(runs, best, best_runs, sigma, final)
-
     loop = make_loop(fast_ws, ScriptedAgent([(fast_source(QUALITY=0.9), "sharper")]), policy="noise",
                      noise_runs=1, confirm_runs=2, max_experiments=2)
     loop.policy = Recording(noise_runs=1, confirm_runs=2)

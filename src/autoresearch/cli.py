@@ -239,9 +239,10 @@ def _secs(value: float | None) -> str:
 @click.option("--tag", help="Name of the run; its branch is autoresearch/<tag> (default: today, e.g. nov21).")
 @click.option("--resume", is_flag=True, help="Continue an existing run (the latest, or --tag) after a stop or crash, "
               "with the agent, policy and limits it had; options given again replace those (and it says so).")
-@click.option("--agent", "agent_spec", default=DEFAULTS.agent, show_default=True, envvar="AUTORESEARCH_AGENT",
-              help="search | anthropic:MODEL | openai:MODEL | claude-code | codex | cmd:\"COMMAND\". "
-              "Env: AUTORESEARCH_AGENT.")
+@click.option("--agent", "agent_spec", multiple=True, default=DEFAULTS.agent, show_default=True,
+              envvar="AUTORESEARCH_AGENT",
+              help="search | anthropic:MODEL | openai:MODEL | claude-code | codex | cmd:\"COMMAND\". Repeat it to "
+              "run several side by side: the workers take them in turn. Env: AUTORESEARCH_AGENT.")
 @click.option("--base-url", envvar="AUTORESEARCH_BASE_URL",
               help="OpenAI-compatible server for openai:MODEL (Ollama, vLLM, llama.cpp, LM Studio).")
 @click.option("--prices", "prices_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -269,11 +270,19 @@ def _secs(value: float | None) -> str:
 @click.option("--confirm-runs", type=click.IntRange(min=0), default=DEFAULTS.confirm_runs, show_default=True,
               help="noise policy: extra runs (other seeds) of a marginal winner before deciding.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the search agent.")
+@click.option("--workers", type=click.IntRange(min=1), help="Experiments at once (default: one per visible GPU; 1 "
+              "on CPU and MPS). Each worker has its own device, git worktree and processes.")
+@click.option("--per-device", type=click.IntRange(min=1), default=DEFAULTS.per_device, show_default=True,
+              help="Workers sharing each GPU (the baseline and the noise floor are measured under the same sharing).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default=DEFAULTS.backend, show_default=True,
+              help="local: this machine's devices; ray: tasks on a Ray cluster (pip install 'autoresearch[ray]').")
+@click.option("--address", envvar="RAY_ADDRESS", help="The Ray cluster's address (--backend ray). Env: RAY_ADDRESS.")
 @friendly_errors
-def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume: bool, agent_spec: str,
-        base_url: str | None, prices_file: Path | None, max_experiments: int | None, max_hours: float | None,
-        max_cost: float | None, fix_attempts: int, timeout: float | None, agent_timeout: float | None,
-        agent_sandbox: bool, policy: str, noise_runs: int, sigmas: float, confirm_runs: int, seed: int) -> None:
+def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume: bool,
+        agent_spec: tuple[str, ...], base_url: str | None, prices_file: Path | None, max_experiments: int | None,
+        max_hours: float | None, max_cost: float | None, fix_attempts: int, timeout: float | None, agent_timeout: float | None,
+        agent_sandbox: bool, policy: str, noise_runs: int, sigmas: float, confirm_runs: int, seed: int,
+        workers: int | None, per_device: int, backend: str, address: str | None) -> None:
     """Run the research loop: the agent proposes, the harness judges, git keeps the winners.
 
     The first experiment is the unchanged baseline. Each later one: the agent edits train.py, the loop checks
@@ -287,7 +296,8 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
         given = RunOptions(agent=agent_spec, base_url=base_url, prices=str(prices_file.resolve()) if prices_file
                            else None, seed=seed, agent_timeout=agent_timeout, policy=policy, sigmas=sigmas,
                            noise_runs=noise_runs, confirm_runs=confirm_runs, fix_attempts=fix_attempts,
-                           timeout=timeout, max_experiments=max_experiments, max_hours=max_hours, max_cost=max_cost)
+                           timeout=timeout, max_experiments=max_experiments, max_hours=max_hours, max_cost=max_cost,
+                           workers=workers, per_device=per_device, backend=backend, address=address)
     except OptionsError as e:
         raise click.UsageError(str(e)) from e
     root = _workspace_root(workspace)
@@ -296,23 +306,37 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
     options, notes = given, []
     if resume:
         tag, options, notes = _resumed_options(root, tag, given)
-    agent = _checked_agent(root, settings, cache, options.agent, seed=options.seed, base_url=options.base_url,
-                           prices_file=Path(options.prices) if options.prices else None,
-                           agent_timeout=options.agent_timeout, agent_sandbox=agent_sandbox)
+    from autoresearch.backends import BackendError, make_backend
+
+    try:
+        where = make_backend(options.backend, profile=settings.profile, workers=options.workers,
+                             per_device=options.per_device, address=options.address)
+    except BackendError as e:
+        raise click.ClickException(str(e)) from e
+    slots = where.slots()
+    # One agent per worker (a search agent's seed differs per worker, so two never walk the same path).
+    agents = [_checked_agent(root, settings, cache, options.agent[k % len(options.agent)], seed=options.seed + k,
+                             base_url=options.base_url, prices_file=Path(options.prices) if options.prices else None,
+                             agent_timeout=options.agent_timeout, agent_sandbox=agent_sandbox)
+              for k in range(len(slots))]
     # Only now the loop and the live view: what can fail at once has been checked, in seconds.
     from autoresearch.loop.core import Loop, LoopConfig, LoopError, default_tag
     from autoresearch.see.ui import LoopView, status_table, summary_line, wide_console
 
     tag = tag or default_tag()
-    loop = Loop(root, settings, agent, LoopConfig.from_options(tag, options, resume=resume, cache=cache))
+    loop = Loop(root, settings, agents, LoopConfig.from_options(tag, options, resume=resume, cache=cache),
+                backend=where)
     try:
         notes += loop.start()
     except LoopError as e:
         raise click.ClickException(str(e)) from e
-    click.echo(f"run {tag} on branch autoresearch/{tag} | agent {agent.name} | {settings.budget_label} per experiment")
+    names = " + ".join(dict.fromkeys(a.name for a in agents))
+    places = f" | {len(slots)} workers: " + ", ".join(s.label for s in slots) if len(slots) > 1 else ""
+    click.echo(f"run {tag} on branch autoresearch/{tag} | agent {names} | {settings.budget_label} per experiment"
+               f"{places}")
     for note in notes:
         click.echo(note)
-    with LoopView(loop.journal, tag, agent.name, vocab=settings.vocab_size) as view:
+    with LoopView(loop.journal, tag, names, vocab=settings.vocab_size) as view:
         loop.view = view
         reason = loop.run_until_limit()
     records = loop.journal.final_attempts(tag)

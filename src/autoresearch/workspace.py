@@ -19,6 +19,7 @@ GITIGNORE = """\
 results.tsv
 run.log
 .autoresearch/
+.worktrees/
 __pycache__/
 """
 

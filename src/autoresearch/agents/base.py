@@ -49,6 +49,17 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class InFlight:
+    """An experiment another worker is running right now: proposing the same idea again would waste a run."""
+
+    number: int
+    description: str
+    diff: str = ""  # its change relative to the best it started from
+    train_py: str = ""
+    agent: str = ""
+
+
+@dataclass(frozen=True)
 class Context:
     program: str  # program.md: the human's instructions
     train_py: str  # the current best train.py, to be changed
@@ -60,6 +71,7 @@ class Context:
     workspace: Path | None = None  # command agents edit workspace/train.py in place
     experiment: int = 0  # number of the experiment being proposed
     max_seq_len: int | None = None  # tokens per row (workspace setting); None: agents keep batch ratios as they are
+    in_flight: tuple[InFlight, ...] = ()  # what the other workers are trying now (never proposed again)
 
 
 @dataclass

@@ -276,7 +276,18 @@ def hidden_paths(workspace: Path, cache: Path | None) -> list[Path]:
     logs, compile cache) and the autoresearch cache (prepared val and test splits, raw downloads)."""
     from autoresearch.settings import cache_dir
 
-    return [workspace / RUN_DIR, Path(cache_dir(cache)).resolve()]
+    return [*{workspace / RUN_DIR, main_checkout(workspace) / RUN_DIR}, Path(cache_dir(cache)).resolve()]
+
+
+def main_checkout(workspace: Path) -> Path:
+    """The workspace itself, or, for a worker's git worktree (`--workers N`), the workspace it belongs to: its
+    records are what must stay hidden, wherever the agent works."""
+    if not (workspace / ".git").is_file():  # a worktree's .git is a file that points into the main .git
+        return workspace
+    proc = subprocess.run(["git", "-C", str(workspace), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                          capture_output=True, text=True)
+    common = Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
+    return common.parent if common is not None and common.name == ".git" else workspace
 
 
 def confinement(name: str, workspace: Path, cache: Path | None) -> list[str]:

@@ -54,6 +54,9 @@ def build_prompt(ctx: Context) -> str:
                  ctx.harness_surface.strip() or "(not given)"),
         _section("Results so far", _results(ctx)),
     ]
+    if ctx.in_flight:
+        parts.append(_section("Experiments running now (other workers; do not propose these ideas again)",
+                              _in_flight(ctx)))
     if ctx.failure is None:
         parts.append(_section("Current train.py (the best so far; your change applies to this file)",
                               _fenced(ctx.train_py, "python")))
@@ -112,6 +115,15 @@ def _results(ctx: Context) -> str:
         for h in recent:
             lines += [f"#{h.number} ({h.status}) {_one_line(h.description)}", _fenced(_clip_lines(h.diff, DIFF_LINES),
                                                                                         "diff")]
+    return "\n".join(lines)
+
+
+def _in_flight(ctx: Context) -> str:
+    lines = []
+    for f in ctx.in_flight:
+        lines.append(f"#{f.number} {_one_line(f.description)}" + (f" ({f.agent})" if f.agent else ""))
+        if f.diff.strip():
+            lines.append(_fenced(_clip_lines(f.diff, DIFF_LINES), "diff"))
     return "\n".join(lines)
 
 

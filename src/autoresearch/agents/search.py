@@ -259,6 +259,7 @@ class SearchAgent:
                              "`MATRIX_LR = 0.04`), so the search agent has nothing to change; restore them or use "
                              "an LLM agent", fatal=True)
         tried, events, ran = learn(ctx, cur)
+        tried |= {setting_key(constants(f.train_py)) for f in ctx.in_flight if f.train_py}  # never twice at once
         checks = make_checks(cur, ran, ctx.max_seq_len)
         rng = random.Random(f"autoresearch-search:{self.seed}:{ctx.experiment}")
 

@@ -24,6 +24,7 @@ from dataclasses import asdict
 
 from autoresearch.run.result import Experiment, Progress, RunResult
 
+PATH_ENV = "AUTORESEARCH_WORKER_PATH"  # the orchestrator's sys.path: what the pickled Experiment refers to
 WORKER_LOG = "worker.log"  # the worker's own stderr (a traceback, if it ever has one), in the run directory
 STOP_SECONDS = 10.0  # after SIGTERM, for a worker to kill its experiment and exit
 
@@ -59,7 +60,8 @@ def run_isolated(exp: Experiment, on_line: Callable[[str], None] | None = None,
     with open(exp.run_dir / WORKER_LOG, "wb") as log:
         try:
             proc = subprocess.Popen([sys.executable, "-m", "autoresearch.backends.worker"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+                                    stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                                    env={**os.environ, PATH_ENV: json.dumps(sys.path)})
         except OSError as e:
             return RunResult(status="crash", reason=f"could not start a worker process: {e}")
         handle.attach(proc)
@@ -129,6 +131,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides; a terminal's Ctrl-C is its to handle
     _die_with_parent(parent)
+    # The Experiment may refer to classes the orchestrator imported from its own path (a policy in a test, a
+    # plugin): see them too. The variable goes, so train.py's environment stays what the runner makes it.
+    sys.path[:0] = [p for p in json.loads(os.environ.pop(PATH_ENV, "[]")) if p not in sys.path]
     exp: Experiment = pickle.loads(sys.stdin.buffer.read())
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints go to worker.log, not into the reports

@@ -106,6 +106,14 @@ MIGRATIONS: list[list[str]] = [
             ended_at REAL                        -- NULL: still going, or killed (kill -9, a power cut)
         )""",
     ],
+    [  # 4: many experiments at once: which worker ran each, where, and which best it started from
+        "ALTER TABLE experiments ADD COLUMN worker INTEGER",  # the slot's number (1..N); NULL before schema 4
+        "ALTER TABLE experiments ADD COLUMN device TEXT NOT NULL DEFAULT ''",  # cuda:0, cpu, ray
+        "ALTER TABLE experiments ADD COLUMN node TEXT NOT NULL DEFAULT ''",  # the machine it ran on
+        # The best commit the proposal was made on. parent_commit starts equal, and moves when the change is
+        # rebased onto a newer best (loop/ledger.py); this one never moves.
+        "ALTER TABLE experiments ADD COLUMN started_from TEXT",
+    ],
 ]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -153,6 +161,10 @@ class ExperimentRecord:
     steps: int | None = None
     train_tokens: int | None = None
     tokens_per_second: float | None = None
+    worker: int | None = None
+    device: str = ""
+    node: str = ""
+    started_from: str | None = None
 
     @property
     def tsv_status(self) -> str:
@@ -191,7 +203,9 @@ class Journal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)  # explicit transactions below
+        # Explicit transactions below. One connection serves the orchestrator's threads (workers decide and record
+        # from their own threads), always under the ledger's lock: check_same_thread would refuse that.
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")  # readers (status, dashboard) never block the loop
         self.db.execute("PRAGMA synchronous=FULL")  # a committed step survives power loss, not just kill -9
@@ -307,6 +321,13 @@ class Journal:
                               "ORDER BY number DESC, attempt DESC LIMIT 1", (tag,)).fetchone()
         return _record(ExperimentRecord, row) if row else None
 
+    def all_unfinished(self, tag: str) -> list[ExperimentRecord]:
+        """Every experiment not done (several when workers ran side by side): the latest attempt of each idea."""
+        rows = self.db.execute("SELECT * FROM experiments WHERE tag = ? AND state != 'done' "
+                               "ORDER BY number, attempt", (tag,)).fetchall()
+        last = {r["number"]: _record(ExperimentRecord, r) for r in rows}
+        return [last[n] for n in sorted(last)]
+
     def proposed_by_agent(self, train_py: str) -> bool:
         """Whether an agent proposed exactly this train.py in any run of the workspace (experiment 1 of a run is
         its baseline, the rest are proposals)."""
@@ -317,7 +338,9 @@ class Journal:
     def best(self, tag: str) -> ExperimentRecord | None:
         """The kept experiment with the lowest val_bpb (the branch's tip)."""
         kept = [e for e in self.final_attempts(tag) if e.status == "keep"]
-        return kept[-1] if kept else None  # each keep beats the one before it
+        # Each keep beats the one before it. With workers side by side, a later number can be kept first: the
+        # best is the last decided.
+        return max(kept, key=lambda e: (e.finished_at or 0.0, e.number)) if kept else None
 
     def add_charge(self, tag: str, number: int, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
         with self.transaction() as db:

@@ -19,7 +19,7 @@ class OptionsError(ValueError):
 
 @dataclass(frozen=True)
 class RunOptions:
-    agent: str = "search"
+    agent: tuple[str, ...] = ("search",)  # `--agent` may be repeated: the workers take the agents in turn
     base_url: str | None = None
     prices: str | None = None  # the price table's path
     seed: int = 0
@@ -33,8 +33,22 @@ class RunOptions:
     max_experiments: int | None = None
     max_hours: float | None = None
     max_cost: float | None = None
+    workers: int | None = None  # None: one per visible GPU, 1 on CPU and MPS (backends/local.py)
+    per_device: int = 1
+    backend: str = "local"
+    address: str | None = None  # of the Ray cluster (else RAY_ADDRESS)
 
     def __post_init__(self) -> None:
+        if isinstance(self.agent, str):  # a session recorded before agents could be repeated
+            object.__setattr__(self, "agent", (self.agent,))
+        else:
+            object.__setattr__(self, "agent", tuple(self.agent))
+        if not self.agent:
+            raise OptionsError("--agent: give at least one agent")
+        if self.workers is not None and self.workers < 1:
+            raise OptionsError(f"--workers must be at least 1, not {self.workers}")
+        if self.per_device < 1:
+            raise OptionsError(f"--per-device must be at least 1, not {self.per_device}")
         check_positive("--max-hours", self.max_hours)
         check_positive("--max-cost", self.max_cost)
         check_positive("--timeout", self.timeout)
@@ -89,7 +103,9 @@ def summary(o: RunOptions) -> str:
     policy = f"policy {o.policy}" + (f" ({o.sigmas:g} sd, {o.noise_runs} noise runs)" if o.policy == "noise" else "")
     limits = [f"{flag(name)} {_show(getattr(o, name))}" for name in ("max_experiments", "max_hours", "max_cost")
               if getattr(o, name) is not None]
-    return ", ".join([f"agent {o.agent}", policy, *limits] if limits else [f"agent {o.agent}", policy, "no limit"])
+    agents = f"agent{'s' if len(o.agent) > 1 else ''} {', '.join(o.agent)}"
+    workers = [f"{o.workers} workers"] if o.workers and o.workers > 1 else []
+    return ", ".join([agents, *workers, policy, *(limits or ["no limit"])])
 
 
 def resume_command(tag: str, options: RunOptions | None = None) -> str:
@@ -100,13 +116,16 @@ def resume_command(tag: str, options: RunOptions | None = None) -> str:
         for f in fields(options):
             value = getattr(options, f.name)
             if value != getattr(DEFAULTS, f.name) and value is not None:
-                parts += [flag(f.name), _show(value)]
+                for one in value if isinstance(value, tuple) else (value,):
+                    parts += [flag(f.name), _show(one)]
     return shlex.join(parts)
 
 
 def _show(value: object) -> str:
     if value is None:
         return "none"
+    if isinstance(value, tuple):
+        return " ".join(_show(v) for v in value)
     if isinstance(value, float):
         return f"{value:g}" if float(f"{value:g}") == value else repr(value)  # 8 and 0.5, but 12.345678 whole
     return str(value)
@@ -124,7 +143,7 @@ class Limits:
 @dataclass
 class LoopConfig:
     tag: str
-    agent: str = "search"
+    agent: tuple[str, ...] | str = ("search",)
     policy: str = "noise"
     sigmas: float = 2.0  # noise policy: margin in standard deviations
     noise_runs: int = 2  # noise policy: extra baseline runs with other seeds
@@ -135,12 +154,17 @@ class LoopConfig:
     timeout: float | None = None  # per experiment, on top of the runner's phase limits (None: phase limits only)
     cache: Path | None = None
     agent_options: dict = field(default_factory=dict)  # how the agent was built (seed, base_url...): for --resume
+    workers: int | None = None  # None: the backend's default (one per visible GPU; 1 on CPU and MPS)
+    per_device: int = 1  # workers sharing one GPU
+    backend: str = "local"  # local | ray
+    address: str | None = None  # the Ray cluster's
 
     @classmethod
     def from_options(cls, tag: str, o: RunOptions, resume: bool = False, cache: Path | None = None) -> LoopConfig:
         return cls(tag=tag, agent=o.agent, policy=o.policy, sigmas=o.sigmas, noise_runs=o.noise_runs,
                    confirm_runs=o.confirm_runs, resume=resume, fix_attempts=o.fix_attempts, timeout=o.timeout,
-                   cache=cache, limits=Limits(o.max_experiments, o.max_hours, o.max_cost),
+                   cache=cache, limits=Limits(o.max_experiments, o.max_hours, o.max_cost), workers=o.workers,
+                   per_device=o.per_device, backend=o.backend, address=o.address,
                    agent_options={"base_url": o.base_url, "prices": o.prices, "seed": o.seed,
                                   "agent_timeout": o.agent_timeout})
 
@@ -150,4 +174,5 @@ class LoopConfig:
         return RunOptions(agent=self.agent, policy=self.policy, sigmas=self.sigmas, noise_runs=self.noise_runs,
                           confirm_runs=self.confirm_runs, fix_attempts=self.fix_attempts, timeout=self.timeout,
                           max_experiments=lim.max_experiments, max_hours=lim.max_hours, max_cost=lim.max_cost,
-                          **self.agent_options)
+                          workers=self.workers, per_device=self.per_device, backend=self.backend,
+                          address=self.address, **self.agent_options)

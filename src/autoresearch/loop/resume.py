@@ -1,7 +1,8 @@
 """Resuming a run after any stop: Ctrl-C, a limit, an agent error, kill -9 or a power cut.
 
 The journal is the record. Git and results.tsv are made to agree with it: the branch is reset to the best kept
-commit, and an experiment the journal shows unfinished is run again from its recorded proposal.
+commit, and every experiment the journal shows unfinished (one per worker that was busy) is run again from its
+recorded proposal; the workers' checkouts are cleaned when the workers start (loop/scheduler.py).
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ def resume(loop: Loop) -> list[str]:
 
 def reconcile(loop: Loop) -> list[str]:
     """Make git and results.tsv agree with the journal after any interruption."""
-    pending = loop.journal.unfinished(loop.tag)
-    if pending is not None and pending.run_dir:
-        kill_stale_group(Path(pending.run_dir))  # a run orphaned by our death must not train on beside the next
+    pending = loop.journal.all_unfinished(loop.tag)
+    for rec in pending:
+        if rec.run_dir:  # a run orphaned by our death must not train on beside the next
+            for run_dir in Path(rec.run_dir).parent.glob(Path(rec.run_dir).name + "*"):
+                kill_stale_group(run_dir)
     best = loop.best_commit()
     if vcs.head(loop.ws) != best or vcs.status_porcelain(loop.ws):
         vcs.reset_hard(loop.ws, best)
     notes = results.publish(loop.journal, loop.tag, loop.ws)
-    if pending is not None:
-        notes.append(f"resume: experiment {pending.number} ({pending.description}) was interrupted "
-                     f"({pending.state}); running it again")
+    notes += [f"resume: experiment {rec.number} ({rec.description}) was interrupted ({rec.state}); running it again"
+              for rec in pending]
     return notes

@@ -102,3 +102,43 @@ def clear_stale_lock(repo: Path) -> bool:
         lock.unlink()
         return True
     return False
+
+
+# -- worktrees: one per worker, so workers never share a checkout -----------------------------------------------------
+
+def add_worktree(repo: Path, path: Path, commit: str) -> None:
+    """A checkout of `commit` at `path` (detached: experiments commit there without moving any branch)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(repo, "worktree", "add", "-q", "--force", "--detach", str(path), commit)
+
+
+def remove_worktree(repo: Path, path: Path) -> None:
+    git(repo, "worktree", "remove", "--force", str(path), check=False)
+    git(repo, "worktree", "prune", check=False)
+
+
+def detach_at(worktree: Path, commit: str) -> None:
+    """Put a worker's checkout at `commit`, clean: whatever an agent or a killed orchestrator left there goes."""
+    clear_stale_lock(worktree)
+    git(worktree, "checkout", "-q", "--force", "--detach", commit)
+    git(worktree, "reset", "-q", "--hard", commit)
+    git(worktree, "clean", "-q", "-f", "-d")  # untracked, not ignored: an agent's stray files
+
+
+def is_ancestor(repo: Path, ancestor: str, commit: str) -> bool:
+    return subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", ancestor, commit],
+                          capture_output=True).returncode == 0
+
+
+def merge3(base: str, ours: str, theirs: str) -> str | None:
+    """`ours` with the change from `base` to `theirs` applied too (git merge-file); None when the two conflict."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="autoresearch-merge-") as d:
+        paths = [Path(d) / n for n in ("ours", "base", "theirs")]
+        for p, text in zip(paths, (ours, base, theirs)):
+            p.write_text(text)
+        proc = subprocess.run(["git", "merge-file", "-p", "-q", *map(str, paths)], capture_output=True, text=True)
+    if proc.returncode != 0:  # > 0: that many conflicts; < 0: an error
+        return None
+    return proc.stdout

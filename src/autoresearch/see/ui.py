@@ -197,7 +197,7 @@ class LoopView:
         self.current, self.budget, self.last, self._summary = rec, budget, None, False
         self._print(f"[exp {rec.number}] {rec.description} | running")
 
-    def line(self, text: str) -> None:
+    def line(self, text: str, rec=None) -> None:
         """Step lines drive the progress view; the summary block train.py ends with is shown as it is."""
         if text.startswith("step "):
             now = time.monotonic()
@@ -210,7 +210,7 @@ class LoopView:
         elif self._summary and _summary_line(text):
             self._print(f"  {text}")
 
-    def progress(self, p: Progress) -> None:
+    def progress(self, p: Progress, rec=None) -> None:
         self.last = p
         self._refresh()
 

@@ -1,0 +1,134 @@
+"""The single writer: the journal, the branch of record and results.tsv, behind one lock.
+
+Workers run side by side, each in its own thread, but every record and every move of `autoresearch/<tag>` goes
+through here, one at a time. Each step is recorded in the journal before or after its git action in an order
+`loop/resume.py` can finish from any interruption (even kill -9): the branch of record only ever moves forward, by
+a keep, to a commit whose train.py is exactly what was measured.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from autoresearch.loop import load, results, vcs
+from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
+from autoresearch.workspace import EDITABLE
+
+
+class Ledger:
+    def __init__(self, ws: Path, journal: Journal, tag: str, branch: str, on_note=None) -> None:
+        self.ws, self.journal, self.tag, self.branch = ws, journal, tag, branch
+        self.lock = threading.RLock()
+        self.on_note = on_note or (lambda text: None)
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    def run(self) -> RunRecord:
+        with self.lock:
+            run = self.journal.run(self.tag)
+        assert run is not None
+        return run
+
+    def best(self) -> ExperimentRecord | None:
+        with self.lock:
+            return self.journal.best(self.tag)
+
+    def best_commit(self) -> str:
+        best = self.best()
+        return (best.commit_sha or best.parent_commit) if best else self.run().base_commit
+
+    def best_val(self) -> float | None:
+        best = self.best()
+        return mean_of(best) if best else None
+
+    def source_at(self, commit: str) -> str:
+        return vcs.show(self.ws, commit, EDITABLE)
+
+    def info(self) -> dict:
+        return self.run().info or {}
+
+    def update_info(self, **values) -> None:
+        with self.lock:
+            self.journal.update_run(self.tag, info={**self.info(), **values})
+
+    def noise_sigma(self) -> float | None:
+        noise = self.info().get("noise")
+        return noise.get("std") if noise else None
+
+    def reference(self, best: ExperimentRecord) -> load.Reference:
+        """The best's figures to compare against: its last re-measurement, else what it scored when kept."""
+        commit = best.commit_sha or best.parent_commit
+        saved = self.info().get("reference")
+        if saved and saved.get("commit") == commit:
+            return load.Reference(**saved)
+        mean = mean_of(best)
+        assert mean is not None
+        return load.Reference(commit=commit, val_bpb=mean, runs=len(best.evidence.get("runs", [1])),
+                              tokens_per_second=load.mean_speed(best.evidence.get("tps", [best.tokens_per_second])))
+
+    def experiments(self, done_only: bool = False) -> list[ExperimentRecord]:
+        with self.lock:
+            return self.journal.experiments(self.tag, done_only=done_only)
+
+    def in_flight(self) -> list[ExperimentRecord]:
+        """What the workers are trying right now: recorded, not yet decided."""
+        return [e for e in self.experiments() if e.state != "done"]
+
+    def get(self, exp_id: int) -> ExperimentRecord:
+        with self.lock:
+            return self.journal.get(exp_id)
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    def add(self, number: int | None, attempt: int, description: str, train_py: str, parent: str,
+            **values) -> ExperimentRecord:
+        """Record a proposal; a new idea (number None) takes the next free number now, so numbers follow the
+        order in which ideas were recorded and none is skipped."""
+        with self.lock:
+            if number is None:
+                number = max((e.number for e in self.journal.experiments(self.tag)), default=0) + 1
+            return self.journal.add_experiment(self.tag, number, attempt, description, train_py, parent,
+                                               started_from=parent, **values)
+
+    def update(self, exp_id: int, **values) -> ExperimentRecord:
+        with self.lock:
+            self.journal.update(exp_id, **values)
+            return self.journal.get(exp_id)
+
+    def finish(self, exp_id: int, status: str, keep_commit: str | None = None, **values) -> ExperimentRecord:
+        """Record the decision (one transaction), then make git follow it, then rewrite results.tsv.
+
+        A keep moves the branch of record forward to `keep_commit`, which must descend from the current best."""
+        with self.lock:
+            if status == "keep":
+                assert keep_commit is not None
+                if not vcs.is_ancestor(self.ws, self.best_commit(), keep_commit):
+                    raise AssertionError(f"a keep must descend from the best ({keep_commit} does not)")
+                values["commit_sha"] = keep_commit
+            self.journal.update(exp_id, state="done", status=status, finished_at=time.time(), **values)
+            self.restore_best()
+            self.write_results()
+            return self.journal.get(exp_id)
+
+    def restore_best(self) -> None:
+        """The workspace's checkout follows the branch of record: at the best, clean."""
+        with self.lock:
+            best = self.best_commit()
+            if vcs.head(self.ws) != best or vcs.status_porcelain(self.ws):
+                vcs.reset_hard(self.ws, best)
+
+    def charge(self, number: int, usage) -> None:
+        with self.lock:
+            self.journal.add_charge(self.tag, number, usage.input_tokens, usage.output_tokens, usage.cost_usd)
+
+    def write_results(self) -> None:
+        with self.lock:
+            notes = results.publish(self.journal, self.tag, self.ws)
+        for note in notes:
+            self.on_note(note)
+
+
+def mean_of(rec: ExperimentRecord) -> float | None:
+    return rec.evidence.get("mean", rec.val_bpb) if rec.evidence else rec.val_bpb

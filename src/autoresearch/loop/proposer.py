@@ -1,0 +1,121 @@
+"""Asking an agent for the next change, in a worker's own checkout: the context it gets (the best train.py, the
+compacted history, the experiments in flight on the other workers), the waits after provider errors, and the
+checks a proposal must pass before anything runs."""
+
+from __future__ import annotations
+
+import ast
+import threading
+import time
+from pathlib import Path
+
+from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, InFlight, Proposal
+from autoresearch.loop import vcs
+from autoresearch.loop.journal import ExperimentRecord
+from autoresearch.loop.ledger import Ledger
+from autoresearch.run import guard
+from autoresearch.settings import Settings
+from autoresearch.workspace import EDITABLE, harness_surface
+
+AGENT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # waits after non-fatal agent errors; the last repeats
+
+
+class Stopped(Exception):
+    """The orchestrator is stopping: the proposal in progress is dropped, unrecorded."""
+
+
+class Proposer:
+    def __init__(self, ws: Path, settings: Settings, ledger: Ledger, stop: threading.Event, message,
+                 sleep=None) -> None:
+        self.ws, self.settings, self.ledger, self.stop, self.message = ws, settings, ledger, stop, message
+        self.sleep = sleep  # tests replace the waits between agent retries
+
+    def propose(self, agent: Agent, checkout: Path, number: int | None, attempt: int, failure: Failure | None,
+                worker: int, device: str) -> ExperimentRecord:
+        """Ask `agent` (in `checkout`, a worker's worktree at the best) and record its proposal, or why it cannot
+        run (rejected: it costs no run). Waits out non-fatal agent errors; a fatal one is raised."""
+        parent = self.ledger.best_commit()
+        if failure is None:
+            vcs.detach_at(checkout, parent)
+        best_source = self.ledger.source_at(parent)
+        guess = number or max((e.number for e in self.ledger.experiments()), default=0) + 1
+        ctx = Context(program=_read(checkout / "program.md"), train_py=best_source,
+                      harness_surface=harness_surface(), history=self.history(), best_val_bpb=self.ledger.best_val(),
+                      time_budget=self.settings.time_budget, failure=failure, workspace=checkout, experiment=guess,
+                      max_seq_len=self.settings.max_seq_len, in_flight=self.in_flight())
+        if failure is not None:  # a command agent edits the file on disk: show it the failed attempt
+            (checkout / EDITABLE).write_text(failure.train_py)
+        before = set(vcs.status_porcelain(checkout))
+        for wait in _backoff():
+            if self.stop.is_set():
+                raise Stopped
+            t0 = time.monotonic()
+            try:
+                proposal = agent.propose(ctx)
+                break
+            except AgentError as e:
+                if e.usage and (e.usage.input_tokens or e.usage.output_tokens or e.usage.cost_usd):
+                    self.ledger.charge(guess, e.usage)
+                if e.fatal:
+                    raise
+                self.message(f"agent error (waiting {wait:.0f}s, then trying again): {e}")
+                vcs.detach_at(checkout, parent)
+                (self.sleep or self.stop.wait)(wait)
+        if self.stop.is_set():
+            raise Stopped
+        agent_seconds = time.monotonic() - t0
+        rejection = self.check(proposal, best_source, checkout, before)
+        rec = self.ledger.add(
+            number, attempt, _one_line(proposal.description), proposal.train_py, parent,
+            rationale=proposal.rationale, agent=agent.name, agent_seconds=agent_seconds,
+            input_tokens=proposal.usage.input_tokens, output_tokens=proposal.usage.output_tokens,
+            cost_usd=proposal.usage.cost_usd, diff=vcs.diff_texts(best_source, proposal.train_py),
+            worker=worker, device=device)
+        if rejection:
+            vcs.detach_at(checkout, parent)
+            return self.ledger.finish(rec.id, status="rejected", outcome="rejected", reason=rejection, evidence={})
+        return rec
+
+    def check(self, proposal: Proposal, best_source: str, checkout: Path, before: set[str]) -> str:
+        """Why the proposal cannot run ('' if it can): only train.py may change, and it must parse."""
+        if proposal.train_py == best_source:
+            return f"no change: the proposed {EDITABLE} is the current best"
+        changed = [e[3:] for e in set(vcs.status_porcelain(checkout)) - before if e[3:] != EDITABLE]
+        if changed:
+            return f"the agent changed files other than {EDITABLE}: {', '.join(sorted(changed))}"
+        try:
+            ast.parse(proposal.train_py, filename=EDITABLE)
+        except SyntaxError as e:
+            return f"{EDITABLE} does not parse: {e.msg} (line {e.lineno})"
+        if not proposal.description.strip():
+            return "the proposal has no description"
+        problems = guard.check_source(proposal.train_py, self.settings.allowed_imports)
+        if problems:
+            return "; ".join(problems)
+        return ""
+
+    def history(self) -> tuple[HistoryEntry, ...]:
+        return tuple(
+            HistoryEntry(number=e.number, status=e.status or "crash", description=e.description, val_bpb=e.val_bpb,
+                         memory_gb=e.memory_gb, reason=e.reason if e.status in ("crash", "rejected") else "",
+                         diff=e.diff, train_py=e.train_py)
+            for e in self.ledger.experiments(done_only=True) if e.status is not None
+        )
+
+    def in_flight(self) -> tuple[InFlight, ...]:
+        return tuple(InFlight(number=e.number, description=e.description, diff=e.diff, train_py=e.train_py,
+                              agent=e.agent) for e in self.ledger.in_flight())
+
+
+def _backoff():
+    yield from AGENT_BACKOFF
+    while True:
+        yield AGENT_BACKOFF[-1]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200] or "unnamed change"
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""

@@ -1,0 +1,233 @@
+"""Several workers on one branch of record (`run --workers N`): every experiment recorded once, the branch moving
+only through keeps, the rule for a result whose best moved while it ran, kills from outside, and kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from click.testing import CliRunner
+from loopkit import ScriptedAgent, alive, assert_consistent, fast_source, git, pid_working_in
+
+from autoresearch.backends.base import BackendError, Slot
+from autoresearch.backends.local import plan_slots
+from autoresearch.cli import cli
+from autoresearch.loop import vcs
+from autoresearch.loop.core import Limits, Loop, LoopConfig
+from autoresearch.loop.journal import Journal
+from autoresearch.settings import Settings
+from autoresearch.workspace import read_constants, set_constants
+
+PAUSE = 20  # seconds worker 2's first change waits: the other worker's experiments land meanwhile
+
+# The fast stand-in with a second knob far from QUALITY (so two changes merge cleanly), and a pause that only
+# the unmerged change takes (its QUALITY is still the baseline's), so a re-run of a merge does not wait.
+MERGE_TRAIN = (fast_source()
+               .replace("        return (QUALITY * logp + jitter)", "        return ((QUALITY + EXTRA) * logp + jitter)")
+               .replace("\n\nclass Unigram", "\n\nEXTRA = 0.0             # added to QUALITY\n"
+                        "PAUSE = 0.0             # seconds the run waits while QUALITY is the baseline's\n\n\n"
+                        "class Unigram")
+               .replace("time.sleep(SLEEP)\n", "time.sleep(SLEEP)\nif QUALITY == 0.3:\n    time.sleep(PAUSE)\n"))
+
+
+@pytest.fixture
+def merge_ws(tiny_workspace):
+    (tiny_workspace / "train.py").write_text(MERGE_TRAIN)
+    vcs.commit_all(tiny_workspace, "the fast stand-in with two knobs")
+    return tiny_workspace
+
+
+def change(**constants) -> str:
+    return set_constants(MERGE_TRAIN, constants)
+
+
+def two_workers(ws: Path, agents, max_experiments: int, **kw) -> Loop:
+    settings = Settings.load(ws / "autoresearch.toml")
+    loop = Loop(ws, settings, agents, LoopConfig(tag="t", policy="greedy", limits=Limits(max_experiments=max_experiments),
+                                                 workers=2, **kw))
+    loop.start()
+    return loop
+
+
+def records(ws: Path):
+    j = Journal(ws / ".autoresearch" / "journal.db")
+    try:
+        return j.final_attempts("t")
+    finally:
+        j.close()
+
+
+# -- slots ---------------------------------------------------------------------------------------------------------
+
+def test_slots_give_each_worker_its_device_and_its_share():
+    gpus = plan_slots("cuda", None, 1, ["0", "3"], cores=16)
+    assert [(s.device, dict(s.env)["CUDA_VISIBLE_DEVICES"], s.sharing) for s in gpus] == [("cuda:0", "0", 1),
+                                                                                       ("cuda:1", "3", 1)]
+    shared = plan_slots("cuda", None, 2, ["0"], cores=16)
+    assert [(s.device, s.sharing) for s in shared] == [("cuda:0", 2), ("cuda:0", 2)]
+    cpu = plan_slots("cpu", 2, 1, [], cores=4)
+    assert [dict(s.env)["OMP_NUM_THREADS"] for s in cpu] == ["2", "2"] and cpu[0].sharing == 2
+    assert plan_slots("cpu", None, 1, [], cores=4) == [Slot(index=1, device="cpu")]
+    with pytest.raises(BackendError, match="--per-device"):
+        plan_slots("cuda", 3, 1, ["0", "1"], cores=16)
+    with pytest.raises(BackendError, match="no GPU"):
+        plan_slots("cuda", None, 1, [], cores=16)
+
+
+def test_cpu_workers_split_the_memory_limit():
+    from autoresearch.backends.local import with_share
+    from autoresearch.run.result import Experiment
+
+    settings = Settings.from_profile("cpu")
+    exp = Experiment(source="", workspace=Path("."), settings=settings, run_dir=Path("."))
+    shared = with_share(exp, plan_slots("cpu", 2, 1, [], cores=2)[0], 2)
+    assert shared.settings.memory_limit == settings.memory_limit // 2
+    assert dict(shared.env)["OMP_NUM_THREADS"] == "1"
+
+
+# -- the loop on two workers ------------------------------------------------------------------------------------------
+
+def test_a_change_whose_best_moved_is_merged_and_measured_again(merge_ws):
+    """Worker 2's change (EXTRA) runs long; meanwhile worker 1's QUALITY changes are kept. Worker 2's result beat
+    its starting point and the newer best, and the two changes merge cleanly: the combination is run, and kept on
+    its own figures. Worker 1's second proposal saw worker 2's experiment in flight."""
+    a = ScriptedAgent([(change(QUALITY=0.5), "quality 0.5"), (change(QUALITY=0.6), "quality 0.6")])
+    b = ScriptedAgent([(change(EXTRA=0.4, PAUSE=float(PAUSE)), "extra 0.4")])
+    b.name = "scripted-b"
+    loop = two_workers(merge_ws, [a, b], max_experiments=4)
+    assert loop.run_until_limit().startswith("reached --max-experiments 4")
+    rows = assert_consistent(merge_ws, "t")
+    assert len(rows) == 4 and [r["status"] for r in rows] == ["keep"] * 4
+    recs = {r.description: r for r in records(merge_ws)}
+    extra = recs["extra 0.4"]
+    assert extra.worker == 2 and {recs["quality 0.5"].worker, recs["quality 0.6"].worker} == {1}
+    assert extra.started_from == recs["baseline"].commit_sha != extra.parent_commit  # rebased onto a newer best
+    assert "rebased" in extra.evidence and len(list((merge_ws / ".autoresearch/runs/t").glob("*-rebase1"))) == 1
+    consts = read_constants(extra.train_py)
+    assert consts["EXTRA"] == 0.4 and consts["QUALITY"] in (0.5, 0.6)  # the merge: both changes
+    assert extra.finished_at == max(r.finished_at for r in recs.values())  # the last keep: the branch's tip
+    assert git(merge_ws, "rev-parse", "HEAD").strip() == extra.commit_sha
+    seen = [f.description for ctx in a.contexts[1:] for f in ctx.in_flight]
+    assert "extra 0.4" in seen  # worker 1 was told what worker 2 was trying
+    assert not (merge_ws / ".worktrees" / "t").exists() or not any((merge_ws / ".worktrees" / "t").iterdir())
+
+
+def test_conflicting_change_that_beat_the_newer_best_is_kept_as_measured(merge_ws):
+    a = ScriptedAgent([(change(QUALITY=0.5), "quality 0.5")])
+    b = ScriptedAgent([(change(QUALITY=0.9, SLEEP=float(PAUSE) / 2), "quality 0.9")])  # same line: a conflict
+    loop = two_workers(merge_ws, [a, b], max_experiments=3)
+    loop.run_until_limit()
+    rows = assert_consistent(merge_ws, "t")
+    assert [r["status"] for r in rows] == ["keep", "keep", "keep"]
+    recs = {r.description: r for r in records(merge_ws)}
+    late = recs["quality 0.9"]
+    assert late.parent_commit == recs["quality 0.5"].commit_sha and late.evidence["rebase"].startswith("conflict")
+    assert read_constants(late.train_py)["QUALITY"] == 0.9  # exactly what was measured
+
+
+def test_a_result_that_beats_only_its_old_best_is_discarded(merge_ws):
+    a = ScriptedAgent([(change(QUALITY=0.8), "quality 0.8")])
+    b = ScriptedAgent([(change(EXTRA=0.2, PAUSE=float(PAUSE) / 2), "extra 0.2")])  # 0.5 in all: beats 0.3, not 0.8
+    loop = two_workers(merge_ws, [a, b], max_experiments=3)
+    loop.run_until_limit()
+    rows = assert_consistent(merge_ws, "t")
+    assert [r["status"] for r in rows] == ["keep", "keep", "discard"]
+    late = {r.description: r for r in records(merge_ws)}["extra 0.2"]
+    assert "newer best" in late.reason and late.evidence["newer_best"] == 2
+
+
+def test_an_experiment_killed_from_outside_is_recorded_and_leaves_nothing(merge_ws):
+    """The training process of worker 2's experiment is killed by someone else: that experiment is a crash,
+    nothing of it survives, and worker 1 goes on."""
+    a = ScriptedAgent([(change(QUALITY=0.5), "quality 0.5"), (change(QUALITY=0.6), "quality 0.6")])
+    b = ScriptedAgent([(change(EXTRA=0.1, PAUSE=120.0), "hangs")])
+    loop = two_workers(merge_ws, [a, b], max_experiments=4, fix_attempts=0)
+    victim: list[int] = []
+
+    def kill_it() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not victim:
+            for rec in loop.ledger.in_flight():
+                if rec.description == "hangs" and rec.run_dir and (pid := pid_working_in(Path(rec.run_dir))):
+                    time.sleep(1.0)  # let it settle into its pause
+                    os.kill(pid, signal.SIGKILL)
+                    victim.append(pid)
+                    return
+            time.sleep(0.3)
+
+    killer = threading.Thread(target=kill_it, daemon=True)
+    killer.start()
+    loop.run_until_limit()
+    killer.join(timeout=5)
+    assert victim, "the experiment never started"
+    rows = assert_consistent(merge_ws, "t")
+    assert sorted(r["description"] for r in rows) == ["baseline", "hangs", "quality 0.5", "quality 0.6"]
+    hung = {r.description: r for r in records(merge_ws)}["hangs"]
+    assert hung.status == "crash" and hung.worker == 2
+    run_dir = Path(hung.run_dir).resolve()
+    strays = [p for p in psutil.process_iter(["cwd"]) if p.info["cwd"] and Path(p.info["cwd"]) == run_dir]
+    assert not strays
+
+
+# -- kill -9 of the orchestrator with two experiments in flight -----------------------------------------------------
+
+# A command agent: the n-th proposal (counted in a file, under a lock: two workers ask at once) sets QUALITY.
+AGENT = """\
+import fcntl, os, re
+plan = [0.6, 0.7, 0.8, 0.9]
+with open(os.environ["AGENT_COUNTER"], "a+") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    f.seek(0)
+    n = len(f.read())
+    f.write("x")
+q = plan[n % len(plan)]
+p = os.environ["AUTORESEARCH_TRAIN_PY"]
+open(p, "w").write(re.sub(r"(?m)^QUALITY = [0-9.]+", f"QUALITY = {q}", open(p).read()))
+print(f"Description: quality {q}")
+"""
+
+
+def test_kill_9_with_two_experiments_in_flight_then_resume_loses_nothing(tiny_workspace, tmp_path):
+    ws = tiny_workspace
+    (ws / "train.py").write_text(fast_source())
+    vcs.commit_all(ws, "fast train.py")
+    (tmp_path / "agent.py").write_text(AGENT)
+    env = {**os.environ, "AGENT_COUNTER": str(tmp_path / "counter"), "AUTORESEARCH_AGENT_SANDBOX": "0"}
+    agent = f"cmd:{sys.executable} {tmp_path / 'agent.py'}"
+    args = ["run", "--tag", "t", "--agent", agent, "--policy", "greedy", "--workers", "2", "--max-experiments", "4"]
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch.cli", *args], cwd=ws, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**env, "FAST_TRAIN_HANG": "1"})
+    runs = ws / ".autoresearch" / "runs" / "t"
+    pids: dict[str, int] = {}
+    deadline = time.monotonic() + 120
+    while len(pids) < 2 and time.monotonic() < deadline:  # experiments 2 and 3 both training (hanging)
+        time.sleep(0.5)
+        for name in ("0002-0", "0003-0"):
+            if name not in pids and (pid := pid_working_in(runs / name)):
+                pids[name] = pid
+    assert len(pids) == 2, f"two experiments never ran at once: {pids}"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 15
+    while any(alive(p) for p in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in pids.values()), "experiments trained on after their orchestrator died"
+
+    os.environ["AGENT_COUNTER"] = env["AGENT_COUNTER"]
+    try:
+        r = CliRunner().invoke(cli, ["run", "--resume", "--no-agent-sandbox"], catch_exceptions=False)
+    finally:
+        del os.environ["AGENT_COUNTER"]
+    assert r.exit_code == 0, r.output
+    assert r.output.count("was interrupted") == 2, r.output
+    rows = assert_consistent(ws, "t")
+    assert len(rows) == 4 and sorted(r["description"] for r in rows) == ["baseline", "quality 0.6", "quality 0.7",
+                                                                        "quality 0.8"]
+    assert not [p for p in (ws / ".worktrees" / "t").glob("*") if vcs.status_porcelain(p)]
