@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,9 +15,10 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from autoresearch.run import sandbox
+from autoresearch.run import proctree, sandbox
 from autoresearch.run.sandbox import Policy, descendants, kill_descendants, landlock_abi, launcher_argv, tree_rss_mb
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox confines on Linux only")
@@ -415,7 +417,8 @@ def test_kill_descendants_of_a_child_spares_the_child():
 
 SUBREAPER = """
     import os, subprocess, sys, time
-    from autoresearch.run import proctree, sandbox
+    import psutil
+    from autoresearch.run import sandbox
     assert sandbox.enable_subreaper()
     # A child that starts a grandchild in a new session (out of any process group) and exits at once.
     out = subprocess.run([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
@@ -424,13 +427,13 @@ SUBREAPER = """
                          capture_output=True, text=True, check=True)
     escapee = int(out.stdout)
     deadline = time.monotonic() + 5
-    while proctree._proc_table().get(escapee, (0,))[0] != os.getpid() and time.monotonic() < deadline:
+    while psutil.Process(escapee).ppid() != os.getpid() and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert proctree._proc_table()[escapee][0] == os.getpid(), "not re-parented to the subreaper"
+    assert psutil.Process(escapee).ppid() == os.getpid(), "not re-parented to the subreaper"
     spared = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.DEVNULL)
     hit = sandbox.kill_descendants(spare=[spared.pid])
     assert hit == [escapee], (hit, escapee)
-    assert not os.path.exists(f"/proc/{escapee}"), "killed and reaped"
+    assert not psutil.pid_exists(escapee), "killed and reaped"
     assert spared.poll() is None
     spared.kill(); spared.wait()
     print("OK")
@@ -457,6 +460,100 @@ CALLER = """
 def test_kill_descendants_never_hits_the_caller():
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(CALLER)], capture_output=True, text=True, timeout=60)
     assert proc.stdout.split() == ["0", "True", "True"], proc.stdout + proc.stderr
+
+
+WORKER = """
+    import json, os, subprocess, sys, time
+    import psutil
+    from autoresearch.run import sandbox
+    assert sandbox.enable_subreaper()  # as backends/worker.py does: this experiment's strays come back to us
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    quiet = "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL"  # or run() would wait for the escapee's EOF
+    out = subprocess.run([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(%r, "
+                          "start_new_session=True, %s); print(p.pid)" % (sleep, quiet)],
+                         capture_output=True, text=True, check=True, timeout=30)
+    escapee = int(out.stdout)
+    deadline = time.monotonic() + 5
+    while psutil.Process(escapee).ppid() != os.getpid() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    train = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(%r); "
+                              "print(p.pid, flush=True); p.wait()" % (sleep,)], stdout=subprocess.PIPE, text=True)
+    print(json.dumps(sorted([escapee, train.pid, int(train.stdout.readline())])), flush=True)
+    sys.stdin.readline()
+    print(json.dumps(sorted(sandbox.kill_descendants())), flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _live(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_killing_one_experiments_processes_leaves_a_sibling_experiments_alone():
+    workers = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(WORKER)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        trees = [json.loads(w.stdout.readline()) for w in workers]  # each: escapee, train.py, its child
+        assert all(len(t) == 3 for t in trees) and not set(trees[0]) & set(trees[1])
+        first, second = workers
+        first.stdin.write("\n")
+        first.stdin.flush()
+        assert json.loads(first.stdout.readline()) == trees[0]
+        deadline = time.monotonic() + 5
+        while any(map(_live, trees[0])) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(_live, trees[0]))
+        assert all(map(_live, trees[1])) and first.poll() is None and second.poll() is None
+        second.stdin.write("\n")
+        second.stdin.flush()
+        assert json.loads(second.stdout.readline()) == trees[1]
+    finally:
+        for w in workers:
+            kill_descendants(w.pid)
+            w.kill()
+            w.wait(timeout=10)
+
+
+def test_group_members_are_the_live_processes_of_the_group():
+    # The leader leaves a zombie child in its group (never reaped) and starts a live one.
+    code = ("import subprocess, sys, time; z = subprocess.Popen([sys.executable, '-c', '']); "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            "print(z.pid, p.pid, flush=True); time.sleep(60)")
+    leader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        zombie, live = map(int, leader.stdout.readline().split())
+        deadline = time.monotonic() + 10
+        while _live(zombie) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(p.pid for p in proctree.group_members(leader.pid)) == sorted([leader.pid, live])
+    finally:
+        os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait(timeout=10)
+    deadline = time.monotonic() + 10  # SIGKILL lands when the kernel next schedules the member
+    while proctree.group_members(leader.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proctree.group_members(leader.pid) == []
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "psutil-only"])
+def test_kill_descendants_signals_no_process_that_took_over_a_pid(monkeypatch, pidfd):
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)  # as on macOS
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        seen = psutil.Process(child.pid)
+        # As if this pid had named an older process when it was seen: the start time is how psutil tells them apart.
+        seen._ident = (seen.pid, seen._ident[1] - 100.0)
+        assert not proctree._signal(seen, signal.SIGKILL)
+        assert child.poll() is None
+        assert proctree._signal(psutil.Process(child.pid), signal.SIGKILL)
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        child.kill()
+        child.wait(timeout=10)
 
 
 # ---------------------------------------------------------------------------

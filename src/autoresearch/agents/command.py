@@ -50,6 +50,7 @@ from pathlib import Path
 from autoresearch.agents.base import AgentError, Context, Proposal, Usage
 from autoresearch.agents.preflight import check_cli
 from autoresearch.agents.prompt import build_prompt
+from autoresearch.run.proctree import group_members
 from autoresearch.workspace import RUN_DIR
 
 DEFAULT_TIMEOUT = 900.0
@@ -459,22 +460,7 @@ def _stop_group(proc: subprocess.Popen, grace: float) -> None:
 def _group_alive(pgid: int) -> bool:
     """Whether any process of the group still runs. Zombies do not count: in containers whose init reaps slowly
     (or never), they would otherwise hold every timeout for its full grace period."""
-    try:
-        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
-    except OSError:  # no /proc (macOS): ask the kernel, zombies included
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
-    for pid in entries:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
+    return bool(group_members(pgid))
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -1,7 +1,8 @@
-"""The orchestrator's side of the sandbox: process trees from /proc (Linux), and protecting the orchestrator.
+"""The orchestrator's side of the sandbox: process trees (psutil, so Linux and macOS), and protecting the orchestrator.
 
-protect_orchestrator() (non-dumpable: its environ with API keys stays unreadable), enable_subreaper(),
-descendants(pid), kill_descendants(), tree_rss_mb(pid). autoresearch.run.sandbox re-exports them.
+protect_orchestrator() (non-dumpable: its environ with API keys stays unreadable), enable_subreaper() (both Linux
+only: prctl has no macOS counterpart), descendants(pid), kill_descendants(), tree_rss_mb(pid), group_members(pgid).
+autoresearch.run.sandbox re-exports them.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import ctypes.util
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterable
+
+import psutil
 
 LINUX = sys.platform.startswith("linux")
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+REAP_SECONDS = 2.0  # for killed children of ours to become reapable
+GONE = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
 def _prctl(option: int, arg: int) -> None:
@@ -50,55 +54,44 @@ def enable_subreaper() -> bool:
         return False
 
 
-def _proc_table() -> dict[int, tuple[int, str, int]]:
-    """pid -> (ppid, state, start time in clock ticks) for every process /proc shows."""
-    table = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return {}
-    for name in entries:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                rest = f.read().rsplit(b")", 1)[1].split()  # after "pid (comm)": state ppid ... starttime
-        except (OSError, IndexError):
-            continue
-        table[int(name)] = (int(rest[1]), rest[0].decode(), int(rest[19]))
-    return table
-
-
-def descendants(pid: int, table: dict[int, tuple[int, str, int]] | None = None) -> list[int]:
-    """Children, grandchildren ... of `pid` (not `pid` itself), breadth first. Empty where /proc is missing."""
-    table = _proc_table() if table is None else table
-    children: dict[int, list[int]] = {}
-    for child, (ppid, _, _) in table.items():
-        children.setdefault(ppid, []).append(child)
-    out, frontier = [], [pid]
-    while frontier:
-        nxt = [c for p in frontier for c in children.get(p, ())]
-        out += nxt
-        frontier = nxt
-    return out
+def descendants(pid: int) -> list[int]:
+    """Children, grandchildren ... of `pid` (not `pid` itself), zombies included. Empty if `pid` is gone."""
+    return [p.pid for p in _children(pid)]
 
 
 def tree_rss_mb(pid: int) -> float:
-    """Resident memory (VmRSS) of `pid` and all its descendants, in MiB; 0.0 where /proc is missing (non-Linux).
+    """Resident memory of `pid` and all its descendants, in MiB; 0.0 if `pid` is gone.
 
     Pages shared between processes (forked workers, the same libraries) are counted once per process.
     """
-    total_kb = 0
-    for p in [pid, *descendants(pid)]:
+    try:
+        procs = [psutil.Process(pid), *_children(pid)]
+    except psutil.Error:
+        return 0.0
+    return rss_mb(procs)
+
+
+def rss_mb(procs: Iterable[psutil.Process]) -> float:
+    """Resident memory of `procs` together, in MiB; a process that is gone or hidden counts 0."""
+    total = 0
+    for p in procs:
         try:
-            with open(f"/proc/{p}/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"VmRSS:"):
-                        total_kb += int(line.split()[1])
-                        break
-        except (OSError, ValueError):
+            total += p.memory_info().rss
+        except psutil.Error:
             continue
-    return total_kb / 1024
+    return total / 2**20
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The live (not zombie) processes of process group `pgid`. psutil knows no process groups: ask the kernel."""
+    members = []
+    for pid in psutil.pids():  # not process_iter(): its cache can hold an earlier owner of a reused pid
+        try:
+            if os.getpgid(pid) == pgid and (p := psutil.Process(pid)).status() not in GONE:
+                members.append(p)
+        except (OSError, psutil.Error):
+            continue  # gone meanwhile
+    return members
 
 
 def kill_descendants(root_pid: int | None = None, spare: Iterable[int] = ()) -> list[int]:
@@ -109,44 +102,70 @@ def kill_descendants(root_pid: int | None = None, spare: Iterable[int] = ()) -> 
     forks away while it is being killed, then killed; killed zombies that are the caller's children are reaped.
     A subprocess.Popen child must be spared or already waited for, or its Popen would lose the exit status.
     """
-    if not LINUX:
-        return []
-    me = os.getpid()
-    root = me if root_pid is None else root_pid
-    stopped: dict[int, int] = {}  # pid -> start time (guards against pid reuse)
+    me = psutil.Process()
+    root = me.pid if root_pid is None else root_pid
+    spare = list(spare)
+    stopped: dict[int, psutil.Process] = {}  # a Process remembers its start time: a reused pid is not it
     for _ in range(50):
-        table = _proc_table()
-        protected = {me, *_ancestors(me, table)}
+        fresh = [p for p in _children(root) if p.pid not in stopped]
+        # The spared subtrees are read after the root's: whatever a spared process forked before the root's tree
+        # was read is then in its subtree, so it is never taken for a stray.
+        protected = {me.pid, *_ancestors(me)}
         for s in spare:
-            protected |= {s, *descendants(s, table)}
-        fresh = [p for p in descendants(root, table)
-                 if p not in protected and p not in stopped and table[p][1] not in "ZX"]
+            protected |= {s, *descendants(s)}
+        fresh = [p for p in fresh if p.pid not in protected and _live(p)]
         if not fresh:
             break
         for p in fresh:
-            if _signal(p, table[p][2], signal.SIGSTOP):
-                stopped[p] = table[p][2]
-    hit = [p for p, start in stopped.items() if _signal(p, start, signal.SIGKILL)]
-    _reap(hit)
+            if _signal(p, signal.SIGSTOP):
+                stopped[p.pid] = p
+    hit = [pid for pid, p in stopped.items() if _signal(p, signal.SIGKILL)]
+    # Only our own children: waiting on another's zombie would last until its parent reaps it.
+    psutil.wait_procs([stopped[pid] for pid in hit if _ppid(stopped[pid]) == me.pid], timeout=REAP_SECONDS)
     return hit
 
 
-def _ancestors(pid: int, table: dict[int, tuple[int, str, int]]) -> list[int]:
-    out = []
-    while pid in table and table[pid][0] not in (0, pid):
-        pid = table[pid][0]
-        out.append(pid)
-    return out
-
-
-def _signal(pid: int, start: int, sig: int) -> bool:
-    """Signal `pid` only if it is still the process that started at `start` (a pidfd pins it between check and kill)."""
+def _children(pid: int) -> list[psutil.Process]:
     try:
-        fd = os.pidfd_open(pid)
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _ancestors(proc: psutil.Process) -> list[int]:
+    try:
+        return [p.pid for p in proc.parents()]
+    except psutil.Error:
+        return []
+
+
+def _ppid(proc: psutil.Process) -> int | None:
+    try:
+        return proc.ppid()
+    except psutil.Error:
+        return None
+
+
+def _live(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() not in GONE
+    except psutil.Error:
+        return False
+
+
+def _signal(proc: psutil.Process, sig: int) -> bool:
+    """Signal `proc` only if its pid still names it. psutil checks the start time and then signals, which leaves a
+    window for the pid to be reused; a pidfd (Linux) pins the process from before the check to the signal."""
+    try:
+        fd = os.pidfd_open(proc.pid)
     except (OSError, AttributeError):
-        return _signal_racy(pid, start, sig)
+        try:
+            proc.send_signal(sig)
+            return True
+        except psutil.Error:
+            return False
     try:
-        if _start_time(pid) != start:
+        if not proc.is_running():
             return False
         signal.pidfd_send_signal(fd, sig)
         return True
@@ -154,38 +173,3 @@ def _signal(pid: int, start: int, sig: int) -> bool:
         return False
     finally:
         os.close(fd)
-
-
-def _signal_racy(pid: int, start: int, sig: int) -> bool:
-    try:
-        if _start_time(pid) != start:
-            return False
-        os.kill(pid, sig)
-        return True
-    except OSError:
-        return False
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _reap(pids: list[int], timeout: float = 2.0) -> None:
-    pending, deadline = set(pids), time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for p in list(pending):
-            try:
-                done, _ = os.waitpid(p, os.WNOHANG)
-            except ChildProcessError:
-                pending.discard(p)  # not our child: its own parent (or init) reaps it
-                continue
-            if done:
-                pending.discard(p)
-        if pending:
-            time.sleep(0.01)
-
-

@@ -34,7 +34,8 @@ own with protect_orchestrator(); a root experiment loses its capabilities, which
 As root, the command execs with no capabilities (bounding and ambient sets emptied).
 
 The orchestrator side: protect_orchestrator() (non-dumpable: its environ with API keys stays unreadable),
-enable_subreaper(), descendants(pid), kill_descendants(), tree_rss_mb(pid), describe().
+enable_subreaper(), descendants(pid), kill_descendants(), tree_rss_mb(pid), group_members(pgid) (all from
+run/proctree.py, loaded on first use: the launcher needs none of them, nor psutil), describe().
 """
 
 from __future__ import annotations
@@ -49,15 +50,33 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autoresearch.run import mounts
-from autoresearch.run.proctree import (  # noqa: F401  (the orchestrator's side, re-exported for its callers)
-    descendants,
-    enable_subreaper,
-    kill_descendants,
-    protect_orchestrator,
-    tree_rss_mb,
-)
+
+if TYPE_CHECKING:  # for type checkers and editors: at run time, __getattr__ below
+    from autoresearch.run.proctree import (  # noqa: F401
+        descendants,
+        enable_subreaper,
+        group_members,
+        kill_descendants,
+        protect_orchestrator,
+        tree_rss_mb,
+    )
+
+PROCTREE = frozenset({"descendants", "enable_subreaper", "group_members", "kill_descendants", "protect_orchestrator",
+                      "tree_rss_mb"})
+
+
+def __getattr__(name: str):
+    # The orchestrator's side, re-exported for its callers; imported only when asked for, so the launcher runs
+    # under any interpreter, with or without psutil.
+    if name in PROCTREE:
+        from autoresearch.run import proctree
+
+        return getattr(proctree, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 REPORT_PREFIX = "sandbox: "
 LINUX = sys.platform.startswith("linux")

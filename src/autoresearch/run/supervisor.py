@@ -25,9 +25,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import psutil
+
 from autoresearch.harness.channel import CHANNEL_ENV
 from autoresearch.harness.constants import SETTINGS_ENV
 from autoresearch.harness.wire import SCORER_ENV
+from autoresearch.run.proctree import group_members
 from autoresearch.run.result import (  # noqa: F401  (re-exported: what callers import from here)
     STATUSES,
     Experiment,
@@ -43,7 +46,6 @@ from autoresearch.run.watch import (  # noqa: F401
     EVAL_FLOOR_SECONDS,
     POLL_SECONDS,
     TERM_GRACE_SECONDS,
-    _group_members,
     _signal_group,
     _Watch,
 )
@@ -287,7 +289,7 @@ def _descendants() -> list[int]:
 def _kill_leftovers(proc: subprocess.Popen, spare: list[int]) -> int:
     """Kill whatever the run left running: its process group, and descendants of ours that left the group (an
     escaped process is re-parented to us, the subreaper). Processes that were ours before the run are spared."""
-    survivors = [pid for pid in _group_members(proc.pid) if pid != proc.pid]
+    survivors = [p.pid for p in group_members(proc.pid) if p.pid != proc.pid]
     _signal_group(proc, signal.SIGKILL)
     try:
         from autoresearch.run import sandbox
@@ -310,12 +312,12 @@ def kill_stale_group(run_dir: Path) -> int:
     except (OSError, ValueError):
         return 0
     hit = 0
-    for pid in _group_members(pgid):
+    for p in group_members(pgid):
         try:
-            if Path(f"/proc/{pid}/cwd").resolve() == run_dir.resolve():
-                os.kill(pid, signal.SIGKILL)
+            if Path(p.cwd()).resolve() == run_dir.resolve():
+                p.kill()
                 hit += 1
-        except OSError:
+        except (OSError, psutil.Error):
             continue
     path.unlink(missing_ok=True)
     return hit

@@ -20,9 +20,9 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autoresearch.run.proctree import group_members, rss_mb, tree_rss_mb
 from autoresearch.run.result import Experiment
 
 if TYPE_CHECKING:
@@ -226,32 +226,7 @@ def _stop(proc: subprocess.Popen, polite: bool) -> None:
 
 def _tree_rss_mb(pid: int) -> float:
     """Resident memory of the experiment and everything it started, including processes that left its group."""
-    try:
-        from autoresearch.run import sandbox
-    except ImportError:
-        sandbox = None
-    total_kb = 0
-    for member in _group_members(pid):
-        try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-                    break
-        except (OSError, ValueError):
-            continue
-    return max(total_kb / 1024, sandbox.tree_rss_mb(pid) if sandbox else 0.0)
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
+    return max(rss_mb(group_members(pid)), tree_rss_mb(pid))
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import psutil
+
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord, SessionRecord
 from autoresearch.run.result import parse_progress
 
@@ -176,16 +178,13 @@ def _alive(session: SessionRecord) -> bool:
 
 
 def _process_start(pid: int) -> float | None:
-    """When a process started, in epoch seconds (to the second), from /proc; inf for a zombie (it is gone), None
-    where there is no /proc."""
+    """When a process started, in epoch seconds; inf for a zombie (it is gone), None where that cannot be read."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # fields from the 3rd on
-        if fields[0] == "Z":
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
             return math.inf
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        return proc.create_time()
+    except psutil.Error:
         return None
 
 
