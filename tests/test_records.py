@@ -90,7 +90,7 @@ def test_options_merge_and_the_resume_command():
     same, notes = merge(stored, RunOptions(), explicit=set())  # nothing given again: the run's own options
     assert same == RunOptions.from_dict(stored) and notes == []
     changed, notes = merge(stored, RunOptions(max_experiments=10, policy="greedy"), {"max_experiments", "policy"})
-    assert changed.max_experiments == 10 and changed.agent == "cmd:python my agent.py" and changed.max_cost == 2.5
+    assert changed.max_experiments == 10 and changed.agent == ("cmd:python my agent.py",) and changed.max_cost == 2.5
     assert notes == ["--max-experiments 10 (the run had 6)"]
     assert resume_command("t", changed) == ("autoresearch run --resume --tag t --agent 'cmd:python my agent.py' "
                                             "--policy greedy --max-experiments 10 --max-cost 2.5")
@@ -101,7 +101,6 @@ def test_ctrl_c_then_resume_keeps_the_agent_policy_and_limits(fast_ws, monkeypat
     `run --resume` re-runs experiment 2 with the same agent and stops at the run's own --max-experiments
     (before, it resumed with the search agent and no limit)."""
     import autoresearch.agents
-    import autoresearch.loop.core as core
 
     specs = []
     agent = ScriptedAgent([(fast_source(QUALITY=0.6), "sharper")])  # one idea: a third experiment would fail
@@ -111,15 +110,21 @@ def test_ctrl_c_then_resume_keeps_the_agent_policy_and_limits(fast_ws, monkeypat
         agent.name = spec
         return agent
 
-    real_run = core.run_experiment
+    import _thread
 
-    def interrupted(exp, **kw):
-        if exp.run_dir.name.startswith("0002"):
-            raise KeyboardInterrupt
-        return real_run(exp, **kw)
+    import autoresearch.backends.local as local
+    from autoresearch.run.result import RunResult
+
+    real_run = local.run_isolated
+
+    def interrupted(exp, *args, **kw):
+        if exp.run_dir.name.startswith("0002"):  # Ctrl-C while experiment 2 trains: the run is cancelled
+            _thread.interrupt_main()
+            return RunResult(status="interrupted", reason="stopped by the orchestrator")
+        return real_run(exp, *args, **kw)
 
     monkeypatch.setattr(autoresearch.agents, "make_agent", make_agent)
-    monkeypatch.setattr(core, "run_experiment", interrupted)
+    monkeypatch.setattr(local, "run_isolated", interrupted)
     invoke = lambda *args: CliRunner().invoke(cli, ["run", *args], catch_exceptions=False)  # noqa: E731
     r = invoke("--tag", "t", "--agent", "anthropic:claude-test", "--policy", "greedy", "--max-experiments", "2",
                "--max-cost", "5")
@@ -136,7 +141,7 @@ def test_ctrl_c_then_resume_keeps_the_agent_policy_and_limits(fast_ws, monkeypat
     assert facts.run.state == "stopped" and [(r.number, r.state) for r in facts.rows] == [(1, "done"),
                                                                                           (2, "interrupted")]
 
-    monkeypatch.setattr(core, "run_experiment", real_run)
+    monkeypatch.setattr(local, "run_isolated", real_run)
     r = invoke("--resume")
     assert r.exit_code == 0, r.output
     assert specs == ["anthropic:claude-test"] * 2
@@ -153,6 +158,6 @@ def test_ctrl_c_then_resume_keeps_the_agent_policy_and_limits(fast_ws, monkeypat
     sessions = j.sessions("t")
     assert len(sessions) == 3 and all(s.ended_at for s in sessions)
     assert (sessions[-1].options["agent"], sessions[-1].options["max_experiments"],
-            sessions[-1].options["max_cost"]) == ("anthropic:claude-test", 2, 9.0)
+            sessions[-1].options["max_cost"]) == (["anthropic:claude-test"], 2, 9.0)
     j.close()
 

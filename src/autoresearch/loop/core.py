@@ -218,6 +218,7 @@ class Loop:
         scheduler = Scheduler(self)
         scheduler.slots = scheduler.slots[:1]
         scheduler.prepare_worktrees()
+        scheduler.jobs.leftover = [e for e in self.journal.all_unfinished(self.tag) if e.number > 1]
         try:
             if not any(e.number == 1 for e in self.ledger.experiments(done_only=True)):
                 scheduler.baseline()

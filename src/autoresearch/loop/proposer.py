@@ -37,12 +37,8 @@ class Proposer:
         parent = self.ledger.best_commit()
         if failure is None:
             vcs.detach_at(checkout, parent)
-        best_source = self.ledger.source_at(parent)
-        guess = number or max((e.number for e in self.ledger.experiments()), default=0) + 1
-        ctx = Context(program=_read(checkout / "program.md"), train_py=best_source,
-                      harness_surface=harness_surface(), history=self.history(), best_val_bpb=self.ledger.best_val(),
-                      time_budget=self.settings.time_budget, failure=failure, workspace=checkout, experiment=guess,
-                      max_seq_len=self.settings.max_seq_len, in_flight=self.in_flight())
+        ctx = self.context(checkout, parent, number, failure)
+        best_source, guess = ctx.train_py, ctx.experiment
         if failure is not None:  # a command agent edits the file on disk: show it the failed attempt
             (checkout / EDITABLE).write_text(failure.train_py)
         before = set(vcs.status_porcelain(checkout))
@@ -75,6 +71,14 @@ class Proposer:
             vcs.detach_at(checkout, parent)
             return self.ledger.finish(rec.id, status="rejected", outcome="rejected", reason=rejection, evidence={})
         return rec
+
+    def context(self, checkout: Path, parent: str, number: int | None, failure: Failure | None) -> Context:
+        """What the agent is given: the best (`parent`) train.py, the history, the experiments in flight."""
+        guess = number or max((e.number for e in self.ledger.experiments()), default=0) + 1
+        return Context(program=_read(checkout / "program.md"), train_py=self.ledger.source_at(parent),
+                       harness_surface=harness_surface(), history=self.history(), best_val_bpb=self.ledger.best_val(),
+                       time_budget=self.settings.time_budget, failure=failure, workspace=checkout, experiment=guess,
+                       max_seq_len=self.settings.max_seq_len, in_flight=self.in_flight())
 
     def check(self, proposal: Proposal, best_source: str, checkout: Path, before: set[str]) -> str:
         """Why the proposal cannot run ('' if it can): only train.py may change, and it must parse."""

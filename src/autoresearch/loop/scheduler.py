@@ -47,7 +47,9 @@ class _Jobs:
     """What each worker is doing: the idea's number, or None while its agent is still proposing."""
 
     numbers: dict[int, int | None] = field(default_factory=dict)  # slot index -> number
-    claimed: set[int] = field(default_factory=set)  # ids of unfinished records a worker has taken
+    # Experiments an earlier session left unfinished, to run again first (taken once the workers start: every
+    # later unfinished record is another worker's experiment in flight).
+    leftover: list[ExperimentRecord] = field(default_factory=list)
 
 
 class Scheduler:
@@ -64,6 +66,7 @@ class Scheduler:
     def drive(self) -> None:
         """Until a limit: the baseline first (on every slot at once), then one thread per slot."""
         self.prepare_worktrees()
+        self.jobs.leftover = [e for e in self.ledger.journal.all_unfinished(self.loop.tag) if e.number > 1]
         try:
             if self.loop.limit_reached() is None or self._pending_baseline():
                 self._guarded(self.baseline)
@@ -206,11 +209,10 @@ class Scheduler:
     def next_job(self, slot: Slot) -> ExperimentRecord | None | bool:
         """An unfinished experiment to run again, None for a new proposal, or False: this worker is done."""
         with self.ledger.lock:
-            for e in self.ledger.journal.all_unfinished(self.loop.tag):
-                if e.number > 1 and e.id not in self.jobs.claimed:
-                    self.jobs.claimed.add(e.id)
-                    self.jobs.numbers[slot.index] = e.number
-                    return e
+            if self.jobs.leftover:
+                e = self.jobs.leftover.pop(0)
+                self.jobs.numbers[slot.index] = e.number
+                return e
             if self.loop.limit_reached(busy=self.jobs.numbers.values()) is not None:
                 return False
             self.jobs.numbers[slot.index] = None
