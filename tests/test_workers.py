@@ -22,6 +22,7 @@ from autoresearch.cli import cli
 from autoresearch.loop import vcs
 from autoresearch.loop.core import Limits, Loop, LoopConfig
 from autoresearch.loop.journal import Journal
+from autoresearch.see.facts import busy
 from autoresearch.settings import Settings
 from autoresearch.workspace import read_constants, set_constants
 
@@ -138,6 +139,18 @@ def test_a_change_whose_best_moved_is_merged_and_measured_again(merge_ws):
     assert extra.val_bpb < recs["quality 0.5"].val_bpb
     assert len(rows) == 4 and not list((merge_ws / ".worktrees" / "t").glob("w*"))  # checkouts go at the end
 
+    # Seeing it: the agents compared in status, the dashboard and the report.
+    from autoresearch.see import dashboard
+    from autoresearch.see.report import write_report
+
+    status = CliRunner().invoke(cli, ["status"], catch_exceptions=False).output
+    assert "agent scripted-b: 1 kept of 1 (100%)" in status, status
+    assert "agent scripted: " in status
+    agents = {a["agent"]: a for a in dashboard.state(merge_ws)["agents"]}
+    assert agents["scripted-b"]["gain"] == pytest.approx(recs["quality 0.6"].val_bpb - extra.val_bpb) or \
+        agents["scripted-b"]["gain"] == pytest.approx(recs["quality 0.5"].val_bpb - extra.val_bpb)
+    assert "<h2>Agents</h2>" in write_report(merge_ws).html.read_text()
+
 
 def test_conflicting_change_that_beat_the_newer_best_is_kept_as_measured(merge_ws):
     a = GatedAgent([(change(QUALITY=0.5), "quality 0.5")])
@@ -195,6 +208,7 @@ def test_an_experiment_killed_from_outside_is_recorded_and_leaves_nothing(merge_
     b = GatedAgent([(change(EXTRA=0.1, PAUSE=120.0), "hangs")], name="scripted-b")
     loop = two_workers(merge_ws, [a, b], max_experiments=4, fix_attempts=0)
     victim: list[int] = []
+    seen: list = []  # what status showed of the workers then
 
     def kill_it() -> None:
         deadline = time.monotonic() + 120
@@ -202,6 +216,7 @@ def test_an_experiment_killed_from_outside_is_recorded_and_leaves_nothing(merge_
             for rec in loop.ledger.in_flight():
                 if rec.description == "hangs" and rec.run_dir and (pid := pid_working_in(Path(rec.run_dir))):
                     time.sleep(1.0)  # let it settle into its pause
+                    seen.extend(busy(loop.ledger.experiments(), loop.ledger.run()))
                     os.kill(pid, signal.SIGKILL)
                     victim.append(pid)
                     return
@@ -212,6 +227,8 @@ def test_an_experiment_killed_from_outside_is_recorded_and_leaves_nothing(merge_
     loop.run_until_limit()
     killer.join(timeout=5)
     assert victim, "the experiment never started"
+    hanging = [b for b in seen if b.description == "hangs"]
+    assert hanging and hanging[0].worker == 2 and hanging[0].device == "cpu" and hanging[0].state == "running"
     rows = assert_consistent(merge_ws, "t")
     assert len(rows) == 4 and {"baseline", "hangs", "quality 0.5"} <= {r["description"] for r in rows}
     hung = {r.description: r for r in records(merge_ws)}["hangs"]

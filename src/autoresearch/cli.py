@@ -440,10 +440,27 @@ def status(workspace: Path | None, tag: str | None, all_runs: bool) -> None:
     run = as_seen(run, sessions)
     wide_console().print(status_table(records, title=f"run {run.tag} ({run.branch}, agent {run.agent}, {run.state})"))
     click.echo(summary_line(records, journal.totals(run.tag), run, sessions))
-    pending = journal.unfinished(run.tag)
-    if pending is not None:
-        click.echo(f"{'running' if run.state == 'running' else 'interrupted'}: experiment {pending.number} "
-                   f"({pending.description})" + ("" if run.state == "running" else "; `run --resume` runs it again"))
+    from autoresearch.see.facts import agent_figures, busy
+
+    every = journal.experiments(run.tag)
+    for b in busy(every, run):
+        where = " ".join(x for x in (f"w{b.worker}" if b.worker else "", b.device, b.node) if x)
+        if b.state == "interrupted":
+            click.echo(f"interrupted: experiment {b.number} ({b.description})"
+                       + (f" on {where}" if b.worker else "") + "; `run --resume` runs it again")
+            continue
+        progress = (f"step {b.step} ({b.percent:.0f}%), loss {b.loss:.4f}" if b.step is not None
+                    else "the agent is at work" if b.state == "proposed" else "starting")
+        click.echo(f"running: experiment {b.number} ({b.description})" + (f" on {where}" if where else "")
+                   + f" | {progress} | {b.seconds / 60:.1f} min")
+    figures = agent_figures(every)
+    if len(figures) > 1:
+        for a in figures:
+            click.echo(f"agent {a.agent}: {a.kept} kept of {a.experiments}"
+                       + (f" ({a.keep_rate:.0%})" if a.keep_rate is not None else "")
+                       + f", val_bpb -{a.gain:.4f}"
+                       + (f" ({a.gain_per_hour:.4f}/h)" if a.gain_per_hour is not None else "")
+                       + f", ${a.cost:.2f}" + (f" (${a.cost_per_keep:.2f} per keep)" if a.cost_per_keep else ""))
     if run.stop_reason:
         click.echo(f"last stop: {run.stop_reason}")
 

@@ -56,7 +56,7 @@ def runs(workspace: Path) -> list[dict]:
 def state(workspace: Path, tag: str | None = None, cache: Path | None = None) -> dict:
     """Everything the page shows, in one object. `run` is None until the workspace has a run."""
     empty = {"generated_at": time.time(), "workspace": str(workspace), "run": None, "summary": None,
-             "experiments": [], "best": None, "current": None, "training": None}
+             "experiments": [], "best": None, "current": None, "training": None, "workers": [], "agents": []}
     try:
         journal = ReadOnlyJournal(journal_path(workspace))
     except FileNotFoundError:
@@ -82,6 +82,8 @@ def state(workspace: Path, tag: str | None = None, cache: Path | None = None) ->
         "best": _best(facts),
         "current": _current(facts),
         "training": _training(facts),
+        "workers": [asdict(b) for b in facts.busy],
+        "agents": [asdict(a) for a in facts.agents],
     }
 
 
@@ -108,7 +110,8 @@ def _best(facts: Facts) -> dict | None:
     keeps = facts.keeps
     if not keeps:
         return None
-    best, first = facts.record(keeps[-1]), facts.record(keeps[0])
+    last = max(keeps, key=lambda r: (r.finished_at or 0.0, r.number))  # workers may keep a later number first
+    best, first = facts.record(last), facts.record(keeps[0])
     return {"number": best.number, "attempt": best.attempt, "commit": (best.commit_sha or best.parent_commit)[:7],
             "val_bpb": best.val_bpb, "test_bpb": best.test_bpb, "description": best.description, "diff": best.diff,
             "diff_from_baseline": diff_texts(first.train_py, best.train_py) if best is not first else ""}

@@ -106,11 +106,46 @@ class Row:
 
 
 @dataclass
+class Busy:
+    """An experiment a worker holds now (or held when the run stopped): where it runs and how far it got."""
+
+    number: int
+    attempt: int
+    worker: int | None  # the slot's number; None in a journal from before workers
+    device: str
+    node: str
+    agent: str
+    description: str
+    state: str  # proposed | committed | running; interrupted when the run has stopped
+    seconds: float  # since it was proposed
+    step: int | None = None
+    percent: float | None = None
+    loss: float | None = None
+
+
+@dataclass
+class AgentFigures:
+    """One agent's record in a run, to compare agents that ran side by side (`--agent A --agent B`)."""
+
+    agent: str
+    experiments: int  # finished ideas
+    kept: int
+    keep_rate: float | None
+    gain: float  # val_bpb its keeps took off the best, summed
+    hours: float  # its agent calls and its experiments' runs
+    gain_per_hour: float | None
+    cost: float  # USD
+    cost_per_keep: float | None
+
+
+@dataclass
 class Facts:
     run: RunRecord
     summary: Summary
     rows: list[Row]  # every attempt, in order
     records: list[ExperimentRecord] = field(repr=False)  # every attempt, as the journal holds it
+    busy: list[Busy] = field(default_factory=list)  # one per worker at work
+    agents: list[AgentFigures] = field(default_factory=list)
 
     @property
     def finals(self) -> list[Row]:
@@ -118,7 +153,9 @@ class Facts:
 
     @property
     def keeps(self) -> list[Row]:
-        return [r for r in self.rows if r.final and r.status == "keep"]
+        """In the order they were decided: each beat the one before (workers may keep a later number first)."""
+        return sorted((r for r in self.rows if r.final and r.status == "keep"),
+                      key=lambda r: (r.finished_at or 0.0, r.number))
 
     def record(self, row: Row) -> ExperimentRecord:
         return next(e for e in self.records if e.number == row.number and e.attempt == row.attempt)
@@ -150,7 +187,64 @@ def gather(journal: Journal, run: RunRecord, cache: Path | None = None, now: flo
     std, n = noise_floor(run.info)
     rows = _rows(records, std, live=run.state == "running")
     return Facts(run=run, summary=_summary(journal, run, rows, (std, n), cache, now, sessions), rows=rows,
-                 records=records)
+                 records=records, busy=busy(records, run, now), agents=agent_figures(records))
+
+
+def busy(records: list[ExperimentRecord], run: RunRecord, now: float | None = None) -> list[Busy]:
+    """The experiments in flight, by worker, with the last progress line of each one's log."""
+    now = time.time() if now is None else now
+    last: dict[int, ExperimentRecord] = {}
+    for e in records:
+        if e.state != "done":
+            last[e.number] = e
+    out = []
+    for e in sorted(last.values(), key=lambda e: (e.worker or 0, e.number)):
+        p = _last_progress(Path(e.run_dir) / "run.log") if e.run_dir and e.state == "running" else None
+        out.append(Busy(number=e.number, attempt=e.attempt, worker=e.worker, device=e.device, node=e.node,
+                        agent=e.agent, description=e.description,
+                        state=e.state if run.state == "running" else "interrupted",
+                        seconds=max(0.0, now - e.created_at), step=p.step if p else None,
+                        percent=p.percent if p else None, loss=p.loss if p else None))
+    return out
+
+
+def _last_progress(log: Path, tail: int = 8192):
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - tail))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    return next((p for line in reversed(lines) if (p := parse_progress(line))), None)
+
+
+def agent_figures(records: list[ExperimentRecord]) -> list[AgentFigures]:
+    """Keep rate, val_bpb gained per hour and cost per kept improvement, per agent. A keep's gain is what it took
+    off the best of the moment (keeps in the order they were decided)."""
+    finals: dict[int, ExperimentRecord] = {}
+    for e in records:
+        if e.state == "done" and e.status is not None:
+            finals[e.number] = e
+    gains: dict[int, float] = {}
+    best = None
+    for e in sorted((e for e in finals.values() if e.status == "keep" and e.val_bpb is not None),
+                    key=lambda e: (e.finished_at or 0.0, e.number)):
+        if best is not None and e.number > 1:
+            gains[e.number] = best - e.val_bpb
+        best = e.val_bpb
+    out = []
+    for agent in dict.fromkeys(e.agent for e in records if e.agent and e.agent != "baseline"):
+        ideas = [e for e in finals.values() if e.agent == agent and e.number > 1]
+        mine = [e for e in records if e.agent == agent]
+        kept = sum(e.status == "keep" for e in ideas)
+        gain = sum(gains.get(e.number, 0.0) for e in ideas if e.status == "keep")
+        hours = sum((e.agent_seconds or 0.0) + (e.run_seconds or 0.0) for e in mine) / 3600
+        cost = sum(e.cost_usd or 0.0 for e in mine)
+        out.append(AgentFigures(agent=agent, experiments=len(ideas), kept=kept,
+                                keep_rate=kept / len(ideas) if ideas else None, gain=gain, hours=hours,
+                                gain_per_hour=gain / hours if hours > 0 else None, cost=cost,
+                                cost_per_keep=cost / kept if kept else None))
+    return out
 
 
 def as_seen(run: RunRecord, sessions: list[SessionRecord]) -> RunRecord:
@@ -318,7 +412,8 @@ def _summary(journal: Journal, run: RunRecord, rows: list[Row], noise: tuple[flo
              cache: Path | None, now: float | None, sessions: list[SessionRecord]) -> Summary:
     finals = [r for r in rows if r.final and r.status]
     keeps = [r for r in finals if r.status == "keep" and r.val_bpb is not None]
-    base, best = (keeps[0], keeps[-1]) if keeps else (None, None)
+    # The best is the keep decided last (workers side by side can keep a later number first).
+    base, best = (keeps[0], max(keeps, key=lambda r: (r.finished_at or 0.0, r.number))) if keeps else (None, None)
     ideas = [r for r in finals if r.number > 1]
 
     def count(status: str) -> int:

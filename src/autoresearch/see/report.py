@@ -54,6 +54,7 @@ def render_html(facts: Facts, png: bytes) -> str:
         f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></section>',
         f"<section><h2>Experiments</h2>{table_html(facts.rows)}</section>",
         f"<section><h2>Kept changes</h2>{kept_html(facts)}</section>",
+        *([f"<section><h2>Agents</h2>{agents_html(facts)}</section>"] if len(facts.agents) > 1 else []),
     ])
     page = (ASSETS / "report.html").read_text(encoding="utf-8")
     return (page.replace("{{title}}", _e(f"autoresearch {s.tag}"))
@@ -150,6 +151,20 @@ def kept_html(facts: Facts) -> str:
                      f"{diff_html(rec.diff)}</details>")
         prev = r
     return "\n".join(parts)
+
+
+def agents_html(facts: Facts) -> str:
+    """Agents that ran side by side, compared: keep rate, val_bpb gained per hour, cost per kept improvement."""
+    head = "".join(f"<th>{h}</th>" for h in ("agent", "experiments", "kept", "keep rate", "val_bpb gained",
+                                              "gained per hour", "cost", "cost per keep"))
+    body = "".join(
+        f"<tr><td><code>{_e(a.agent)}</code></td><td class=num>{a.experiments}</td><td class=num>{a.kept}</td>"
+        f"<td class=num>{_pct(a.keep_rate)}</td><td class=num>{a.gain:.4f}</td>"
+        f"<td class=num>{'–' if a.gain_per_hour is None else f'{a.gain_per_hour:.4f}'}</td>"
+        f"<td class=num>${a.cost:.2f}</td>"
+        f"<td class=num>{'–' if a.cost_per_keep is None else f'${a.cost_per_keep:.2f}'}</td></tr>"
+        for a in facts.agents)
+    return f"<div class=scroll><table id=agents><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def diff_html(diff: str) -> str:

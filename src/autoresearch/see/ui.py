@@ -125,7 +125,7 @@ def summary_line(records, totals: dict | None = None, run=None, sessions=None) -
     kept = [r for r in done if r.status == "keep"]
     if not kept:
         return f"{len(done)} experiments, nothing kept yet"
-    base, best = kept[0], kept[-1]
+    base, best = kept[0], max(kept, key=lambda r: (r.finished_at or 0.0, r.number))  # the last decided
     line = (f"val_bpb {base.val_bpb:.4f} -> {best.val_bpb:.4f} ({best.val_bpb - base.val_bpb:+.4f}, "
             f"{(best.val_bpb - base.val_bpb) / base.val_bpb * 100:+.2f}%)")
     if base.test_bpb is not None and best.test_bpb is not None:
@@ -171,6 +171,7 @@ class LoopView:
         self.current = None
         self.budget = 0.0
         self.last: Progress | None = None
+        self.workers: dict[int, tuple] = {}  # worker -> (its experiment, its last progress): several at once
         self._live = None
         self._last_plain = 0.0
         self._summary = False
@@ -195,7 +196,9 @@ class LoopView:
 
     def experiment_started(self, rec, budget: float) -> None:
         self.current, self.budget, self.last, self._summary = rec, budget, None, False
-        self._print(f"[exp {rec.number}] {rec.description} | running")
+        self.workers[getattr(rec, "worker", None) or 1] = (rec, None)
+        where = f" | w{rec.worker} {rec.device}" if getattr(rec, "worker", None) and len(self.workers) > 1 else ""
+        self._print(f"[exp {rec.number}] {rec.description} | running{where}")
 
     def line(self, text: str, rec=None) -> None:
         """Step lines drive the progress view; the summary block train.py ends with is shown as it is."""
@@ -212,10 +215,13 @@ class LoopView:
 
     def progress(self, p: Progress, rec=None) -> None:
         self.last = p
+        if rec is not None:
+            self.workers[getattr(rec, "worker", None) or 1] = (rec, p)
         self._refresh()
 
     def experiment_done(self, rec, best: float | None) -> None:
         self.current = None
+        self.workers.pop(getattr(rec, "worker", None) or 1, None)
         figure = f"val_bpb {rec.val_bpb:.6f}" if rec.val_bpb is not None else rec.reason
         runs = (rec.evidence or {}).get("runs", [])
         if len(runs) > 1:
@@ -251,12 +257,17 @@ class LoopView:
 
         records = self.journal.final_attempts(self.tag)
         kept = [r for r in records if r.status == "keep"]
-        best = kept[-1].val_bpb if kept else None
+        best = max(kept, key=lambda r: (r.finished_at or 0.0, r.number)).val_bpb if kept else None
         elapsed = time.monotonic() - self.started
         head = Text(f"run {self.tag} | agent {self.agent} | {len(records)} experiments | best val_bpb {_fmt(best)}"
                     f" | {elapsed / 60:.1f} min", style="bold")
         parts = [head]
-        if self.current is not None:
+        if len(self.workers) > 1:  # one line per worker
+            for w, (rec, p) in sorted(self.workers.items()):
+                info = f"step {p.step} ({p.percent:.0f}%) | loss {p.loss:.4f}" if p else "starting"
+                parts.append(Text(f"w{w} {rec.device}: exp {rec.number} {rec.description[:60]} | {info}",
+                                  style="cyan"))
+        elif self.current is not None:
             p = self.last
             pct = p.percent if p else 0.0
             info = f"step {p.step} | loss {p.loss:.4f}" + (f" | {p.remaining:.0f}s left" if p and p.remaining is not None

@@ -260,6 +260,33 @@
   }
 
   // -- the loop ------------------------------------------------------------------------------------------------------
+  // -- workers and agents -------------------------------------------------------------------------------------------
+  function fill(id, rows) {
+    var tbody = $(id).tBodies[0];
+    tbody.textContent = "";
+    rows.forEach(function (cells) {
+      var tr = el("tr", "");
+      cells.forEach(function (c, i) { tr.appendChild(el("td", i > 1 && typeof c === "number" ? "num" : "", String(c))); });
+      tbody.appendChild(tr);
+    });
+  }
+  function renderWorkers(st) {
+    var ws = st.workers || [];
+    $("workers-panel").hidden = !ws.length;
+    fill("workers", ws.map(function (w) {
+      return [w.worker ? "w" + w.worker : "–", [w.device, w.node].filter(Boolean).join(" · ") || "–",
+              w.number + (w.attempt ? "." + w.attempt : ""), w.agent, w.state,
+              w.percent === null ? "–" : Math.round(w.percent) + "%", num(w.loss, 4), secs(w.seconds),
+              w.description];
+    }));
+    var ag = st.agents || [];
+    $("agents-panel").hidden = ag.length < 2;
+    fill("agents", ag.map(function (a) {
+      return [a.agent, a.experiments, a.kept, pct(a.keep_rate), num(a.gain, 4), num(a.gain_per_hour, 4),
+              "$" + a.cost.toFixed(2), a.cost_per_keep === null ? "–" : "$" + a.cost_per_keep.toFixed(2)];
+    }));
+  }
+
   function render(st) {
     last = st;
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
@@ -278,6 +305,7 @@
     renderSummary(st.summary);
     renderProgress(st);
     renderTraining(st);
+    renderWorkers(st);
     renderTable(st.experiments);
     renderDiff();
     document.body.setAttribute("data-ready", "1");
