@@ -81,8 +81,9 @@ class Scheduler:
                         t.join(timeout=0.2)
             except BaseException:  # Ctrl-C or SIGTERM in the main thread: stop every run, record nothing more
                 self.halt()
+                deadline = time.monotonic() + JOIN_SECONDS  # an agent's call in flight is not waited for
                 for t in threads:
-                    t.join(timeout=JOIN_SECONDS)
+                    t.join(timeout=max(0.0, deadline - time.monotonic()))
                 raise
             if self.error is not None:
                 raise self.error
