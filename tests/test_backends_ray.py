@@ -23,6 +23,8 @@ psutil = pytest.importorskip("psutil")
 from autoresearch.backends import ray as rb  # noqa: E402
 from autoresearch.backends.base import BackendError, make_backend  # noqa: E402
 from autoresearch.harness.constants import prepared_dir  # noqa: E402
+from autoresearch.loop.core import TestWanted  # noqa: E402
+from autoresearch.loop.policy import GreedyPolicy  # noqa: E402
 from autoresearch.run.result import Experiment  # noqa: E402
 from autoresearch.settings import Settings  # noqa: E402
 
@@ -164,7 +166,7 @@ def test_two_gpu_runs_at_once_get_different_gpus_and_come_back_whole(cluster, ti
     backend = make_backend("ray", profile="cuda-small", workers=None, address=None)
     assert [s.device for s in backend.slots()] == ["ray", "ray"]  # the head's two fake GPUs
     backend = rb.RayBackend("cuda-small", node_cache=str(tiny_cache))
-    show = fast_source(SLEEP=2.0).replace("time.sleep(SLEEP)", "print('GPU', os.environ.get('CUDA_VISIBLE_DEVICES'), "
+    show = fast_source(SLEEP=4.0).replace("time.sleep(SLEEP)", "print('GPU', os.environ.get('CUDA_VISIBLE_DEVICES'), "
                                           "time.time(), flush=True)\ntime.sleep(SLEEP)\nprint('END', time.time())")
     results = run_all(backend, [experiment(tiny_workspace, tmp_path, f"gpu{i}", show) for i in range(2)])
     for i, r in enumerate(results):
@@ -230,13 +232,16 @@ for what, attempt in [("val", lambda: open(prepared_dir() / "val.tokens.npy", "r
 val_bpb = evaluate_bpb(""")
     try:
         backend = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache))
-        r = backend.run(experiment(tiny_workspace, tmp_path, "snoop", snoop), backend.slots()[0])
+        # The loop's answer to "score the test split?" travels too: here no (nothing beats a best of 0 bpb)
+        r = backend.run(experiment(tiny_workspace, tmp_path, "snoop", snoop,
+                                   wants_test=TestWanted(GreedyPolicy(), best=0.0)), backend.slots()[0])
     finally:
         server.close()
     assert r.status == "ok", (r.reason, r.error_tail)
+    assert r.test_wanted is False and r.test_bpb is None
     assert (prepared_dir(Settings.load(tiny_workspace / "autoresearch.toml"), tiny_cache) / "val.tokens.npy").exists()
     lines = [line for line in r.log_path.read_text().splitlines() if line.startswith("SNOOP")]
-    assert lines and all(" refused " in line for line in lines), lines
+    assert sorted(line.split()[1:3] for line in lines) == [["net", "refused"], ["val", "refused"]], lines
 
 
 def test_cancel_stops_a_run_on_its_node_and_leaves_no_process(cluster, tiny_workspace, tiny_cache, tmp_path):
