@@ -6,8 +6,8 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.timeout(150),
 
 # train.py for the tests of lost nodes: slow on the nodes started with this variable, quick elsewhere (a retry)
 SLOW_NODE = "AUTORESEARCH_TEST_SLOW_NODE"
+TAG = f"-{uuid.uuid4().hex[:6]}"  # names no leftover of an earlier session on the node
 SLOW_ON_SOME_NODES = fast_source().replace("time.sleep(SLEEP)", f"time.sleep(SLEEP or 600 * bool(os.environ.get({SLOW_NODE!r})))")
 
 
@@ -81,8 +82,10 @@ def spot_nodes(cluster, monkeypatch):
 
 def experiment(ws: Path, tmp_path: Path, name: str, source: str, settings: Settings | None = None,
                **kw) -> Experiment:
+    """An experiment whose run directory, here and on its node, is named `name` + this session's tag."""
     settings = settings or Settings.load(ws / "autoresearch.toml")
-    return Experiment(source=source, workspace=ws, settings=settings, run_dir=tmp_path / name, timeout=120, **kw)
+    return Experiment(source=source, workspace=ws, settings=settings, run_dir=tmp_path / (name + TAG), timeout=120,
+                      **kw)
 
 
 def run_all(backend, exps: list[Experiment]) -> list:
@@ -102,7 +105,7 @@ def node_procs(name: str) -> list[psutil.Process]:
     """The processes of a run on a node: its node run directory is named after the local one."""
     out = []
     for p in psutil.process_iter(["cmdline"]):
-        if any(f"/autoresearch-ray/{name}-" in part for part in p.info["cmdline"] or ()):
+        if any(f"{rb.node_runs()}/{name}-" in part for part in p.info["cmdline"] or ()):
             out.append(p)
     return out
 
@@ -119,8 +122,8 @@ def wait_for(what, timeout: float = 60.0, every: float = 0.2):
 def experiment_tree(name: str) -> list[psutil.Process]:
     """Once its train.py prints its first step: the run's worker process (autoresearch.backends.worker) and all
     the processes it started (the scorer, the sandbox's launcher, train.py)."""
-    logs = Path(tempfile.gettempdir()) / "autoresearch-ray"
-    wait_for(lambda: any("step 00000" in log.read_text() for log in logs.glob(f"{name}-*/run/run.log")))
+    name += TAG
+    wait_for(lambda: any("step 00000" in log.read_text() for log in rb.node_runs().glob(f"{name}-*/run/run.log")))
     train = next(p for p in node_procs(name) if p.info["cmdline"][-1].endswith("train.py"))
     worker = next(p for p in train.parents() if "autoresearch.backends.worker" in p.cmdline())
     return [worker, *worker.children(recursive=True)]
@@ -159,6 +162,18 @@ def test_without_ray_or_a_cluster_the_error_says_how_to_fix_it(monkeypatch):
         rb._connect(NoCluster(), "auto")
 
 
+def test_a_node_sweeps_the_run_directories_its_dead_tasks_left(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for name, owner in (("dead", f"{dead.pid} 1"), ("reused", f"{os.getpid()} 1"),
+                        ("alive", rb._process_identity(os.getpid())), ("unowned", None)):
+        (tmp_path / name).mkdir()
+        if owner:
+            (tmp_path / name / rb.OWNER_FILE).write_text(owner)
+    rb._sweep(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alive", "unowned"]
+
+
 # -- on the cluster ----------------------------------------------------------------------------------------------
 
 def test_two_gpu_runs_at_once_get_different_gpus_and_come_back_whole(cluster, tiny_workspace, tiny_cache, tmp_path):
@@ -168,15 +183,16 @@ def test_two_gpu_runs_at_once_get_different_gpus_and_come_back_whole(cluster, ti
     backend = rb.RayBackend("cuda-small", node_cache=str(tiny_cache))
     show = fast_source(SLEEP=4.0).replace("time.sleep(SLEEP)", "print('GPU', os.environ.get('CUDA_VISIBLE_DEVICES'), "
                                           "time.time(), flush=True)\ntime.sleep(SLEEP)\nprint('END', time.time())")
-    results = run_all(backend, [experiment(tiny_workspace, tmp_path, f"gpu{i}", show) for i in range(2)])
-    for i, r in enumerate(results):
+    exps = [experiment(tiny_workspace, tmp_path, f"gpu{i}", show) for i in range(2)]
+    results = run_all(backend, exps)
+    for exp, r in zip(exps, results):
         assert r.status == "ok", (r.reason, r.error_tail)
         assert r.val_bpb is not None and r.val_bpb == r.harness["val_bpb"]
-        assert r.log_path == tmp_path / f"gpu{i}" / "run.log" and "val_bpb:" in r.log_path.read_text()
+        assert r.log_path == exp.run_dir / "run.log" and "val_bpb:" in r.log_path.read_text()
         assert r.curve and r.curve[0]["step"] == 0
         assert "(ray node " in r.node
-        assert "data: found ready" in (tmp_path / f"gpu{i}" / rb.NODE_LOG).read_text()
-        assert (tmp_path / f"gpu{i}" / "train.py").read_text() == show
+        assert "data: found ready" in (exp.run_dir / rb.NODE_LOG).read_text()
+        assert (exp.run_dir / "train.py").read_text() == show
     seen = [next(line.split() for line in r.log_path.read_text().splitlines() if line.startswith(tag))
             for r in results for tag in ("GPU", "END")]
     (_, gpu0, start0), (_, end0), (_, gpu1, start1), (_, end1) = seen
@@ -211,7 +227,7 @@ def test_a_node_prepares_missing_data_once_while_its_other_runs_wait(cluster, ti
                              .splitlines()) == 2)  # two requests blocked on the lock
     runner.join(timeout=120)
     assert [r.status for r in results] == ["ok", "ok"], [(r.reason, r.error_tail) for r in results]
-    notes = [(tmp_path / f"data{i}" / rb.NODE_LOG).read_text() for i in range(2)]
+    notes = [(tmp_path / f"data{i}{TAG}" / rb.NODE_LOG).read_text() for i in range(2)]
     assert sum("data: prepared in" in n for n in notes) == 1, notes
     assert sum("data: found ready" in n for n in notes) == 1, notes
     assert all("another process is preparing" in n for n in notes), notes
@@ -246,12 +262,14 @@ val_bpb = evaluate_bpb(""")
 
 def test_cancel_stops_a_run_on_its_node_and_leaves_no_process(cluster, tiny_workspace, tiny_cache, tmp_path):
     backend = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache))
-    exp = experiment(tiny_workspace, tmp_path, "hang", fast_source(SLEEP=600.0))
+    # Without the sandbox nothing of the experiment dies with its parent (PR_SET_PDEATHSIG): only the stop reaches it.
+    settings = Settings.load(tiny_workspace / "autoresearch.toml").replace(sandbox=False)
+    exp = experiment(tiny_workspace, tmp_path, "hang", fast_source(SLEEP=600.0), settings)
     results: list = []
     runner = threading.Thread(target=lambda: results.append(backend.run(exp, backend.slots()[0])))
     runner.start()
     procs = experiment_tree("hang")
-    assert len(procs) >= 3  # the worker, the scorer, train.py (and the sandbox's launcher, if it stays)
+    assert len(procs) == 3  # the worker, the scorer, train.py
     t0 = time.monotonic()
     backend.cancel()
     runner.join(timeout=30)
@@ -259,6 +277,9 @@ def test_cancel_stops_a_run_on_its_node_and_leaves_no_process(cluster, tiny_work
     assert time.monotonic() - t0 < 15
     assert gone(procs), [p.cmdline() for p in procs if alive(p.pid)]
     assert backend.run(exp, backend.slots()[0]).status == "interrupted"  # nothing new starts once stopping
+    after = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache))
+    assert after.run(experiment(tiny_workspace, tmp_path, "after", fast_source()), after.slots()[0]).ok
+    assert not list(rb.node_runs().glob(f"hang{TAG}-*"))  # cleaned by the task, or swept by the node's next one
 
 
 def test_a_run_whose_node_dies_is_retried_on_another_and_counted_once(cluster, spot_nodes, tiny_workspace,

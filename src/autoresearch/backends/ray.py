@@ -31,6 +31,7 @@ from pathlib import Path
 
 from autoresearch.backends.base import BackendError, Slot
 from autoresearch.backends.local import THREAD_VARS
+from autoresearch.backends.worker import STOP_SECONDS, Handle, run_isolated
 from autoresearch.run.result import Experiment, Progress, RunResult
 
 ADDRESS_ENV = "RAY_ADDRESS"
@@ -40,8 +41,12 @@ MAX_RETRIES = 2  # node deaths one run survives (Ray reruns it elsewhere) before
 LOG_CAP = 256 * 1024  # bytes of each log shipped back: the end, where the summary and the errors are
 SHIPPED_LOGS = ("run.log", "scorer.log", "worker.log")
 NODE_LOG = "node.log"  # in the local run directory: where it ran, and whether that node prepared the data
+OWNER_FILE = "owner"  # in a node's run directory: the Ray worker process that runs it
 POLL_SECONDS = 0.5
-CANCEL_SECONDS = 10.0  # after ray.cancel, for Ray to confirm the task's worker is gone
+# After a cancel, for the task to stop its experiment as a local worker does (SIGTERM: the worker kills every process
+# of it) and end; then Ray kills the task's process, which kills its children but not their children.
+CANCEL_SECONDS = STOP_SECONDS + 5.0
+KILL_SECONDS = 5.0  # after that kill, for Ray to confirm it
 # A run that no live node can take (its only capable node died) waits this long for one to join (an autoscaler,
 # a restarted node) before it is recorded as lost.
 NO_NODE_SECONDS = 300.0
@@ -100,7 +105,7 @@ class RayBackend:
             refs = list(self._inflight)
         for ref in refs:
             try:
-                ray.cancel(ref, force=True)  # kills the task's worker; its experiment dies with it (PDEATHSIG)
+                ray.cancel(ref)  # KeyboardInterrupt in the task: it stops its experiment (run_stoppably)
             except Exception:  # noqa: BLE001 - already finished, or the cluster is gone: nothing left to stop
                 pass
 
@@ -121,8 +126,10 @@ class RayBackend:
         while not ray.wait([ref], timeout=POLL_SECONDS)[0]:
             if self._stop.is_set():
                 if not ray.wait([ref], timeout=CANCEL_SECONDS)[0]:
-                    return RunResult(status="interrupted", reason="stopped by the orchestrator (Ray did not confirm "
-                                                                  f"the kill within {CANCEL_SECONDS:.0f}s)")
+                    ray.cancel(ref, force=True)
+                    if not ray.wait([ref], timeout=KILL_SECONDS)[0]:
+                        return RunResult(status="interrupted", reason="stopped by the orchestrator (Ray did not "
+                                                                      f"confirm the kill within {KILL_SECONDS:.0f}s)")
                 break
             if time.monotonic() - checked >= NODE_CHECK_SECONDS:
                 checked = time.monotonic()
@@ -136,7 +143,12 @@ class RayBackend:
                                                            f"asks for {_asks(self.options)}), for "
                                                            f"{NO_NODE_SECONDS:.0f}s")
         try:
-            return ray.get(ref)  # a run that finished as the cancel came keeps its result
+            reply = ray.get(ref)
+            # Cancelling may kill the experiment's processes before the task itself (Ray kills a worker's children
+            # too), and the task then reports a crash: that is the cancel's doing. A finished run keeps its result.
+            if self._stop.is_set() and reply["result"]["status"] != "ok":
+                return RunResult(status="interrupted", reason="stopped by the orchestrator")
+            return reply
         except Exception as e:  # noqa: BLE001 - whatever Ray raises, the run gets a status, never a raise
             if self._stop.is_set() or isinstance(e, TaskCancelledError):  # force-cancelled: a dead worker
                 return RunResult(status="interrupted", reason="stopped by the orchestrator")
@@ -232,7 +244,6 @@ def receive(exp: Experiment, reply: dict) -> RunResult:
 
 def run_on_node(p: dict) -> dict:
     """One experiment on this node. Returns the reply `receive` reads; every outcome is a RunResult in it."""
-    from autoresearch.backends.worker import run_isolated
     from autoresearch.data.prepare import prepare_once
     from autoresearch.settings import Settings, cache_dir
 
@@ -251,9 +262,11 @@ def run_on_node(p: dict) -> dict:
         return {"result": RunResult(status="lost", node=node, reason=f"node {node} could not prepare the data "
                                     f"in {cache}: {type(e).__name__}: {e}"[:500]).to_dict(),
                 "notes": notes, "node": node}
-    root = Path(tempfile.gettempdir()) / "autoresearch-ray"
-    root.mkdir(parents=True, exist_ok=True)
+    root = node_runs()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _sweep(root)
     home = Path(tempfile.mkdtemp(prefix=f"{p['name']}-", dir=root))
+    (home / OWNER_FILE).write_text(_process_identity(os.getpid()))
     notes.append(f"run directory: {home}")
     cpus = ray_assigned("CPU")
     env = [*(((v, str(max(1, int(cpus)))) for v in THREAD_VARS) if cpus else ()), *map(tuple, p["env"])]
@@ -263,12 +276,35 @@ def run_on_node(p: dict) -> dict:
                      compile_cache=_compile_seed(settings, cache) if p["compile_cache"] else None,
                      fills_compile_cache=p["fills_compile_cache"])
     try:
-        result = run_isolated(exp)
+        result = run_stoppably(exp)
         result.node = node
         logs = {name: _tail(exp.run_dir / name) for name in SHIPPED_LOGS if (exp.run_dir / name).exists()}
         return {"result": result.to_dict(), "logs": logs, "notes": notes, "node": node}
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def run_stoppably(exp: Experiment) -> RunResult:
+    """run_isolated in a thread of its own, so that Ray's cancel reaches this one: it raises KeyboardInterrupt in
+    the task's thread between bytecodes, which a thread blocked reading the worker's pipe would never run. The
+    worker is then stopped as locally (SIGTERM: it kills every process of its experiment), before the task ends."""
+    handle = Handle()
+    done: list[RunResult] = []
+    runner = threading.Thread(target=lambda: done.append(run_isolated(exp, handle=handle)), daemon=True)
+    runner.start()
+    try:
+        while runner.is_alive():
+            runner.join(timeout=POLL_SECONDS)
+    except BaseException:
+        handle.cancel()
+        runner.join(timeout=STOP_SECONDS)
+        raise
+    return done[0] if done else RunResult(status="crash", reason="the node's runner thread failed; see worker.log")
+
+
+def node_runs() -> Path:
+    """Where a node keeps the run directories of its tasks while they run (the logs travel back, then they go)."""
+    return Path(tempfile.gettempdir()) / f"autoresearch-ray-{os.getuid()}"
 
 
 def node_name() -> str:
@@ -310,6 +346,28 @@ def _compile_seed(settings, cache: Path) -> Path:
     """The node's compile-cache seed for these settings (the orchestrator's is on another machine)."""
     key = hashlib.blake2b(json.dumps(asdict(settings), sort_keys=True).encode(), digest_size=8).hexdigest()
     return cache / "compile-seed" / key
+
+
+def _process_identity(pid: int) -> str:
+    """The pid and its start time: a pid alone may have been reused by another process since."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f"{pid} {f.read().rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        return ""  # no such process (or no /proc: then nothing is ever swept)
+
+
+def _sweep(root: Path) -> None:
+    """Remove the run directories of tasks that died without cleaning up (force-cancelled, or a worker killed):
+    those whose owning worker process is gone."""
+    for home in root.iterdir():
+        try:
+            owner = (home / OWNER_FILE).read_text()
+            pid = int(owner.split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # being created, or not ours
+        if _process_identity(pid) != owner:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def _tail(path: Path) -> str:
