@@ -160,6 +160,11 @@ def test_without_ray_or_a_cluster_the_error_says_how_to_fix_it(monkeypatch):
 
     with pytest.raises(BackendError, match=r"no Ray cluster answers at 'auto'.*ray start --head"):
         rb._connect(NoCluster(), "auto")
+    unused = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{unused.getsockname()[1]}"
+    unused.close()  # nothing listens there now: an answer at once, not Ray's minutes of retries
+    with pytest.raises(BackendError, match=f"no Ray cluster answers at '{address}'.*ConnectionRefusedError"):
+        rb._connect(NoCluster(), address)
 
 
 def test_a_node_sweeps_the_run_directories_its_dead_tasks_left(tmp_path):

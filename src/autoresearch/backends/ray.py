@@ -35,6 +35,7 @@ from autoresearch.backends.worker import STOP_SECONDS, Handle, run_isolated
 from autoresearch.run.result import Experiment, Progress, RunResult
 
 ADDRESS_ENV = "RAY_ADDRESS"
+CONNECT_SECONDS = 5.0
 CPUS_PER_TASK = 2  # an experiment without a GPU: train.py and its scorer, side by side
 CPUS_BESIDE_GPU = 1  # an experiment on a GPU: its data loading and the scorer
 MAX_RETRIES = 2  # node deaths one run survives (Ray reruns it elsewhere) before it is recorded as lost
@@ -85,7 +86,11 @@ class RayBackend:
         with self._lock:  # a task submitted here is one cancel() sees
             if self._stop.is_set():
                 return RunResult(status="interrupted", reason="the orchestrator is stopping")
-            ref = self._task.remote(payload(exp, self.node_cache))
+            try:
+                ref = self._task.remote(payload(exp, self.node_cache))
+            except Exception as e:  # noqa: BLE001 - the cluster went away, or the payload does not pickle
+                return RunResult(status="lost", reason=f"could not submit the Ray task ({type(e).__name__}: "
+                                                       f"{e})"[:500], wall_seconds=time.monotonic() - t0)
             self._inflight.add(ref)
         try:
             reply = self._wait(ref)
@@ -118,8 +123,25 @@ class RayBackend:
 
     def _wait(self, ref) -> dict | RunResult:
         """The task's reply, or the RunResult that says why there is none. Never raises."""
-        import ray
         from ray.exceptions import RayError, TaskCancelledError
+
+        try:
+            reply = self._reply(ref)
+            # Cancelling may kill the experiment's processes before the task itself (Ray kills a worker's children
+            # too), and the task then reports a crash: that is the cancel's doing. A finished run keeps its result.
+            if self._stop.is_set() and isinstance(reply, dict) and reply["result"]["status"] != "ok":
+                return RunResult(status="interrupted", reason="stopped by the orchestrator")
+            return reply
+        except Exception as e:  # noqa: BLE001 - whatever Ray raises, the run gets a status, never a raise
+            if self._stop.is_set() or isinstance(e, TaskCancelledError):
+                return RunResult(status="interrupted", reason="stopped by the orchestrator")
+            # RayError: the node or the worker died with the retries spent, or the node cannot run our code
+            what = "the Ray task failed" if isinstance(e, RayError) else "Ray failed while waiting"
+            first = (str(e).strip().splitlines() or [""])[0]
+            return RunResult(status="lost", reason=f"{what} ({type(e).__name__}): {first}"[:500])
+
+    def _reply(self, ref) -> dict | RunResult:
+        import ray
 
         homeless_since: float | None = None
         checked = time.monotonic()
@@ -142,20 +164,7 @@ class RayBackend:
                     return RunResult(status="lost", reason=f"no node of the Ray cluster can run it any more (it "
                                                            f"asks for {_asks(self.options)}), for "
                                                            f"{NO_NODE_SECONDS:.0f}s")
-        try:
-            reply = ray.get(ref)
-            # Cancelling may kill the experiment's processes before the task itself (Ray kills a worker's children
-            # too), and the task then reports a crash: that is the cancel's doing. A finished run keeps its result.
-            if self._stop.is_set() and reply["result"]["status"] != "ok":
-                return RunResult(status="interrupted", reason="stopped by the orchestrator")
-            return reply
-        except Exception as e:  # noqa: BLE001 - whatever Ray raises, the run gets a status, never a raise
-            if self._stop.is_set() or isinstance(e, TaskCancelledError):  # force-cancelled: a dead worker
-                return RunResult(status="interrupted", reason="stopped by the orchestrator")
-            # RayError: the node or the worker died with the retries spent, or the node cannot run our code
-            what = "the Ray task failed" if isinstance(e, RayError) else "Ray failed while waiting"
-            first = (str(e).strip().splitlines() or [""])[0]
-            return RunResult(status="lost", reason=f"{what} ({type(e).__name__}): {first}"[:500])
+        return ray.get(ref)
 
 
 # -- the orchestrator's side ---------------------------------------------------------------------------------------
@@ -170,14 +179,22 @@ def _import_ray():
 
 
 def _connect(ray, address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit() and "://" not in address:
+        try:  # Ray itself keeps retrying an address where nothing listens for minutes
+            socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+        except OSError as e:
+            raise BackendError(_no_cluster(address, e)) from None
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except Exception as e:  # noqa: BLE001 - ConnectionError, a timeout, a version mismatch: all say the same
-        raise BackendError(
-            f"no Ray cluster answers at {address!r} ({type(e).__name__}: {str(e).strip()[:300]}): start one with "
+        raise BackendError(_no_cluster(address, e)) from None
+
+
+def _no_cluster(address: str, e: Exception) -> str:
+    return (f"no Ray cluster answers at {address!r} ({type(e).__name__}: {str(e).strip()[:300]}): start one with "
             "`ray start --head` on the head node (and `ray start --address HEAD:6379` on the others), then pass "
-            f"--address HEAD:6379 or set {ADDRESS_ENV}; the same Ray and Python versions must run everywhere"
-        ) from None
+            f"--address HEAD:6379 or set {ADDRESS_ENV}; the same Ray and Python versions must run everywhere")
 
 
 def task_options(profile: str, per_device: int, resources: dict[str, float] | None, max_retries: int) -> dict:
