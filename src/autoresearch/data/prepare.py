@@ -88,6 +88,36 @@ def prepare(s: Settings, cache: Path, progress: Progress = print, workers: int |
     return report
 
 
+def is_prepared(s: Settings, cache: Path) -> bool:
+    """Whether the data these settings need is ready: the splits, and the evaluation window of their eval size."""
+    meta = load_meta(prepared_dir(s, cache))
+    return bool(meta.get("complete")) and eval_key(s) in meta.get("eval", {})
+
+
+def prepare_once(s: Settings, cache: Path, progress: Progress = print, workers: int | None = None) -> bool:
+    """Prepare the data unless it is ready; True when this call prepared it.
+
+    Processes that share a cache (experiments on one Ray node) may all find the data missing at once: an exclusive
+    lock beside the prepared directory lets one of them prepare, and the others wait and then find it ready.
+    """
+    if is_prepared(s, cache):
+        return False
+    import fcntl
+
+    out = prepared_dir(s, cache)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f"{out.name}.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"prepare: another process is preparing {out}: waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, and by the kernel if that process dies
+        if is_prepared(s, cache):
+            return False
+        prepare(s, cache, progress, workers)
+        return True
+
+
 # -- sources -----------------------------------------------------------------------------------------------------
 
 

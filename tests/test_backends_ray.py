@@ -1,0 +1,326 @@
+"""The Ray backend on a Ray cluster the module starts here: a head node with fake GPUs, and nodes added and removed
+by the tests of lost nodes. Each experiment is a real one (tests/loopkit.py's fast train.py and the real scorer)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from loopkit import alive, fast_source
+
+ray = pytest.importorskip("ray")
+psutil = pytest.importorskip("psutil")
+
+from autoresearch.backends import ray as rb  # noqa: E402
+from autoresearch.backends.base import BackendError, make_backend  # noqa: E402
+from autoresearch.harness.constants import prepared_dir  # noqa: E402
+from autoresearch.loop.core import TestWanted  # noqa: E402
+from autoresearch.loop.policy import GreedyPolicy  # noqa: E402
+from autoresearch.run.result import Experiment  # noqa: E402
+from autoresearch.settings import Settings  # noqa: E402
+
+pytestmark = [pytest.mark.timeout(150),
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox and flock: Linux")]
+
+# train.py for the tests of lost nodes: slow on the nodes started with this variable, quick elsewhere (a retry)
+SLOW_NODE = "AUTORESEARCH_TEST_SLOW_NODE"
+TAG = f"-{uuid.uuid4().hex[:6]}"  # names no leftover of an earlier session on the node
+SLOW_ON_SOME_NODES = fast_source().replace("time.sleep(SLEEP)", f"time.sleep(SLEEP or 600 * bool(os.environ.get({SLOW_NODE!r})))")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head node with 4 CPUs and 2 (fake) GPUs. Ray's processes get a HOME of their own and a fixed token, so
+    that the nodes added later (under each test's own HOME) join the same cluster."""
+    from ray.cluster_utils import Cluster
+
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("ray-home")
+        mp.setenv("HOME", str(home))
+        mp.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+        mp.setenv("RAY_AUTH_TOKEN", uuid.uuid4().hex)
+        mp.delenv("AUTORESEARCH_CACHE", raising=False)
+        cluster = Cluster(initialize_head=True, connect=True, head_node_args=dict(
+            num_cpus=4, num_gpus=2, include_dashboard=False,
+            _system_config={"health_check_period_ms": 500, "health_check_failure_threshold": 3}))
+        try:
+            yield cluster
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+
+
+@pytest.fixture
+def spot_nodes(cluster, monkeypatch):
+    """add(slow=..., **node): nodes with a `spot` resource, removed after the test (the head never has it)."""
+    added = []
+
+    def add(slow: bool = False, **node):
+        if slow:
+            monkeypatch.setenv(SLOW_NODE, "1")  # the node's raylet, and so its workers and experiments, inherit it
+        try:
+            added.append(cluster.add_node(**node))
+        finally:
+            monkeypatch.delenv(SLOW_NODE, raising=False)
+        cluster.wait_for_nodes()
+        return added[-1]
+
+    yield add
+    for node in added:
+        if node in cluster.worker_nodes:
+            cluster.remove_node(node)
+
+
+def experiment(ws: Path, tmp_path: Path, name: str, source: str, settings: Settings | None = None,
+               **kw) -> Experiment:
+    """An experiment whose run directory, here and on its node, is named `name` + this session's tag."""
+    settings = settings or Settings.load(ws / "autoresearch.toml")
+    return Experiment(source=source, workspace=ws, settings=settings, run_dir=tmp_path / (name + TAG), timeout=120,
+                      **kw)
+
+
+def run_all(backend, exps: list[Experiment]) -> list:
+    """Run the experiments at once, one thread each, as the scheduler does."""
+    results: list = [None] * len(exps)
+    threads = [threading.Thread(target=lambda i=i, e=e: results.__setitem__(i, backend.run(e, backend.slots()[0])))
+               for i, e in enumerate(exps)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert all(r is not None for r in results), "a run never returned"
+    return results
+
+
+def node_procs(name: str) -> list[psutil.Process]:
+    """The processes of a run on a node: its node run directory is named after the local one."""
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        if any(f"{rb.node_runs()}/{name}-" in part for part in p.info["cmdline"] or ()):
+            out.append(p)
+    return out
+
+
+def wait_for(what, timeout: float = 60.0, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := what():
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def experiment_tree(name: str) -> list[psutil.Process]:
+    """Once its train.py prints its first step: the run's worker process (autoresearch.backends.worker) and all
+    the processes it started (the scorer, the sandbox's launcher, train.py)."""
+    name += TAG
+    wait_for(lambda: any("step 00000" in log.read_text() for log in rb.node_runs().glob(f"{name}-*/run/run.log")))
+    train = next(p for p in node_procs(name) if p.info["cmdline"][-1].endswith("train.py"))
+    worker = next(p for p in train.parents() if "autoresearch.backends.worker" in p.cmdline())
+    return [worker, *worker.children(recursive=True)]
+
+
+def gone(procs: list[psutil.Process], timeout: float = 15.0) -> bool:
+    return bool(wait_for(lambda: not any(alive(p.pid) for p in procs), timeout=timeout))
+
+
+# -- what a task asks for, and the slots (no cluster) ----------------------------------------------------------------
+
+def test_requests_and_slots_from_the_cluster_s_resources():
+    cuda = rb.task_options("cuda", per_device=2, resources=None, max_retries=2)
+    assert (cuda["num_gpus"], cuda["num_cpus"], cuda["max_retries"]) == (0.5, rb.CPUS_BESIDE_GPU, 2)
+    cpu = rb.task_options("cpu", per_device=1, resources={"spot": 1}, max_retries=0)
+    assert (cpu["num_gpus"], cpu["num_cpus"], cpu["resources"]) == (0, rb.CPUS_PER_TASK, {"spot": 1})
+    nodes = [{"CPU": 8.0, "GPU": 2.0}, {"CPU": 3.0}]
+    assert len(rb.plan_slots("cuda", None, 2, cuda, nodes)) == 4  # GPUs x per_device
+    assert len(rb.plan_slots("cpu", None, 1, rb.task_options("cpu", 1, None, 2), nodes)) == 4 + 1  # CPUs // 2
+    assert [s.device for s in rb.plan_slots("cpu", 3, 1, cpu, [{"CPU": 2.0, "spot": 1.0}])] == ["ray"] * 3
+    with pytest.raises(BackendError, match="no node of the Ray cluster has a GPU"):
+        rb.plan_slots("cuda", None, 1, cuda, [{"CPU": 64.0}])
+
+
+def test_without_ray_or_a_cluster_the_error_says_how_to_fix_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(BackendError, match=r"pip install 'autoresearch\[ray\]'"):
+        make_backend("ray", profile="cpu")
+    monkeypatch.undo()
+
+    class NoCluster:
+        def init(self, **kw):
+            raise ConnectionError("Could not find any running Ray instance.")
+
+    with pytest.raises(BackendError, match=r"no Ray cluster answers at 'auto'.*ray start --head"):
+        rb._connect(NoCluster(), "auto")
+    unused = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{unused.getsockname()[1]}"
+    unused.close()  # nothing listens there now: an answer at once, not Ray's minutes of retries
+    with pytest.raises(BackendError, match=f"no Ray cluster answers at '{address}'.*ConnectionRefusedError"):
+        rb._connect(NoCluster(), address)
+
+
+def test_a_node_sweeps_the_run_directories_its_dead_tasks_left(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for name, owner in (("dead", f"{dead.pid} 1"), ("reused", f"{os.getpid()} 1"),
+                        ("alive", rb._process_identity(os.getpid())), ("unowned", None)):
+        (tmp_path / name).mkdir()
+        if owner:
+            (tmp_path / name / rb.OWNER_FILE).write_text(owner)
+    rb._sweep(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alive", "unowned"]
+
+
+# -- on the cluster ----------------------------------------------------------------------------------------------
+
+def test_two_gpu_runs_at_once_get_different_gpus_and_come_back_whole(cluster, tiny_workspace, tiny_cache, tmp_path):
+    # The request is a cuda profile's (the workspace's own settings stay cpu, so train.py runs here without a GPU).
+    backend = make_backend("ray", profile="cuda-small", workers=None, address=None)
+    assert [s.device for s in backend.slots()] == ["ray", "ray"]  # the head's two fake GPUs
+    backend = rb.RayBackend("cuda-small", node_cache=str(tiny_cache))
+    show = fast_source(SLEEP=4.0).replace("time.sleep(SLEEP)", "print('GPU', os.environ.get('CUDA_VISIBLE_DEVICES'), "
+                                          "time.time(), flush=True)\ntime.sleep(SLEEP)\nprint('END', time.time())")
+    exps = [experiment(tiny_workspace, tmp_path, f"gpu{i}", show) for i in range(2)]
+    results = run_all(backend, exps)
+    for exp, r in zip(exps, results):
+        assert r.status == "ok", (r.reason, r.error_tail)
+        assert r.val_bpb is not None and r.val_bpb == r.harness["val_bpb"]
+        assert r.log_path == exp.run_dir / "run.log" and "val_bpb:" in r.log_path.read_text()
+        assert r.curve and r.curve[0]["step"] == 0
+        assert "(ray node " in r.node
+        assert "data: found ready" in (exp.run_dir / rb.NODE_LOG).read_text()
+        assert (exp.run_dir / "train.py").read_text() == show
+    seen = [next(line.split() for line in r.log_path.read_text().splitlines() if line.startswith(tag))
+            for r in results for tag in ("GPU", "END")]
+    (_, gpu0, start0), (_, end0), (_, gpu1, start1), (_, end1) = seen
+    assert float(start0) < float(end1) and float(start1) < float(end0), "the two runs did not overlap"
+    assert {gpu0, gpu1} == {"0", "1"}
+
+
+def test_a_node_prepares_missing_data_once_while_its_other_runs_wait(cluster, tiny_workspace, tmp_path):
+    # A small local corpus: preparing it takes about a second, where the embedded corpus takes ~15 s here.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    for i in range(300):
+        (docs / f"d{i:03d}.txt").write_text(" ".join(rng.choice(words, size=int(rng.integers(20, 200)))) + ".")
+    settings = Settings.load(tiny_workspace / "autoresearch.toml").replace(
+        dataset=str(docs), max_seq_len=32, eval_tokens=256, vocab_size=300)
+    node_cache = tmp_path / "node-cache"
+    backend = rb.RayBackend("cpu", node_cache=str(node_cache))
+    assert len(backend.slots()) == 2  # the head's 4 CPUs, 2 per experiment
+    # Holding the lock here until both runs wait for it makes the race certain, not a matter of timing.
+    lock_path = prepared_dir(settings, node_cache).parent / f"{prepared_dir(settings, node_cache).name}.lock"
+    lock_path.parent.mkdir(parents=True)
+    results: list = []
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runner = threading.Thread(target=lambda: results.extend(run_all(backend, [
+            experiment(tiny_workspace, tmp_path, f"data{i}", fast_source(), settings) for i in range(2)])))
+        runner.start()
+        inode = os.stat(lock_path).st_ino
+        wait_for(lambda: sum(f":{inode} " in line and "->" in line for line in Path("/proc/locks").read_text()
+                             .splitlines()) == 2)  # two requests blocked on the lock
+    runner.join(timeout=120)
+    assert [r.status for r in results] == ["ok", "ok"], [(r.reason, r.error_tail) for r in results]
+    notes = [(tmp_path / f"data{i}{TAG}" / rb.NODE_LOG).read_text() for i in range(2)]
+    assert sum("data: prepared in" in n for n in notes) == 1, notes
+    assert sum("data: found ready" in n for n in notes) == 1, notes
+    assert all("another process is preparing" in n for n in notes), notes
+
+
+def test_the_sandbox_applies_on_the_node(cluster, tiny_workspace, tiny_cache, tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    snoop = fast_source().replace("val_bpb = evaluate_bpb(", f"""\
+from autoresearch.harness.constants import prepared_dir
+for what, attempt in [("val", lambda: open(prepared_dir() / "val.tokens.npy", "rb").read(1)),
+                      ("net", lambda: __import__("socket").create_connection(("127.0.0.1", {port}), timeout=5))]:
+    try:
+        attempt()
+        print("SNOOP", what, "allowed")
+    except OSError as e:
+        print("SNOOP", what, "refused", type(e).__name__)
+val_bpb = evaluate_bpb(""")
+    try:
+        backend = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache))
+        # The loop's answer to "score the test split?" travels too: here no (nothing beats a best of 0 bpb)
+        r = backend.run(experiment(tiny_workspace, tmp_path, "snoop", snoop,
+                                   wants_test=TestWanted(GreedyPolicy(), best=0.0)), backend.slots()[0])
+    finally:
+        server.close()
+    assert r.status == "ok", (r.reason, r.error_tail)
+    assert r.test_wanted is False and r.test_bpb is None
+    assert (prepared_dir(Settings.load(tiny_workspace / "autoresearch.toml"), tiny_cache) / "val.tokens.npy").exists()
+    lines = [line for line in r.log_path.read_text().splitlines() if line.startswith("SNOOP")]
+    assert sorted(line.split()[1:3] for line in lines) == [["net", "refused"], ["val", "refused"]], lines
+
+
+def test_cancel_stops_a_run_on_its_node_and_leaves_no_process(cluster, tiny_workspace, tiny_cache, tmp_path):
+    backend = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache))
+    # Without the sandbox nothing of the experiment dies with its parent (PR_SET_PDEATHSIG): only the stop reaches it.
+    settings = Settings.load(tiny_workspace / "autoresearch.toml").replace(sandbox=False)
+    exp = experiment(tiny_workspace, tmp_path, "hang", fast_source(SLEEP=600.0), settings)
+    results: list = []
+    runner = threading.Thread(target=lambda: results.append(backend.run(exp, backend.slots()[0])))
+    runner.start()
+    procs = experiment_tree("hang")
+    assert len(procs) == 3  # the worker, the scorer, train.py
+    t0 = time.monotonic()
+    backend.cancel()
+    runner.join(timeout=30)
+    assert results and results[0].status == "interrupted", results
+    assert time.monotonic() - t0 < 15
+    assert gone(procs), [p.cmdline() for p in procs if alive(p.pid)]
+    assert backend.run(exp, backend.slots()[0]).status == "interrupted"  # nothing new starts once stopping
+    after = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache))
+    assert after.run(experiment(tiny_workspace, tmp_path, "after", fast_source()), after.slots()[0]).ok
+    assert not list(rb.node_runs().glob(f"hang{TAG}-*"))  # cleaned by the task, or swept by the node's next one
+
+
+def test_a_run_whose_node_dies_is_retried_on_another_and_counted_once(cluster, spot_nodes, tiny_workspace,
+                                                                      tiny_cache, tmp_path):
+    first = spot_nodes(slow=True, num_cpus=2, resources={"spot": 1})
+    backend = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache), resources={"spot": 1})
+    results: list = []
+    runner = threading.Thread(target=lambda: results.append(backend.run(
+        experiment(tiny_workspace, tmp_path, "retried", SLOW_ON_SOME_NODES), backend.slots()[0])))
+    runner.start()
+    procs = experiment_tree("retried")
+    second = spot_nodes(num_cpus=2, resources={"spot": 1})
+    cluster.remove_node(first)
+    runner.join(timeout=90)
+    assert len(results) == 1 and results[0].status == "ok", results and (results[0].reason, results[0].error_tail)
+    assert f"(ray node {second.node_id[:8]})" in results[0].node
+    assert gone(procs), [p.cmdline() for p in procs if alive(p.pid)]  # the first attempt died with its node
+
+
+def test_a_run_no_node_can_finish_comes_back_lost(cluster, spot_nodes, tiny_workspace, tiny_cache, tmp_path,
+                                                  monkeypatch):
+    monkeypatch.setattr(rb, "NO_NODE_SECONDS", 2.0)
+    monkeypatch.setattr(rb, "NODE_CHECK_SECONDS", 0.5)
+    node = spot_nodes(slow=True, num_cpus=4, resources={"spot": 2})
+    no_retry = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache), resources={"spot": 1}, max_retries=0)
+    retrying = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache), resources={"spot": 1})
+    results: dict = {}
+    runners = [threading.Thread(target=lambda b=b, name=name: results.__setitem__(name, b.run(
+        experiment(tiny_workspace, tmp_path, name, SLOW_ON_SOME_NODES), b.slots()[0])))
+        for b, name in ((no_retry, "once"), (retrying, "homeless"))]
+    for t in runners:
+        t.start()
+    procs = experiment_tree("once") + experiment_tree("homeless")
+    cluster.remove_node(node)
+    for t in runners:
+        t.join(timeout=60)
+    assert results["once"].status == "lost" and "NodeDiedError" in results["once"].reason, results["once"]
+    assert results["homeless"].status == "lost" and "no node of the Ray cluster" in results["homeless"].reason
+    assert gone(procs), [p.cmdline() for p in procs if alive(p.pid)]
