@@ -324,3 +324,110 @@ def test_a_run_no_node_can_finish_comes_back_lost(cluster, spot_nodes, tiny_work
     assert results["once"].status == "lost" and "NodeDiedError" in results["once"].reason, results["once"]
     assert results["homeless"].status == "lost" and "no node of the Ray cluster" in results["homeless"].reason
     assert gone(procs), [p.cmdline() for p in procs if alive(p.pid)]
+
+
+# -- the research loop on Ray: the same checks as the local workers' (tests/test_workers.py) ------------------------
+
+def _training_on_node(name: str) -> int | None:
+    """The pid of experiment `name`'s train.py on this machine's node (its cwd: the node's run directory)."""
+    root = rb.node_runs()
+    for p in psutil.process_iter(["cwd", "cmdline"]):
+        try:
+            cwd = Path(p.info["cwd"] or "")
+        except (TypeError, ValueError):
+            continue
+        if cwd.parent.parent == root and cwd.parent.name.startswith(f"{name}-") and \
+                any(a.endswith("train.py") for a in p.info["cmdline"] or ()):
+            return p.pid
+    return None
+
+
+def test_the_loop_on_ray_records_every_experiment_once_and_survives_a_killed_run(cluster, tiny_workspace):
+    """Two workers as Ray tasks: worker 2's experiment is killed from outside on its node; it is recorded as a
+    crash, nothing of it is left, worker 1's experiments go on; git, the journal and results.tsv agree."""
+    from loopkit import assert_consistent
+    from test_workers import MERGE_TRAIN, GatedAgent, change
+
+    from autoresearch.loop import vcs
+    from autoresearch.loop.core import Limits, Loop, LoopConfig
+
+    ws = tiny_workspace
+    (ws / "train.py").write_text(MERGE_TRAIN)
+    vcs.commit_all(ws, "the fast stand-in with two knobs")
+    a = GatedAgent([(change(QUALITY=0.5), "quality 0.5"), (change(QUALITY=0.6), "quality 0.6")])
+    b = GatedAgent([(change(EXTRA=0.1, PAUSE=300.0), "hangs")], name="scripted-b")
+    settings = Settings.load(ws / "autoresearch.toml")
+    loop = Loop(ws, settings, [a, b], LoopConfig(tag="t", policy="greedy", fix_attempts=0,
+                                                 limits=Limits(max_experiments=4)),
+                backend=rb.RayBackend("cpu", workers=2))
+    loop.start()
+    victim: list[int] = []
+
+    def kill_it() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            hanging = [e for e in loop.ledger.in_flight() if e.description == "hangs" and e.state == "running"]
+            if hanging and (pid := _training_on_node(Path(hanging[0].run_dir).name)):
+                time.sleep(1.0)
+                os.kill(pid, 9)
+                victim.append(pid)
+                return
+            time.sleep(0.3)
+
+    killer = threading.Thread(target=kill_it, daemon=True)
+    killer.start()
+    assert loop.run_until_limit().startswith("reached --max-experiments 4")
+    killer.join(timeout=5)
+    assert victim, "the experiment never started on the node"
+    rows = assert_consistent(ws, "t")
+    assert len(rows) == 4 and {"baseline", "hangs", "quality 0.5"} <= {r["description"] for r in rows}
+    recs = {e.description: e for e in loop.journal.final_attempts("t")}
+    assert recs["hangs"].status == "crash" and recs["hangs"].worker == 2
+    assert all("ray node" in e.node for e in recs.values())  # each ran as a Ray task
+    assert (Path(recs["quality 0.5"].run_dir) / "run.log").read_text().count("val_bpb:") == 1  # logs came back
+    assert not alive(victim[0]) and _training_on_node(Path(recs["hangs"].run_dir).name) is None
+
+
+def test_kill_9_on_ray_with_two_experiments_in_flight_then_resume(cluster, tiny_workspace, tmp_path):
+    from click.testing import CliRunner
+    from loopkit import assert_consistent
+    from test_workers import AGENT
+
+    from autoresearch.cli import cli
+    from autoresearch.loop import vcs
+
+    ws = tiny_workspace
+    (ws / "train.py").write_text(fast_source())
+    vcs.commit_all(ws, "fast train.py")
+    (tmp_path / "agent.py").write_text(AGENT)
+    counter = str(tmp_path / "counter")
+    agent = f"cmd:{sys.executable} {tmp_path / 'agent.py'}"
+    args = ["run", "--tag", "t", "--agent", agent, "--policy", "greedy", "--workers", "2", "--max-experiments", "4",
+            "--backend", "ray", "--address", cluster.address, "--no-agent-sandbox"]
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch.cli", *args], cwd=ws, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "AGENT_COUNTER": counter, "FAST_TRAIN_HANG": "1"})
+    pids: dict[str, int] = {}
+    deadline = time.monotonic() + 120
+    while len(pids) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        for name in ("0002-0", "0003-0"):
+            if name not in pids and (pid := _training_on_node(name)):
+                pids[name] = pid
+    proc.kill()
+    out, _ = proc.communicate(timeout=30)
+    assert len(pids) == 2, f"two experiments never ran at once: {pids}\n{out}"
+    deadline = time.monotonic() + 30  # Ray notices its driver died, and ends the driver's tasks
+    while any(alive(p) for p in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(p) for p in pids.values()), "experiments trained on after their orchestrator died"
+
+    os.environ["AGENT_COUNTER"] = counter
+    try:
+        r = CliRunner().invoke(cli, ["run", "--resume", "--no-agent-sandbox"], catch_exceptions=False)
+    finally:
+        del os.environ["AGENT_COUNTER"]
+    assert r.exit_code == 0, r.output
+    assert r.output.count("was interrupted") == 2, r.output
+    rows = assert_consistent(ws, "t")
+    assert sorted(r["description"] for r in rows) == ["baseline", "quality 0.6", "quality 0.7", "quality 0.8"]
