@@ -203,12 +203,15 @@ def test_in_flight_experiments_are_in_the_context_and_never_proposed_again(merge
 
 def test_an_experiment_killed_from_outside_is_recorded_and_leaves_nothing(merge_ws):
     """The training process of worker 2's experiment is killed by someone else: that experiment is a crash,
-    nothing of it survives, and worker 1 goes on."""
+    nothing of it survives, and worker 1 goes on. Meanwhile status and the dashboard showed worker 2 at work."""
+    from autoresearch.see import dashboard
+
     a = GatedAgent([(change(QUALITY=0.5), "quality 0.5"), (change(QUALITY=0.6), "quality 0.6")])
     b = GatedAgent([(change(EXTRA=0.1, PAUSE=120.0), "hangs")], name="scripted-b")
     loop = two_workers(merge_ws, [a, b], max_experiments=4, fix_attempts=0)
     victim: list[int] = []
     seen: list = []  # what status showed of the workers then
+    shown: list = []  # and the dashboard
 
     def kill_it() -> None:
         deadline = time.monotonic() + 120
@@ -217,6 +220,7 @@ def test_an_experiment_killed_from_outside_is_recorded_and_leaves_nothing(merge_
                 if rec.description == "hangs" and rec.run_dir and (pid := pid_working_in(Path(rec.run_dir))):
                     time.sleep(1.0)  # let it settle into its pause
                     seen.extend(busy(loop.ledger.experiments(), loop.ledger.run()))
+                    shown.extend(dashboard.state(merge_ws)["workers"])
                     os.kill(pid, signal.SIGKILL)
                     victim.append(pid)
                     return
@@ -229,6 +233,7 @@ def test_an_experiment_killed_from_outside_is_recorded_and_leaves_nothing(merge_
     assert victim, "the experiment never started"
     hanging = [b for b in seen if b.description == "hangs"]
     assert hanging and hanging[0].worker == 2 and hanging[0].device == "cpu" and hanging[0].state == "running"
+    assert any(w["description"] == "hangs" and w["worker"] == 2 for w in shown)
     rows = assert_consistent(merge_ws, "t")
     assert len(rows) == 4 and {"baseline", "hangs", "quality 0.5"} <= {r["description"] for r in rows}
     hung = {r.description: r for r in records(merge_ws)}["hangs"]

@@ -26,8 +26,9 @@ class LocalBackend:
     def __init__(self, profile: str, workers: int | None = None, per_device: int = 1,
                  gpus: list[str] | None = None, cores: int | None = None) -> None:
         self.profile = profile
-        self._slots = plan_slots(profile, workers, per_device, visible_gpus() if gpus is None else gpus,
-                                 cores or os.cpu_count() or 1)
+        if gpus is None:  # only a GPU profile asks torch (seconds to import) how many GPUs there are
+            gpus = visible_gpus() if profile.startswith("cuda") else []
+        self._slots = plan_slots(profile, workers, per_device, gpus, cores or os.cpu_count() or 1)
         self._handles: set[Handle] = set()
         self._lock = threading.Lock()
         self._closed = False
