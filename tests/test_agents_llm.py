@@ -436,21 +436,23 @@ def test_parse_description_fallbacks():
 # Pricing and backoff
 
 
-def test_price_lookup():
-    assert pricing.price_for("claude-opus-5-5") == (4.0, 20.0)
-    assert pricing.price_for("claude-haiku-4-5-20251001") == (1.0, 5.0)  # dated snapshot
-    assert pricing.price_for("gpt-4o-2024-08-06") == (2.5, 10.0)
-    assert pricing.price_for("gpt-5-mini-2025-08-07") == (0.25, 2.0)
-    assert pricing.price_for("gpt-5-codex") == (1.25, 10.0)  # suffixed variant
-    assert pricing.lookup("claude-opus-4-9", pricing.BUILTIN_PRICES) is None  # never guessed across versions
-    assert pricing.lookup("gpt-5.2-pro", pricing.BUILTIN_PRICES) is None  # nor across tiers
+def test_prices_come_from_genai_prices():
+    """Published list prices, read offline from genai-prices: $3/$15 per million for claude-sonnet-4-5's short
+    prompts, more per token past its 200k tier; dated snapshots resolve; nothing is guessed across versions."""
+    sonnet = pricing.Pricer("claude-sonnet-4-5", "anthropic")
+    assert sonnet.cost(100_000, 10_000) == pytest.approx((100_000 * 3 + 10_000 * 15) / 1e6)
+    assert sonnet.cost(300_000, 0) / 300_000 > sonnet.cost(100_000, 0) / 100_000  # the long-prompt tier
+    assert pricing.Pricer("claude-haiku-4-5-20251001", "anthropic").cost(10**6, 0) == pytest.approx(1.0)
+    assert pricing.Pricer("gpt-4o-2024-08-06", "openai").cost(0, 10**6) == pytest.approx(10.0)
+    assert not pricing.Pricer("claude-opus-4-9", "anthropic").known  # never guessed across versions
+    assert pricing.lookup("gpt-5.2-pro", {"gpt-5.2": (1.75, 14.0)}) is None  # nor, for overrides, across tiers
 
 
 def test_unknown_model_costs_nothing_and_warns_once(caplog):
     with caplog.at_level(logging.WARNING, logger="autoresearch.agents.pricing"):
-        assert pricing.price_for("mystery-model-xyz") == (0.0, 0.0)
-        assert pricing.price_for("mystery-model-xyz") == (0.0, 0.0)
-        assert pricing.price_for("another-mystery", builtin=False) == (0.0, 0.0)  # a local server: silent
+        assert pricing.Pricer("mystery-model-xyz", "openai").cost(1000, 1000) == 0.0
+        assert pricing.Pricer("mystery-model-xyz", "openai").cost(1000, 1000) == 0.0
+        assert pricing.Pricer("another-mystery", "openai", local=True).cost(1000, 1000) == 0.0  # a local server
     warnings = [r for r in caplog.records if "mystery" in r.getMessage()]
     assert len(warnings) == 1 and "--prices" in warnings[0].getMessage()
 
@@ -461,10 +463,9 @@ def test_prices_file_overrides(tmp_path):
                     'output = 0.1\n')
     prices = pricing.load_prices(path)
     assert prices == {"claude-opus-5-5": (1.5, 7.0), "my-llama": (0.0, 0.1)}
-    assert pricing.price_for("claude-opus-5-5", prices) == (1.5, 7.0)
-    assert pricing.price_for("my-llama", prices, builtin=False) == (0.0, 0.1)
-    assert pricing.price_for("gpt-5", prices) == (1.25, 10.0)  # the rest of the built-in list still applies
-    assert pricing.cost_usd(1_000_000, 2_000_000, (1.5, 7.0)) == pytest.approx(15.5)
+    assert pricing.Pricer("claude-opus-5-5", "anthropic", prices).cost(10**6, 2 * 10**6) == pytest.approx(15.5)
+    assert pricing.Pricer("my-llama", "openai", prices, local=True).cost(0, 10**6) == pytest.approx(0.1)
+    assert pricing.Pricer("gpt-5", "openai", prices).cost(10**6, 0) == pytest.approx(1.25)  # genai-prices still
 
 
 @pytest.mark.parametrize("text, message", [
@@ -484,7 +485,7 @@ def test_bad_prices_file(tmp_path, text, message):
 
 
 def test_cost_with_builtin_price_on_a_remote_url(fake_llm, monkeypatch):
-    # 127.0.0.1 counts as local (free), so pretend it is remote to see the built-in price applied.
+    # 127.0.0.1 counts as local (free), so pretend it is remote to see genai-prices' price applied.
     monkeypatch.setattr("autoresearch.agents.llm.is_local_url", lambda url: False)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
     fake_llm.push(Reply(FULL_REPLY, input_tokens=10_000, output_tokens=2_000))

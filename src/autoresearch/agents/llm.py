@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from autoresearch.agents.base import Agent, AgentError, Context, Proposal, Usage
-from autoresearch.agents.pricing import Price, cost_usd, price_for
+from autoresearch.agents.pricing import Price, Pricer
 from autoresearch.agents.prompt import (
     SYSTEM_PROMPT,
     ReplyError,
@@ -102,7 +102,7 @@ class LLMAgent:
         self.temperature = temperature  # None: the model's default (some recent models refuse any other value)
         self.max_tokens = max_tokens
         self.backoff = backoff or Backoff()
-        self.price = price_for(model, prices, builtin=not self.local)  # warns now, at start-up, if unknown
+        self.pricer = Pricer(model, self.provider, prices, local=self.local)  # warns now, at start-up, if unknown
         self.client = self._make_client()
 
     @property
@@ -153,7 +153,7 @@ class LLMAgent:
                 continue
             usage.input_tokens += reply.input_tokens
             usage.output_tokens += reply.output_tokens
-            usage.cost_usd += cost_usd(reply.input_tokens, reply.output_tokens, self.price)
+            usage.cost_usd += self.pricer.cost(reply.input_tokens, reply.output_tokens)
             return reply
         raise AssertionError("unreachable")
 

@@ -1,16 +1,14 @@
-"""What a model's tokens cost: a small built-in list of USD per million tokens, overridable by a TOML file.
-
-The built-in table holds list prices (standard tier, short prompts, no caching or batch discount) as published by
-Anthropic (platform.claude.com, models overview and pricing) and OpenAI (developers.openai.com pricing), read in
-October 2026. Prices move; a user who needs exact figures passes a file:
+"""What a model's tokens cost: genai-prices (a maintained price list, read offline from its bundled data), which
+a TOML file given with --prices overrides:
 
     [prices."claude-opus-5-5"]
     input = 4.0      # USD per million input tokens
     output = 20.0    # USD per million output tokens
 
-Lookup tolerates dated snapshots ("claude-haiku-4-5-20251001", "gpt-4o-2024-08-06") and suffixed variants
-("gpt-5-codex" -> "gpt-5"), but never guesses across versions: "claude-opus-4-9" is unknown, not "claude-opus-4",
-because a newer version is often priced differently. Unknown models cost 0 with a one-time warning.
+genai-prices knows tiered prices (long prompts billed higher), dated snapshots and each provider's aliases, so a
+call is priced from its actual token counts. Overrides match dated snapshots ("claude-haiku-4-5-20251001") and
+suffixed variants ("gpt-5-codex" -> "gpt-5"), but never guess across versions: "claude-opus-4-9" does not match
+"claude-opus-4". A model neither knows costs 0 with a one-time warning that says how to price it.
 """
 
 from __future__ import annotations
@@ -25,65 +23,6 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 Price = tuple[float, float]  # (USD per million input tokens, USD per million output tokens)
-
-# fmt: off
-BUILTIN_PRICES: dict[str, Price] = {
-    # Anthropic ------------------------------------------------------------------------------------------------
-    "claude-fable-5-2":   (8.0, 40.0),
-    "claude-fable-5-1":   (10.0, 50.0),
-    "claude-fable-5":     (10.0, 50.0),
-    "claude-opus-5-5":    (4.0, 20.0),
-    "claude-opus-5":      (5.0, 25.0),
-    "claude-opus-4-8":    (5.0, 25.0),
-    "claude-opus-4-7":    (5.0, 25.0),
-    "claude-opus-4-6":    (5.0, 25.0),
-    "claude-opus-4-5":    (5.0, 25.0),
-    "claude-opus-4-1":    (15.0, 75.0),
-    "claude-opus-4-0":    (15.0, 75.0),
-    "claude-opus-4":      (15.0, 75.0),
-    "claude-sonnet-5-5":  (2.0, 10.0),
-    "claude-sonnet-5":    (2.0, 10.0),
-    "claude-sonnet-4-6":  (3.0, 15.0),
-    "claude-sonnet-4-5":  (3.0, 15.0),
-    "claude-sonnet-4-0":  (3.0, 15.0),
-    "claude-sonnet-4":    (3.0, 15.0),
-    "claude-3-7-sonnet":  (3.0, 15.0),
-    # Haiku 5.5 is tiered: 5x for prompts over 100k tokens. Our prompts are ~10-30k tokens, so the base tier.
-    "claude-haiku-5-5":   (0.10, 0.50),
-    "claude-haiku-4-5":   (1.0, 5.0),
-    "claude-3-5-haiku":   (0.80, 4.0),
-    "claude-3-haiku":     (0.25, 1.25),
-    # OpenAI (GPT-6 and GPT-5.6 bill prompts over 272k tokens higher; ours stay far below) ------------------------
-    "gpt-6.2-astra":      (8.0, 40.0),
-    "gpt-6.2-sol":        (2.0, 10.0),
-    "gpt-6.1-sol":        (2.0, 10.0),
-    "gpt-6-astra":        (10.0, 50.0),
-    "gpt-6-sol":          (2.0, 10.0),
-    "gpt-6-luna":         (0.10, 0.50),
-    "gpt-5.6-sol":        (4.0, 20.0),
-    "gpt-5.6-terra":      (2.0, 12.0),
-    "gpt-5.6-luna":       (0.20, 1.20),
-    "gpt-5.5-pro":        (30.0, 180.0),
-    "gpt-5.5":            (5.0, 30.0),
-    "gpt-5.4-pro":        (30.0, 180.0),
-    "gpt-5.4":            (2.50, 15.0),
-    "gpt-5.4-mini":       (0.75, 4.50),
-    "gpt-5.4-nano":       (0.20, 1.25),
-    "gpt-5.2":            (1.75, 14.0),
-    "gpt-5.1":            (1.25, 10.0),
-    "gpt-5":              (1.25, 10.0),
-    "gpt-5-mini":         (0.25, 2.0),
-    "gpt-5-nano":         (0.05, 0.40),
-    "gpt-4.1":            (2.0, 8.0),
-    "gpt-4.1-mini":       (0.40, 1.60),
-    "gpt-4.1-nano":       (0.10, 0.40),
-    "gpt-4o":             (2.50, 10.0),
-    "gpt-4o-mini":        (0.15, 0.60),
-    "o3-pro":             (20.0, 80.0),
-    "o3":                 (2.0, 8.0),
-    "o4-mini":            (1.10, 4.40),
-}
-# fmt: on
 
 _DATE_SUFFIX = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2})$")  # -20251001, -2024-08-06
 _warned: set[str] = set()
@@ -137,21 +76,43 @@ def lookup(model: str, table: Mapping[str, Price]) -> Price | None:
     return table[best] if best is not None else None
 
 
-def price_for(model: str, overrides: Mapping[str, Price] | None = None, *, builtin: bool = True) -> Price:
-    """USD per million (input, output) tokens. User overrides win; unknown models cost 0 (warned once).
+class Pricer:
+    """Prices one model's calls: the user's override if it names the model, else genai-prices. A local server
+    (`local`) is free unless the user prices it."""
 
-    `builtin=False` is for local servers: only the user's own prices apply, and an unknown model is silently free.
-    """
-    for table in (overrides or {}, BUILTIN_PRICES if builtin else {}):
-        price = lookup(model, table)
-        if price is not None:
-            return price
-    if builtin and model not in _warned:
-        _warned.add(model)
-        log.warning("no price known for model %r: its cost is counted as $0. Add it to a prices file "
-                    '([prices."%s"] input = ... output = ..., USD per million tokens) and pass --prices FILE.',
-                    model, model)
-    return (0.0, 0.0)
+    def __init__(self, model: str, provider: str | None = None, overrides: Mapping[str, Price] | None = None,
+                 *, local: bool = False) -> None:
+        self.model, self.provider, self.local = model, provider, local
+        self.override = lookup(model, overrides or {})
+        self.known = self.override is not None or (not local and self._listed())
+        if not self.known and not local and model not in _warned:  # now, at start-up, not after the baseline
+            _warned.add(model)
+            log.warning("no price known for model %r (genai-prices does not list it): its cost is counted as $0. "
+                        'Add it to a prices file ([prices."%s"] input = ... output = ..., USD per million tokens) '
+                        "and pass --prices FILE.", model, model)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        if self.override is not None:
+            return cost_usd(input_tokens, output_tokens, self.override)
+        if not self.known:
+            return 0.0
+        return float(self._calc(input_tokens, output_tokens).total_price)
+
+    def _calc(self, input_tokens: int, output_tokens: int):
+        from genai_prices import Usage, calc_price
+
+        return calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens), self.model,
+                          provider_id=self.provider)
+
+    def _listed(self) -> bool:
+        try:
+            self._calc(0, 0)
+        except ImportError:  # installed without the anthropic/openai extra: say how to get prices
+            log.warning("genai-prices is not installed: pip install 'autoresearch[anthropic]' (or [openai])")
+            return False
+        except (LookupError, ValueError):
+            return False
+        return True
 
 
 def cost_usd(input_tokens: int, output_tokens: int, price: Price) -> float:
