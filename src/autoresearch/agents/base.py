@@ -72,6 +72,7 @@ class Context:
     experiment: int = 0  # number of the experiment being proposed
     max_seq_len: int | None = None  # tokens per row (workspace setting); None: agents keep batch ratios as they are
     in_flight: tuple[InFlight, ...] = ()  # what the other workers are trying now (never proposed again)
+    noise_sd: float | None = None  # run-to-run spread of val_bpb measured on the baseline (noise policy)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from autoresearch.agents.base import Context, HistoryEntry
+from autoresearch.agents.history import compact
 
 SYSTEM_PROMPT = ("You are an autonomous machine-learning researcher. You improve a small GPT pretraining script one "
                  "experiment at a time and answer exactly in the requested format.")
@@ -108,7 +109,8 @@ def _results(ctx: Context) -> str:
         head = f"Best val_bpb so far: {ctx.best_val_bpb:.6f} (lower is better)."
     if not ctx.history:
         return head + "\nNo experiments yet in this run."
-    lines = [head, f"Status: {STATUS_LEGEND}.", "", format_history(ctx.history)]
+    lines = [head, f"Status: {STATUS_LEGEND}.", "", compact(ctx.history, ctx.noise_sd, ctx.best_val_bpb,
+                                                                format_history)]
     recent = [h for h in ctx.history if h.diff.strip()][-RECENT_DIFFS:]
     if recent:
         lines += ["", "Most recent changes in detail:"]

@@ -78,7 +78,8 @@ class Proposer:
         return Context(program=_read(checkout / "program.md"), train_py=self.ledger.source_at(parent),
                        harness_surface=harness_surface(), history=self.history(), best_val_bpb=self.ledger.best_val(),
                        time_budget=self.settings.time_budget, failure=failure, workspace=checkout, experiment=guess,
-                       max_seq_len=self.settings.max_seq_len, in_flight=self.in_flight())
+                       max_seq_len=self.settings.max_seq_len, in_flight=self.in_flight(),
+                       noise_sd=self.ledger.noise_sigma())
 
     def check(self, proposal: Proposal, best_source: str, checkout: Path, before: set[str]) -> str:
         """Why the proposal cannot run ('' if it can): only train.py may change, and it must parse."""
