@@ -61,7 +61,13 @@ def _command(arg: str, *, spec: str, agent_timeout: float | None = None, agent_s
 
 
 def make_agent(spec: str, **options: Any) -> Agent:
-    """Build the agent a spec names; unknown names list what exists (built-ins and installed plugins)."""
+    """Build the agent a spec names; unknown names list what exists (built-ins and installed plugins).
+    `A+B` is the hybrid: A proposes structural changes, B (the search agent) tunes the constants after each keep."""
+    if "+" in spec and not spec.startswith("cmd:"):
+        from autoresearch.agents.hybrid import HybridAgent
+
+        structural, _, tuner = spec.rpartition("+")
+        return HybridAgent(make_agent(structural, **options), make_agent(tuner, **options))
     prefix, _, arg = spec.partition(":")
     factory = _REGISTRY.get(prefix)
     if factory is None:

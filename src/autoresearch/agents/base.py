@@ -35,6 +35,7 @@ class HistoryEntry:
     reason: str = ""  # for crash/rejected: why
     diff: str = ""  # the change relative to the best train.py at the time (may be abbreviated)
     train_py: str = ""  # the complete source that was tried (agents that search need it; prompts use the diff)
+    agent: str = ""  # who proposed it (a hybrid agent's part: the LLM or the tuner)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Context:
     max_seq_len: int | None = None  # tokens per row (workspace setting); None: agents keep batch ratios as they are
     in_flight: tuple[InFlight, ...] = ()  # what the other workers are trying now (never proposed again)
     noise_sd: float | None = None  # run-to-run spread of val_bpb measured on the baseline (noise policy)
+    notes: str = ""  # what another part of a hybrid agent learned (agents/hybrid.py), shown in the prompt
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Proposal:
     description: str
     rationale: str = ""
     usage: Usage = field(default_factory=Usage)
+    by: str = ""  # which agent proposed it, when an agent is made of parts (the hybrid); else the agent's name
 
 
 @runtime_checkable

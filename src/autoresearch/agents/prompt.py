@@ -55,6 +55,8 @@ def build_prompt(ctx: Context) -> str:
                  ctx.harness_surface.strip() or "(not given)"),
         _section("Results so far", _results(ctx)),
     ]
+    if ctx.notes:
+        parts.append(_section("What the tuner learned", ctx.notes))
     if ctx.in_flight:
         parts.append(_section("Experiments running now (other workers; do not propose these ideas again)",
                               _in_flight(ctx)))

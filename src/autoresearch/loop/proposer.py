@@ -63,7 +63,7 @@ class Proposer:
         rejection = self.check(proposal, best_source, checkout, before)
         rec = self.ledger.add(
             number, attempt, _one_line(proposal.description), proposal.train_py, parent,
-            rationale=proposal.rationale, agent=agent.name, agent_seconds=agent_seconds,
+            rationale=proposal.rationale, agent=proposal.by or agent.name, agent_seconds=agent_seconds,
             input_tokens=proposal.usage.input_tokens, output_tokens=proposal.usage.output_tokens,
             cost_usd=proposal.usage.cost_usd, diff=vcs.diff_texts(best_source, proposal.train_py),
             worker=worker, device=device)
@@ -103,7 +103,7 @@ class Proposer:
         return tuple(
             HistoryEntry(number=e.number, status=e.status or "crash", description=e.description, val_bpb=e.val_bpb,
                          memory_gb=e.memory_gb, reason=e.reason if e.status in ("crash", "rejected") else "",
-                         diff=e.diff, train_py=e.train_py)
+                         diff=e.diff, train_py=e.train_py, agent=e.agent)
             for e in self.ledger.experiments(done_only=True) if e.status is not None
         )
 
