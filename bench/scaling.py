@@ -9,8 +9,8 @@ baseline, and the speed-up over one worker measured in the same session.
 
     python bench/scaling.py [--budget 30] [--rounds 2] [--workers 1 2 4] [--backends local ray]
 
-Ray: a local instance is started here (`ray.init`, with as many CPUs as the largest worker count, so placement,
-not this machine's two cores, decides); pass --address to use a running cluster instead.
+Ray: a local instance is started here (`ray.init`, declaring the CPUs the largest worker count's tasks ask for,
+so placement, not this machine's two cores, decides); pass --address to use a running cluster instead.
 """
 
 from __future__ import annotations
@@ -97,7 +97,11 @@ def main() -> int:
     if "ray" in args.backends and not args.address:
         import ray
 
-        ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False)
+        from autoresearch.backends.ray import CPUS_PER_TASK
+
+        # CPUs as Ray counts them: enough for the largest worker count's tasks at once (they mostly wait out the
+        # budget, so this machine's cores are not what the figure measures).
+        ray.init(num_cpus=max(args.workers) * CPUS_PER_TASK, include_dashboard=False, log_to_driver=False)
     results = []
     for backend in args.backends:
         for w in args.workers:
