@@ -21,7 +21,7 @@ def test_a_journal_from_before_versioning_is_migrated_and_keeps_its_records(tmp_
     old.commit()
     old.close()
     j = Journal(path)
-    assert j.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert j.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     rec = j.experiments("t")[0]
     assert rec.description == "baseline" and rec.steps is None and rec.tokens_per_second is None
     j.update(rec.id, steps=12, tokens_per_second=345.0, train_tokens=4096, startup_seconds=2.5)

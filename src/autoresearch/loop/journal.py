@@ -114,6 +114,32 @@ MIGRATIONS: list[list[str]] = [
         # rebased onto a newer best (loop/ledger.py); this one never moves.
         "ALTER TABLE experiments ADD COLUMN started_from TEXT",
     ],
+    [  # 5: studies of a finished run (`ablate`, `transfer`): what each measured, run by run, beside the loop's records
+        """CREATE TABLE studies (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            tag TEXT NOT NULL REFERENCES runs(tag),
+            kind TEXT NOT NULL,                  -- ablate | transfer
+            best_number INTEGER NOT NULL,        -- the run's best when the study started
+            plan TEXT NOT NULL DEFAULT '{}',     -- JSON: seeds, settings, the variants and the changes skipped
+            findings TEXT NOT NULL DEFAULT '{}', -- JSON: the figures and verdicts, once done
+            state TEXT NOT NULL DEFAULT 'running',  -- running | done | stopped
+            created_at REAL NOT NULL,
+            finished_at REAL
+        )""",
+        """CREATE TABLE measurements (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            study_id INTEGER NOT NULL REFERENCES studies(id),
+            variant TEXT NOT NULL,               -- best | baseline | without #N
+            seed INTEGER NOT NULL,               -- k of with_seed: the same k across variants, so runs pair up
+            status TEXT NOT NULL,                -- the runner's: ok | crash | timeout | ...
+            val_bpb REAL,
+            test_bpb REAL,
+            reason TEXT NOT NULL DEFAULT '',
+            run_dir TEXT NOT NULL DEFAULT '',
+            run_seconds REAL,
+            created_at REAL NOT NULL
+        )""",
+    ],
 ]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -196,7 +222,35 @@ class SessionRecord:
     ended_at: float | None
 
 
-_JSON_FIELDS = {"metrics", "evidence", "settings", "info", "options"}
+@dataclass
+class StudyRecord:
+    id: int
+    tag: str
+    kind: str
+    best_number: int
+    plan: dict
+    findings: dict
+    state: str
+    created_at: float
+    finished_at: float | None
+
+
+@dataclass
+class MeasurementRecord:
+    id: int
+    study_id: int
+    variant: str
+    seed: int
+    status: str
+    val_bpb: float | None
+    test_bpb: float | None
+    reason: str
+    run_dir: str
+    run_seconds: float | None
+    created_at: float
+
+
+_JSON_FIELDS = {"metrics", "evidence", "settings", "info", "options", "plan", "findings"}
 
 
 class Journal:
@@ -353,6 +407,45 @@ class Journal:
         a = self.db.execute(f"SELECT {sums} FROM experiments WHERE tag = ?", (tag,)).fetchone()
         b = self.db.execute(f"SELECT {sums} FROM charges WHERE tag = ?", (tag,)).fetchone()
         return {"cost": a[0] + b[0], "input_tokens": a[1] + b[1], "output_tokens": a[2] + b[2]}
+
+    # -- studies of a run: ablate, transfer ----------------------------------------------------------------------
+
+    def add_study(self, tag: str, kind: str, best_number: int, plan: dict) -> StudyRecord:
+        with self.transaction() as db:
+            cur = db.execute("INSERT INTO studies (tag, kind, best_number, plan, created_at) VALUES (?, ?, ?, ?, ?)",
+                             (tag, kind, best_number, json.dumps(plan), time.time()))
+        return self.study(cur.lastrowid)
+
+    def study(self, study_id: int) -> StudyRecord:
+        row = self.db.execute("SELECT * FROM studies WHERE id = ?", (study_id,)).fetchone()
+        if row is None:
+            raise KeyError(study_id)
+        return _record(StudyRecord, row)
+
+    def update_study(self, study_id: int, **values: Any) -> None:
+        _update(self, "studies", "id", study_id, values)
+
+    def studies(self, tag: str, kind: str | None = None) -> list[StudyRecord]:
+        """The run's studies, oldest first; none from a journal older than schema 5 (a reader cannot migrate)."""
+        sql = "SELECT * FROM studies WHERE tag = ?" + (" AND kind = ?" if kind else "") + " ORDER BY id"
+        try:
+            rows = self.db.execute(sql, (tag, kind) if kind else (tag,)).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [_record(StudyRecord, r) for r in rows]
+
+    def add_measurement(self, study_id: int, variant: str, seed: int, status: str, val_bpb: float | None,
+                        test_bpb: float | None, reason: str = "", run_dir: str = "",
+                        run_seconds: float | None = None) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO measurements (study_id, variant, seed, status, val_bpb, test_bpb, reason, "
+                       "run_dir, run_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (study_id, variant, seed, status, val_bpb, test_bpb, reason, run_dir, run_seconds,
+                        time.time()))
+
+    def measurements(self, study_id: int) -> list[MeasurementRecord]:
+        rows = self.db.execute("SELECT * FROM measurements WHERE study_id = ? ORDER BY id", (study_id,)).fetchall()
+        return [_record(MeasurementRecord, r) for r in rows]
 
     # -- results.tsv -----------------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import psutil
 
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord, SessionRecord
 from autoresearch.run.result import parse_progress
+from autoresearch.see.studies import Ablation, Transfer, read_studies
 
 MAX_LOSS_POINTS = 2000  # a loss curve longer than this is thinned for the browser (first and last steps stay)
 
@@ -146,6 +147,8 @@ class Facts:
     records: list[ExperimentRecord] = field(repr=False)  # every attempt, as the journal holds it
     busy: list[Busy] = field(default_factory=list)  # one per worker at work
     agents: list[AgentFigures] = field(default_factory=list)
+    ablation: Ablation | None = None  # the latest `autoresearch ablate` of the run
+    transfers: list[Transfer] = field(default_factory=list)  # its `autoresearch transfer` studies, oldest first
 
     @property
     def finals(self) -> list[Row]:
@@ -186,8 +189,10 @@ def gather(journal: Journal, run: RunRecord, cache: Path | None = None, now: flo
     records = journal.experiments(run.tag)
     std, n = noise_floor(run.info)
     rows = _rows(records, std, live=run.state == "running")
+    ablation, transfers = read_studies(journal, run.tag)
     return Facts(run=run, summary=_summary(journal, run, rows, (std, n), cache, now, sessions), rows=rows,
-                 records=records, busy=busy(records, run, now), agents=agent_figures(records))
+                 records=records, busy=busy(records, run, now), agents=agent_figures(records), ablation=ablation,
+                 transfers=transfers)
 
 
 def busy(records: list[ExperimentRecord], run: RunRecord, now: float | None = None) -> list[Busy]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from autoresearch.see.facts import Facts, ReadOnlyJournal, Row, Summary, gather, journal_path, pick_run
 from autoresearch.see.plot import progress_png
+from autoresearch.see.studies import VERDICT_NOTES, Ablation, Change, worth_text
 
 ASSETS = Path(__file__).parent / "dashboard"  # web assets shared by the dashboard and this page
 REPORT_DIR = Path(".autoresearch") / "report"
@@ -54,6 +55,8 @@ def render_html(facts: Facts, png: bytes) -> str:
         f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></section>',
         f"<section><h2>Experiments</h2>{table_html(facts.rows)}</section>",
         f"<section><h2>Kept changes</h2>{kept_html(facts)}</section>",
+        *([f"<section><h2>Transfer to other settings</h2>{transfers_html(facts)}</section>"]
+          if facts.transfers else []),
         *([f"<section><h2>Agents</h2>{agents_html(facts)}</section>"] if len(facts.agents) > 1 else []),
     ])
     page = (ASSETS / "report.html").read_text(encoding="utf-8")
@@ -144,13 +147,43 @@ def kept_html(facts: Facts) -> str:
             change += f" · test_bpb {r.test_change:+.4f}"
         badge = (f' <span class="badge val-only" title="{_e(_val_only_why(r))}">val-only gain</span>'
                  if r.val_only else "")
+        measured = facts.ablation.change(r.number) if facts.ablation else None
+        if measured is not None and measured.worthless:
+            badge += ' <span class="badge worthless" title="taking it out of the best changed nothing beyond the ' \
+                     'noise (autoresearch ablate)">worth nothing</span>'
         parts.append(f'<details class=kept open id="kept-{r.number}"><summary><b>#{r.number}</b> '
                      f"<code>{_e(r.commit)}</code> {_e(r.description)}{badge}"
                      f"<span class=change>{_e(change)}</span></summary>"
+                     f"{_worth_html(measured, facts.ablation) if measured else ''}"
                      f"{'<p class=rationale>' + _e(rec.rationale) + '</p>' if rec.rationale else ''}"
                      f"{diff_html(rec.diff)}</details>")
         prev = r
     return "\n".join(parts)
+
+
+def _worth_html(change: Change, ablation: Ablation) -> str:
+    return (f'<p class=worth data-verdict="{_e(change.verdict)}">measured worth (ablation of best '
+            f"#{ablation.best_number}, {ablation.seeds} seed(s)): {_e(worth_text(change))}</p>")
+
+
+def transfers_html(facts: Facts) -> str:
+    """Each `autoresearch transfer`: the baseline and the best at another setting, and whether the gain held."""
+    head = "".join(f"<th>{h}</th>" for h in ("setting", "budget", "seeds", "baseline test_bpb", "best test_bpb",
+                                              "gain (test)", "margin", "run's own gain", "verdict"))
+    rows = []
+    for t in facts.transfers:
+        setting = " ".join(f"{k}={v}" for k, v in t.overrides.items())
+        g = t.gain
+        rows.append(f"<tr><td><code>{_e(setting)}</code></td><td>{_e(t.budget)}</td><td class=num>{t.seeds}</td>"
+                    f"<td class=num>{_fmt(t.baseline.test, '.6f')}</td><td class=num>{_fmt(t.best.test, '.6f')}</td>"
+                    f"<td class=num>{_fmt(g.test if g else None, '+.6f')}</td>"
+                    f"<td class=num>{_fmt(g.margin_test if g else None, '.6f')}</td>"
+                    f"<td class=num>{_fmt(t.original.get('test'), '+.6f')}</td>"
+                    f'<td title="{_e(VERDICT_NOTES[t.verdict])}"><b>{_e(t.verdict)}</b></td></tr>')
+    return (f"<div class=scroll><table id=transfers><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}"
+            "</tbody></table></div><p class=note>The baseline and the best, both at the setting, with that many "
+            "seeds each. holds: the best still wins by more than the noise; shrinks: within it; reverses: the "
+            "baseline wins.</p>")
 
 
 def agents_html(facts: Facts) -> str:
@@ -187,6 +220,10 @@ def _e(text: str) -> str:
 
 def _num(v: float | None, spec: str, unit: str = "") -> tuple[object, str]:
     return ("", "–") if v is None else (v, format(v, spec) + unit)
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "–" if v is None else format(v, spec)
 
 
 def _pct(v: float | None) -> str:

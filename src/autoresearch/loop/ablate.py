@@ -1,0 +1,160 @@
+"""`autoresearch ablate`: what each kept change of a run is worth, measured by taking it out of the best.
+
+Each change kept after the baseline, in the order it was decided, is reverted in the best: a three-way merge with
+the change's train.py as the base, the best as ours and the train.py it was made on as theirs. Where a later
+change rewrote the same lines the revert conflicts; that change is reported and skipped, never forced. The best
+and each ablated source then run with the same K seeds. A change's worth is the mean test_bpb without it minus the
+best's: positive, it helps on the held-out split. Within the noise (loop/measure.py) it is worth nothing: kept on
+a lucky draw, or made redundant by a later change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autoresearch.loop import vcs
+from autoresearch.loop.measure import (
+    Bench,
+    Difference,
+    Measured,
+    Stats,
+    StudyError,
+    Subject,
+    Variant,
+    finish_study,
+    local_backend,
+    open_subject,
+    stop_study,
+    study_root,
+)
+from autoresearch.settings import Settings
+
+VERDICTS = {1: "helps", 0: "worth nothing", -1: "hurts"}
+
+
+@dataclass
+class Change:
+    """One kept change and what taking it out of the best did."""
+
+    number: int
+    description: str
+    status: str  # measured | conflict | gone | failed
+    note: str = ""
+    stats: Stats | None = None  # the best without it
+    worth: Difference | None = None  # without it minus the best: positive, the change helps
+
+    @property
+    def verdict(self) -> str:
+        """helps | worth nothing | hurts, or why it was not measured."""
+        if self.status != "measured" or self.worth is None:
+            return {"conflict": "not measured: its revert conflicts",
+                    "gone": "not measured: no longer in the best"}.get(self.status, "not measured: runs failed")
+        return VERDICTS[self.worth.sign()]
+
+    @property
+    def worthless(self) -> bool:
+        return self.status == "measured" and self.worth is not None and self.worth.sign() == 0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Change:
+        return cls(number=data["number"], description=data.get("description", ""), status=data["status"],
+                   note=data.get("note", ""), stats=Stats.from_dict(data["stats"]) if data.get("stats") else None,
+                   worth=Difference.from_dict(data["worth"]) if data.get("worth") else None)
+
+
+@dataclass
+class Ablation:
+    study_id: int
+    tag: str
+    best_number: int
+    seeds: int
+    noise_floor: float | None  # the run's, if it measured one
+    best: Stats | None  # None when nothing could be reverted, so nothing ran
+    changes: list[Change] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Ablation:
+        return cls(study_id=data["study_id"], tag=data["tag"], best_number=data["best_number"], seeds=data["seeds"],
+                   noise_floor=data.get("noise_floor"),
+                   best=Stats.from_dict(data["best"]) if data.get("best") else None,
+                   changes=[Change.from_dict(c) for c in data.get("changes", [])])
+
+    def change(self, number: int) -> Change | None:
+        return next((c for c in self.changes if c.number == number), None)
+
+
+def plan(subject: Subject) -> tuple[list[Change], list[Variant]]:
+    """Each kept change, and the best without it where its revert applies cleanly."""
+    best = subject.best.train_py
+    changes, variants = [], []
+    for keep in subject.keeps():
+        reverted = vcs.merge3(keep.train_py, best, subject.source_at(keep.parent_commit))
+        change = Change(number=keep.number, description=keep.description, status="measured")
+        if reverted is None:
+            change.status, change.note = "conflict", ("a later change rewrote the same lines, so its diff does not "
+                                                      "revert cleanly in the best: skipped")
+        elif reverted == best:
+            change.status, change.note = "gone", "reverting it leaves the best as it is: a later change undid it"
+        else:
+            variants.append(Variant(f"without #{keep.number}", reverted))
+        changes.append(change)
+    return changes, variants
+
+
+def ablate(ws: Path, settings: Settings, *, tag: str | None = None, seeds: int = 2, workers: int | None = None,
+           per_device: int = 1, cache: Path | None = None, timeout: float | None = None,
+           on_plan: Callable[[Ablation], None] = lambda a: None,
+           on_run: Callable[[Measured], None] = lambda m: None) -> Ablation:
+    """Measure the run's best and the best without each kept change, with `seeds` seeds each, on this machine's
+    workers; record it in the journal and return it. Raises StudyError when it cannot run."""
+    if seeds < 1:
+        raise StudyError(f"--seeds must be at least 1, not {seeds}")
+    subject = open_subject(ws, tag)
+    try:
+        changes, variants = plan(subject)
+        if not changes:
+            raise StudyError(f"nothing to ablate: run {subject.run.tag} kept no change after its baseline")
+        backend = local_backend(settings, workers, per_device)
+        study = subject.journal.add_study(subject.run.tag, "ablate", subject.best.number, plan={
+            "seeds": seeds, "variants": ["best", *(v.name for v in variants)], "budget": settings.budget_label,
+            "skipped": {str(c.number): c.note for c in changes if c.status != "measured"}})
+        ablation = Ablation(study_id=study.id, tag=subject.run.tag, best_number=subject.best.number, seeds=seeds,
+                            noise_floor=subject.noise_floor, best=None, changes=changes)
+        on_plan(ablation)
+        try:
+            if variants:
+                bench = Bench(subject, study.id, study_root(subject, "ablate", study.id), backend, settings,
+                              cache=cache, timeout=timeout, eval_rate=subject.eval_rate(),
+                              first_answer_limit=subject.first_answer_limit(), on_run=on_run)
+                stats = bench.measure([Variant("best", subject.best.train_py), *variants], seeds)
+                judge(ablation, stats)
+        except BaseException as e:
+            stop_study(subject, study.id, f"interrupted: {type(e).__name__}")
+            raise
+        finally:
+            backend.close()
+        finish_study(subject, study.id, ablation.to_dict())
+        return ablation
+    finally:
+        subject.close()
+
+
+def judge(ablation: Ablation, stats: dict[str, Stats]) -> None:
+    """Each measured change's worth against the best, with the margin of the noise."""
+    best = ablation.best = stats["best"]
+    measured = [s for s in stats.values() if s.vals]
+    for c in ablation.changes:
+        if c.status != "measured":
+            continue
+        c.stats = stats[f"without #{c.number}"]
+        if not best.vals or not c.stats.vals:
+            c.status = "failed"
+            c.note = "; ".join((best.failed if not best.vals else c.stats.failed)[:2])
+            continue
+        c.worth = Difference.between(c.stats, best, ablation.noise_floor, measured)
+

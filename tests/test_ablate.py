@@ -1,0 +1,174 @@
+"""`autoresearch ablate` and `autoresearch transfer` on a real (tiny) run: what each kept change is worth, and
+whether the gain holds at another setting."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+
+import pytest
+from click.testing import CliRunner
+from conftest import TINY
+from loopkit import ScriptedAgent, fast_source
+
+from autoresearch.cli import cli
+from autoresearch.loop import vcs
+from autoresearch.loop.core import Limits, Loop, LoopConfig
+from autoresearch.loop.journal import Journal
+from autoresearch.loop.measure import Difference, Stats, StudyError, margin, pooled_std
+from autoresearch.loop.transfer import Transfer, parse_sets
+from autoresearch.see.report import write_report
+from autoresearch.see.studies import transfer_lines
+from autoresearch.settings import Settings
+from autoresearch.workspace import init_workspace, set_constants
+
+# The fast stand-in, with the sharpness the model uses on a line of its own, far from QUALITY's: a later change
+# can fix it (then QUALITY no longer matters) without touching the lines an earlier change rewrote.
+BASE = (fast_source(NOISE=0.05)
+        .replace("logp = torch.log(counts / counts.sum())\n",
+                 "logp = torch.log(counts / counts.sum())\nSHARPNESS = QUALITY  # what the model uses\n")
+        .replace("QUALITY * logp", "SHARPNESS * logp"))
+SHARPER = set_constants(BASE, {"QUALITY": 0.6})  # #2: its line is rewritten by #3, so its revert conflicts
+SHARPER_STILL = set_constants(BASE, {"QUALITY": 0.7})  # #3: made redundant by #4, so worth nothing
+FIXED = set_constants(BASE, {"QUALITY": 0.7, "SHARPNESS": 0.9})  # #4: the one that helps
+
+
+@pytest.fixture(scope="module")
+def studied(tmp_path_factory, tiny_cache):
+    """A finished greedy run: baseline, then three keeps (#2 conflicts on revert, #3 is worth nothing, #4 helps)."""
+    from autoresearch.harness import constants
+
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("home")
+        mp.setenv("HOME", str(home))
+        mp.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+        mp.setenv("AUTORESEARCH_CACHE", str(tiny_cache))
+        ws = init_workspace(tmp_path_factory.mktemp("ablate") / "ws", Settings(**TINY))
+        (ws / "train.py").write_text(BASE)
+        vcs.commit_all(ws, "the stand-in with its sharpness on a line of its own")
+        mp.chdir(ws)
+        constants.workspace_settings.cache_clear()
+        agent = ScriptedAgent([(SHARPER, "sharper"), (SHARPER_STILL, "sharper still"), (FIXED, "fix the sharpness")])
+        loop = Loop(ws, Settings.load(ws / "autoresearch.toml"), agent,
+                    LoopConfig(tag="t", policy="greedy", limits=Limits(max_experiments=4)))
+        loop.start()
+        loop.run_until_limit()
+        assert [e.status for e in loop.journal.final_attempts("t")] == ["keep"] * 4
+        loop.journal.close()
+        yield ws
+
+
+def invoke(ws, tiny_cache, monkeypatch, *args):
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(tiny_cache))
+    return CliRunner().invoke(cli, [*args, "--workspace", str(ws)])
+
+
+def test_ablate_flags_the_redundant_change_skips_the_conflict_and_the_report_shows_the_worth(
+        studied, tiny_cache, monkeypatch, tmp_path):
+    head, tsv = vcs.head(studied), (studied / "results.tsv").read_text()
+    r = invoke(studied, tiny_cache, monkeypatch, "ablate", "--seeds", "2", "--workers", "2")
+    assert r.exit_code == 0, r.output
+    rows = {int(m[1]): m[2] for m in re.finditer(r"^#(\d) .*?  (helps|worth nothing|hurts|not measured.*)$",
+                                                 r.output, re.M)}
+    assert rows == {2: "not measured: its revert conflicts", 3: "worth nothing", 4: "helps"}, r.output
+    assert "does not revert cleanly" in r.output
+    # The branch of record and results.tsv are as the run left them.
+    assert vcs.head(studied) == head and (studied / "results.tsv").read_text() == tsv
+    assert vcs.status_porcelain(studied) == []
+
+    j = Journal(studied / ".autoresearch" / "journal.db")
+    study = j.studies("t", "ablate")[-1]
+    got = j.measurements(study.id)
+    j.close()
+    assert study.state == "done" and study.best_number == 4
+    assert sorted((m.variant, m.seed) for m in got) == [(v, k) for v in ("best", "without #3", "without #4")
+                                                        for k in (0, 1)]
+    assert all(m.status == "ok" and m.test_bpb is not None for m in got)
+    by = {(m.variant, m.seed): m for m in got}
+    assert by["without #3", 0].test_bpb == by["best", 0].test_bpb  # QUALITY no longer matters in the best
+    assert by["without #4", 0].test_bpb > by["best", 0].test_bpb
+    assert by["best", 0].test_bpb != by["best", 1].test_bpb  # the seeds differ: the margin is the noise's
+    assert all((studied / ".autoresearch" / "runs" / "t" / f"ablate-{study.id}" / f"{s}-s{k}").is_dir()
+               for s in ("best", "without-3", "without-4") for k in (0, 1))
+
+    page = write_report(studied, out=tmp_path / "report").html.read_text()
+    kept = {n: page[page.index(f'id="kept-{n}"'):] for n in (2, 3, 4)}
+    assert "not measured: its revert conflicts" in kept[2].split("</details>")[0]
+    assert 'class="badge worthless"' in kept[3].split("</details>")[0]
+    assert 'data-verdict="helps"' in kept[4].split("</details>")[0]
+    assert 'class="badge worthless"' not in kept[4].split("</details>")[0]
+    assert "measured worth (ablation of best #4, 2 seed(s))" in page
+
+
+def test_transfer_says_whether_the_gain_holds_at_another_setting(studied, tiny_cache, monkeypatch, tmp_path):
+    head = vcs.head(studied)
+    r = invoke(studied, tiny_cache, monkeypatch, "transfer", "--set", "QUALITY=0.2", "--time-budget", "3",
+               "--seeds", "1")
+    assert r.exit_code == 0, r.output
+    assert "at QUALITY=0.2" in r.output and "3s per run" in r.output
+    assert re.search(r"^gain .*\+0\.\d+ ± 0\.\d+\s*$", r.output, re.M), r.output
+    assert "verdict: holds" in r.output and "the run's own gain, at its setting: +0." in r.output
+    assert vcs.head(studied) == head
+
+    j = Journal(studied / ".autoresearch" / "journal.db")
+    study = j.studies("t", "transfer")[-1]
+    j.close()
+    assert study.plan["set"] == {"QUALITY": 0.2} and study.plan["time_budget"] == 3.0
+    t = Transfer.from_dict(study.findings)
+    assert t.verdict == "holds" and t.gain.test > 0 and t.baseline.test > t.best.test
+    page = write_report(studied, out=tmp_path / "report").html.read_text()
+    assert "Transfer to other settings" in page and "<code>QUALITY=0.2</code>" in page and "<b>holds</b>" in page
+
+
+def test_transfer_refuses_a_constant_train_py_lacks_and_names_the_ones_it_has(studied, tiny_cache, monkeypatch):
+    r = invoke(studied, tiny_cache, monkeypatch, "transfer", "--set", "DEPTH=12")
+    assert r.exit_code == 1
+    assert "has no constant DEPTH" in r.output and "QUALITY" in r.output and "SEED" in r.output
+    r = invoke(studied, tiny_cache, monkeypatch, "transfer", "--set", "depth=12")
+    assert r.exit_code == 1 and "NAME=VALUE" in r.output
+
+
+def test_studies_refuse_a_running_run_and_a_run_with_nothing_kept(tmp_path, tiny_cache, monkeypatch):
+    ws = init_workspace(tmp_path / "ws", Settings(**TINY))
+    j = Journal(ws / ".autoresearch" / "journal.db")
+    j.create_run("r", "autoresearch/r", vcs.head(ws), "search", "greedy", asdict(Settings(**TINY)))
+    base = j.add_experiment("r", 1, 0, "baseline", BASE, vcs.head(ws))
+    j.update(base.id, state="done", status="keep", val_bpb=2.0, test_bpb=2.0, commit_sha=vcs.head(ws))
+    session = j.start_session("r", {})  # this very process: alive
+    r = invoke(ws, tiny_cache, monkeypatch, "ablate")
+    assert r.exit_code == 1 and "run r is running" in r.output and "Wait for it to stop" in r.output
+    r = invoke(ws, tiny_cache, monkeypatch, "transfer", "--set", "QUALITY=0.5")
+    assert r.exit_code == 1 and "run r is running" in r.output
+    j.end_session(session.id)
+    j.update_run("r", state="stopped")
+    j.close()
+    r = invoke(ws, tiny_cache, monkeypatch, "ablate")
+    assert r.exit_code == 1 and "nothing to ablate" in r.output
+    r = invoke(ws, tiny_cache, monkeypatch, "transfer", "--set", "QUALITY=0.5")
+    assert r.exit_code == 1 and "no gain to transfer" in r.output
+
+
+def test_the_noise_decides_what_a_difference_is_worth():
+    best, noisy = Stats(vals=[1.0, 1.02], tests=[1.0, 1.02]), Stats(vals=[1.01, 1.03], tests=[1.01, 1.03])
+    assert pooled_std([best.tests, noisy.tests]) == pytest.approx(0.02 / 2 ** 0.5)
+    d = Difference.between(noisy, best, None, [best, noisy])
+    assert d.test == pytest.approx(0.01) and d.margin_test == pytest.approx(margin(0.02 / 2 ** 0.5, 2, 2))
+    assert d.sign() == 0  # a hundredth of a bit, with seeds two hundredths apart: nothing
+    assert Difference.between(noisy, best, 0.001, [best, noisy]).sign() == 0  # the larger of floor and spread
+    far = Stats(vals=[1.2, 1.22], tests=[1.2, 1.22])
+    assert Difference.between(far, best, None, [best, far]).sign() == 1
+    assert Difference.between(far, best, 0.2, [best, far]).sign() == 0  # the run's floor: a noisier workspace
+    assert Difference.between(best, far, None, [best, far]).sign() == -1  # a transfer that reverses
+    assert Difference.between(Stats([1.0], [1.0]), Stats([1.0], [1.0]), None, []).margin == 1e-6
+    erased = Transfer(study_id=1, tag="t", best_number=4, seeds=2, overrides={"DEPTH": 12}, budget="3s",
+                      baseline=best, best=noisy, gain=Difference.between(best, noisy, None, [best, noisy]),
+                      original={"test": 0.05, "val": 0.05})
+    assert erased.verdict == "shrinks"
+    assert "verdict: shrinks: the gain is within the noise" in "\n".join(transfer_lines(erased))
+    erased.best = far
+    erased.gain = Difference.between(best, far, None, [best, far])
+    assert erased.verdict == "reverses" and Transfer.from_dict(erased.to_dict()) == erased
+    assert parse_sets(["DEPTH=12", "WINDOW_PATTERN=SSSL", "LR=3e-4"]) == {"DEPTH": 12, "WINDOW_PATTERN": "SSSL",
+                                                                         "LR": 3e-4}
+    with pytest.raises(StudyError, match="NAME=VALUE"):
+        parse_sets(["DEPTH"])
