@@ -134,3 +134,22 @@ def pid_working_in(directory: Path) -> int | None:
         except OSError:
             continue
     return None
+
+
+def resume_with_counter(counter: str) -> list[dict]:
+    """`run --resume` in this process, for a command agent that counts its proposals in `counter`, after a kill -9
+    with two experiments in flight: both are re-run (and said so), and the records agree. Returns results.tsv."""
+    import os
+
+    from click.testing import CliRunner
+
+    from autoresearch.cli import cli
+
+    os.environ["AGENT_COUNTER"] = counter
+    try:
+        r = CliRunner().invoke(cli, ["run", "--resume", "--no-agent-sandbox"], catch_exceptions=False)
+    finally:
+        del os.environ["AGENT_COUNTER"]
+    assert r.exit_code == 0, r.output
+    assert r.output.count("was interrupted") == 2, r.output
+    return assert_consistent(Path.cwd(), "t")

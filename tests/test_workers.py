@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 from click.testing import CliRunner
-from loopkit import ScriptedAgent, alive, assert_consistent, fast_source, pid_working_in
+from loopkit import ScriptedAgent, alive, assert_consistent, fast_source, pid_working_in, resume_with_counter
 
 from autoresearch.backends.base import BackendError, Slot
 from autoresearch.backends.local import plan_slots
@@ -288,14 +288,7 @@ def test_kill_9_with_two_experiments_in_flight_then_resume_loses_nothing(tiny_wo
         time.sleep(0.1)
     assert not any(alive(p) for p in pids.values()), "experiments trained on after their orchestrator died"
 
-    os.environ["AGENT_COUNTER"] = env["AGENT_COUNTER"]
-    try:
-        r = CliRunner().invoke(cli, ["run", "--resume", "--no-agent-sandbox"], catch_exceptions=False)
-    finally:
-        del os.environ["AGENT_COUNTER"]
-    assert r.exit_code == 0, r.output
-    assert r.output.count("was interrupted") == 2, r.output
-    rows = assert_consistent(ws, "t")
+    rows = resume_with_counter(env["AGENT_COUNTER"])
     assert len(rows) == 4 and sorted(r["description"] for r in rows) == ["baseline", "quality 0.6", "quality 0.7",
                                                                         "quality 0.8"]
     assert not [p for p in (ws / ".worktrees" / "t").glob("*") if vcs.status_porcelain(p)]

@@ -7,7 +7,9 @@ outcome is a RunResult, `lost` when the machine running it went away and `interr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -64,3 +66,20 @@ def make_backend(name: str, *, profile: str, workers: int | None = None, per_dev
 
         return RayBackend(profile=profile, workers=workers, per_device=per_device, address=address)
     raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+
+
+def join_workers(threads: Iterable[threading.Thread], stop: Callable[[], None], grace: float = 60.0) -> None:
+    """Wait for the slots' threads. Ctrl-C or SIGTERM arrive in the main thread, here: then `stop` (cancel every
+    run, so none trains on after we return), give the threads `grace` seconds in all (an agent's call in flight is
+    not waited for), and re-raise."""
+    threads = list(threads)
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.2)
+    except BaseException:
+        stop()
+        deadline = time.monotonic() + grace
+        for t in threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        raise

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch.backends.base import Backend, Slot
+from autoresearch.backends.base import Backend, Slot, join_workers
 from autoresearch.loop.decider import with_seed
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
 from autoresearch.loop.options import DEFAULTS
@@ -265,16 +265,12 @@ class Bench:
                    for s in self.backend.slots()]
         for t in threads:
             t.start()
-        try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(timeout=0.2)
-        except BaseException:  # Ctrl-C: no run may train on after we return
+
+        def halt() -> None:
             stop.set()
             self.backend.cancel()
-            for t in threads:
-                t.join(timeout=60)
-            raise
+
+        join_workers(threads, halt)  # Ctrl-C: no run may train on after we return
         if errors:
             raise errors[0]
         return stats

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoresearch.agents.base import Agent, Failure
-from autoresearch.backends.base import Slot
+from autoresearch.backends.base import Slot, join_workers
 from autoresearch.loop import vcs
 from autoresearch.loop.decider import Decision, TestWanted, with_seed
 from autoresearch.loop.journal import ExperimentRecord
@@ -75,16 +75,7 @@ class Scheduler:
             if self.error is None:
                 for t in threads:
                     t.start()
-            try:
-                while any(t.is_alive() for t in threads):
-                    for t in threads:
-                        t.join(timeout=0.2)
-            except BaseException:  # Ctrl-C or SIGTERM in the main thread: stop every run, record nothing more
-                self.halt()
-                deadline = time.monotonic() + JOIN_SECONDS  # an agent's call in flight is not waited for
-                for t in threads:
-                    t.join(timeout=max(0.0, deadline - time.monotonic()))
-                raise
+            join_workers(threads, self.halt, JOIN_SECONDS)  # Ctrl-C: every run stopped, nothing more recorded
             if self.error is not None:
                 raise self.error
         finally:
