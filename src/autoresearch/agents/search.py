@@ -6,7 +6,9 @@ so `--resume` continues it and the workers of a run share it. The journal stays 
 agent tells the study every finished experiment it has not been told (its own trials by their setting, the
 baseline and other agents' changes as trials of their own where they fit the space). A keep or a discard tells
 its val_bpb (with repeats, the mean over seeds, the policy's figure); a crash or a rejection is a failed trial.
-A setting that ran, runs now on another worker, or is the best is never proposed again.
+A setting that ran, runs now on another worker, or is the best is never proposed again. TPE's first proposals
+change one or two constants of the best (Optuna's PartialFixedSampler holds the rest), more as trials finish: a
+model of a handful of trials draws nearly at random over the whole space, and those draws are poor bets.
 """
 
 from __future__ import annotations
@@ -95,13 +97,13 @@ class SearchAgent:
         if root is None:
             return f"memory:{id(self)}"
         (root / RUN_DIR).mkdir(exist_ok=True)
-        return f"sqlite:///{root / RUN_DIR / STORE}"
+        return f"sqlite:///{(root / RUN_DIR / STORE).resolve()}"
 
     def _make_sampler(self, space: Space, x0: dict[str, Any] | None) -> BaseSampler:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # experimental and deprecation notes of Optuna's samplers
-            # One finished trial (the baseline) is enough to model: the first proposals are drawn around it rather
-            # than at random, so they are good bets from the start.
+            # TPE models from the first finished trial (the baseline) on: its default start-up phase would spend the
+            # first ten experiments on random points.
             tpe = TPESampler(seed=self.seed, n_startup_trials=1, multivariate=True, constant_liar=True,
                              warn_independent_sampling=False)
             if self.sampler == "tpe":
@@ -168,8 +170,10 @@ class SearchAgent:
             if t.state == TrialState.RUNNING:
                 running.setdefault(t.user_attrs.get(KEY, ""), []).append(t)
         for e in sorted(ctx.history, key=lambda e: e.number):
+            if not e.train_py:
+                continue
             entry = f"{e.number}:{_digest(e.train_py)}"
-            if not e.train_py or entry in told:
+            if entry in told:
                 continue
             told.add(entry)
             key, value = setting_key(e.train_py), _value(e.status, e.val_bpb)
