@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from autoresearch.loop.options import DEFAULTS, RunOptions
+from autoresearch.loop.options import DEFAULTS, RunOptions, default_tag
 from autoresearch.settings import CACHE_ENV, PROFILES, SETTINGS_FILE, WORKSPACE_ENV, Settings, SettingsError, cache_dir
 
 
@@ -270,6 +270,8 @@ def _secs(value: float | None) -> str:
 @click.option("--confirm-runs", type=click.IntRange(min=0), default=DEFAULTS.confirm_runs, show_default=True,
               help="noise policy: extra runs (other seeds) of a marginal winner before deciding.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the search agent.")
+@click.option("--sampler", type=click.Choice(["tpe", "cmaes", "random"]), default=DEFAULTS.sampler, show_default=True,
+              help="The search agent's Optuna sampler: tpe (Bayesian, the default), cmaes (CMA-ES) or random.")
 @click.option("--workers", type=click.IntRange(min=1), help="Experiments at once (default: one per visible GPU; 1 "
               "on CPU and MPS). Each worker has its own device, git worktree and processes.")
 @click.option("--per-device", type=click.IntRange(min=1), default=DEFAULTS.per_device, show_default=True,
@@ -282,7 +284,7 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
         agent_spec: tuple[str, ...], base_url: str | None, prices_file: Path | None,
         max_experiments: int | None, max_hours: float | None, max_cost: float | None, fix_attempts: int,
         timeout: float | None, agent_timeout: float | None,
-        agent_sandbox: bool, policy: str, noise_runs: int, sigmas: float, confirm_runs: int, seed: int,
+        agent_sandbox: bool, policy: str, noise_runs: int, sigmas: float, confirm_runs: int, seed: int, sampler: str,
         workers: int | None, per_device: int, backend: str, address: str | None) -> None:
     """Run the research loop: the agent proposes, the harness judges, git keeps the winners.
 
@@ -295,8 +297,8 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
 
     try:  # first: a limit no run can use must not create a run, a branch or a results file
         given = RunOptions(agent=agent_spec, base_url=base_url, prices=str(prices_file.resolve()) if prices_file
-                           else None, seed=seed, agent_timeout=agent_timeout, policy=policy, sigmas=sigmas,
-                           noise_runs=noise_runs, confirm_runs=confirm_runs, fix_attempts=fix_attempts,
+                           else None, seed=seed, sampler=sampler, agent_timeout=agent_timeout, policy=policy,
+                           sigmas=sigmas, noise_runs=noise_runs, confirm_runs=confirm_runs, fix_attempts=fix_attempts,
                            timeout=timeout, max_experiments=max_experiments, max_hours=max_hours, max_cost=max_cost,
                            workers=workers, per_device=per_device, backend=backend, address=address)
     except OptionsError as e:
@@ -315,16 +317,18 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
     except BackendError as e:
         raise click.ClickException(str(e)) from e
     slots = where.slots()
-    # One agent per worker (a search agent's seed differs per worker, so two never walk the same path).
+    tag = tag or default_tag()
+    # One agent per worker (a search agent's seed differs per worker, so two never walk the same path; they share
+    # the run's study).
     agents = [_checked_agent(root, settings, cache, options.agent[k % len(options.agent)], seed=options.seed + k,
                              base_url=options.base_url, prices_file=Path(options.prices) if options.prices else None,
-                             agent_timeout=options.agent_timeout, agent_sandbox=agent_sandbox)
+                             agent_timeout=options.agent_timeout, agent_sandbox=agent_sandbox,
+                             sampler=options.sampler, tag=tag)
               for k in range(len(slots))]
     # Only now the loop and the live view: what can fail at once has been checked, in seconds.
-    from autoresearch.loop.core import Loop, LoopConfig, LoopError, default_tag
+    from autoresearch.loop.core import Loop, LoopConfig, LoopError
     from autoresearch.see.ui import LoopView, status_table, summary_line, wide_console
 
-    tag = tag or default_tag()
     loop = Loop(root, settings, agents, LoopConfig.from_options(tag, options, resume=resume, cache=cache),
                 backend=where)
     try:
@@ -381,7 +385,8 @@ def _resumed_options(root: Path, tag: str | None, given: RunOptions) -> tuple[st
 
 
 def _checked_agent(root: Path, settings: Settings, cache: Path, agent_spec: str, *, seed: int, base_url: str | None,
-                   prices_file: Path | None, agent_timeout: float | None, agent_sandbox: bool = True):
+                   prices_file: Path | None, agent_timeout: float | None, agent_sandbox: bool = True,
+                   sampler: str = "tpe", tag: str | None = None):
     """Everything that can fail before any training, in seconds: the prepared data, the agent's package,
     credentials and executable. Nothing here imports torch, so a typo costs seconds, not a baseline."""
     from autoresearch.agents import AgentError, make_agent
@@ -400,7 +405,7 @@ def _checked_agent(root: Path, settings: Settings, cache: Path, agent_spec: str,
             raise click.ClickException(str(e)) from e
     try:
         agent = make_agent(agent_spec, seed=seed, base_url=base_url, prices=prices, agent_timeout=agent_timeout,
-                           agent_sandbox=agent_sandbox, cache_dir=cache)
+                           agent_sandbox=agent_sandbox, cache_dir=cache, sampler=sampler, workspace=root, tag=tag)
         check = getattr(agent, "check", None)
         if check:
             check(root)

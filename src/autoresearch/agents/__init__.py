@@ -29,10 +29,11 @@ def register(prefix: str) -> Callable[[Factory], Factory]:
 
 
 @register("search")
-def _search(arg: str, *, seed: int = 0, **_: Any) -> Agent:
+def _search(arg: str, *, seed: int = 0, sampler: str = "tpe", workspace: Any = None, tag: str | None = None,
+            **_: Any) -> Agent:
     from autoresearch.agents.search import SearchAgent
 
-    return SearchAgent(seed=seed)
+    return SearchAgent(seed=seed, sampler=sampler, workspace=workspace, tag=tag)
 
 
 @register("anthropic")

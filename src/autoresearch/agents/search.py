@@ -1,318 +1,271 @@
-"""The built-in `search` agent: no model, no network; it tunes train.py's CAPS constants around the best so far.
+"""The built-in `search` agent: no model, no network; Optuna tunes train.py's CAPS constants through ask and tell.
 
-Each proposal moves one constant of the current best train.py (sometimes two) by a step its rule allows; the rules,
-the invariants between constants and the repairs that keep them live in `search_rules`. This module reads the
-history, ranks the candidate moves and draws one. The agent is stateless: which directions helped or hurt, and
-which settings were already tried, it reads from the history on every call, so a resumed run continues where it
-stopped. Its choices come from an RNG seeded by (seed, experiment number), so a run is reproducible.
-
-How a move is chosen: every (constant, direction, step size) gets a ring, its distance from the preferred move of
-that constant (a small step either way when nothing is known; the other direction after a move hurt; the same
-direction with a larger step after a move helped). Untried candidates of the innermost ring form the pool, a
-weighted draw picks one, and now and then a second one from another constant joins it. When every setting within
-reach has been tried the rings widen; when nothing at all is left, the search is exhausted.
+The space (types, ranges, invariants) is `space.py`; the sampler is Optuna's: TPE by default, CMA-ES or random
+search on request. The study lives in the workspace (`.autoresearch/search.db`, next to the journal), one per run,
+so `--resume` continues it and the workers of a run share it. The journal stays the record: before each ask the
+agent tells the study every finished experiment it has not been told (its own trials by their setting, the
+baseline and other agents' changes as trials of their own where they fit the space). A keep or a discard tells
+its val_bpb (with repeats, the mean over seeds, the policy's figure); a crash or a rejection is a failed trial.
+A setting that ran, runs now on another worker, or is the best is never proposed again. TPE's first proposals
+change one or two constants of the best (Optuna's PartialFixedSampler holds the rest), more as trials finish: a
+model of a handful of trials draws nearly at random over the whole space, and those draws are poor bets.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import random
-from dataclasses import dataclass
-from functools import lru_cache
+import threading
+import warnings
+from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.samplers import BaseSampler, CmaEsSampler, PartialFixedSampler, RandomSampler, TPESampler
+from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
 from autoresearch.agents.base import AgentError, Context, Proposal, Usage
-from autoresearch.agents.search_rules import (
-    DOWN,
-    UP,
-    Checks,
-    Dim,
-    Rule,
-    label,
-    make_checks,
-    repair,
-    show,
-    spell,
-    spellings,
-    tunable,
-    valid,
-    value_at,
-    with_value,
-)
-from autoresearch.workspace import Code, read_constants, set_constants
+from autoresearch.agents.space import IMPORTANCE, Space, show, spell, spellings
+from autoresearch.workspace import RUN_DIR, Code, read_constants, set_constants
 
-PAIR_PROBABILITY = 0.2  # how often a proposal moves two constants at once
-BAD = {"discard": "discarded", "crash": "crashed", "rejected": "was rejected"}
+SAMPLERS = ("tpe", "cmaes", "random")
+STORE = "search.db"  # in the workspace's RUN_DIR, next to the journal
+FEW_EVERY = 3  # a TPE proposal may change one more constant for every this many finished trials
+SAMPLER_ASKS = 20  # asks of the study's sampler before a proposal falls back to random points (all were taken)
+RANDOM_ASKS = 200  # random points tried before the space counts as exhausted
+ENTRY, KEY = "entry", "setting"  # trial user attributes: the journal entry told, the setting's key
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial would scroll the live view away
+
+# One storage per database and one lock for all agents of this process: the workers' agents share the study, and
+# a setting asked by one must be visible to the next before either is recorded in the journal.
+_LOCK = threading.Lock()
+_STORAGES: dict[str, BaseStorage] = {}
+_ASKED: dict[tuple[str, str], set[int]] = {}  # trials this process asked; others still RUNNING were abandoned
 
 
-# ---------------------------------------------------------------------------
-# What the history teaches: tried settings, and per dimension the outcome of its latest move
-# ---------------------------------------------------------------------------
+def setting_key(source: str) -> str:
+    consts = read_constants(source)
+    return hashlib.sha1(repr(sorted((k, repr(v)) for k, v in consts.items())).encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class Event:
-    number: int
-    direction: int
-    level: int
-    good: bool
-    status: str
-    alone: bool  # the only constant that attempt changed (a crash is blamed on it alone then)
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-@lru_cache(maxsize=1024)  # parsing is the cost of a call; sources repeat across calls
-def _parse(source: str) -> tuple[tuple[str, Any], ...]:
-    return tuple(read_constants(source).items())
+def _storage(url: str) -> BaseStorage:
+    if url not in _STORAGES:
+        # sqlite waits for a lock held by another process (a second session on the workspace) instead of failing
+        _STORAGES[url] = (InMemoryStorage() if url.startswith("memory:")
+                          else RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}))
+    return _STORAGES[url]
 
 
-def constants(source: str) -> dict[str, Any]:
-    return dict(_parse(source))
+def _value(status: str, val_bpb: float | None) -> float | None:
+    """What a finished experiment tells the study: its figure, or None for a failed trial."""
+    if status in ("keep", "discard") and val_bpb is not None and math.isfinite(val_bpb):
+        return val_bpb
+    return None
 
 
-def setting_key(consts: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, repr(v)) for k, v in consts.items()))
+class SearchAgent:
+    """Hyperparameter search over the CAPS constants of the best train.py, with an Optuna sampler."""
 
+    name = "search"
+    can_fix = False  # a crash is a failed trial: the next experiment asks the study again
 
-def _diff_base(consts: dict[str, Any], diff: str) -> dict[str, Any] | None:
-    """The best train.py an entry was compared against, rebuilt from the `-` lines of its diff."""
-    old = read_constants("\n".join(line[1:] for line in diff.splitlines()
-                                   if line.startswith("-") and not line.startswith("---")))
-    return {**consts, **old} if old else None
+    def __init__(self, seed: int = 0, sampler: str = "tpe", workspace: Path | None = None, tag: str | None = None,
+                 storage: str | None = None) -> None:
+        if sampler not in SAMPLERS:
+            raise AgentError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}", fatal=True)
+        self.seed, self.sampler, self.workspace, self.tag, self.storage = seed, sampler, workspace, tag, storage
+        self._study: optuna.Study | None = None
+        self._random: optuna.Study | None = None
 
+    # -- the study --------------------------------------------------------------------------------------------
 
-def _moves_between(base: dict[str, Any], new: dict[str, Any]) -> list[tuple[Dim, int, int]]:
-    out = []
-    for dim, rule in tunable(base).items():
-        name, i = dim
-        if name not in new or (i is not None and (not isinstance(new[name], tuple)
-                                                  or len(new[name]) != len(base[name]))):
-            continue
-        old_v, new_v = value_at(base, dim), value_at(new, dim)
-        moved = rule.classify(old_v, new_v) if old_v != new_v else None
-        if moved:
-            out.append((dim, *moved))
-    return out
+    def _url(self, ctx: Context) -> str:
+        if self.storage:
+            return self.storage
+        root = self.workspace
+        if root is None and ctx.workspace is not None:
+            from autoresearch.agents.command import main_checkout
 
+            root = main_checkout(ctx.workspace)  # a worker's worktree belongs to the workspace
+        if root is None:
+            return f"memory:{id(self)}"
+        (root / RUN_DIR).mkdir(exist_ok=True)
+        return f"sqlite:///{(root / RUN_DIR / STORE).resolve()}"
 
-def learn(ctx: Context, cur: dict[str, Any]) -> tuple[set, dict[Dim, list[Event]], list[dict[str, Any]]]:
-    """Tried setting keys, the events per dimension (oldest first), and the configurations that ran."""
-    tried = {setting_key(cur)}
-    events: dict[Dim, list[Event]] = {}
-    ran: list[dict[str, Any]] = []
-    history = sorted(ctx.history, key=lambda e: e.number)
-    any_keep = any(e.status == "keep" and e.train_py for e in history)
-    base: dict[str, Any] | None = None if any_keep else cur  # before the first keep, the best was the start
-    attempts = [(e.number, e.status, e.train_py, e.diff, None) for e in history]
-    if ctx.failure is not None:  # the attempt at this experiment that just broke, relative to the current best
-        attempts.append((ctx.experiment, ctx.failure.status or "crash", ctx.failure.train_py, "", cur))
-    for number, status, source, diff, ref in attempts:
-        if not source:
-            continue
-        consts = constants(source)
-        tried.add(setting_key(consts))
-        if status in ("keep", "discard"):
-            ran.append(consts)
-        ref = ref or (base if base is not None else _diff_base(consts, diff))
-        if ref is not None:
-            moves = _moves_between(ref, consts)
-            for dim, direction, level in moves:
-                events.setdefault(dim, []).append(Event(number, direction, level, status == "keep", status,
-                                                        alone=len(moves) == 1))
-        if status == "keep":
-            base = consts
-    return tried, events, ran
+    def _make_sampler(self, space: Space, x0: dict[str, Any] | None) -> BaseSampler:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental and deprecation notes of Optuna's samplers
+            # TPE models from the first finished trial (the baseline) on: its default start-up phase would spend the
+            # first ten experiments on random points.
+            tpe = TPESampler(seed=self.seed, n_startup_trials=1, multivariate=True, constant_liar=True,
+                             warn_independent_sampling=False)
+            if self.sampler == "tpe":
+                return tpe
+            if self.sampler == "random":
+                return RandomSampler(seed=self.seed)
+            numeric = {k: v for k, v in (x0 or {}).items()
+                       if not isinstance(space.distributions[k], optuna.distributions.CategoricalDistribution)}
+            # CMA-ES moves the numbers from the starting train.py; it cannot sample categories, TPE does those.
+            return CmaEsSampler(seed=self.seed, x0=numeric or None, n_startup_trials=1, independent_sampler=tpe,
+                                warn_independent_sampling=False)
 
+    def study(self, ctx: Context) -> tuple[optuna.Study, Space]:
+        if self._study is None:
+            url = self._url(ctx)
+            self._storage = _storage(url)
+            first = min((e for e in ctx.history if e.train_py), key=lambda e: e.number, default=None)
+            start = first.train_py if first else ctx.train_py
+            study = optuna.create_study(storage=self._storage, study_name=self.tag or f"search-{_digest(start)}",
+                                        direction="minimize", load_if_exists=True)
+            if "space" not in study.user_attrs:  # a new run: the space is centred on the train.py it starts from
+                consts = read_constants(start)
+                space = Space.around(consts)
+                study.set_user_attr("space", space.to_json())
+                study.set_user_attr("x0", space.params(consts))
+            self._space = Space.from_json(study.user_attrs["space"])
+            self._sampler = study.sampler = self._make_sampler(self._space, study.user_attrs.get("x0"))
+            self._study = study
+            self._asked = _ASKED.setdefault((url, study.study_name), set())
+        return self._study, self._space
 
-# ---------------------------------------------------------------------------
-# Candidates, rings, and the draw
-# ---------------------------------------------------------------------------
+    def _few(self, space: Space, best: dict[str, Any], finished: int, rng: random.Random) -> tuple[BaseSampler, int]:
+        """TPE's sampler for one ask, and how many constants it may change. A model fitted to a handful of trials
+        draws nearly at random over the whole space; changing a few constants of the best at a time (the more
+        important ones more often) makes the first proposals good bets and their results legible. The rest stay
+        at the best's values, and the number grows with the trials finished until TPE has the whole space."""
+        dims = list(space.distributions)
+        k = 1 + finished // FEW_EVERY
+        fixable = {d: v for d, v in (space.params(best) or {}).items() if space.inside(d, v)}
+        if self.sampler != "tpe" or k >= len(dims) or not fixable:
+            return self._sampler, len(dims)
+        free: set[str] = set(dims) - set(fixable)
+        while len(free) < k:
+            left = [d for d in dims if d not in free]
+            free.add(rng.choices(left, weights=[IMPORTANCE.get(d, 1.0) for d in left])[0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PartialFixedSampler is marked experimental
+            return PartialFixedSampler({d: v for d, v in fixable.items() if d not in free}, self._sampler), len(free)
 
+    def _random_view(self) -> optuna.Study:
+        """The same study with a random sampler: for when the sampler keeps asking for settings already taken."""
+        assert self._study is not None
+        if self._random is None:
+            self._random = optuna.load_study(study_name=self._study.study_name, storage=self._storage,
+                                             sampler=RandomSampler(seed=self.seed))
+        return self._random
 
-@dataclass
-class Candidate:
-    changes: dict[str, Any]
-    dims: tuple[Dim, ...]
-    ring: int
-    weight: float
-    reason: str  # why this move, for the rationale
-    action: str  # the move in a few words ("raising MATRIX_LR")
-
-
-@dataclass(frozen=True)
-class Preference:
-    """What a dimension's past moves suggest: the next direction and step, and directions to stay away from."""
-
-    direction: int | None  # None: no preference, a small step either way
-    level: int
-    factor: float  # on the dimension's prior weight
-    mode: str  # fresh | momentum | overshoot | reverse
-    avoid: frozenset[int]  # directions whose latest move crashed (e.g. out of memory)
-
-
-def preference(evs: list[Event], rule: Rule) -> Preference:
-    latest = {e.direction: e for e in evs}  # the most recent event per direction
-    avoid = frozenset(d for d, e in latest.items() if e.status == "crash" and e.alone)
-    if not evs:
-        return Preference(None, 1, 1.0, "fresh", avoid)
-    last = evs[-1]
-    if last.good:  # the same direction again, a step larger
-        return Preference(last.direction, min(rule.levels, last.level + 1), 3.0, "momentum", avoid)
-    if len(evs) >= 2 and evs[-2].good and evs[-2].direction == last.direction and last.level > 1 \
-            and last.status != "crash":  # a bigger step overshot: in between
-        return Preference(last.direction, last.level - 1, 2.0, "overshoot", avoid)
-    both_bad = len(evs) >= 2 and not evs[-2].good and evs[-2].direction == -last.direction
-    direction = -last.direction if -last.direction not in avoid else None
-    return Preference(direction, 1, 0.5 if both_bad else 1.0, "reverse", avoid)
-
-
-def ring_of(pref: Preference, direction: int, level: int) -> int:
-    """Distance of a move from the preferred one; the search takes the nearest untried ring."""
-    if direction in pref.avoid:
-        return level + 1
-    if pref.direction is None:
-        return level - 1
-    if direction == pref.direction:
-        return abs(level - pref.level)
-    return level
-
-
-def _reason(dim: Dim, rule: Rule, direction: int, evs: list[Event], pref: Preference, ring: int) -> str:
-    def verb(d: int) -> str:
-        return rule.words[0 if d == UP else 1].format(label(dim))
-
-    if not evs:
-        if ring == 0:
-            return f"{verb(direction)}, which has not been explored yet"
-        return f"{verb(direction)} by a wider step, since the nearer settings have all been tried"
-    last = evs[-1]
-    outcome = "kept" if last.good else BAD.get(last.status, last.status)
-    if pref.mode == "overshoot":
-        seen = (f"{verb(last.direction)} helped (#{evs[-2].number} kept) "
-                f"but a bigger step did not (#{last.number} {outcome})")
-    elif last.good:
-        seen = f"{verb(last.direction)} helped last time (#{last.number} kept)"
-    else:
-        seen = f"{verb(last.direction)} did not help last time (#{last.number} {outcome})"
-    if ring == 0 and direction == pref.direction:
-        plan = {"momentum": "so pushing further that way", "overshoot": "so trying a smaller step that way",
-                "reverse": "so trying the other way"}[pref.mode]
-        return f"{seen}, {plan}"
-    if ring == 0:  # no preferred direction: the other one crashed
-        crash = next(e for e in reversed(evs) if e.direction == -direction)
-        return f"{seen}, and {verb(-direction)} crashed (#{crash.number}), so {verb(direction)} once more"
-    if direction == last.direction:
-        return f"{seen}, but the moves nearer to the plan are used up, so trying that way again"
-    return f"{seen}; now {verb(direction)}, as the nearer settings have all been tried"
-
-
-def candidates(cur: dict[str, Any], dims: dict[Dim, Rule], events: dict[Dim, list[Event]],
-               checks: Checks) -> list[Candidate]:
-    out = []
-    for dim, rule in dims.items():
-        evs = events.get(dim, [])
-        pref = preference(evs, rule)
-        for direction in (UP, DOWN):
-            for level in range(1, rule.levels + 1):
-                value = rule.step(value_at(cur, dim), direction, level)
+    def tell(self, study: optuna.Study, space: Space, ctx: Context) -> None:
+        """Tell the study every finished experiment it has not been told; fail its abandoned trials."""
+        trials = study.get_trials(deepcopy=False)
+        told = {t.user_attrs.get(ENTRY) for t in trials}
+        running: dict[str, list[FrozenTrial]] = {}
+        for t in trials:
+            if t.state == TrialState.RUNNING:
+                running.setdefault(t.user_attrs.get(KEY, ""), []).append(t)
+        for e in sorted(ctx.history, key=lambda e: e.number):
+            if not e.train_py:
+                continue
+            entry = f"{e.number}:{_digest(e.train_py)}"
+            if entry in told:
+                continue
+            told.add(entry)
+            key, value = setting_key(e.train_py), _value(e.status, e.val_bpb)
+            if running.get(key):  # a trial of this study (this agent or another worker's)
+                trial = running[key].pop(0)
+                self._storage.set_trial_user_attr(trial._trial_id, ENTRY, entry)
                 if value is None:
+                    study.tell(trial.number, state=TrialState.FAIL)
+                else:
+                    study.tell(trial.number, value)
+                continue
+            params = space.params(read_constants(e.train_py))
+            if params is None:
+                continue
+            try:  # the baseline, or another agent's change: a trial of its own where it lies inside the space
+                study.add_trial(create_trial(
+                    params=params, distributions=space.distributions, value=value,
+                    state=TrialState.COMPLETE if value is not None else TrialState.FAIL,
+                    user_attrs={ENTRY: entry, KEY: key}))
+            except ValueError:
+                pass  # outside the ranges
+        flying = {setting_key(f.train_py) for f in ctx.in_flight if f.train_py}
+        for key, left in running.items():
+            for trial in left:
+                if trial.number not in self._asked and key not in flying:  # asked by a session that stopped before
+                    study.tell(trial.number, state=TrialState.FAIL)
+
+    # -- proposing --------------------------------------------------------------------------------------------
+
+    def propose(self, ctx: Context) -> Proposal:
+        source = _best_source(ctx)
+        best = read_constants(source)
+        with _LOCK:
+            study, space = self.study(ctx)
+            if not space.distributions:
+                raise AgentError("train.py has no tunable CAPS constants (top-level `NAME = literal` lines such as "
+                                 "`MATRIX_LR = 0.04`), so the search agent has nothing to change; restore them or "
+                                 "use an LLM agent", fatal=True)
+            self.tell(study, space, ctx)
+            taken = {setting_key(source)} | {setting_key(e.train_py) for e in ctx.history if e.train_py}
+            taken |= {setting_key(f.train_py) for f in ctx.in_flight if f.train_py}
+            trials = study.get_trials(deepcopy=False)
+            taken |= {t.user_attrs.get(KEY) for t in trials if t.state == TrialState.RUNNING}
+            finished = [t for t in trials if t.state == TrialState.COMPLETE]
+            rng = random.Random(f"autoresearch-search:{self.seed}:{len(trials)}")
+            for i in range(SAMPLER_ASKS + RANDOM_ASKS):
+                view = study if i < SAMPLER_ASKS else self._random_view()
+                if i < SAMPLER_ASKS:
+                    study.sampler, opened = self._few(space, best, len(finished), rng)
+                trial = view.ask(space.distributions)
+                new = space.constants(trial.params, best, ctx.max_seq_len)
+                train_py = _write(source, best, new) if new is not None else None
+                key = setting_key(train_py) if train_py else None
+                if key is None or key in taken:  # no such setting, or one that ran, runs or is the best
+                    view.tell(trial, state=TrialState.FAIL)
                     continue
-                changes = repair(cur, {dim[0]: with_value(cur, dim, value)}, checks)
-                if changes is None:
-                    continue
-                ring = ring_of(pref, direction, level)
-                reason = _reason(dim, rule, direction, evs, pref, ring)
-                partners = [k for k in changes if k != dim[0]]
-                if partners:
-                    reason += f", with {' and '.join(partners)} adjusted to keep the shapes consistent"
-                action = rule.words[0 if direction == UP else 1].format(label(dim))
-                out.append(Candidate(changes, (dim,), ring, rule.weight * pref.factor, reason, action))
-    return out
+                trial.set_user_attr(KEY, key)
+                self._asked.add(trial.number)
+                break
+            else:
+                raise AgentError(f"search space exhausted: the last {SAMPLER_ASKS + RANDOM_ASKS} settings drawn had "
+                                 f"all been tried ({len(taken)} taken); use an LLM agent to change the code, or start "
+                                 "from another train.py", fatal=True)
+        assert new is not None and train_py is not None
+        spelled = spellings(source)
+        changed = [name for name in best if new.get(name) != best[name]]
+        description = ", ".join(f"{name} {show(name, best[name], spelled.get(name, ''))} -> "
+                                f"{show(name, new[name], spell(new[name], spelled.get(name, '')))}"
+                                for name in changed)
+        how = {"tpe": "TPE", "cmaes": "CMA-ES", "random": "random search"}[self.sampler]
+        if i >= SAMPLER_ASKS:
+            how = f"random search (the {how} sampler kept drawing settings already tried)"
+        elif opened < len(space.distributions):
+            how += (f" over {opened} of the {len(space.distributions)} constants (the others stay at the best's "
+                    "values; more open up as trials finish)")
+        known = (f"{len(finished)} finished trial{'s' if len(finished) != 1 else ''}, best val_bpb "
+                 f"{min(t.value for t in finished):.4f}" if finished else "no finished trial yet")
+        rationale = f"Optuna {how}, trial {trial.number} of study {study.study_name!r} ({known})."
+        return Proposal(train_py=train_py, description=description, rationale=rationale, usage=Usage())
+
+
+def _write(source: str, best: dict[str, Any], new: dict[str, Any]) -> str:
+    spelled = spellings(source)
+    code = {name: Code(spell(v, spelled.get(name, ""))) for name, v in new.items() if v != best.get(name)
+            or type(v) is not type(best.get(name))}
+    return set_constants(source, code) if code else source
 
 
 def _best_source(ctx: Context) -> str:
-    """The train.py to move from: the best, also when asked to fix a failure (the loop then shows the failed one)."""
+    """The train.py to change: the best, also when asked to fix a failure (the loop then shows the failed one)."""
     if ctx.failure is not None and ctx.train_py == ctx.failure.train_py:
         kept = [e for e in sorted(ctx.history, key=lambda e: e.number) if e.status == "keep" and e.train_py]
         if kept:
             return kept[-1].train_py
     return ctx.train_py
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:] + "."
-
-
-class SearchAgent:
-    """Hyperparameter search over the CAPS constants of the best train.py; deterministic given (ctx, seed)."""
-
-    name = "search"
-    can_fix = False  # a crashed setting is recorded as tried and bad; the next experiment simply moves on
-
-    def __init__(self, seed: int = 0) -> None:
-        self.seed = seed
-
-    def propose(self, ctx: Context) -> Proposal:
-        source = _best_source(ctx)
-        cur = constants(source)
-        dims = tunable(cur)
-        if not dims:
-            raise AgentError("train.py has no tunable CAPS constants (top-level `NAME = literal` lines such as "
-                             "`MATRIX_LR = 0.04`), so the search agent has nothing to change; restore them or use "
-                             "an LLM agent", fatal=True)
-        tried, events, ran = learn(ctx, cur)
-        tried |= {setting_key(constants(f.train_py)) for f in ctx.in_flight if f.train_py}  # never twice at once
-        checks = make_checks(cur, ran, ctx.max_seq_len)
-        rng = random.Random(f"autoresearch-search:{self.seed}:{ctx.experiment}")
-
-        def key(changes: dict[str, Any]) -> tuple:
-            return setting_key({**cur, **changes})
-
-        every = candidates(cur, dims, events, checks)
-        fresh: dict[tuple, Candidate] = {}
-        for c in sorted(every, key=lambda c: c.ring):  # stable: the nearest ring wins a duplicate setting
-            k = key(c.changes)
-            if k not in tried and k not in fresh:
-                fresh[k] = c
-        chosen: list[Candidate] = []
-        exhausted = False
-        if fresh:
-            inner = min(c.ring for c in fresh.values())
-            pool = [c for c in fresh.values() if c.ring == inner]
-            first = rng.choices(pool, weights=[c.weight for c in pool])[0]
-            chosen = [first]
-            if rng.random() < PAIR_PROBABILITY:
-                others = [c for c in pool if not set(c.changes) & set(first.changes)
-                          and valid({**cur, **first.changes, **c.changes}, checks)
-                          and key({**first.changes, **c.changes}) not in tried]
-                if others:
-                    chosen.append(rng.choices(others, weights=[c.weight for c in others])[0])
-        else:  # every single move was tried: combine two
-            pairs = [(a.ring + b.ring, a, b) for i, a in enumerate(every) for b in every[i + 1:]
-                     if a.dims[0][0] != b.dims[0][0] and not set(a.changes) & set(b.changes)
-                     and valid({**cur, **a.changes, **b.changes}, checks)
-                     and key({**a.changes, **b.changes}) not in tried]
-            if pairs:
-                inner = min(p[0] for p in pairs)
-                pool = [p for p in pairs if p[0] == inner]
-                _, a, b = rng.choices(pool, weights=[p[1].weight * p[2].weight for p in pool])[0]
-                chosen = [a, b]
-                exhausted = True
-        if not chosen:
-            raise AgentError(f"search space exhausted: every setting of the {len(dims)} tunable constant(s) within "
-                             f"reach of the best train.py has been tried ({len(tried)} in all); use an LLM agent "
-                             "to change the code, or start from another train.py", fatal=True)
-
-        changes = {k: v for c in chosen for k, v in c.changes.items()}
-        spelled = spellings(source)
-        code = {name: Code(spell(value, spelled.get(name, ""))) for name, value in changes.items()}
-        train_py = set_constants(source, code)
-        order = [name for name in cur if name in changes]  # source order
-        description = ", ".join(f"{name} {show(name, cur[name], spelled.get(name, ''))} -> "
-                                f"{show(name, changes[name], code[name])}" for name in order)
-        if len(chosen) == 1:
-            rationale = _sentence(chosen[0].reason)
-        elif exhausted:
-            rationale = _sentence("every single move within reach has been tried, so two at once: "
-                                  f"{chosen[0].action} and {chosen[1].action}")
-        else:
-            rationale = _sentence(f"two moves at once: {chosen[0].reason}; and {chosen[1].reason}")
-        return Proposal(train_py=train_py, description=description, rationale=rationale, usage=Usage())

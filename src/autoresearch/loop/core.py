@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 
 from autoresearch.agents.base import Agent, AgentError
@@ -23,7 +22,7 @@ from autoresearch.loop import results, resume, vcs
 from autoresearch.loop.decider import Decider, TestWanted
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord, SessionRecord
 from autoresearch.loop.ledger import Ledger
-from autoresearch.loop.options import Limits, LoopConfig, OptionsError, resume_command
+from autoresearch.loop.options import Limits, LoopConfig, OptionsError, default_tag, resume_command
 from autoresearch.loop.policy import make_policy
 from autoresearch.loop.proposer import Proposer
 from autoresearch.loop.scheduler import Scheduler
@@ -49,10 +48,6 @@ class View:
     def line(self, text: str, rec: ExperimentRecord | None = None) -> None: ...
     def progress(self, p: Progress, rec: ExperimentRecord | None = None) -> None: ...
     def experiment_done(self, rec: ExperimentRecord, best: float | None) -> None: ...
-
-
-def default_tag() -> str:
-    return datetime.now().strftime("%b%d").lower()  # e.g. nov21, as the original names its branches
 
 
 def branch_name(tag: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import shlex
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 
 
@@ -23,6 +24,7 @@ class RunOptions:
     base_url: str | None = None
     prices: str | None = None  # the price table's path
     seed: int = 0
+    sampler: str = "tpe"  # the search agent's Optuna sampler: tpe | cmaes | random
     agent_timeout: float | None = None
     policy: str = "noise"
     sigmas: float = 2.0
@@ -45,6 +47,8 @@ class RunOptions:
             object.__setattr__(self, "agent", tuple(self.agent))
         if not self.agent:
             raise OptionsError("--agent: give at least one agent")
+        if self.sampler not in ("tpe", "cmaes", "random"):
+            raise OptionsError(f"--sampler must be tpe, cmaes or random, not {self.sampler!r}")
         if self.workers is not None and self.workers < 1:
             raise OptionsError(f"--workers must be at least 1, not {self.workers}")
         if self.per_device < 1:
@@ -64,6 +68,10 @@ class RunOptions:
         """Options as a session recorded them; keys a newer autoresearch added are ignored."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def default_tag() -> str:
+    return datetime.now().strftime("%b%d").lower()  # e.g. nov21, as the original names its branches
 
 
 def check_positive(flag: str, value: float | None) -> None:
@@ -166,7 +174,7 @@ class LoopConfig:
                    cache=cache, limits=Limits(o.max_experiments, o.max_hours, o.max_cost), workers=o.workers,
                    per_device=o.per_device, backend=o.backend, address=o.address,
                    agent_options={"base_url": o.base_url, "prices": o.prices, "seed": o.seed,
-                                  "agent_timeout": o.agent_timeout})
+                                  "sampler": o.sampler, "agent_timeout": o.agent_timeout})
 
     def options(self) -> RunOptions:
         """What this session records for a later --resume (raises OptionsError for a limit no run can use)."""
