@@ -171,6 +171,10 @@ SHOWN_ELSEWHERE = {
     "patch_math_via_config": "the scorer in its own process, as patch_harness here",
     "forge_via_module_alias": "test_runner.py::test_a_result_forged_on_train_py_s_channel_changes_nothing",
     "forge_via_inherited_fd": "test_runner.py::test_a_result_forged_on_train_py_s_channel_changes_nothing",
+    "forge_channel": "test_runner.py::test_a_result_forged_on_train_py_s_channel_changes_nothing",
+    "forge_malformed_result": "test_redteam.py::test_a_malformed_result_on_train_py_s_channel_is_ignored_not_raised",
+    "train_during_eval": "test_redteam.py::test_training_inside_the_evaluation_is_not_free (the parameter check); "
+                         "test_runner.py::test_time_before_the_first_answer_is_limited_for_an_agent_s_run",
 }
 DEFENCE_IN_DEPTH = [a for a in CERTAIN if a.static and a.runtime is not None and a.name not in SHOWN_ELSEWHERE]
 

@@ -45,15 +45,16 @@ def training(before_clock: str = "", after_clock: str = "", batches: int = 3) ->
 
 def test_a_slow_first_optimizer_step_is_not_charged(tiny_workspace, tmp_path):
     """The first optimizer step compiles (muon_step, once per shape): the clock starts when it returns."""
-    result = run(tiny_workspace, tmp_path, training(before_clock="time.sleep(8)"), time_allowance=1.0)
+    result = run(tiny_workspace, tmp_path, training(before_clock="time.sleep(3)"), time_budget=1.0,
+                 time_allowance=1.0)  # charged, the sleep alone would run past the 2 s limit
     assert result.status == "ok", result.reason
-    assert result.startup_seconds >= 8  # the sleep was start-up ...
-    assert result.training_seconds < 8  # ... not training (budget 4 s + 1 s allowance)
+    assert result.startup_seconds >= 3  # the sleep was start-up ...
+    assert result.training_seconds < 3  # ... not training (budget 1 s + 1 s allowance)
     assert result.steps == 3 and result.train_tokens == FIRST + 3 * 2 * 64
 
 
 def test_time_after_the_first_optimizer_step_is_charged(tiny_workspace, tmp_path):
-    result = run(tiny_workspace, tmp_path, training(after_clock="time.sleep(60)"), time_allowance=1.0)
+    result = run(tiny_workspace, tmp_path, training(after_clock="time.sleep(60)"), time_budget=1.0, time_allowance=1.0)
     assert result.status == "timeout" and "by the runner's clock" in result.reason
     assert result.returncode < 0  # stopped by the runner, not finished
 
@@ -66,12 +67,12 @@ def test_without_an_optimizer_the_clock_starts_after_a_few_steps_of_tokens(tiny_
         "_loader = make_dataloader(tok, 64, MAX_SEQ_LEN, 'train', device='cpu')  # 4,096 tokens a batch\n"
         f"for _ in range({cap // 4096 - 1}):  # fast_source took the first: exactly the cap, not past it\n"
         "    next(_loader)\n"
-        "time.sleep(6)  # untimed: still within the cap\n"
+        "time.sleep(3)  # untimed: still within the cap (charged, it would run past the 2 s limit)\n"
         "next(_loader)  # past the cap: this one starts the clock\n"
         "time.sleep(60)\n"))
-    result = run(tiny_workspace, tmp_path, hidden, time_allowance=1.0)
+    result = run(tiny_workspace, tmp_path, hidden, time_budget=1.0, time_allowance=1.0)
     assert result.status == "timeout" and "by the runner's clock" in result.reason
-    assert result.startup_seconds >= 6 and result.train_tokens == cap + 4096
+    assert result.startup_seconds >= 3 and result.train_tokens == cap + 4096
 
 
 def test_start_up_has_its_own_limit_and_says_how_to_raise_it(tiny_workspace, tmp_path):
@@ -156,7 +157,7 @@ def test_the_warm_up_window_is_capped():
 def test_time_before_the_first_optimizer_step_is_charged_past_the_warm_up_window(tiny_workspace, tmp_path):
     """Hidden training on the first batch, before any optimizer step: free for warmup_seconds, charged after."""
     hidden = training(before_clock="time.sleep(12)")  # 'trains' 12 s on its first batches before stepping
-    result = run(tiny_workspace, tmp_path, hidden, time_allowance=1.0, warmup_limit=4.0)
+    result = run(tiny_workspace, tmp_path, hidden, time_budget=1.0, time_allowance=1.0, warmup_limit=2.0)
     assert result.status == "timeout" and "by the runner's clock" in result.reason
 
 

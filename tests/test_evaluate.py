@@ -288,6 +288,7 @@ def runner_scorer(monkeypatch):
             with os.fdopen(report_r, "rb") as f:
                 return [json.loads(line) for line in f]
 
+        report.proc = proc  # the scorer's process, for a test that waits on it
         return report
 
     yield start
@@ -453,8 +454,10 @@ def test_a_model_that_dawdles_over_an_answer_is_refused(workspace, runner_scorer
 
         def forward(self, idx):
             self.calls += 1
-            if self.calls == 6:
-                time.sleep(scorer.CALL_FLOOR_SECONDS + 3)  # trains on what it was shown, say
+            if self.calls == 6:  # trains on what it was shown, say: past the floor, until the scorer gives up
+                deadline = time.monotonic() + scorer.CALL_FLOOR_SECONDS + 3
+                while time.monotonic() < deadline and report.proc.poll() is None:
+                    time.sleep(0.05)
             return super().forward(idx)
 
     report = runner_scorer(b'{"test": true}\n')

@@ -55,7 +55,7 @@ def test_training_past_the_budget_is_stopped_by_the_runner_s_clock(tiny_workspac
     """train.py's own timer says nothing here: the runner clocks from the first optimizer step."""
     slow = fast_source().replace("time.sleep(SLEEP)", "torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1).step()\n"
                                                      "time.sleep(60)")
-    result, _ = run(tiny_workspace, tmp_path, slow, time_allowance=1.0)
+    result, _ = run(tiny_workspace, tmp_path, slow, time_budget=1.0, time_allowance=1.0)
     assert result.status == "timeout" and "by the runner's clock" in result.reason
     assert result.returncode is not None and result.returncode < 0  # stopped by us, long before its sleep ended
 
