@@ -94,16 +94,16 @@ def main() -> int:
     os.environ["AUTORESEARCH_CACHE"] = str(cache)
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
           f"budget {args.budget:g}s, {args.rounds} experiments per worker after the baseline")
-    if "ray" in args.backends and not args.address:
-        import ray
-
-        from autoresearch.backends.ray import CPUS_PER_TASK
-
-        # CPUs as Ray counts them: enough for the largest worker count's tasks at once (they mostly wait out the
-        # budget, so this machine's cores are not what the figure measures).
-        ray.init(num_cpus=max(args.workers) * CPUS_PER_TASK, include_dashboard=False, log_to_driver=False)
     results = []
     for backend in args.backends:
+        if backend == "ray" and not args.address:  # started now, not before the local runs: they need no Ray
+            import ray
+
+            from autoresearch.backends.ray import CPUS_PER_TASK
+
+            # CPUs as Ray counts them: enough for the largest worker count's tasks at once (they mostly wait out
+            # the budget, so this machine's cores are not what the figure measures).
+            ray.init(num_cpus=max(args.workers) * CPUS_PER_TASK, include_dashboard=False, log_to_driver=False)
         for w in args.workers:
             r = one(backend, w, args.budget, args.rounds, root, cache, args.address)
             results.append(r)
