@@ -103,7 +103,8 @@ def main() -> int:
 
             # CPUs as Ray counts them: enough for the largest worker count's tasks at once (they mostly wait out
             # the budget, so this machine's cores are not what the figure measures).
-            ray.init(num_cpus=max(args.workers) * CPUS_PER_TASK, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=max(args.workers) * CPUS_PER_TASK, include_dashboard=False,
+                     log_to_driver=False)
         for w in args.workers:
             r = one(backend, w, args.budget, args.rounds, root, cache, args.address)
             results.append(r)
