@@ -107,7 +107,7 @@ def test_only_a_baseline_no_agent_proposed_fills_the_seed(tmp_path):
     journal.create_run("b", "autoresearch/b", "c1", "search", "greedy", {})  # started from the agent's commit
     from_agent = journal.add_experiment("b", 1, 0, "baseline", "agent text", "c1", agent="baseline")
     loop = SimpleNamespace(journal=journal)
-    assert Loop._human_baseline(loop, human)
-    assert not Loop._human_baseline(loop, proposal)
-    assert not Loop._human_baseline(loop, from_agent)
+    assert Loop.human_baseline(loop, human)
+    assert not Loop.human_baseline(loop, proposal)
+    assert not Loop.human_baseline(loop, from_agent)
     journal.close()
