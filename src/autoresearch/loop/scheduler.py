@@ -131,9 +131,6 @@ class Scheduler:
     def _pending_baseline(self) -> ExperimentRecord | None:
         return next((e for e in self.ledger.journal.all_unfinished(self.loop.tag) if e.number == 1), None)
 
-    def _baseline_kept(self) -> bool:
-        return any(e.number == 1 and e.status == "keep" for e in self.ledger.experiments(done_only=True))
-
     def baseline(self) -> None:
         """Experiment 1, the unchanged train.py, with its seed repeats (the noise floor) run side by side on all
         slots, so they are measured under the sharing the experiments will have (CPU workers, --per-device)."""
