@@ -325,7 +325,7 @@ def prepare_data(check: Check, settings: Settings, cache: Path, work: Path) -> b
 
 def make_workspace(check: Check, settings: Settings, directory: Path) -> tuple[Path, str]:
     """init_workspace's workspace (the profile's train.py); under the dry run, the tiny compiled model."""
-    from autoresearch.loop import vcs
+    from autoresearch import vcs
     from autoresearch.workspace import init_workspace, set_constants
 
     note = ""

@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from loopkit import fast_source  # noqa: E402  (the ~2 s stand-in the loop tests use)
 
+from autoresearch import vcs  # noqa: E402
 from autoresearch.agents.base import Proposal  # noqa: E402
 from autoresearch.data.prepare import prepare  # noqa: E402
-from autoresearch.loop import vcs  # noqa: E402
 from autoresearch.loop.core import Limits, Loop, LoopConfig  # noqa: E402
 from autoresearch.settings import Settings  # noqa: E402
 from autoresearch.workspace import init_workspace, set_constants  # noqa: E402

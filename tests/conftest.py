@@ -47,8 +47,8 @@ def tiny_cache(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_workspace(tmp_path, tiny_cache, monkeypatch) -> Path:
     """An initialised workspace using the tiny settings and the prepared tiny cache, as the cwd."""
+    from autoresearch import vcs
     from autoresearch.harness import constants
-    from autoresearch.loop import vcs
     from autoresearch.settings import Settings
     from autoresearch.workspace import init_workspace, set_constants
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from conftest import TINY
 from loopkit import ScriptedAgent, fast_source
 
+from autoresearch import vcs
 from autoresearch.cli import cli
-from autoresearch.loop import vcs
 from autoresearch.loop.core import Limits, Loop, LoopConfig
 from autoresearch.loop.journal import Journal
 from autoresearch.loop.measure import Difference, Stats, StudyError, margin, pooled_std

@@ -26,7 +26,7 @@ from attacks._check import clear, measured_differently, problems, snapshot
 from conftest import TINY, TINY_TRAIN
 from loopkit import ScriptedAgent
 
-from autoresearch.loop import vcs
+from autoresearch import vcs
 from autoresearch.loop.core import Limits, Loop, LoopConfig
 from autoresearch.loop.journal import Journal
 from autoresearch.run import sandbox

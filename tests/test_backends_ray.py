@@ -21,7 +21,7 @@ ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
 from autoresearch.backends import ray as rb  # noqa: E402
-from autoresearch.backends.base import BackendError, make_backend  # noqa: E402
+from autoresearch.backends import BackendError, make_backend  # noqa: E402
 from autoresearch.harness.constants import prepared_dir  # noqa: E402
 from autoresearch.loop.core import TestWanted  # noqa: E402
 from autoresearch.loop.policy import GreedyPolicy  # noqa: E402
@@ -348,7 +348,7 @@ def test_the_loop_on_ray_records_every_experiment_once_and_survives_a_killed_run
     from loopkit import assert_consistent
     from test_workers import MERGE_TRAIN, GatedAgent, change
 
-    from autoresearch.loop import vcs
+    from autoresearch import vcs
     from autoresearch.loop.core import Limits, Loop, LoopConfig
 
     ws = tiny_workspace
@@ -392,7 +392,7 @@ def test_kill_9_on_ray_with_two_experiments_in_flight_then_resume(cluster, tiny_
     from loopkit import resume_with_counter
     from test_workers import AGENT
 
-    from autoresearch.loop import vcs
+    from autoresearch import vcs
 
     ws = tiny_workspace
     (ws / "train.py").write_text(fast_source())

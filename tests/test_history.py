@@ -5,7 +5,7 @@ from __future__ import annotations
 from autoresearch.agents.base import Context, HistoryEntry
 from autoresearch.agents.history import COMPACT_AFTER, changed_constants, compact, idea_key
 from autoresearch.agents.prompt import build_prompt, format_history
-from autoresearch.loop.vcs import diff_texts
+from autoresearch.vcs import diff_texts
 
 BASE = "DEPTH = 4\nMATRIX_LR = 0.04\nWARMUP = 0.1\n\nprint('train')\n"
 

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from fakellm import Reply, fake_llm  # noqa: F401  (fixture)
 from loopkit import assert_consistent, fast_source
 
+from autoresearch import vcs
 from autoresearch.agents.base import HistoryEntry
 from autoresearch.agents.hybrid import TUNE_STEPS, HybridAgent, findings
 from autoresearch.cli import cli
-from autoresearch.loop import vcs
 from autoresearch.loop.journal import Journal
 
 # The fast stand-in (a unigram, ~2 s a run), its knob renamed to a constant the search agent tunes, and a

@@ -7,7 +7,8 @@ import os
 import pytest
 from loopkit import ScriptedAgent, assert_consistent
 
-from autoresearch.loop import load, vcs
+from autoresearch import vcs
+from autoresearch.loop import load
 from autoresearch.loop.core import Limits, Loop, LoopConfig
 from autoresearch.settings import Settings
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from loopkit import ScriptedAgent, assert_consistent, fast_source
 
+from autoresearch import vcs
 from autoresearch.agents.search import SearchAgent
-from autoresearch.loop import vcs
 from autoresearch.loop.core import Limits, Loop, LoopConfig, LoopError
 from autoresearch.loop.policy import Decision, NoisePolicy
 from autoresearch.settings import Settings

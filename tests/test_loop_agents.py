@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from fakellm import Reply, Status, fake_llm  # noqa: F401  (fixture)
 from loopkit import assert_consistent, fast_source
 
+from autoresearch import vcs
 from autoresearch.cli import cli
-from autoresearch.loop import vcs
 
 
 @pytest.fixture

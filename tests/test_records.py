@@ -10,8 +10,9 @@ from click.testing import CliRunner
 from loopkit import ScriptedAgent, assert_consistent, fast_source, git
 from rich.console import Console
 
+from autoresearch import vcs
 from autoresearch.cli import cli
-from autoresearch.loop import results, vcs
+from autoresearch.loop import results
 from autoresearch.loop.core import Limits, Loop, LoopConfig, LoopError
 from autoresearch.loop.journal import Journal, read_results_tsv
 from autoresearch.loop.options import RunOptions, merge, resume_command

@@ -22,7 +22,7 @@ from attacks import (
 from loopkit import assert_consistent, fast_source
 from test_load import LOAD_TRAIN, LoadChangingAgent
 
-from autoresearch.loop import vcs
+from autoresearch import vcs
 from autoresearch.loop.core import Limits, Loop, LoopConfig
 from autoresearch.run import guard
 from autoresearch.run.supervisor import EVAL_FLOOR_SECONDS, Experiment, _Watch, run_experiment

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from loopkit import alive, assert_consistent, fast_source, pid_working_in
 
+from autoresearch import vcs
 from autoresearch.cli import cli
-from autoresearch.loop import vcs
 
 # A command agent: experiment n sets QUALITY from a fixed plan (2 is worse than the baseline: a discard).
 AGENT = """\
@@ -30,7 +30,7 @@ print(f"Description: quality {q}")
 # Runs the CLI with a SIGKILL planted at one point of the loop (fault injection from outside the package).
 WRAPPER = """\
 import os, signal, sys
-from autoresearch.loop import vcs
+from autoresearch import vcs
 from autoresearch.loop.journal import Journal
 point = os.environ["KILL_AT"]
 def die():

@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 from loopkit import ScriptedAgent, alive, assert_consistent, fast_source, pid_working_in, resume_with_counter
 
+from autoresearch import vcs
 from autoresearch.backends.base import BackendError, Slot
 from autoresearch.backends.local import plan_slots
 from autoresearch.cli import cli
-from autoresearch.loop import vcs
 from autoresearch.loop.core import Limits, Loop, LoopConfig
 from autoresearch.loop.journal import Journal
 from autoresearch.see.facts import busy

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch.loop import vcs
+from autoresearch import vcs
 from autoresearch.loop.core import JOURNAL_FILE, RESULTS_FILE
 from autoresearch.loop.journal import Journal, read_results_tsv
 from autoresearch.workspace import RUN_DIR

@@ -40,11 +40,15 @@ def find_workspace(start: Path | None = None) -> Path:
     )
 
 
+# The embedded corpus's generator version (data/corpus.py): bump when the generator or its defaults change, so that
+# prepared data cached under the old version is not reused. It lives here, not in data/, because the cache key is
+# computed in train.py's process too (the harness finds the prepared data), which must load nothing of data/.
+CORPUS_VERSION = 1
+
+
 def dataset_key(s: Settings) -> str:
     """A directory name that identifies the raw data a setting produces (not the tokenizer)."""
     if s.dataset == "embedded":
-        from autoresearch.data.corpus import CORPUS_VERSION
-
         return f"embedded{CORPUS_VERSION}-s{s.seed}-{s.embedded_train_mb:g}mb"
     if s.dataset in ("climbmix", "tinystories"):
         return s.dataset  # shards are shared: preparing with more training shards downloads only the new ones

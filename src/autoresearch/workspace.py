@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from autoresearch.loop import vcs
+from autoresearch import vcs
 from autoresearch.settings import PROFILES, SETTINGS_FILE, Settings
 
 EDITABLE = "train.py"  # the one file an agent may change

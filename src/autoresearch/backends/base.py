@@ -1,4 +1,4 @@
-"""The one small interface a backend implements, and how the `run` command picks one.
+"""The one small interface a backend implements (the package's __init__ says how the `run` command picks one).
 
 A backend has slots (one per worker: a device, or a place on a cluster) and runs one experiment per slot at a
 time. `run` blocks (the scheduler calls it from the slot's own thread) and never raises for a failed run: every
@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from autoresearch.run.result import Experiment, Progress, RunResult
 
-BACKENDS = ("local", "ray")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # the thread pools a CPU worker's share sets
 
 
 class BackendError(Exception):
@@ -48,24 +48,6 @@ class Backend(Protocol):
         none of their processes is left."""
 
     def close(self) -> None: ...
-
-
-def make_backend(name: str, *, profile: str, workers: int | None = None, per_device: int = 1,
-                 address: str | None = None) -> Backend:
-    """The backend the `run` command asked for (`--backend`, `--workers`, `--per-device`, `--address`)."""
-    if workers is not None and workers < 1:
-        raise BackendError(f"--workers must be at least 1, not {workers}")
-    if per_device < 1:
-        raise BackendError(f"--per-device must be at least 1, not {per_device}")
-    if name == "local":
-        from autoresearch.backends.local import LocalBackend
-
-        return LocalBackend(profile=profile, workers=workers, per_device=per_device)
-    if name == "ray":
-        from autoresearch.backends.ray import RayBackend
-
-        return RayBackend(profile=profile, workers=workers, per_device=per_device, address=address)
-    raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
 
 
 def join_workers(threads: Iterable[threading.Thread], stop: Callable[[], None], grace: float = 60.0) -> None:

@@ -13,11 +13,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from autoresearch.backends.base import BackendError, Slot
+from autoresearch.backends.base import THREAD_VARS, BackendError, Slot
 from autoresearch.backends.worker import Handle, run_isolated
 from autoresearch.run.result import Experiment, Progress, RunResult
-
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class LocalBackend:

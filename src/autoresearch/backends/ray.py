@@ -29,8 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from autoresearch.backends.base import BackendError, Slot
-from autoresearch.backends.local import THREAD_VARS
+from autoresearch.backends.base import THREAD_VARS, BackendError, Slot
 from autoresearch.backends.worker import STOP_SECONDS, Handle, run_isolated
 from autoresearch.run.result import Experiment, Progress, RunResult
 

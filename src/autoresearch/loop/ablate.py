@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoresearch.loop import vcs
+from autoresearch import vcs
 from autoresearch.loop.measure import (
     Bench,
     Difference,

@@ -16,9 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from autoresearch import vcs
 from autoresearch.agents.base import Agent, AgentError
-from autoresearch.backends.base import Backend, BackendError, Slot, make_backend
-from autoresearch.loop import results, resume, vcs
+from autoresearch.backends import Backend, BackendError, Slot, make_backend
+from autoresearch.loop import results, resume
 from autoresearch.loop.decider import Decider, TestWanted
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord, SessionRecord
 from autoresearch.loop.ledger import Ledger
@@ -148,7 +149,7 @@ class Loop:
             if existing is None or not vcs.branch_exists(self.ws, self.branch):
                 raise LoopError(f"nothing to resume: no run tagged {self.tag!r} (see `autoresearch status --all`)")
             self.run = existing
-            self.notices += resume.resume(self)
+            self.notices += resume.resume(self.ledger)
         else:
             self._create()
         self.session = self.journal.start_session(self.tag, self.options.to_dict())

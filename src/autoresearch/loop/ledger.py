@@ -12,7 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from autoresearch.loop import load, results, vcs
+from autoresearch import vcs
+from autoresearch.loop import load, results
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
 from autoresearch.workspace import EDITABLE
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from autoresearch.backends.base import Backend, Slot, join_workers
 from autoresearch.loop.decider import with_seed
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
+from autoresearch.loop.liveness import as_seen
 from autoresearch.loop.options import DEFAULTS
 from autoresearch.run.compile_cache import SEED_DIR
 from autoresearch.run.result import Experiment, RunResult
@@ -159,7 +160,7 @@ class Subject:
         for e in self.journal.final_attempts(self.run.tag):
             if e.status == "keep" and (e.commit_sha or e.parent_commit) == commit:
                 return e.train_py
-        from autoresearch.loop import vcs
+        from autoresearch import vcs
         from autoresearch.workspace import EDITABLE
 
         return vcs.show(self.ws, commit, EDITABLE)
@@ -182,8 +183,6 @@ class Subject:
 
 def open_subject(ws: Path, tag: str | None) -> Subject:
     """The run tagged `tag` (default: the latest), checked to be idle and to have a measured best."""
-    from autoresearch.see.facts import as_seen  # the one reading of "is its process alive?"
-
     journal = Journal(ws / RUN_DIR / JOURNAL_FILE)
     try:
         runs = journal.runs()

@@ -9,8 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+from autoresearch import vcs
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, InFlight, Proposal
-from autoresearch.loop import vcs
 from autoresearch.loop.journal import ExperimentRecord
 from autoresearch.loop.ledger import Ledger
 from autoresearch.run import guard

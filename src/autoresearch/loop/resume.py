@@ -8,34 +8,32 @@ recorded proposal; the workers' checkouts are cleaned when the workers start (lo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from autoresearch.loop import results, vcs
+from autoresearch import vcs
+from autoresearch.loop import results
+from autoresearch.loop.ledger import Ledger
 from autoresearch.run.supervisor import kill_stale_group
 
-if TYPE_CHECKING:
-    from autoresearch.loop.core import Loop
 
-
-def resume(loop: Loop) -> list[str]:
+def resume(ledger: Ledger) -> list[str]:
     """Check out the run's branch and reconcile; returns what the user should be told."""
-    vcs.reset_hard(loop.ws, "HEAD")  # an agent may have been editing train.py when we died
-    vcs.checkout(loop.ws, loop.branch)
-    loop.journal.update_run(loop.tag, state="running", stop_reason="")
-    return reconcile(loop)
+    vcs.reset_hard(ledger.ws, "HEAD")  # an agent may have been editing train.py when we died
+    vcs.checkout(ledger.ws, ledger.branch)
+    ledger.journal.update_run(ledger.tag, state="running", stop_reason="")
+    return reconcile(ledger)
 
 
-def reconcile(loop: Loop) -> list[str]:
+def reconcile(ledger: Ledger) -> list[str]:
     """Make git and results.tsv agree with the journal after any interruption."""
-    pending = loop.journal.all_unfinished(loop.tag)
+    pending = ledger.journal.all_unfinished(ledger.tag)
     for rec in pending:
         if rec.run_dir:  # a run orphaned by our death must not train on beside the next
             for run_dir in Path(rec.run_dir).parent.glob(Path(rec.run_dir).name + "*"):
                 kill_stale_group(run_dir)
-    best = loop.best_commit()
-    if vcs.head(loop.ws) != best or vcs.status_porcelain(loop.ws):
-        vcs.reset_hard(loop.ws, best)
-    notes = results.publish(loop.journal, loop.tag, loop.ws)
+    best = ledger.best_commit()
+    if vcs.head(ledger.ws) != best or vcs.status_porcelain(ledger.ws):
+        vcs.reset_hard(ledger.ws, best)
+    notes = results.publish(ledger.journal, ledger.tag, ledger.ws)
     notes += [f"resume: experiment {rec.number} ({rec.description}) was interrupted ({rec.state}); running it again"
               for rec in pending]
     return notes

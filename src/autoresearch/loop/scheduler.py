@@ -19,22 +19,24 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from autoresearch import vcs
 from autoresearch.agents.base import Agent, Failure
-from autoresearch.backends.base import Slot, join_workers
-from autoresearch.loop import vcs
-from autoresearch.loop.decider import Decision, TestWanted, with_seed
+from autoresearch.backends.base import Backend, Slot, join_workers
+from autoresearch.loop.decider import Decider, Decision, TestWanted, with_seed
 from autoresearch.loop.journal import ExperimentRecord
-from autoresearch.loop.proposer import Stopped
+from autoresearch.loop.ledger import Ledger
+from autoresearch.loop.options import LoopConfig
+from autoresearch.loop.policy import GreedyPolicy, NoisePolicy
+from autoresearch.loop.proposer import Proposer, Stopped
 from autoresearch.run.compile_cache import SEED_DIR
 from autoresearch.run.result import Experiment, RunResult
+from autoresearch.settings import Settings
 from autoresearch.workspace import EDITABLE, RUN_DIR
-
-if TYPE_CHECKING:
-    from autoresearch.loop.core import Loop
 
 FIXABLE = ("crash", "oom", "rejected")  # outcomes an agent may repair in a follow-up attempt
 WORKTREES = ".worktrees"  # beside .autoresearch/, which agents may not see: one checkout per worker
@@ -52,8 +54,32 @@ class _Jobs:
     leftover: list[ExperimentRecord] = field(default_factory=list)
 
 
+class Run(Protocol):
+    """What the scheduler needs of the research run it schedules (loop/core.py's Loop): its rooms, its settings, and
+    the answers that depend on the whole run."""
+
+    ws: Path
+    tag: str
+    config: LoopConfig
+    settings: Settings
+    policy: GreedyPolicy | NoisePolicy
+    ledger: Ledger
+    decider: Decider
+    proposer: Proposer
+    view: object  # loop/core.py's View, called from every worker's thread
+    stop: threading.Event
+
+    @property
+    def backend(self) -> Backend: ...
+    def agent_for(self, slot: Slot) -> Agent: ...
+    def limit_reached(self, busy: Iterable[int | None] = ()) -> str | None: ...
+    def human_baseline(self, rec: ExperimentRecord) -> bool: ...
+    def eval_rate(self) -> float | None: ...
+    def first_answer_limit(self) -> float | None: ...
+
+
 class Scheduler:
-    def __init__(self, loop: Loop) -> None:
+    def __init__(self, loop: Run) -> None:
         self.loop = loop
         self.ledger, self.decider, self.proposer = loop.ledger, loop.decider, loop.proposer
         self.backend, self.view, self.stop = loop.backend, loop.view, loop.stop

@@ -123,7 +123,7 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
         (run_dir / PGID_FILE).write_text(str(proc.pid))  # lets a resumed orchestrator stop an orphaned run
         readers = [threading.Thread(target=_pump, args=(proc, log, tail, curve, on_line, on_progress), daemon=True),
                    threading.Thread(target=watch.read_channel, args=(channel_read,), daemon=True),
-                   threading.Thread(target=watch.read_scorer, args=(scorer,), daemon=True)]
+                   threading.Thread(target=watch.read_scorer, args=(scorer.report_fd, scorer.answer_fd), daemon=True)]
         for t in readers:
             t.start()
         watch.wait(proc)

@@ -20,13 +20,9 @@ import os
 import signal
 import subprocess
 import time
-from typing import TYPE_CHECKING
 
 from autoresearch.run.proctree import group_members, rss_mb, tree_rss_mb
 from autoresearch.run.result import Experiment
-
-if TYPE_CHECKING:
-    from autoresearch.run.supervisor import _ScorerProcess
 
 EVAL_FLOOR_SECONDS = 180.0  # evaluation limit: this much, plus EVAL_FACTOR x the expected evaluation time
 EVAL_FACTOR = 5.0
@@ -72,10 +68,11 @@ class _Watch:
                 if event.get("event") not in ("train_batch", "result", "ask_test"):  # totals: the latest only
                     self.events.append((time.monotonic() - self.t0, event))
 
-    def read_scorer(self, scorer: _ScorerProcess) -> None:
-        """Record the scorer's report; answer its question (score the test split?) on its answer pipe."""
+    def read_scorer(self, report_fd: int, answer_fd: int) -> None:
+        """Record the scorer's report (its pipe's read end); answer its question (score the test split?) on its
+        answer pipe (the write end)."""
         try:
-            with os.fdopen(scorer.report_fd, "rb") as f:
+            with os.fdopen(report_fd, "rb") as f:
                 for raw in f:
                     try:
                         event = json.loads(raw)
@@ -88,9 +85,9 @@ class _Watch:
                         at = event.get("at")  # the scorer's CLOCK_MONOTONIC, the same clock as ours on Linux
                         self.eval_clock = at if isinstance(at, float) and at <= time.monotonic() else time.monotonic()
                     if event.get("event") == "ask_test":
-                        self.answers.append(_answer(self.exp, event, scorer.answer_fd))
+                        self.answers.append(_answer(self.exp, event, answer_fd))
         finally:
-            os.close(scorer.answer_fd)
+            os.close(answer_fd)
 
     def scorer_said(self, name: str) -> dict | None:
         return next((e for _, e in self.scorer_events if e.get("event") == name), None)

@@ -27,8 +27,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from autoresearch.loop.journal import ExperimentRecord
-from autoresearch.loop.vcs import diff_texts
 from autoresearch.see.facts import Facts, ReadOnlyJournal, gather, journal_path, pick_run, read_loss
+from autoresearch.vcs import diff_texts
 
 ASSETS = Path(__file__).parent / "dashboard"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -1,5 +1,5 @@
 """The commands that study a finished run: `ablate` (what each kept change is worth) and `transfer` (does the gain
-hold at a larger setting). They register on the `autoresearch` group of cli.py."""
+hold at a larger setting). The package registers them on the `autoresearch` group."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from autoresearch.cli import _cache, _workspace_root, cache_option, cli, friendly_errors, workspace_option
+from autoresearch.cli.common import cache_option, friendly_errors, resolved_cache, workspace_option, workspace_root
 from autoresearch.settings import SETTINGS_FILE, Settings
 
 tag_of_study = click.option("--tag", help="The run to study (default: the latest).")
@@ -20,7 +20,7 @@ study_per_device = click.option("--per-device", type=click.IntRange(min=1), defa
 study_timeout = click.option("--timeout", type=float, help="Also kill a run after this many seconds in all.")
 
 
-@cli.command()
+@click.command()
 @workspace_option
 @cache_option
 @tag_of_study
@@ -67,7 +67,7 @@ def ablate(workspace: Path | None, cache_dir: Path | None, tag: str | None, seed
         click.echo(line)
 
 
-@cli.command()
+@click.command()
 @workspace_option
 @cache_option
 @click.option("--set", "sets", multiple=True, required=True, metavar="NAME=VALUE",
@@ -120,9 +120,9 @@ def _study_setup(workspace: Path | None, cache_dir: Path | None) -> tuple[Path, 
     from autoresearch.paths import prepared_dir
     from autoresearch.run.supervisor import protect_orchestrator
 
-    root = _workspace_root(workspace)
+    root = workspace_root(workspace)
     settings = Settings.load(root / SETTINGS_FILE)
-    cache = _cache(cache_dir)
+    cache = resolved_cache(cache_dir)
     if not (prepared_dir(settings, cache) / "meta.json").exists():
         raise click.ClickException(f"the data of dataset {settings.dataset!r} is not prepared yet: run "
                                    "`autoresearch prepare` in the workspace first")
