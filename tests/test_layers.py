@@ -18,7 +18,7 @@ PACKAGE = Path(autoresearch.__file__).resolve().parent
 # Lowest first. A module may import its own room (a package, or a top-level module) and the rooms of lower layers.
 # Rooms on one layer are siblings: neither imports the other (data/ and run/, agents/ and backends/).
 LAYERS: list[tuple[str, ...]] = [
-    ("settings", "vcs"),
+    ("settings", "vcs", "plugins"),
     ("paths",),
     ("harness",),
     ("workspace",),

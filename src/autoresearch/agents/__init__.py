@@ -8,24 +8,15 @@ or `<plugin>:<arg>` for a third-party package exposing a factory in the `autores
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Any
 
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, Proposal, Usage
+from autoresearch.plugins import Registry
 
 __all__ = ["Agent", "AgentError", "Context", "Failure", "HistoryEntry", "Proposal", "Usage", "make_agent", "register"]
 
-Factory = Callable[..., Agent]
-_REGISTRY: dict[str, Factory] = {}
-
-
-def register(prefix: str) -> Callable[[Factory], Factory]:
-    def deco(factory: Factory) -> Factory:
-        _REGISTRY[prefix] = factory
-        return factory
-
-    return deco
+AGENTS = Registry("autoresearch.agents")
+register = AGENTS.register
 
 
 @register("search")
@@ -70,13 +61,8 @@ def make_agent(spec: str, **options: Any) -> Agent:
         structural, _, tuner = spec.rpartition("+")
         return HybridAgent(make_agent(structural, **options), make_agent(tuner, **options))
     prefix, _, arg = spec.partition(":")
-    factory = _REGISTRY.get(prefix)
+    factory = AGENTS.get(prefix)
     if factory is None:
-        plugins = {ep.name: ep for ep in entry_points(group="autoresearch.agents")}
-        if prefix in plugins:
-            factory = plugins[prefix].load()
-        else:
-            known = ", ".join(sorted({*_REGISTRY, *plugins}))
-            raise AgentError(f"unknown agent {spec!r}; choose one of: {known} (e.g. search, anthropic:MODEL, "
-                             f"openai:MODEL, claude-code, codex, cmd:\"./my-agent.sh\")", fatal=True)
+        raise AgentError(f"unknown agent {spec!r}; choose one of: {', '.join(AGENTS.names())} (e.g. search, "
+                         f"anthropic:MODEL, openai:MODEL, claude-code, codex, cmd:\"./my-agent.sh\")", fatal=True)
     return factory(arg, spec=spec, **options)

@@ -7,23 +7,13 @@ Backends are registered by name, the built-ins the same way as a plugin's: an en
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from importlib.metadata import entry_points
-
 from autoresearch.backends.base import Backend, BackendError, Slot
+from autoresearch.plugins import Registry
 
 __all__ = ["Backend", "BackendError", "Slot", "make_backend", "register"]
 
-Factory = Callable[..., Backend]
-_REGISTRY: dict[str, Factory] = {}
-
-
-def register(name: str) -> Callable[[Factory], Factory]:
-    def deco(factory: Factory) -> Factory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+BACKENDS = Registry("autoresearch.backends")
+register = BACKENDS.register
 
 
 @register("local")
@@ -47,10 +37,7 @@ def make_backend(name: str, *, profile: str, workers: int | None = None, per_dev
         raise BackendError(f"--workers must be at least 1, not {workers}")
     if per_device < 1:
         raise BackendError(f"--per-device must be at least 1, not {per_device}")
-    factory = _REGISTRY.get(name)
+    factory = BACKENDS.get(name)
     if factory is None:
-        plugins = {ep.name: ep for ep in entry_points(group="autoresearch.backends")}
-        if name not in plugins:
-            raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(sorted({*_REGISTRY, *plugins}))}")
-        factory = plugins[name].load()
+        raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS.names())}")
     return factory(profile=profile, workers=workers, per_device=per_device, address=address)
