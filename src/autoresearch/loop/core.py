@@ -26,7 +26,7 @@ from autoresearch.loop.ledger import Ledger
 from autoresearch.loop.options import Limits, LoopConfig, OptionsError, default_tag, resume_command
 from autoresearch.loop.policy import make_policy
 from autoresearch.loop.proposer import Proposer
-from autoresearch.loop.scheduler import Scheduler
+from autoresearch.loop.scheduler import RunsLost, Scheduler
 from autoresearch.run.supervisor import Progress, protect_orchestrator
 from autoresearch.settings import Settings
 from autoresearch.workspace import EDITABLE, JOURNAL_FILE, RUN_DIR
@@ -90,7 +90,7 @@ class Loop:
         self.started = time.monotonic()
         self.run: RunRecord | None = None
         self.session: SessionRecord | None = None
-        self.exit_code = 0  # of the `run` command: 130 after Ctrl-C, 143 after SIGTERM, 1 after an agent error
+        self.exit_code = 0  # of `run`: 130 after Ctrl-C, 143 after SIGTERM, 1 after an agent error or lost runs
         self.notices: list[str] = []  # what start() found and did, for the user (the view comes after it)
 
     @property
@@ -193,6 +193,9 @@ class Loop:
             self.exit_code = 143 if terminated else 130  # 128 + the signal, as a shell reports it
         except AgentError as e:
             reason = f"agent error: {e}"
+            self.exit_code = 1
+        except RunsLost as e:
+            reason = f"{e}; {again}"
             self.exit_code = 1
         except BaseException:
             reason = ""

@@ -31,10 +31,11 @@ class Proposer:
         self.sleep = sleep  # tests replace the waits between agent retries
 
     def propose(self, agent: Agent, checkout: Path, number: int | None, attempt: int, failure: Failure | None,
-                worker: int, device: str) -> ExperimentRecord:
-        """Ask `agent` (in `checkout`, a worker's worktree at the best) and record its proposal, or why it cannot
-        run (rejected: it costs no run). Waits out non-fatal agent errors; a fatal one is raised."""
-        parent = self.ledger.best_commit()
+                worker: int, device: str, parent: str | None = None) -> ExperimentRecord:
+        """Ask `agent` (in `checkout`, a worker's worktree at `parent`, by default the best) and record its
+        proposal, or why it cannot run (rejected: it costs no run). Waits out non-fatal agent errors; a fatal one
+        is raised. A fix gives the parent of the change it fixes: the change and its fix are made on one best."""
+        parent = parent or self.ledger.best_commit()
         if failure is None:
             vcs.detach_at(checkout, parent)
         ctx = self.context(checkout, parent, number, failure)

@@ -13,6 +13,12 @@ best as it stands when the run ends:
   conflict, the file that was measured is committed on top of the newer best: it beat it as it is.
 
 So the branch only moves forward, through keeps, and always to a train.py whose figures are on record.
+
+A crashed change goes back to its agent to be fixed against the best it was made on, not the best of now: the
+fix is the same idea, recorded with the same parent, so a newer best that landed meanwhile is merged as above
+rather than overwritten. A run that the backend lost (the machine running it went away) says nothing about the
+change: it is run again, up to LOST_RERUNS times, and past that the run stops with the experiment left unfinished
+for a resume.
 """
 
 from __future__ import annotations
@@ -42,6 +48,11 @@ FIXABLE = ("crash", "oom", "rejected")  # outcomes an agent may repair in a foll
 WORKTREES = ".worktrees"  # beside .autoresearch/, which agents may not see: one checkout per worker
 MAX_REBASES = 2  # a change re-run on a newer best at most this often; then the best kept moving: discard
 JOIN_SECONDS = 60.0  # after a stop, for the workers to let go of their runs
+LOST_RERUNS = 2  # a run the backend lost is run again at most this often; then the run stops (the cluster is sick)
+
+
+class RunsLost(Exception):
+    """The backend lost the same experiment's run again and again: the run stops, the experiment stays unfinished."""
 
 
 @dataclass
@@ -86,6 +97,8 @@ class Scheduler:
         self.slots: list[Slot] = self.backend.slots()
         self.jobs = _Jobs()
         self.error: BaseException | None = None
+        self._spent: dict[int, float] = {}  # record id -> wall seconds of all its runs so far (repeats, re-runs)
+        self._spent_lock = threading.Lock()
 
     # -- the whole run -------------------------------------------------------------------------------------------
 
@@ -151,6 +164,12 @@ class Scheduler:
                 vcs.remove_worktree(self.loop.ws, self.checkout(slot))
             except vcs.VcsError:
                 pass
+        base = self.loop.ws / WORKTREES / self.loop.tag
+        for empty in (base, base.parent):  # the tag's directory, then .worktrees/, when nothing else is in them
+            try:
+                empty.rmdir()
+            except OSError:
+                break
 
     # -- the baseline ----------------------------------------------------------------------------------------------
 
@@ -244,9 +263,10 @@ class Scheduler:
                               reason=rec.reason, error_tail=rec.error_tail, train_py=rec.train_py)
             self.view.message(f"experiment {rec.number}: {rec.outcome}; asking the agent to fix it "
                               f"(attempt {rec.attempt + 1} of {self.loop.config.fix_attempts})")
+            # On the best the change was made on: a newer best is then merged in settle(), never overwritten.
             vcs.detach_at(self.checkout(slot), rec.parent_commit)
             rec = self.proposer.propose(agent, self.checkout(slot), rec.number, rec.attempt + 1, failure,
-                                        slot.index, slot.device)
+                                        slot.index, slot.device, parent=rec.parent_commit)
 
     def execute(self, rec: ExperimentRecord, slot: Slot) -> ExperimentRecord:
         if rec.state == "done":  # rejected at proposal time
@@ -285,10 +305,20 @@ class Scheduler:
                          compile_cache=loop.ws / RUN_DIR / SEED_DIR, fills_compile_cache=human,
                          eval_rate=loop.eval_rate(), wants_test=wants_test,
                          first_answer_limit=None if human else loop.first_answer_limit())
-        result = self.backend.run(exp, slot, on_line=lambda line: self.view.line(line, rec),
-                                  on_progress=lambda p: self.view.progress(p, rec))
-        if result.status == "interrupted" or self.stop.is_set():
-            raise Stopped  # the record stays unfinished: a resume runs it again
+        for lost in range(LOST_RERUNS + 1):
+            result = self.backend.run(exp, slot, on_line=lambda line: self.view.line(line, rec),
+                                      on_progress=lambda p: self.view.progress(p, rec))
+            if result.status == "interrupted" or self.stop.is_set():
+                raise Stopped  # the record stays unfinished: a resume runs it again
+            with self._spent_lock:
+                self._spent[rec.id] = self._spent.get(rec.id, 0.0) + (result.wall_seconds or 0.0)
+            if result.status != "lost":
+                break
+            if lost == LOST_RERUNS:
+                raise RunsLost(f"the backend lost experiment {rec.number}'s run {lost + 1} times in a row (last: "
+                               f"{result.reason}); the experiment stays unfinished")
+            self.view.message(f"experiment {rec.number}: its run was lost ({result.reason}), which says nothing "
+                              f"about the change; running it again ({lost + 1} of {LOST_RERUNS})")
         if result.node:
             self.ledger.update(rec.id, node=result.node)
         return result
@@ -341,16 +371,18 @@ class Scheduler:
 
     def finish(self, rec: ExperimentRecord, result: RunResult, decision: Decision, keep_commit: str | None = None,
                t0: float | None = None, reason: str = "") -> ExperimentRecord:
+        with self._spent_lock:  # every run of it: seed repeats, a re-measured best, a rebase, lost runs
+            run_seconds = self._spent.pop(rec.id, result.wall_seconds or 0.0)
         values: dict = {"outcome": result.status, "evidence": decision.evidence,
                         "val_bpb": result.val_bpb, "test_bpb": result.test_bpb, "memory_gb": result.memory_gb,
                         "reason": reason or result.reason, "error_tail": result.error_tail if not result.ok else "",
-                        "log_path": str(result.log_path or ""), "run_seconds": result.wall_seconds,
+                        "log_path": str(result.log_path or ""), "run_seconds": run_seconds,
                         "training_seconds": result.training_seconds, "eval_seconds": result.eval_seconds,
                         "startup_seconds": result.startup_seconds, "steps": result.steps,
                         "train_tokens": result.train_tokens, "tokens_per_second": result.tokens_per_second,
                         "metrics": {"harness": result.harness, "summary": result.summary}}
         if t0 is not None:
-            values["overhead_seconds"] = max(0.0, time.monotonic() - t0 - (result.wall_seconds or 0.0))
+            values["overhead_seconds"] = max(0.0, time.monotonic() - t0 - run_seconds)
         if decision.status != "keep" and decision.runs:
             values["val_bpb"] = sum(decision.runs) / len(decision.runs)
         rec = self.ledger.finish(rec.id, decision.status, keep_commit=keep_commit, **values)

@@ -1,0 +1,220 @@
+"""The scheduler's rules on a scripted backend (no training: a run's figures follow from its train.py's constants):
+fix attempts made on the best they fix, runs a lost machine took re-run and never charged to the idea, the time
+of every run counted, and no checkout left behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TINY
+from loopkit import ScriptedAgent, assert_consistent
+
+from autoresearch.backends.base import Slot
+from autoresearch import vcs
+from autoresearch.loop.core import Limits, Loop, LoopConfig, View
+from autoresearch.run.result import RunResult
+from autoresearch.settings import Settings
+from autoresearch.workspace import init_workspace, read_constants, set_constants
+
+# Two knobs on lines of their own, far apart, so that changes to each merge cleanly; CRASH makes a run fail.
+SOURCE = """\
+QUALITY = 0.3           # the lower val_bpb, the higher this
+CRASH = 0               # 1: the run crashes
+SEED = 42               # other seeds (the repeats') shift val_bpb a little
+
+
+def model():
+    return "a stand-in: the scripted backend reads the constants"
+
+
+EXTRA = 0.0             # adds to QUALITY
+"""
+RUN_SECONDS = 10.0  # what each scripted run says it took
+
+
+def src(**constants) -> str:
+    return set_constants(SOURCE, constants)
+
+
+class ScriptedBackend:
+    """Runs nothing. val_bpb = 2 - QUALITY - EXTRA, less 0.01 per thousand of SEED (mod 3); CRASH = 1 crashes; the first `lose` runs come back `lost`, as
+    from a Ray node that died; `before(exp)` is called as each run starts (tests wait there for another worker)."""
+
+    name = "scripted"
+
+    def __init__(self, workers: int = 1, lose: int = 0, before=None) -> None:
+        self._slots = [Slot(index=k + 1, device="cpu") for k in range(workers)]
+        self.lose, self.before = lose, before
+        self.runs: list[str] = []  # the sources run, in order
+        self.lock = threading.Lock()
+
+    def slots(self) -> list[Slot]:
+        return list(self._slots)
+
+    def run(self, exp, slot, on_line=None, on_progress=None) -> RunResult:
+        if self.before:
+            self.before(exp)
+        with self.lock:
+            self.runs.append(exp.source)
+            if self.lose > 0:
+                self.lose -= 1
+                return RunResult(status="lost", reason="the Ray task failed (NodeDiedError): node 10.0.0.7 died",
+                                 wall_seconds=RUN_SECONDS)
+        c = read_constants(exp.source)
+        if c.get("CRASH"):
+            return RunResult(status="crash", reason="exit code 1", error_tail="RuntimeError: boom",
+                             wall_seconds=RUN_SECONDS)
+        val = 2.0 - c["QUALITY"] - c["EXTRA"] - 0.01 * ((c["SEED"] // 1000) % 3)
+        return RunResult(status="ok", val_bpb=val, test_bpb=val, wall_seconds=RUN_SECONDS, training_seconds=8.0,
+                         steps=10, train_tokens=10_000, tokens_per_second=1250.0)
+
+    def cancel(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch) -> Path:
+    ws = init_workspace(tmp_path / "ws", Settings(**TINY))
+    (ws / "train.py").write_text(SOURCE)
+    vcs.commit_all(ws, "the scripted stand-in")
+    monkeypatch.chdir(ws)
+    return ws
+
+
+class Told(View):
+    """A view that keeps what the loop says."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+
+def make_loop(ws: Path, agents, backend, max_experiments: int, view: View | None = None, **kw) -> Loop:
+    kw.setdefault("policy", "greedy")
+    loop = Loop(ws, Settings.load(ws / "autoresearch.toml"), agents,
+                LoopConfig(tag="t", limits=Limits(max_experiments=max_experiments), **kw), view=view,
+                backend=backend)
+    loop.start()
+    return loop
+
+
+def wait_for(condition, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def decided(loop: Loop, description: str):
+    return lambda: any(e.description == description for e in loop.ledger.experiments(done_only=True))
+
+
+# -- fix attempts ------------------------------------------------------------------------------------------------
+
+def test_a_fix_is_made_on_the_best_its_change_was_made_on_so_another_workers_keep_stays(ws):
+    """Worker 1's change crashes after worker 2's change was kept. The fix is proposed against the best the change
+    was made on (the baseline), so its diff is its own, and when it wins it goes through the merge path: the branch
+    ends with both changes, never with worker 2's reverted."""
+
+    class Fixer(ScriptedAgent):
+        def propose(self, ctx):
+            if ctx.failure is None:
+                return super().propose(ctx)
+            self.contexts.append(ctx)
+            from autoresearch.agents.base import Proposal
+
+            return Proposal(set_constants(ctx.failure.train_py, {"CRASH": 0}), "sharper, fixed")
+
+    a = Fixer([(src(QUALITY=0.9, CRASH=1), "sharper, crashes")])
+    b = ScriptedAgent([(src(EXTRA=0.4), "extra")])
+    b.can_fix = False
+    loop = None
+
+    def before(exp):  # the crash comes back only once worker 2's change is kept
+        if read_constants(exp.source).get("CRASH"):
+            wait_for(decided(loop, "extra"))
+
+    loop = make_loop(ws, [a, b], ScriptedBackend(workers=2, before=before), max_experiments=3)
+    assert loop.run_until_limit().startswith("reached --max-experiments 3")
+    assert_consistent(ws, "t")
+    fix_ctx = a.contexts[-1]
+    assert fix_ctx.failure is not None
+    assert fix_ctx.train_py == SOURCE  # the best the crashed change was made on, not worker 2's newer best
+    attempts = {(e.number, e.attempt): e for e in loop.journal.experiments("t")}
+    fix = next(e for e in attempts.values() if e.description == "sharper, fixed")
+    crashed = attempts[fix.number, 0]
+    assert fix.started_from == crashed.parent_commit == loop.journal.final_attempts("t")[0].commit_sha
+    assert fix.status == "keep" and "rebased" in fix.evidence  # the merge path ran: the combination was measured
+    best = read_constants(vcs.show(ws, loop.best_commit(), "train.py"))
+    assert (best["QUALITY"], best["EXTRA"]) == (0.9, 0.4)  # both changes: worker 2's keep is not reverted
+    assert "-EXTRA = 0.4" not in fix.diff
+
+
+# -- lost runs ---------------------------------------------------------------------------------------------------
+
+def test_a_lost_run_is_run_again_and_never_charged_to_the_idea(ws):
+    """A machine that went away mid-run is not the change's fault: the run is run again (and said so), the
+    experiment is decided on the run that finished, and no crash reaches the records or the agents."""
+    told = Told()
+    backend = ScriptedBackend()
+    agent = ScriptedAgent([(src(QUALITY=0.5), "sharper"), (src(QUALITY=0.6), "sharper still")])
+    loop = make_loop(ws, agent, backend, max_experiments=3, view=told)
+    loop.one_experiment()  # the baseline
+    backend.lose = 1
+    rec = loop.one_experiment()
+    assert (rec.status, rec.outcome, rec.attempt) == ("keep", "ok", 0), (rec.status, rec.reason)
+    assert backend.runs[-2:] == [src(QUALITY=0.5)] * 2
+    assert any("lost" in m and "running it again" in m for m in told.messages), told.messages
+    assert rec.run_seconds == 2 * RUN_SECONDS  # the lost run's time was spent too
+    loop.one_experiment()
+    assert [h.status for h in agent.contexts[-1].history] == ["keep", "keep"]  # no crash shown to the agent
+
+
+def test_runs_lost_again_and_again_stop_the_run_and_leave_the_experiment_to_resume(ws):
+    from autoresearch.loop import scheduler
+
+    backend = ScriptedBackend()
+    loop = make_loop(ws, ScriptedAgent([(src(QUALITY=0.5), "sharper")]), backend, max_experiments=2)
+    loop.one_experiment()
+    backend.lose = 1 + scheduler.LOST_RERUNS
+    reason = loop.run_until_limit()
+    assert "lost" in reason and "resume" in reason and loop.exit_code == 1, reason
+    assert len(backend.runs) == 1 + 1 + scheduler.LOST_RERUNS  # bounded
+    [pending] = loop.journal.all_unfinished("t")
+    assert pending.description == "sharper" and pending.status is None  # not charged: a resume runs it again
+    assert [e.status for e in loop.journal.final_attempts("t")] == ["keep"]
+
+
+# -- what the records count --------------------------------------------------------------------------------------
+
+def test_every_run_of_an_experiment_counts_as_its_run_time(ws):
+    """The baseline's seed repeats and a marginal winner's confirmation runs are runs too: run_seconds (the TIME
+    card's training) counts them all, not only the first."""
+    from autoresearch.see.facts import ReadOnlyJournal, gather, journal_path
+
+    agent = ScriptedAgent([(src(QUALITY=0.32), "a little sharper")])  # inside the noise: measured twice
+    loop = make_loop(ws, agent, ScriptedBackend(), max_experiments=2, policy="noise", noise_runs=2, confirm_runs=1)
+    loop.run_until_limit()
+    base, change = loop.journal.final_attempts("t")
+    assert base.run_seconds == 3 * RUN_SECONDS  # the baseline and its 2 repeats
+    assert len(change.evidence["runs"]) == 2 and change.run_seconds == 2 * RUN_SECONDS
+    j = ReadOnlyJournal(journal_path(ws))
+    try:
+        summary = gather(j, j.run("t")).summary
+    finally:
+        j.close()
+    assert summary.train_hours * 3600 == pytest.approx(base.run_seconds + change.run_seconds)
+
+
+def test_no_empty_worktree_directory_stays_behind(ws):
+    loop = make_loop(ws, [ScriptedAgent([(src(QUALITY=0.5), "a")]), ScriptedAgent([(src(EXTRA=0.1), "b")])],
+                     ScriptedBackend(workers=2), max_experiments=3)
+    loop.run_until_limit()
+    assert not (ws / ".worktrees").exists()
+    assert_consistent(ws, "t")
