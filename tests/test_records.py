@@ -162,3 +162,68 @@ def test_ctrl_c_then_resume_keeps_the_agent_policy_and_limits(fast_ws, monkeypat
             sessions[-1].options["max_cost"]) == (["anthropic:claude-test"], 2, 9.0)
     j.close()
 
+
+
+def test_the_best_follows_the_chain_of_keeps_not_the_clock(tmp_path):
+    """Each keep is made on the best before it: that chain orders the keeps. A system clock stepped back between
+    two decisions must not move the best (and the branch) backwards."""
+    from autoresearch.see.facts import agent_figures
+    from autoresearch.see.ui import summary_line
+
+    j = Journal(tmp_path / "journal.db")
+    j.create_run("t", "autoresearch/t", "a" * 40, "search", "greedy", {})
+
+    def keep(number: int, parent: str, sha: str, val: float, at: float) -> None:
+        rec = j.add_experiment("t", number, 0, f"change {number}", "x", parent, agent="search" if number > 1
+                               else "baseline")
+        j.update(rec.id, state="done", status="keep", outcome="ok", val_bpb=val, commit_sha=sha, finished_at=at)
+
+    keep(1, "a" * 40, "a" * 40, 1.5, 1000.0)
+    keep(2, "a" * 40, "b" * 40, 1.4, 2000.0)
+    keep(3, "b" * 40, "c" * 40, 1.3, 1400.0)  # decided after #2, once the clock had gone back ten minutes
+    assert j.best("t").number == 3
+    facts = gather(j, j.run("t"))
+    assert (facts.summary.best_number, facts.summary.best) == (3, 1.3)
+    assert [r.number for r in facts.keeps] == [1, 2, 3]
+    assert "1.5000 -> 1.3000" in summary_line(j.final_attempts("t"))
+    [search] = agent_figures(j.experiments("t"))
+    assert search.gain == pytest.approx(0.2)  # each keep's gain on the keep before it in the chain
+    j.close()
+
+
+def test_a_proposal_is_recorded_in_one_transaction(tmp_path):
+    """A kill between two transactions would leave the proposal recorded without what it cost."""
+    j = Journal(tmp_path / "journal.db")
+    j.create_run("t", "autoresearch/t", "a" * 40, "search", "greedy", {})
+    statements: list[str] = []
+    j.db.set_trace_callback(statements.append)
+    rec = j.add_experiment("t", 2, 0, "an idea", "x", "a" * 40, agent="anthropic:m", cost_usd=0.25,
+                           input_tokens=1000, output_tokens=200, diff="-a\n+b\n")
+    j.db.set_trace_callback(None)
+    assert sum(s.strip().upper().startswith("BEGIN") for s in statements) == 1, statements
+    assert (rec.cost_usd, rec.input_tokens, rec.agent, rec.state) == (0.25, 1000, "anthropic:m", "proposed")
+    with pytest.raises(ValueError, match="state"):
+        j.add_experiment("t", 3, 0, "bad", "x", "a" * 40, state="nowhere")
+    j.close()
+
+
+@pytest.mark.parametrize("width", [100, 200])
+def test_status_keeps_its_columns_beside_a_long_reason(tmp_path, width):
+    """One rejected proposal with a long reason: the figures stay readable and the description is cut, at any
+    width (before, every column but the description collapsed to nothing)."""
+    j = Journal(tmp_path / "journal.db")
+    _run_with_rows(j, "t", 2)
+    rec = j.add_experiment("t", 3, 0, "DEPTH=3, MATRIX_LR=0.02", "x", "c" * 40)
+    j.update(rec.id, state="done", status="rejected", outcome="rejected",
+             reason="the static check refused it: " + "an import outside the allowed list; " * 12)
+    out = StringIO()
+    Console(file=out, width=width).print(status_table(j.final_attempts("t"), title="run t"))
+    lines = out.getvalue().splitlines()
+    j.close()
+    assert all(len(line) <= width for line in lines)
+    header = next(line for line in lines if "description" in line)
+    for column in ("#", "commit", "status", "val_bpb", "mem GB", "steps", "tok/s"):
+        assert column in header, out.getvalue()
+    assert any("0000001" in line and "keep" in line and "1.010000" in line for line in lines), out.getvalue()
+    rejected = next(line for line in lines if "DEPTH=3" in line)
+    assert "rejected" in rejected and rejected.rstrip().endswith("…"), out.getvalue()

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from autoresearch.loop.keeps import keep_order
+
 RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
 STATES = ("proposed", "committed", "running", "done")
 STATUSES = ("keep", "discard", "crash", "rejected")  # decisions; results.tsv writes rejected as crash
@@ -251,6 +253,7 @@ class MeasurementRecord:
 
 
 _JSON_FIELDS = {"metrics", "evidence", "settings", "info", "options", "plan", "findings"}
+_EXPERIMENT_COLUMNS = {f.name for f in fields(ExperimentRecord)} - {"id"}
 
 
 class Journal:
@@ -335,21 +338,22 @@ class Journal:
 
     def add_experiment(self, tag: str, number: int, attempt: int, description: str, train_py: str,
                        parent_commit: str, **values: Any) -> ExperimentRecord:
+        """Record a proposal with everything known of it (agent, usage, diff...) in one transaction: a kill
+        cannot leave it recorded without what it cost."""
+        row = {"tag": tag, "number": number, "attempt": attempt, "state": "proposed", "description": description,
+               "train_py": train_py, "parent_commit": parent_commit, "created_at": time.time(), **values}
+        _check(row)
+        unknown = set(row) - _EXPERIMENT_COLUMNS
+        if unknown:
+            raise ValueError(f"no such experiment field(s): {', '.join(sorted(unknown))}")
+        params = [json.dumps(v) if k in _JSON_FIELDS else v for k, v in row.items()]
         with self.transaction() as db:
-            cur = db.execute(
-                "INSERT INTO experiments (tag, number, attempt, state, description, train_py, parent_commit, "
-                "created_at) VALUES (?, ?, ?, 'proposed', ?, ?, ?, ?)",
-                (tag, number, attempt, description, train_py, parent_commit, time.time()))
-            exp_id = cur.lastrowid
-        if values:
-            self.update(exp_id, **values)
-        return self.get(exp_id)
+            cur = db.execute(f"INSERT INTO experiments ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                             params)
+        return self.get(cur.lastrowid)
 
     def update(self, exp_id: int, **values: Any) -> None:
-        if "state" in values and values["state"] not in STATES:
-            raise ValueError(f"bad state {values['state']!r}")
-        if values.get("status") is not None and values["status"] not in STATUSES:
-            raise ValueError(f"bad status {values['status']!r}")
+        _check(values)
         _update(self, "experiments", "id", exp_id, values)
 
     def get(self, exp_id: int) -> ExperimentRecord:
@@ -390,11 +394,9 @@ class Journal:
         return row is not None
 
     def best(self, tag: str) -> ExperimentRecord | None:
-        """The kept experiment with the lowest val_bpb (the branch's tip)."""
-        kept = [e for e in self.final_attempts(tag) if e.status == "keep"]
-        # Each keep beats the one before it. With workers side by side, a later number can be kept first: the
-        # best is the last decided.
-        return max(kept, key=lambda e: (e.finished_at or 0.0, e.number)) if kept else None
+        """The last keep decided (the branch's tip): each keep beats the one before it."""
+        kept = keep_order(self.final_attempts(tag))
+        return kept[-1] if kept else None
 
     def add_charge(self, tag: str, number: int, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
         with self.transaction() as db:
@@ -468,6 +470,13 @@ def read_results_tsv(path: Path) -> list[dict[str, str]]:
         raise ValueError(f"{path} does not start with the header {RESULTS_HEADER!r}")
     keys = RESULTS_HEADER.split("\t")
     return [dict(zip(keys, line.split("\t"))) for line in rows[1:] if line]
+
+
+def _check(values: dict[str, Any]) -> None:
+    if "state" in values and values["state"] not in STATES:
+        raise ValueError(f"bad state {values['state']!r}")
+    if values.get("status") is not None and values["status"] not in STATUSES:
+        raise ValueError(f"bad status {values['status']!r}")
 
 
 def _update(journal: Journal, table: str, key: str, value: Any, values: dict[str, Any]) -> None:

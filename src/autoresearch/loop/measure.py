@@ -20,6 +20,7 @@ from pathlib import Path
 from autoresearch.backends.base import Backend, Slot, join_workers
 from autoresearch.loop.decider import with_seed
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
+from autoresearch.loop.keeps import keep_order
 from autoresearch.loop.liveness import as_seen
 from autoresearch.loop.options import DEFAULTS
 from autoresearch.run.compile_cache import SEED_DIR
@@ -152,8 +153,7 @@ class Subject:
 
     def keeps(self) -> list[ExperimentRecord]:
         """The changes kept after the baseline, in the order they were decided (each beat the best before it)."""
-        kept = [e for e in self.journal.final_attempts(self.run.tag) if e.status == "keep" and e.number > 1]
-        return sorted(kept, key=lambda e: (e.finished_at or 0.0, e.number))
+        return [e for e in keep_order(self.journal.final_attempts(self.run.tag)) if e.number > 1]
 
     def source_at(self, commit: str) -> str:
         """train.py as it was at a commit of the run: from the journal (no git needed), else from git."""

@@ -110,7 +110,7 @@ def _best(facts: Facts) -> dict | None:
     keeps = facts.keeps
     if not keeps:
         return None
-    last = max(keeps, key=lambda r: (r.finished_at or 0.0, r.number))  # workers may keep a later number first
+    last = keeps[-1]  # the last decided: workers may keep a later number first
     best, first = facts.record(last), facts.record(keeps[0])
     return {"number": best.number, "attempt": best.attempt, "commit": (best.commit_sha or best.parent_commit)[:7],
             "val_bpb": best.val_bpb, "test_bpb": best.test_bpb, "description": best.description, "diff": best.diff,

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord, SessionRecord
+from autoresearch.loop.keeps import keep_order
 from autoresearch.loop.liveness import as_seen  # noqa: F401  (re-exported: what the commands import)
 from autoresearch.run.result import parse_progress
 from autoresearch.see.studies import Ablation, Transfer, read_studies
@@ -155,8 +156,8 @@ class Facts:
     @property
     def keeps(self) -> list[Row]:
         """In the order they were decided: each beat the one before (workers may keep a later number first)."""
-        return sorted((r for r in self.rows if r.final and r.status == "keep"),
-                      key=lambda r: (r.finished_at or 0.0, r.number))
+        rows = {(r.number, r.attempt): r for r in self.rows if r.final and r.status == "keep"}
+        return [rows[e.number, e.attempt] for e in keep_order(finals(self.records)) if (e.number, e.attempt) in rows]
 
     def record(self, row: Row) -> ExperimentRecord:
         return next(e for e in self.records if e.number == row.number and e.attempt == row.attempt)
@@ -188,8 +189,9 @@ def gather(journal: Journal, run: RunRecord, cache: Path | None = None, now: flo
     std, n = noise_floor(run.info)
     rows = _rows(records, std, live=run.state == "running")
     ablation, transfers = read_studies(journal, run.tag)
-    return Facts(run=run, summary=_summary(journal, run, rows, (std, n), cache, now, sessions), rows=rows,
-                 records=records, busy=busy(records, run, now), agents=agent_figures(records), ablation=ablation,
+    kept = keep_order(finals(records))
+    return Facts(run=run, summary=_summary(journal, run, rows, (std, n), cache, now, sessions,
+                                           kept[-1].number if kept else None), rows=rows, records=records, busy=busy(records, run, now), agents=agent_figures(records), ablation=ablation,
                  transfers=transfers)
 
 
@@ -224,20 +226,16 @@ def _last_progress(log: Path, tail: int = 8192):
 def agent_figures(records: list[ExperimentRecord]) -> list[AgentFigures]:
     """Keep rate, val_bpb gained per hour and cost per kept improvement, per agent. A keep's gain is what it took
     off the best of the moment (keeps in the order they were decided)."""
-    finals: dict[int, ExperimentRecord] = {}
-    for e in records:
-        if e.state == "done" and e.status is not None:
-            finals[e.number] = e
+    last = {e.number: e for e in finals(records)}
     gains: dict[int, float] = {}
     best = None
-    for e in sorted((e for e in finals.values() if e.status == "keep" and e.val_bpb is not None),
-                    key=lambda e: (e.finished_at or 0.0, e.number)):
+    for e in (e for e in keep_order(last.values()) if e.val_bpb is not None):
         if best is not None and e.number > 1:
             gains[e.number] = best - e.val_bpb
         best = e.val_bpb
     out = []
     for agent in dict.fromkeys(e.agent for e in records if e.agent and e.agent != "baseline"):
-        ideas = [e for e in finals.values() if e.agent == agent and e.number > 1]
+        ideas = [e for e in last.values() if e.agent == agent and e.number > 1]
         mine = [e for e in records if e.agent == agent]
         kept = sum(e.status == "keep" for e in ideas)
         gain = sum(gains.get(e.number, 0.0) for e in ideas if e.status == "keep")
@@ -248,6 +246,15 @@ def agent_figures(records: list[ExperimentRecord]) -> list[AgentFigures]:
                                 gain_per_hour=gain / hours if hours > 0 else None, cost=cost,
                                 cost_per_keep=cost / kept if kept else None))
     return out
+
+
+def finals(records: list[ExperimentRecord]) -> list[ExperimentRecord]:
+    """The attempt that decided each idea (its last finished one), by number: what results.tsv lists."""
+    last: dict[int, ExperimentRecord] = {}
+    for e in records:
+        if e.state == "done" and e.status is not None:
+            last[e.number] = e
+    return [last[n] for n in sorted(last)]
 
 
 def active_seconds(run: RunRecord, sessions: list[SessionRecord], finished: list[float],
@@ -377,12 +384,14 @@ def _rows(records: list[ExperimentRecord], noise_std: float | None, live: bool =
 
 
 def _summary(journal: Journal, run: RunRecord, rows: list[Row], noise: tuple[float | None, int | None],
-             cache: Path | None, now: float | None, sessions: list[SessionRecord]) -> Summary:
-    finals = [r for r in rows if r.final and r.status]
-    keeps = [r for r in finals if r.status == "keep" and r.val_bpb is not None]
+             cache: Path | None, now: float | None, sessions: list[SessionRecord],
+             best_number: int | None) -> Summary:
+    done = [r for r in rows if r.final and r.status]
+    keeps = [r for r in done if r.status == "keep" and r.val_bpb is not None]
     # The best is the keep decided last (workers side by side can keep a later number first).
-    base, best = (keeps[0], max(keeps, key=lambda r: (r.finished_at or 0.0, r.number))) if keeps else (None, None)
-    ideas = [r for r in finals if r.number > 1]
+    best = next((r for r in keeps if r.number == best_number), None)
+    base = keeps[0] if best is not None else None
+    ideas = [r for r in done if r.number > 1]
 
     def count(status: str) -> int:
         return sum(r.status == status for r in ideas)
@@ -399,10 +408,10 @@ def _summary(journal: Journal, run: RunRecord, rows: list[Row], noise: tuple[flo
         best_number=best.number if best else None, gain=gain,
         gain_pct=gain / base.val_bpb * 100 if base and gain is not None and base.val_bpb else None,
         baseline_test=base.test_bpb if base else None, best_test=best.test_bpb if best else None,
-        experiments=len(finals), attempts=sum(1 for r in rows if r.status), kept=max(0, len(keeps) - 1),
+        experiments=len(done), attempts=sum(1 for r in rows if r.status), kept=max(0, len(keeps) - 1),
         discarded=count("discard"), crashed=count("crash"), rejected=count("rejected"),
         keep_rate=rate("keep"), crash_rate=rate("crash"), reject_rate=rate("rejected"),
-        wall_hours=wall_hours, per_hour=len(finals) / wall_hours if wall_hours > 0 and finals else None,
+        wall_hours=wall_hours, per_hour=len(done) / wall_hours if wall_hours > 0 and done else None,
         train_hours=sum(r.run_seconds or 0 for r in rows) / 3600,
         agent_hours=sum(r.agent_seconds or 0 for r in rows) / 3600,
         cost=float(totals["cost"]), input_tokens=int(totals["input_tokens"]), output_tokens=int(totals["output_tokens"]),

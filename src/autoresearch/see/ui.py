@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
 
+from autoresearch.loop.keeps import keep_order
 from autoresearch.see.facts import load_note
 
 if TYPE_CHECKING:  # the supervisor imports the harness, hence torch: seconds that `status` must not spend
@@ -86,11 +87,14 @@ def status_table(records, title: str | None = None, limit: int | None = None):
 
     table = Table(title=Text(title) if title else None, title_justify="left", show_edge=False, pad_edge=False,
                   header_style="bold")
+    # The figures never wrap. The description column may shrink (rich shrinks only wrappable columns before it
+    # squeezes every column alike), while its cells stay one line cut with an ellipsis: a long reason takes the
+    # room that is left, never the other columns'.
     for col, kw in (("#", {"justify": "right"}), ("commit", {}), ("status", {}), ("val_bpb", {"justify": "right"}),
                     ("Δ best", {"justify": "right"}), ("margin", {"justify": "right"}),
-                    ("mem GB", {"justify": "right"}), ("steps", {"justify": "right"}), ("tok/s", {"justify": "right"}),
-                    ("description", {"no_wrap": True, "overflow": "ellipsis"})):
-        table.add_column(col, **kw)
+                    ("mem GB", {"justify": "right"}), ("steps", {"justify": "right"}), ("tok/s", {"justify": "right"})):
+        table.add_column(col, no_wrap=True, **kw)
+    table.add_column("description", min_width=12)
     best: float | None = None
     rows = []
     for r in records:
@@ -109,8 +113,8 @@ def status_table(records, title: str | None = None, limit: int | None = None):
                      STATUS_STYLE.get(r.status or "", "")))
         if r.status == "keep":
             best = r.val_bpb
-    for *cells, style in rows[-limit:] if limit else rows:  # Text: "[timeout: ...]" is a reason, not rich markup
-        table.add_row(*(Text(c) for c in cells), style=style)
+    for *cells, note, style in rows[-limit:] if limit else rows:  # Text: "[timeout: ...]" is not rich markup
+        table.add_row(*(Text(c) for c in cells), Text(note, no_wrap=True, overflow="ellipsis"), style=style)
     return table
 
 
@@ -125,7 +129,7 @@ def summary_line(records, totals: dict | None = None, run=None, sessions=None) -
     kept = [r for r in done if r.status == "keep"]
     if not kept:
         return f"{len(done)} experiments, nothing kept yet"
-    base, best = kept[0], max(kept, key=lambda r: (r.finished_at or 0.0, r.number))  # the last decided
+    base, best = kept[0], keep_order(kept)[-1]  # the last decided
     line = (f"val_bpb {base.val_bpb:.4f} -> {best.val_bpb:.4f} ({best.val_bpb - base.val_bpb:+.4f}, "
             f"{(best.val_bpb - base.val_bpb) / base.val_bpb * 100:+.2f}%)")
     if base.test_bpb is not None and best.test_bpb is not None:
@@ -257,7 +261,7 @@ class LoopView:
 
         records = self.journal.final_attempts(self.tag)
         kept = [r for r in records if r.status == "keep"]
-        best = max(kept, key=lambda r: (r.finished_at or 0.0, r.number)).val_bpb if kept else None
+        best = keep_order(kept)[-1].val_bpb if kept else None
         elapsed = time.monotonic() - self.started
         head = Text(f"run {self.tag} | agent {self.agent} | {len(records)} experiments | best val_bpb {_fmt(best)}"
                     f" | {elapsed / 60:.1f} min", style="bold")
