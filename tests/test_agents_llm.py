@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from dataclasses import fields
 
@@ -12,7 +13,7 @@ from hubserver import closed_port_url
 
 from autoresearch.agents import pricing
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry
-from autoresearch.agents.llm import Backoff, is_local_url, make_llm_agent
+from autoresearch.agents.llm import is_local_url, make_llm_agent
 from autoresearch.agents.prompt import ReplyError, base_source, build_prompt, format_history, parse_reply
 
 SOURCE = """\
@@ -86,25 +87,17 @@ def no_provider_env(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
-class Sleeps(list):
-    """Records backoff waits instead of waiting."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
 @pytest.fixture(params=["anthropic", "openai"])
 def provider(request) -> str:
     return request.param
 
 
-def agent_for(provider: str, server: FakeLLM, sleeps: Sleeps | None = None, **kw):
+def agent_for(provider: str, server: FakeLLM, **kw):
     spec = "anthropic:claude-test" if provider == "anthropic" else "openai:gpt-test"
     url = server.url if provider == "anthropic" else server.url + "/v1"  # the OpenAI SDK wants the /v1 prefix
     kw.setdefault("prices", PRICES)
     kw.setdefault("timeout", 5.0)
-    return make_llm_agent(spec, base_url=url, backoff=Backoff(base=0.01, sleep=sleeps if sleeps is not None
-                                                                else Sleeps()), **kw)
+    return make_llm_agent(spec, base_url=url, **kw)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -192,21 +185,21 @@ def test_inline_reasoning_is_ignored(fake_llm):
     assert p.train_py == NEW_SOURCE and "<think>" not in p.rationale
 
 
-def test_rate_limit_then_success(provider, fake_llm):
-    sleeps = Sleeps()
-    fake_llm.push(Status(429, retry_after=7), Reply(FULL_REPLY, 1000, 200))
-    p = agent_for(provider, fake_llm, sleeps).propose(make_ctx())
-    assert p.train_py == NEW_SOURCE
-    assert len(sleeps) == 1 and sleeps[0] >= 7  # Retry-After honoured (the injected sleep does not wait)
+def test_rate_limit_then_success(provider, fake_llm, caplog):
+    """The SDK's own retry: it waits what Retry-After says, then asks again."""
+    caplog.set_level(logging.INFO, logger=provider)
+    fake_llm.push(Status(429, retry_after=0.2), Reply(FULL_REPLY, 1000, 200))
+    p = agent_for(provider, fake_llm).propose(make_ctx())
+    assert p.train_py == NEW_SOURCE and len(fake_llm.requests) == 2
+    assert re.search(r"Retrying request .*in 0\.2\d* seconds", caplog.text), caplog.text  # Retry-After honoured
     assert p.usage.input_tokens == 1000  # the refused request cost nothing
 
 
 @pytest.mark.parametrize("code", [500, 529])
 def test_server_error_then_success(provider, fake_llm, code):
-    sleeps = Sleeps()
     fake_llm.push(Status(code), Reply(FULL_REPLY))
-    assert agent_for(provider, fake_llm, sleeps).propose(make_ctx()).train_py == NEW_SOURCE
-    assert len(sleeps) == 1 and len(fake_llm.requests) == 2
+    assert agent_for(provider, fake_llm).propose(make_ctx()).train_py == NEW_SOURCE
+    assert len(fake_llm.requests) == 2
 
 
 def test_timeout_then_success(provider, fake_llm):
@@ -215,23 +208,23 @@ def test_timeout_then_success(provider, fake_llm):
     assert p.train_py == NEW_SOURCE and len(fake_llm.requests) == 2
 
 
-def test_retry_budget_exhausted_is_not_fatal(provider, fake_llm):
-    sleeps = Sleeps()
+def test_retry_budget_exhausted_is_transient(provider, fake_llm):
+    """Past the SDK's retries an outage is a transient error: the loop waits it out and goes on."""
     fake_llm.push(*[Status(503)] * 3)
     with pytest.raises(AgentError) as err:
-        agent_for(provider, fake_llm, sleeps, max_retries=2).propose(make_ctx())
-    assert not err.value.fatal and "HTTP 503" in str(err.value) and "after 3 attempts" in str(err.value)
-    assert len(fake_llm.requests) == 3 and len(sleeps) == 2
-    assert sleeps[1] >= sleeps[0]  # grows (the jitter stays within each doubling)
+        agent_for(provider, fake_llm, max_retries=2).propose(make_ctx())
+    assert not err.value.fatal and err.value.transient
+    assert "HTTP 503" in str(err.value) and "after 3 attempts" in str(err.value)
+    assert len(fake_llm.requests) == 3
 
 
 def test_unreachable_server_is_not_fatal(provider):
     url = closed_port_url()
     agent = make_llm_agent(f"{provider}:m", base_url=url if provider == "anthropic" else url + "/v1",
-                           max_retries=1, backoff=Backoff(base=0.01, sleep=Sleeps()))
+                           max_retries=1)
     with pytest.raises(AgentError, match="cannot connect") as err:
         agent.propose(make_ctx())
-    assert not err.value.fatal
+    assert not err.value.fatal and err.value.transient
 
 
 @pytest.mark.parametrize("code, words", [(401, "credentials"), (403, "credentials"), (404, "not found")])
@@ -248,7 +241,7 @@ def test_bad_request_fails_without_retry(provider, fake_llm):
     fake_llm.push(Status(400, message="prompt is too long"))
     with pytest.raises(AgentError, match="prompt is too long") as err:
         agent_for(provider, fake_llm).propose(make_ctx())
-    assert not err.value.fatal and len(fake_llm.requests) == 1
+    assert not err.value.fatal and not err.value.transient and len(fake_llm.requests) == 1
 
 
 def test_options_are_sent(provider, fake_llm):
@@ -263,7 +256,7 @@ def test_base_url_from_environment(provider, fake_llm, monkeypatch):
     env = "ANTHROPIC_BASE_URL" if provider == "anthropic" else "OPENAI_BASE_URL"
     monkeypatch.setenv(env, fake_llm.url if provider == "anthropic" else fake_llm.url + "/v1")
     fake_llm.push(Reply(FULL_REPLY))
-    agent = make_llm_agent(f"{provider}:local-model", backoff=Backoff(sleep=Sleeps()))
+    agent = make_llm_agent(f"{provider}:local-model")
     p = agent.propose(make_ctx())
     assert p.train_py == NEW_SOURCE
     assert p.usage.cost_usd == 0.0  # a local server costs nothing, and no price warning is due
@@ -279,7 +272,7 @@ def test_missing_sdk_is_fatal_with_install_hint(provider, monkeypatch):
 def test_missing_key_is_fatal_when_the_agent_is_made(provider):
     """Not at the first request: that comes after the baseline, minutes (or, on a GPU, 20 of them) later."""
     with pytest.raises(AgentError) as err:  # a remote URL that is never contacted: the key is missing first
-        make_llm_agent(f"{provider}:m", base_url="https://llm.invalid/v1", backoff=Backoff(sleep=Sleeps()))
+        make_llm_agent(f"{provider}:m", base_url="https://llm.invalid/v1")
     assert err.value.fatal
     assert ("ANTHROPIC_API_KEY" if provider == "anthropic" else "OPENAI_API_KEY") in str(err.value)
 
@@ -433,7 +426,7 @@ def test_parse_description_fallbacks():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Pricing and backoff
+# Pricing
 
 
 def test_prices_come_from_genai_prices():
@@ -489,7 +482,7 @@ def test_cost_with_builtin_price_on_a_remote_url(fake_llm, monkeypatch):
     monkeypatch.setattr("autoresearch.agents.llm.is_local_url", lambda url: False)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
     fake_llm.push(Reply(FULL_REPLY, input_tokens=10_000, output_tokens=2_000))
-    agent = make_llm_agent("anthropic:claude-sonnet-5-5", base_url=fake_llm.url, backoff=Backoff(sleep=Sleeps()))
+    agent = make_llm_agent("anthropic:claude-sonnet-5-5", base_url=fake_llm.url)
     assert agent.propose(make_ctx()).usage.cost_usd == pytest.approx((10_000 * 2 + 2_000 * 10) / 1e6)
     headers = fake_llm.requests[0].headers  # SDK 2.x sends the key as a bearer token, older ones as x-api-key
     assert "sk-test" in headers.get("x-api-key", "") + headers.get("authorization", "")
@@ -501,14 +494,3 @@ def test_is_local_url():
         assert is_local_url(url), url
     for url in (None, "", "https://api.openai.com/v1", "https://api.anthropic.com", "https://8.8.8.8/v1"):
         assert not is_local_url(url), url
-
-
-def test_backoff_grows_is_capped_and_honours_retry_after():
-    import random
-
-    b = Backoff(base=2.0, cap=30.0, rng=random.Random(0))
-    for attempt in range(8):
-        ceiling = min(30.0, 2.0 * 2**attempt)
-        assert ceiling / 2 <= b.delay(attempt) <= ceiling
-    assert b.delay(0, retry_after=12.0) >= 12.0
-    assert b.delay(0, retry_after=1000.0) == 30.0

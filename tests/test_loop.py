@@ -176,6 +176,75 @@ def test_non_fatal_agent_errors_are_waited_out(fast_ws, monkeypatch):
     assert_consistent(fast_ws, "t")
 
 
+@pytest.mark.timeout(120)
+def test_agent_errors_reach_the_view_set_after_the_loop_was_made(fast_ws):
+    """The `run` command makes the loop, then puts its live view in: what the proposer says must reach that one."""
+    from autoresearch.agents.base import AgentError
+    from autoresearch.loop.core import View
+
+    class Told(View):
+        def __init__(self):
+            self.messages = []
+
+        def message(self, text):
+            self.messages.append(text)
+
+    class Flaky(ScriptedAgent):
+        calls = 0
+
+        def propose(self, ctx):
+            self.calls += 1
+            if self.calls == 1:
+                raise AgentError("my-agent: the service said no")
+            return super().propose(ctx)
+
+    loop = make_loop(fast_ws, Flaky([(fast_source(QUALITY=0.5), "after a refusal")]), max_experiments=2)
+    told = Told()
+    loop.view = told
+    loop.sleep = lambda seconds: None
+    loop.run_until_limit()
+    assert any("my-agent: the service said no" in m for m in told.messages), told.messages
+
+
+@pytest.mark.timeout(120)
+def test_the_same_agent_error_again_and_again_stops_the_run_with_its_message(fast_ws):
+    """An error that repeats word for word (a 400 "prompt too long", a command that exits 3) will not pass by
+    waiting: after AGENT_SAME_ERRORS in a row the run stops and says why. An outage (transient) is waited out."""
+    from autoresearch.agents.base import AgentError
+    from autoresearch.loop import proposer
+
+    class Stuck(ScriptedAgent):
+        calls = 0
+
+        def propose(self, ctx):
+            self.calls += 1
+            raise AgentError("HTTP 400: prompt is too long")
+
+    agent = Stuck([])
+    loop = make_loop(fast_ws, agent, max_experiments=3)
+    loop.sleep = lambda seconds: None
+    reason = loop.run_until_limit()
+    assert agent.calls == proposer.AGENT_SAME_ERRORS
+    assert "prompt is too long" in reason and f"{proposer.AGENT_SAME_ERRORS} times in a row" in reason, reason
+    assert loop.exit_code == 1
+    assert_consistent(fast_ws, "t")
+
+    class Outage(ScriptedAgent):
+        calls = 0
+
+        def propose(self, ctx):
+            self.calls += 1
+            if self.calls <= 2 * proposer.AGENT_SAME_ERRORS:
+                raise AgentError("HTTP 529 (overloaded) (after 7 attempts)", transient=True)
+            return super().propose(ctx)
+
+    outage = Outage([(fast_source(QUALITY=0.5), "after the outage")])
+    loop = make_loop(fast_ws, outage, tag="t2", max_experiments=2)
+    loop.sleep = lambda seconds: None
+    assert loop.run_until_limit().startswith("reached --max-experiments")
+    assert [e.description for e in loop.journal.final_attempts("t2")] == ["baseline", "after the outage"]
+
+
 def test_fatal_agent_error_stops_cleanly(fast_ws):
     from autoresearch.agents.base import AgentError
 

@@ -77,6 +77,40 @@ def test_command_agent_through_the_cli(ws, tmp_path):
     assert [x["description"] for x in rows] == ["baseline", "quality up, round 2", "quality up, round 3"]
 
 
+@pytest.mark.timeout(300)
+def test_a_failing_command_agent_is_shown_and_stops_the_run(ws, tmp_path, monkeypatch):
+    """A cmd: agent that exits 3 with a message: every failure is printed as it happens, and the same failure
+    again and again stops the run with it (before: nothing was printed, and the loop waited forever)."""
+    from autoresearch.loop import proposer
+
+    monkeypatch.setattr(proposer, "AGENT_BACKOFF", (0.01,))
+    stub = tmp_path / "agent.py"
+    stub.write_text("import sys\nprint('my-agent: no credentials for the service', file=sys.stderr)\nsys.exit(3)\n")
+    r = run_cli("--agent", f"cmd:{sys.executable} {stub}", "--max-experiments", "3")
+    assert r.exit_code == 1, r.output
+    assert r.output.count("exited with code 3") >= proposer.AGENT_SAME_ERRORS, r.output
+    assert "my-agent: no credentials for the service" in r.output
+    assert f"stopped: agent error: " in r.output and "times in a row" in r.output, r.output
+    assert_consistent(ws, "t")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_request_the_api_refuses_each_time_stops_the_run(ws, fake_llm, provider, monkeypatch):  # noqa: F811
+    from autoresearch.loop import proposer
+
+    monkeypatch.setattr(proposer, "AGENT_BACKOFF", (0.01,))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    fake_llm.push(*[Status(400, message="prompt is too long: 250000 tokens > 200000 maximum")] * 5)
+    base = fake_llm.url + ("/v1" if provider == "openai" else "")
+    r = run_cli("--agent", f"{provider}:test-model", "--base-url", base, "--max-experiments", "3")
+    assert r.exit_code == 1, r.output
+    assert len(fake_llm.requests) == proposer.AGENT_SAME_ERRORS  # a 400 is not retried: it would fail again
+    assert "stopped: agent error:" in r.output and "prompt is too long" in r.output.split("stopped:")[1]
+    assert_consistent(ws, "t")
+
+
 def test_missing_command_agent_refuses_to_start(ws):
     r = CliRunner().invoke(cli, ["run", "--agent", "cmd:/nonexistent/agent --flag"])
     assert r.exit_code == 1 and "/nonexistent/agent" in r.output

@@ -14,12 +14,16 @@ from typing import Protocol, runtime_checkable
 class AgentError(Exception):
     """The agent could not produce a proposal. `fatal` means retrying will not help (missing command, bad key).
 
+    `transient` means it passes by itself (a provider's outage or rate limit, a timeout): the loop waits it out
+    however often it comes. Any other error that repeats word for word stops the run after a few rounds.
     `usage` is what the failed attempt still cost (tokens of replies that could not be used), for the journal.
     """
 
-    def __init__(self, message: str, fatal: bool = False, usage: Usage | None = None) -> None:
+    def __init__(self, message: str, fatal: bool = False, usage: Usage | None = None,
+                 transient: bool = False) -> None:
         super().__init__(message)
         self.fatal = fatal
+        self.transient = transient
         self.usage = usage if usage is not None else Usage()
 
 

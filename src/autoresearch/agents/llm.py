@@ -3,27 +3,27 @@
 `openai:` speaks Chat Completions, so with `base_url` it also reaches any OpenAI-compatible server (Ollama, vLLM,
 llama.cpp, LM Studio). Both SDKs are optional extras, imported only when such an agent is made.
 
-The retry policy is ours, not the SDK's (its max_retries is 0), so it is visible and testable:
-- transient failures (429, 408, 409, 5xx, connection errors, timeouts) are retried with exponential backoff and
-  jitter, honouring Retry-After; past the budget the agent raises a non-fatal AgentError so the loop can wait and
-  go on: the loop never dies of a provider error;
-- a refused key (401/403) or an unknown model (404) is fatal, with a message saying what to fix;
+Retries are the SDKs' own (max_retries on the client): they retry what passes by itself (429, 408, 409, 5xx,
+connection errors, timeouts) with exponential backoff and jitter, honouring Retry-After and x-should-retry. What
+is left is sorted by the SDKs' error classes:
+- still failing after those retries: a transient AgentError, which the loop waits out however often it comes (the
+  loop never dies of an outage);
+- a refused key (401/403) or an unknown model (404): fatal, with a message saying what to fix;
+- any other refusal (400 "prompt is too long", 422...): a plain AgentError, never retried here; the loop stops
+  when the same one comes back a few times in a row (loop/proposer.py);
 - a reply that cannot be parsed gets exactly one corrective turn carrying the parse error.
 """
 
 from __future__ import annotations
 
-import email.utils
 import importlib
 import importlib.util
 import ipaddress
 import logging
 import os
-import random
 import re
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlparse
@@ -43,27 +43,10 @@ log = logging.getLogger(__name__)
 
 LOCAL_API_KEY = "not-needed"  # local servers ignore the key, but the SDKs insist on one
 ANTHROPIC_MAX_TOKENS = 32_000  # Anthropic requires a cap; a full train.py is ~8k tokens, thinking needs headroom
-RETRYABLE_STATUS = {408, 409, 429}  # plus every 5xx (Anthropic's 529 "overloaded" included)
+DEFAULT_RETRIES = 6  # the SDK's retries of a transient failure (its own default is 2): about 20 s of backoff
 # Local reasoning models (DeepSeek-R1, Qwen3 on Ollama or vLLM) often put their reasoning inline; its code snippets
 # must not be mistaken for the answer.
 _THINKING = re.compile(r"^\s*<think>.*?</think>", re.DOTALL)
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter. `sleep` and `rng` are injectable so tests do not wait."""
-
-    base: float = 2.0  # seconds before the first retry (about; jitter spreads it over [base/2, base])
-    cap: float = 120.0  # no single wait is longer, Retry-After included
-    sleep: Callable[[float], None] = time.sleep
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        ceiling = min(self.cap, self.base * 2.0**attempt)
-        wait = ceiling / 2 + self.rng.uniform(0, ceiling / 2)  # never zero, and clients that failed together part
-        if retry_after is not None:  # the server knows best when it will take us again
-            wait = max(wait, min(retry_after, self.cap))
-        return wait
 
 
 @dataclass
@@ -83,9 +66,9 @@ class LLMAgent:
     base_url_env = ""
     default_endpoint = ""
 
-    def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 600, max_retries: int = 6,
-                 prices: Mapping[str, Price] | None = None, temperature: float | None = None,
-                 max_tokens: int | None = None, backoff: Backoff | None = None) -> None:
+    def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 600,
+                 max_retries: int = DEFAULT_RETRIES, prices: Mapping[str, Price] | None = None,
+                 temperature: float | None = None, max_tokens: int | None = None) -> None:
         _require_package(self.provider)  # first: a missing package is the error to report
         self.name = f"{self.provider}:{model}"
         self.model = model
@@ -101,7 +84,6 @@ class LLMAgent:
         self.max_retries = max(0, max_retries)
         self.temperature = temperature  # None: the model's default (some recent models refuse any other value)
         self.max_tokens = max_tokens
-        self.backoff = backoff or Backoff()
         self.pricer = Pricer(model, self.provider, prices, local=self.local)  # warns now, at start-up, if unknown
         self.client = self._make_client()
 
@@ -136,51 +118,44 @@ class LLMAgent:
         raise AssertionError("unreachable")
 
     def _call(self, messages: list[dict[str, str]], usage: Usage) -> Completion:
-        """One completion, retrying transient failures; adds what every answered request cost to `usage`."""
-        for attempt in range(self.max_retries + 1):
-            try:
-                reply = self._complete(messages)
-            except Exception as exc:  # noqa: BLE001 - sorted below; anything unrecognised is re-raised
-                verdict, retry_after, message = self._classify(exc)
-                if verdict == "fatal":
-                    raise AgentError(message, fatal=True, usage=usage) from exc
-                if verdict == "fail" or attempt == self.max_retries:
-                    tries = f" (after {attempt + 1} attempts)" if verdict == "retry" else ""
-                    raise AgentError(f"{message}{tries}", usage=usage) from exc
-                wait = self.backoff.delay(attempt, retry_after)
-                log.warning("%s; retry %d of %d in %.1f s", message, attempt + 1, self.max_retries, wait)
-                self.backoff.sleep(wait)
-                continue
-            usage.input_tokens += reply.input_tokens
-            usage.output_tokens += reply.output_tokens
-            usage.cost_usd += self.pricer.cost(reply.input_tokens, reply.output_tokens)
-            return reply
-        raise AssertionError("unreachable")
+        """One completion (the SDK retries transient failures); adds what an answered request cost to `usage`."""
+        try:
+            reply = self._complete(messages)
+        except Exception as exc:  # noqa: BLE001 - sorted below; anything unrecognised is re-raised
+            verdict, message = self._classify(exc)
+            raise AgentError(message, fatal=verdict == "fatal", transient=verdict == "transient",
+                             usage=usage) from exc
+        usage.input_tokens += reply.input_tokens
+        usage.output_tokens += reply.output_tokens
+        usage.cost_usd += self.pricer.cost(reply.input_tokens, reply.output_tokens)
+        return reply
 
-    def _classify(self, exc: Exception) -> tuple[str, float | None, str]:
-        """("retry" | "fail" | "fatal", Retry-After seconds, message). Both SDKs share these exception names."""
+    def _classify(self, exc: Exception) -> tuple[str, str]:
+        """("transient" | "fail" | "fatal", message), by the SDK's error classes (both SDKs share the names)."""
         sdk, who = self.sdk, f"{self.name} at {self.endpoint}"
+        response = getattr(exc, "response", None)
+        retried = response is None or getattr(response, "headers", {}).get("x-should-retry") != "false"
+        tries = f" (after {self.max_retries + 1} attempts)" if retried and self.max_retries else ""
         if isinstance(exc, sdk.APITimeoutError):
-            return "retry", None, f"{who}: no answer within {self.timeout:g} s"
+            return "transient", f"{who}: no answer within {self.timeout:g} s{tries}"
         if isinstance(exc, sdk.APIConnectionError):
-            return "retry", None, f"{who}: cannot connect ({exc.__cause__ or exc})"
-        if isinstance(exc, sdk.APIStatusError):
-            status, detail = exc.status_code, _detail(exc)
-            if status in (401, 403):
-                return "fatal", None, (f"{who} refused the credentials (HTTP {status}: {detail}). Set {self.key_env} "
-                                       "to a valid key with access to this model.")
-            if status == 404:
-                return "fatal", None, (f"{who}: model {self.model!r} or the API path was not found (HTTP 404: "
-                                       f"{detail}). Check the model name (a local server may need it pulled first, "
-                                       "e.g. `ollama pull MODEL`) and --base-url (OpenAI-compatible servers usually "
-                                       "end in /v1).")
-            if status in RETRYABLE_STATUS or status >= 500:
-                return "retry", _retry_after(exc), f"{who}: HTTP {status} ({detail})"
-            return "fail", None, f"{who}: request rejected (HTTP {status}: {detail})"
+            return "transient", f"{who}: cannot connect ({exc.__cause__ or exc}){tries}"
+        if isinstance(exc, (sdk.AuthenticationError, sdk.PermissionDeniedError)):
+            return "fatal", (f"{who} refused the credentials (HTTP {exc.status_code}: {_detail(exc)}). Set "
+                             f"{self.key_env} to a valid key with access to this model.")
+        if isinstance(exc, sdk.NotFoundError):
+            return "fatal", (f"{who}: model {self.model!r} or the API path was not found (HTTP 404: {_detail(exc)}). "
+                             "Check the model name (a local server may need it pulled first, e.g. `ollama pull "
+                             "MODEL`) and --base-url (OpenAI-compatible servers usually end in /v1).")
+        if isinstance(exc, (sdk.RateLimitError, sdk.InternalServerError, sdk.ConflictError)) or (
+                isinstance(exc, sdk.APIStatusError) and exc.status_code == 408):
+            return "transient", f"{who}: HTTP {exc.status_code} ({_detail(exc)}){tries}"
+        if isinstance(exc, sdk.APIStatusError):  # 400, 413, 422...: the same request fails the same way again
+            return "fail", f"{who}: request rejected (HTTP {exc.status_code}: {_detail(exc)})"
         if isinstance(exc, sdk.APIError):  # e.g. a response that does not parse: a server problem, not ours
-            return "fail", None, f"{who}: {exc}"
+            return "fail", f"{who}: {exc}"
         if isinstance(exc, TypeError) and "authentication" in str(exc).lower():  # Anthropic SDK without a key
-            return "fatal", None, f"{who}: no API key. Set {self.key_env}."
+            return "fatal", f"{who}: no API key. Set {self.key_env}."
         raise exc
 
     # -- provider specifics ------------------------------------------------------------------------------------
@@ -202,7 +177,8 @@ class AnthropicAgent(LLMAgent):
         key = os.environ.get(self.key_env)
         if not key and self.local and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
             key = LOCAL_API_KEY
-        return self.sdk.Anthropic(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
+        return self.sdk.Anthropic(api_key=key, base_url=self.base_url, timeout=self.timeout,
+                                  max_retries=self.max_retries)
 
     def _complete(self, messages: list[dict[str, str]]) -> Completion:
         options: dict[str, Any] = {}
@@ -227,7 +203,8 @@ class OpenAIAgent(LLMAgent):
     def _make_client(self) -> Any:
         key = os.environ.get(self.key_env) or (LOCAL_API_KEY if self.local else None)
         try:
-            return self.sdk.OpenAI(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
+            return self.sdk.OpenAI(api_key=key, base_url=self.base_url, timeout=self.timeout,
+                                   max_retries=self.max_retries)
         except self.sdk.OpenAIError as exc:
             raise AgentError(f"{self.name}: no API key ({exc}). Set {self.key_env}, or pass --base-url for a local "
                              "server that needs none.", fatal=True) from None
@@ -251,16 +228,16 @@ class OpenAIAgent(LLMAgent):
 PROVIDERS: dict[str, type[LLMAgent]] = {"anthropic": AnthropicAgent, "openai": OpenAIAgent}
 
 
-def make_llm_agent(spec: str, *, base_url: str | None = None, timeout: float = 600, max_retries: int = 6,
-                   prices: Mapping[str, Price] | None = None, temperature: float | None = None,
-                   max_tokens: int | None = None, backoff: Backoff | None = None) -> Agent:
+def make_llm_agent(spec: str, *, base_url: str | None = None, timeout: float = 600,
+                   max_retries: int = DEFAULT_RETRIES, prices: Mapping[str, Price] | None = None,
+                   temperature: float | None = None, max_tokens: int | None = None) -> Agent:
     """An agent for `anthropic:<model>` or `openai:<model>`; its name is the spec."""
     provider, _, model = spec.partition(":")
     if provider not in PROVIDERS or not model.strip():
         raise AgentError(f"unknown LLM agent {spec!r}: write anthropic:MODEL or openai:MODEL "
                          "(e.g. anthropic:claude-opus-5-5, openai:gpt-6-sol)", fatal=True)
     return PROVIDERS[provider](model.strip(), base_url=base_url, timeout=timeout, max_retries=max_retries,
-                               prices=prices, temperature=temperature, max_tokens=max_tokens, backoff=backoff)
+                               prices=prices, temperature=temperature, max_tokens=max_tokens)
 
 
 def is_local_url(url: str | None) -> bool:
@@ -304,20 +281,3 @@ def _detail(exc: Any) -> str:
         message = inner.get("message") if isinstance(inner, dict) else inner
     text = " ".join(str(message or getattr(exc, "message", "") or exc).split())
     return text[:300]
-
-
-def _retry_after(exc: Any) -> float | None:
-    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            return max(0.0, float(ms) / 1000)
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:  # an HTTP date
-            when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError, OverflowError):
-        return None

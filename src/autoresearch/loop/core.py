@@ -74,7 +74,7 @@ class Loop:
         if not self.agents:
             raise LoopError("no agent given")
         self.agent = self.agents[0]
-        self.view = _Serialized(view or View())
+        self._view = _Serialized(view or View())
         self.policy = make_policy(config.policy, **({"sigmas": config.sigmas, "noise_runs": config.noise_runs,
                                                        "confirm_runs": config.confirm_runs}
                                                     if config.policy == "noise" else {}))
@@ -92,6 +92,16 @@ class Loop:
         self.session: SessionRecord | None = None
         self.exit_code = 0  # of `run`: 130 after Ctrl-C, 143 after SIGTERM, 1 after an agent error or lost runs
         self.notices: list[str] = []  # what start() found and did, for the user (the view comes after it)
+
+    @property
+    def view(self):
+        return self._view
+
+    @view.setter
+    def view(self, value: View) -> None:
+        """The `run` command puts its live view in after the loop is made: the proposer, the decider and the
+        ledger, which were handed the view's methods, then talk to the new one."""
+        self._view.swap(value)
 
     @property
     def settings(self) -> Settings:
@@ -278,19 +288,23 @@ class Loop:
 
 
 class _Serialized:
-    """The view, called from every worker's thread: one call at a time."""
+    """The view, called from every worker's thread: one call at a time. Its methods look the view up when they are
+    called, so a view swapped in later (swap) is the one every holder of a method reaches."""
 
     def __init__(self, view: View) -> None:
         self._view, self._lock = view, threading.Lock()
 
+    def swap(self, view: View) -> None:
+        with self._lock:
+            self._view = view._view if isinstance(view, _Serialized) else view
+
     def __getattr__(self, name: str):
-        fn = getattr(self._view, name)
-        if not callable(fn):
-            return fn
+        if not callable(getattr(self._view, name)):
+            return getattr(self._view, name)
 
         def call(*args, **kwargs):
             with self._lock:
-                return fn(*args, **kwargs)
+                return getattr(self._view, name)(*args, **kwargs)
 
         return call
 

@@ -18,6 +18,7 @@ from autoresearch.settings import Settings
 from autoresearch.workspace import EDITABLE, harness_surface
 
 AGENT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # waits after non-fatal agent errors; the last repeats
+AGENT_SAME_ERRORS = 3  # the same non-transient agent error this often in a row will not pass by waiting: stop
 
 
 class Stopped(Exception):
@@ -43,6 +44,7 @@ class Proposer:
         if failure is not None:  # a command agent edits the file on disk: show it the failed attempt
             (checkout / EDITABLE).write_text(failure.train_py)
         before = set(vcs.status_porcelain(checkout))
+        last, same = "", 0  # the last error, and how often in a row it came
         for wait in _backoff():
             if self.stop.is_set():
                 raise Stopped
@@ -55,6 +57,11 @@ class Proposer:
                     self.ledger.charge(guess, e.usage)
                 if e.fatal:
                     raise
+                same = same + 1 if str(e) == last and not e.transient else 1
+                last = str(e)
+                if same >= AGENT_SAME_ERRORS:
+                    raise AgentError(f"{e} (the same error {same} times in a row, which waiting will not mend: "
+                                     "fix its cause, then resume)", fatal=True) from e
                 self.message(f"agent error (waiting {wait:.0f}s, then trying again): {e}")
                 vcs.detach_at(checkout, parent)
                 (self.sleep or self.stop.wait)(wait)
