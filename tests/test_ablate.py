@@ -28,14 +28,15 @@ BASE = (fast_source(NOISE=0.05)
         .replace("logp = torch.log(counts / counts.sum())\n",
                  "logp = torch.log(counts / counts.sum())\nSHARPNESS = QUALITY  # what the model uses\n")
         .replace("QUALITY * logp", "SHARPNESS * logp"))
-SHARPER = set_constants(BASE, {"QUALITY": 0.6})  # #2: its line is rewritten by #3, so its revert conflicts
+SHARPER = set_constants(BASE, {"QUALITY": 0.6})  # #2: #3 sets its constant again, so nothing of it is left
 SHARPER_STILL = set_constants(BASE, {"QUALITY": 0.7})  # #3: made redundant by #4, so worth nothing
 FIXED = set_constants(BASE, {"QUALITY": 0.7, "SHARPNESS": 0.9})  # #4: the one that helps
 
 
 @pytest.fixture(scope="module")
 def studied(tmp_path_factory, tiny_cache):
-    """A finished greedy run: baseline, then three keeps (#2 conflicts on revert, #3 is worth nothing, #4 helps)."""
+    """A finished greedy run: baseline, then three keeps (#2 is no longer in the best, #3 is worth nothing, #4
+    helps)."""
     from autoresearch.harness import constants
 
     with pytest.MonkeyPatch.context() as mp:
@@ -63,15 +64,15 @@ def invoke(ws, tiny_cache, monkeypatch, *args):
     return CliRunner().invoke(cli, [*args, "--workspace", str(ws)])
 
 
-def test_ablate_flags_the_redundant_change_skips_the_conflict_and_the_report_shows_the_worth(
+def test_ablate_flags_the_redundant_change_skips_the_superseded_one_and_the_report_shows_the_worth(
         studied, tiny_cache, monkeypatch, tmp_path):
     head, tsv = vcs.head(studied), (studied / "results.tsv").read_text()
     r = invoke(studied, tiny_cache, monkeypatch, "ablate", "--seeds", "2", "--workers", "2")
     assert r.exit_code == 0, r.output
     rows = {int(m[1]): m[2] for m in re.finditer(r"^#(\d) .*?  (helps|worth nothing|hurts|not measured.*)$",
                                                  r.output, re.M)}
-    assert rows == {2: "not measured: its revert conflicts", 3: "worth nothing", 4: "helps"}, r.output
-    assert "does not revert cleanly" in r.output
+    assert rows == {2: "not measured: no longer in the best", 3: "worth nothing", 4: "helps"}, r.output
+    assert "#3 set QUALITY again (0.6 -> 0.7)" in r.output
     # The branch of record and results.tsv are as the run left them.
     assert vcs.head(studied) == head and (studied / "results.tsv").read_text() == tsv
     assert vcs.status_porcelain(studied) == []
@@ -93,7 +94,7 @@ def test_ablate_flags_the_redundant_change_skips_the_conflict_and_the_report_sho
 
     page = write_report(studied, out=tmp_path / "report").html.read_text()
     kept = {n: page[page.index(f'id="kept-{n}"'):] for n in (2, 3, 4)}
-    assert "not measured: its revert conflicts" in kept[2].split("</details>")[0]
+    assert "not measured: no longer in the best" in kept[2].split("</details>")[0]
     assert 'class="badge worthless"' in kept[3].split("</details>")[0]
     assert 'data-verdict="helps"' in kept[4].split("</details>")[0]
     assert 'class="badge worthless"' not in kept[4].split("</details>")[0]
@@ -172,3 +173,77 @@ def test_the_noise_decides_what_a_difference_is_worth():
                                                                          "LR": 3e-4}
     with pytest.raises(StudyError, match="NAME=VALUE"):
         parse_sets(["DEPTH"])
+
+
+# -- what a revert is, change by change --------------------------------------------------------------------------
+
+CAPS = """\
+DEPTH = 4               # layers
+MATRIX_LR = 0.02        # Muon
+EMBED_LR = 0.3          # AdamW
+WARMDOWN = 0.5          # share of the schedule
+
+
+def model():
+    return DEPTH * 2
+"""
+
+
+class _Subject:
+    """What plan() reads of a run: the keeps in order, each on the commit before it, and the best."""
+
+    def __init__(self, base: str, *changes: tuple[str, str]) -> None:
+        from types import SimpleNamespace
+
+        self.sources, self._keeps, parent = {"c1": base}, [], "c1"
+        for k, (source, description) in enumerate(changes, start=2):
+            self.sources[f"c{k}"] = source
+            self._keeps.append(SimpleNamespace(number=k, description=description, train_py=source,
+                                               parent_commit=parent, commit_sha=f"c{k}"))
+            parent = f"c{k}"
+        self.best = self._keeps[-1]
+
+    def keeps(self):
+        return self._keeps
+
+    def source_at(self, commit: str) -> str:
+        return self.sources[commit]
+
+
+def test_a_change_to_a_constant_beside_another_change_is_reverted_by_name():
+    """The search agent changes CAPS constants on neighbouring lines: taking one out of the best must not need the
+    lines around it unchanged (git's merge conflicts on adjacent lines; a revert by name does not)."""
+    from autoresearch.loop.ablate import plan
+
+    lr = set_constants(CAPS, {"MATRIX_LR": 0.04})
+    both = set_constants(lr, {"EMBED_LR": 0.6})  # the line right below
+    changes, variants = plan(_Subject(CAPS, (lr, "matrix lr up"), (both, "embed lr up")))
+    assert [c.status for c in changes] == ["measured", "measured"], [c.note for c in changes]
+    assert [v.name for v in variants] == ["without #2", "without #3"]
+    assert variants[0].source == set_constants(CAPS, {"EMBED_LR": 0.6})  # only #2's constant went back
+    assert variants[1].source == lr
+
+
+def test_a_constant_set_again_later_is_no_longer_the_changes_and_the_reason_says_who():
+    from autoresearch.loop.ablate import plan
+
+    two = set_constants(CAPS, {"MATRIX_LR": 0.04, "WARMDOWN": 0.3})
+    again = set_constants(two, {"MATRIX_LR": 0.05})
+    changes, variants = plan(_Subject(CAPS, (two, "lr and warmdown"), (again, "lr again")))
+    first = changes[0]
+    assert first.status == "measured" and "#3 set MATRIX_LR again" in first.note, first.note
+    assert variants[0].source == set_constants(again, {"WARMDOWN": 0.5})  # what is left of #2 in the best
+    only = set_constants(CAPS, {"MATRIX_LR": 0.04})
+    changes, variants = plan(_Subject(CAPS, (only, "lr"), (set_constants(only, {"MATRIX_LR": 0.05}), "lr again")))
+    assert changes[0].status == "gone" and "#3 set MATRIX_LR again (0.04 -> 0.05)" in changes[0].note
+    assert [v.name for v in variants] == ["without #3"]
+
+
+def test_a_revert_that_really_conflicts_names_the_lines():
+    from autoresearch.loop.ablate import plan
+
+    deeper = CAPS.replace("    return DEPTH * 2\n", "    return DEPTH * 3\n")
+    rewritten = deeper.replace("    return DEPTH * 3\n", "    return DEPTH * 3 + 1\n")
+    changes, variants = plan(_Subject(CAPS, (deeper, "wider"), (rewritten, "wider still")))
+    assert changes[0].status == "conflict" and "line 8 of the best" in changes[0].note, changes[0].note
+    assert [v.name for v in variants] == ["without #3"]

@@ -22,6 +22,7 @@ from autoresearch.workspace import init_workspace, read_constants, set_constants
 # Two knobs on lines of their own, far apart, so that changes to each merge cleanly; CRASH makes a run fail.
 SOURCE = """\
 QUALITY = 0.3           # the lower val_bpb, the higher this
+BONUS = 0.0             # adds to QUALITY, on the line beside it
 CRASH = 0               # 1: the run crashes
 SEED = 42               # other seeds (the repeats') shift val_bpb a little
 
@@ -40,8 +41,9 @@ def src(**constants) -> str:
 
 
 class ScriptedBackend:
-    """Runs nothing. val_bpb = 2 - QUALITY - EXTRA, less 0.01 per thousand of SEED (mod 3); CRASH = 1 crashes; the first `lose` runs come back `lost`, as
-    from a Ray node that died; `before(exp)` is called as each run starts (tests wait there for another worker)."""
+    """Runs nothing. val_bpb = 2 - QUALITY - BONUS - EXTRA, less 0.01 per thousand of SEED (mod 3); CRASH = 1
+    crashes; the first `lose` runs come back `lost`, as from a Ray node that died; `before(exp)` is called as each
+    run starts (tests wait there for another worker)."""
 
     name = "scripted"
 
@@ -63,11 +65,12 @@ class ScriptedBackend:
                 self.lose -= 1
                 return RunResult(status="lost", reason="the Ray task failed (NodeDiedError): node 10.0.0.7 died",
                                  wall_seconds=RUN_SECONDS)
-        c = read_constants(exp.source)
+        with self.lock:  # CPython 3.11 can fail parsing in two threads at once (SystemError from ast)
+            c = read_constants(exp.source)
         if c.get("CRASH"):
             return RunResult(status="crash", reason="exit code 1", error_tail="RuntimeError: boom",
                              wall_seconds=RUN_SECONDS)
-        val = 2.0 - c["QUALITY"] - c["EXTRA"] - 0.01 * ((c["SEED"] // 1000) % 3)
+        val = 2.0 - c["QUALITY"] - c["BONUS"] - c["EXTRA"] - 0.01 * ((c["SEED"] // 1000) % 3)
         return RunResult(status="ok", val_bpb=val, test_bpb=val, wall_seconds=RUN_SECONDS, training_seconds=8.0,
                          steps=10, train_tokens=10_000, tokens_per_second=1250.0)
 
@@ -154,6 +157,27 @@ def test_a_fix_is_made_on_the_best_its_change_was_made_on_so_another_workers_kee
     best = read_constants(vcs.show(ws, loop.best_commit(), "train.py"))
     assert (best["QUALITY"], best["EXTRA"]) == (0.9, 0.4)  # both changes: worker 2's keep is not reverted
     assert "-EXTRA = 0.4" not in fix.diff
+
+
+def test_changes_to_constants_on_neighbouring_lines_merge_by_name(ws):
+    """Worker 2's change beat its baseline while worker 1's change of the constant on the line above was kept. git
+    sees a conflict (adjacent lines); by name there is none, so the combination runs and is kept, and worker 1's
+    change stays (before: worker 2's file was committed as measured, reverting it)."""
+
+    class Late(ScriptedAgent):
+        def propose(self, ctx):
+            wait_for(decided(loop, "quality"))
+            return super().propose(ctx)
+
+    loop = None
+    loop = make_loop(ws, [ScriptedAgent([(src(QUALITY=0.5), "quality")]), Late([(src(BONUS=0.3), "bonus")])],
+                     ScriptedBackend(workers=2), max_experiments=3)
+    loop.run_until_limit()
+    assert_consistent(ws, "t")
+    bonus = next(e for e in loop.journal.final_attempts("t") if e.description == "bonus")
+    assert bonus.status == "keep" and "rebased" in bonus.evidence, (bonus.status, bonus.evidence)
+    best = read_constants(vcs.show(ws, loop.best_commit(), "train.py"))
+    assert (best["QUALITY"], best["BONUS"]) == (0.5, 0.3)
 
 
 # -- lost runs ---------------------------------------------------------------------------------------------------

@@ -132,6 +132,13 @@ def is_ancestor(repo: Path, ancestor: str, commit: str) -> bool:
 
 def merge3(base: str, ours: str, theirs: str) -> str | None:
     """`ours` with the change from `base` to `theirs` applied too (git merge-file); None when the two conflict."""
+    text, conflicts = merge_file(base, ours, theirs)
+    return None if conflicts else text
+
+
+def merge_file(base: str, ours: str, theirs: str) -> tuple[str, int]:
+    """git merge-file of the three texts: the merge (with conflict markers where they conflict) and the number
+    of conflicts (-1: git failed)."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="autoresearch-merge-") as d:
@@ -139,6 +146,4 @@ def merge3(base: str, ours: str, theirs: str) -> str | None:
         for p, text in zip(paths, (ours, base, theirs)):
             p.write_text(text)
         proc = subprocess.run(["git", "merge-file", "-p", "-q", *map(str, paths)], capture_output=True, text=True)
-    if proc.returncode != 0:  # > 0: that many conflicts; < 0: an error
-        return None
-    return proc.stdout
+    return proc.stdout, (proc.returncode if proc.returncode >= 0 else -1)

@@ -1,8 +1,12 @@
 """`autoresearch ablate`: what each kept change of a run is worth, measured by taking it out of the best.
 
-Each change kept after the baseline, in the order it was decided, is reverted in the best: a three-way merge with
-the change's train.py as the base, the best as ours and the train.py it was made on as theirs. Where a later
-change rewrote the same lines the revert conflicts; that change is reported and skipped, never forced. The best
+Each change kept after the baseline, in the order it was decided, is taken out of the best. A change that only set
+CAPS constants (the `search` agent's kind) is taken out by name: each constant it set goes back to its old value
+where the best still holds the change's (a constant a later change set again belongs to that change now; a change
+with nothing of its own left is no longer in the best). Any other change is reverted by a three-way merge with the
+change's train.py as the base, the best as ours and the train.py it was made on as theirs (loop/merge.py); where
+it and a later change touch the same or adjacent lines the revert conflicts, and the change is reported with
+those lines and skipped, never forced. The best
 and each ablated source then run with the same K seeds. A change's worth is the mean test_bpb without it minus the
 best's: positive, it helps on the held-out split. Within the noise (loop/measure.py) it is worth nothing: kept on
 a lucky draw, or made redundant by a later change.
@@ -14,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoresearch import vcs
 from autoresearch.loop.measure import (
     Bench,
     Difference,
@@ -29,6 +32,7 @@ from autoresearch.loop.measure import (
     stop_study,
     study_root,
 )
+from autoresearch.loop.merge import apply_by_name, constant_change, constant_values, merge, same_value, spans
 from autoresearch.settings import Settings
 
 VERDICTS = {1: "helps", 0: "worth nothing", -1: "hurts"}
@@ -89,21 +93,52 @@ class Ablation:
 
 
 def plan(subject: Subject) -> tuple[list[Change], list[Variant]]:
-    """Each kept change, and the best without it where its revert applies cleanly."""
+    """Each kept change, and the best without it: constants it set are set back by name where the best still holds
+    its values (one that a later change set again is that change's now); any other change is reverted by a
+    three-way merge of lines."""
     best = subject.best.train_py
+    keeps = list(subject.keeps())
     changes, variants = [], []
-    for keep in subject.keeps():
-        reverted = vcs.merge3(keep.train_py, best, subject.source_at(keep.parent_commit))
+    for i, keep in enumerate(keeps):
+        before = subject.source_at(keep.parent_commit)
         change = Change(number=keep.number, description=keep.description, status="measured")
-        if reverted is None:
-            change.status, change.note = "conflict", ("a later change rewrote the same lines, so its diff does not "
-                                                      "revert cleanly in the best: skipped")
-        elif reverted == best:
-            change.status, change.note = "gone", "reverting it leaves the best as it is: a later change undid it"
+        revert = constant_change(keep.train_py, before)  # by name: from this change's values back to the old
+        if revert is not None:
+            later = _setters(subject, keeps[i + 1:])
+            values = constant_values(best)
+            again = {n: v for n, v in revert.items() if not (len(values.get(n, [])) == 1
+                                                             and same_value(values[n][0], v[0]))}
+            said = "; ".join(f"{later[n]} set {n} again ({v[0]} -> {values[n][0]})" if n in later and values.get(n)
+                             else f"{n} is no longer in the best as it set it" for n, v in again.items())
+            left = {n: v for n, v in revert.items() if n not in again}
+            reverted, _ = apply_by_name(best, left) if left else (best, {})
+            change.note = said
         else:
+            m = merge(keep.train_py, best, before)
+            reverted = m.text
+            if reverted is None:
+                where = spans(m.lines) + " of the best"
+                change.status, change.note = "conflict", (f"its revert and a later change touch the same or "
+                                                          f"adjacent lines ({where}), so it cannot be taken out "
+                                                          "alone: skipped")
+        if reverted == best and change.status == "measured":
+            change.status = "gone"
+            change.note = change.note or "reverting it leaves the best as it is: a later change undid it"
+        elif reverted is not None and change.status == "measured":
             variants.append(Variant(f"without #{keep.number}", reverted))
         changes.append(change)
     return changes, variants
+
+
+def _setters(subject: Subject, later) -> dict[str, str]:
+    """For each constant the later keeps set, the last one that did ("#5")."""
+    out: dict[str, str] = {}
+    for keep in later:
+        before, after = constant_values(subject.source_at(keep.parent_commit)), constant_values(keep.train_py)
+        for name, values in after.items():
+            if before.get(name) != values:
+                out[name] = f"#{keep.number}"
+    return out
 
 
 def ablate(ws: Path, settings: Settings, *, tag: str | None = None, seeds: int = 2, workers: int | None = None,

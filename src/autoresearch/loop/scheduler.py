@@ -8,9 +8,10 @@ best as it stands when the run ends:
 
 - it started from the current best: a keep fast-forwards `autoresearch/<tag>` to its commit;
 - a newer best landed meanwhile: it must clear the policy against that newer best with the figures it has, or it
-  is discarded. If it does, its one-file change is merged onto the newer best (git merge-file). When the merge is
-  clean, the combination has never run, so it runs now, and only its own figures decide. When the two changes
-  conflict, the file that was measured is committed on top of the newer best: it beat it as it is.
+  is discarded. If it does, its one-file change is merged onto the newer best (loop/merge.py: git merge-file, or
+  by name where the changes only set constants). When the merge is clean, the combination has never run, so it
+  runs now, and only its own figures decide. When the two changes conflict, the file that was measured is
+  committed on top of the newer best: it beat it as it is.
 
 So the branch only moves forward, through keeps, and always to a train.py whose figures are on record.
 
@@ -36,6 +37,7 @@ from autoresearch.backends.base import Backend, Slot, join_workers
 from autoresearch.loop.decider import Decider, Decision, TestWanted, with_seed
 from autoresearch.loop.journal import ExperimentRecord
 from autoresearch.loop.ledger import Ledger
+from autoresearch.loop.merge import merge
 from autoresearch.loop.options import LoopConfig
 from autoresearch.loop.policy import GreedyPolicy, NoisePolicy
 from autoresearch.loop.proposer import Proposer, Stopped
@@ -343,7 +345,7 @@ class Scheduler:
                                    reason=f"beat the best it started from, not the newer best (experiment "
                                           f"{best.number})")
             parent_src, best_src = self.ledger.source_at(rec.parent_commit), self.ledger.source_at(best_commit)
-            merged = vcs.merge3(parent_src, best_src, rec.train_py)
+            merged = merge(parent_src, best_src, rec.train_py).text  # by name where only constants changed
             if merged == best_src:
                 return self.finish(rec, result, Decision("discard", evidence, decision.runs, best), t0=t0,
                                    reason=f"its change is already in the newer best (experiment {best.number})")
