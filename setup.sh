@@ -42,7 +42,7 @@ Next steps (in your shell: the demo ran autoresearch from $VENV without activati
   autoresearch status                # the table of experiments and the best so far
   autoresearch report                # progress.png and report.html in .autoresearch/report/
   autoresearch dashboard             # a live page on http://127.0.0.1:8765 (run it beside \`autoresearch run\`)
-  autoresearch run --resume --max-experiments 20    # more experiments with the built-in search agent
+  autoresearch run --resume --more 10                # 10 more experiments with the built-in search agent
   # a real agent (setup installed the anthropic and openai packages; the run checks the key before training):
   export ANTHROPIC_API_KEY=...
   autoresearch run --agent anthropic:claude-sonnet-4-5 --max-hours 8 --max-cost 20
@@ -52,8 +52,9 @@ NEXT
 case "${1:-}" in
   demo)
     # WS, PROFILE, TOKENS (training tokens per experiment; 0 = train for BUDGET seconds instead), BUDGET and
-    # EXPERIMENTS can be overridden. A token budget by default: a laptop is a shared machine, and under a time budget
-    # its other jobs would decide how many steps each experiment gets (see the README, "Budgets").
+    # EXPERIMENTS (of the first run; each run again adds that many) can be overridden. A token budget by default: a
+    # laptop is a shared machine, and under a time budget its other jobs would decide how many steps each
+    # experiment gets (see the README, "Budgets").
     WS=${WS:-demo-workspace}
     AR="$PWD/$VENV/bin/autoresearch"
     if [ ! -f "$WS/autoresearch.toml" ]; then
@@ -62,7 +63,8 @@ case "${1:-}" in
     cd "$WS"
     "$AR" prepare
     if git show-ref --quiet "refs/heads/autoresearch/demo"; then
-      "$AR" run --resume --tag demo --max-experiments "${EXPERIMENTS:-4}"
+      # Run again: EXPERIMENTS more (--max-experiments is of the whole run, which has reached it)
+      "$AR" run --resume --tag demo --more "${EXPERIMENTS:-4}"
     else
       "$AR" run --tag demo --max-experiments "${EXPERIMENTS:-4}"
     fi

@@ -227,3 +227,55 @@ def test_status_keeps_its_columns_beside_a_long_reason(tmp_path, width):
     assert any("0000001" in line and "keep" in line and "1.010000" in line for line in lines), out.getvalue()
     rejected = next(line for line in lines if "DEPTH=3" in line)
     assert "rejected" in rejected and rejected.rstrip().endswith("…"), out.getvalue()
+
+
+def test_resume_more_adds_experiments_and_keeps_the_runs_limit_otherwise(fast_ws):
+    """`--max-experiments` is of the whole run, so giving it again at the same figure adds nothing; `--more N`
+    adds N to what the run finished, and that total is what a later plain resume keeps."""
+    agent = ScriptedAgent([(fast_source(QUALITY=q), f"quality {q}") for q in (0.4, 0.5, 0.6, 0.7)])
+    import autoresearch.agents
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(autoresearch.agents, "make_agent", lambda spec, **options: agent)
+        invoke = lambda *args: CliRunner().invoke(cli, ["run", *args], catch_exceptions=False)  # noqa: E731
+        assert invoke("--tag", "t", "--policy", "greedy", "--max-experiments", "2").exit_code == 0
+        r = invoke("--resume", "--more", "2")
+        assert r.exit_code == 0, r.output
+        assert "resume: --more 2: --max-experiments 4 (2 finished)" in r.output, r.output
+        assert "stopped: reached --max-experiments 4" in r.output
+        assert len(assert_consistent(fast_ws, "t")) == 4
+        r = invoke("--resume")
+        assert "stopped: reached --max-experiments 4" in r.output and len(assert_consistent(fast_ws, "t")) == 4
+        r = CliRunner().invoke(cli, ["run", "--more", "2"])
+        assert r.exit_code == 2 and "--resume" in r.output
+        r = CliRunner().invoke(cli, ["run", "--resume", "--more", "2", "--max-experiments", "9"])
+        assert r.exit_code == 2 and "not both" in r.output
+
+
+def test_setup_demo_run_again_adds_experiments(tmp_path):
+    """`./setup.sh demo` a second time goes on with more experiments, and never lowers the run's limit (before,
+    it resumed with --max-experiments 4, which the run had reached: nothing happened)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "setup.sh", tmp_path / "setup.sh")
+    bin_ = tmp_path / ".venv" / "bin"
+    bin_.mkdir(parents=True)
+    log = tmp_path / "calls.log"
+    (bin_ / "python").write_text("#!/bin/sh\nexit 0\n")  # pip and the torch check: nothing to install here
+    (bin_ / "autoresearch").write_text(f"""#!/bin/sh
+echo "$*" >> {log}
+case "$1" in
+  init) mkdir -p "$2" && touch "$2/autoresearch.toml" && git -C "$2" init -q ;;
+  run) git -c user.name=t -c user.email=t@t commit -q --allow-empty -m run && git branch -f autoresearch/demo ;;
+esac
+""")
+    for f in (bin_ / "python", bin_ / "autoresearch"):
+        f.chmod(0o755)
+    for _ in range(2):
+        out = subprocess.run(["bash", "setup.sh", "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+    runs = [line for line in log.read_text().splitlines() if line.startswith("run")]
+    assert runs == ["run --tag demo --max-experiments 4", "run --resume --tag demo --more 4"], runs

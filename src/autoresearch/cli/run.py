@@ -26,6 +26,8 @@ from autoresearch.settings import SETTINGS_FILE, Settings
 @click.option("--prices", "prices_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="TOML price table overriding the built-in USD per million tokens.")
 @click.option("--max-experiments", type=click.IntRange(min=1), help="Stop after this many experiments in the run.")
+@click.option("--more", type=click.IntRange(min=1), help="With --resume: N more experiments than the run has "
+              "finished (its --max-experiments becomes finished + N, for later resumes too).")
 @click.option("--max-hours", type=float, help="Stop starting experiments after this many hours (of this session).")
 @click.option("--max-cost", type=float, help="Stop when the agent's usage reaches this many USD.")
 @click.option("--fix-attempts", type=click.IntRange(min=0), default=DEFAULTS.fix_attempts, show_default=True,
@@ -60,8 +62,8 @@ from autoresearch.settings import SETTINGS_FILE, Settings
 @friendly_errors
 def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume: bool,
         agent_spec: tuple[str, ...], base_url: str | None, prices_file: Path | None,
-        max_experiments: int | None, max_hours: float | None, max_cost: float | None, fix_attempts: int,
-        timeout: float | None, agent_timeout: float | None,
+        max_experiments: int | None, more: int | None, max_hours: float | None, max_cost: float | None,
+        fix_attempts: int, timeout: float | None, agent_timeout: float | None,
         agent_sandbox: bool, policy: str, noise_runs: int, sigmas: float, confirm_runs: int, seed: int, sampler: str,
         workers: int | None, per_device: int, backend: str, address: str | None) -> None:
     """Run the research loop: the agent proposes, the harness judges, git keeps the winners.
@@ -81,12 +83,17 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
                            workers=workers, per_device=per_device, backend=backend, address=address)
     except OptionsError as e:
         raise click.UsageError(str(e)) from e
+    if more is not None and not resume:
+        raise click.UsageError("--more N adds experiments to a run: use it with --resume (a new run takes "
+                               "--max-experiments N)")
+    if more is not None and max_experiments is not None:
+        raise click.UsageError("give --more (experiments to add) or --max-experiments (the run's total), not both")
     root = workspace_root(workspace)
     settings = Settings.load(root / SETTINGS_FILE)
     cache = resolved_cache(cache_dir)
     options, notes = given, []
     if resume:
-        tag, options, notes = _resumed_options(root, tag, given)
+        tag, options, notes = _resumed_options(root, tag, given, more)
     from autoresearch.backends import BackendError, make_backend
 
     try:
@@ -132,12 +139,14 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
         click.get_current_context().exit(loop.exit_code)
 
 
-def _resumed_options(root: Path, tag: str | None, given: RunOptions) -> tuple[str, RunOptions, list[str]]:
-    """The run to resume and the options it goes on with: its own, except those given again on this command line."""
+def _resumed_options(root: Path, tag: str | None, given: RunOptions,
+                     more: int | None = None) -> tuple[str, RunOptions, list[str]]:
+    """The run to resume and the options it goes on with: its own, except those given again on this command line;
+    `more`: experiments to add to those it finished."""
     from click.core import ParameterSource
 
     from autoresearch.loop.core import open_journal
-    from autoresearch.loop.options import PARAMETERS, merge, summary
+    from autoresearch.loop.options import PARAMETERS, merge, more_experiments, summary
 
     journal = open_journal(root)
     try:
@@ -147,6 +156,7 @@ def _resumed_options(root: Path, tag: str | None, given: RunOptions) -> tuple[st
                                        if tag else "nothing to resume: this workspace has no runs yet (start one "
                                        "without --resume)")
         sessions = journal.sessions(run.tag)
+        finished = len(journal.final_attempts(run.tag))
     finally:
         journal.close()
     ctx = click.get_current_context()
@@ -159,6 +169,9 @@ def _resumed_options(root: Path, tag: str | None, given: RunOptions) -> tuple[st
     options, changed = merge(stored, given, explicit)
     notes = [f"resume: run {run.tag} goes on with {summary(options)}{older}"]
     notes += [f"resume: using {c}" for c in changed]
+    if more is not None:
+        options, note = more_experiments(options, finished, more)
+        notes.append(note)
     return run.tag, options, notes
 
 

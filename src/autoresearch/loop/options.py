@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import shlex
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -104,6 +104,13 @@ def merge(stored: dict, given: RunOptions, explicit: set[str]) -> tuple[RunOptio
             notes.append(f"{flag(name)} {_show(new)} (the run had {_show(values[name])})")
             values[name] = new
     return RunOptions(**values), notes
+
+
+def more_experiments(o: RunOptions, finished: int, more: int) -> tuple[RunOptions, str]:
+    """`run --resume --more N`: the run's --max-experiments becomes what it finished plus N (an experiment left
+    unfinished is among the N). Recorded so, a later resume stops at the same total."""
+    total = finished + more
+    return replace(o, max_experiments=total), f"resume: --more {more}: --max-experiments {total} ({finished} finished)"
 
 
 def summary(o: RunOptions) -> str:
