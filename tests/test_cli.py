@@ -112,3 +112,31 @@ def test_profiles_write_consistent_batch_sizes(profile):
     c = p.train_constants
     assert c["TOTAL_BATCH_SIZE"] % (c["DEVICE_BATCH_SIZE"] * p.max_seq_len) == 0
     assert (c["DEPTH"] * c["ASPECT_RATIO"]) % c["HEAD_DIM"] == 0
+
+
+def test_a_token_budget_workspace_speaks_of_tokens(tmp_path):
+    """program.md and the agents' prompt say what the budget is: tokens where the workspace trains on tokens."""
+    from autoresearch.agents.base import Context
+    from autoresearch.agents.prompt import build_prompt
+
+    r = CliRunner().invoke(cli, ["init", str(tmp_path / "tok"), "--profile", "cpu", "--token-budget", "163840"])
+    assert r.exit_code == 0, r.output
+    program = (tmp_path / "tok" / "program.md").read_text()
+    assert "163,840 tokens" in program and "TOKEN_BUDGET" in program and "wall-clock" not in program, program
+    r = CliRunner().invoke(cli, ["init", str(tmp_path / "time"), "--profile", "cpu", "--time-budget", "120"])
+    program = (tmp_path / "time" / "program.md").read_text()
+    assert "wall-clock" in program and "TOKEN_BUDGET" not in program and "{" not in program
+    ctx = Context(program="", train_py="", harness_surface="", time_budget=45, token_budget=163840)
+    prompt = build_prompt(ctx)
+    assert "163,840 training tokens" in prompt and "wall-clock budget" not in prompt
+    assert "wall-clock budget of 45 seconds" in build_prompt(Context(program="", train_py="", harness_surface="",
+                                                                     time_budget=45))
+
+
+def test_train_prints_a_crashs_traceback_once(tiny_workspace):
+    train = tiny_workspace / "train.py"
+    train.write_text(train.read_text().replace("\nimport torch\n", "\nimport torch\nraise RuntimeError('mine')\n", 1))
+    r = invoke("train")
+    assert r.exit_code == 1
+    assert r.output.count("Traceback (most recent call last)") == 1, r.output  # as it happened, not again after
+    assert "Error: run crash: exit code 1: RuntimeError: mine" in r.output and "log: " in r.output

@@ -53,12 +53,30 @@ def init_workspace(directory: Path, settings: Settings) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     train = set_constants(template_text("train.py"), PROFILES[settings.profile].train_constants)
     (directory / EDITABLE).write_text(train)
-    (directory / "program.md").write_text(template_text("program.md"))
+    (directory / "program.md").write_text(program_text(settings))
     (directory / SETTINGS_FILE).write_text(settings.to_toml())
     (directory / ".gitignore").write_text(GITIGNORE)
     vcs.init_repo(directory)
     vcs.commit_all(directory, f"autoresearch init ({settings.profile} profile, {settings.dataset} data)")
     return directory
+
+
+def program_text(settings: Settings) -> str:
+    """The template's program.md, saying what this workspace's budget is: seconds, or tokens."""
+    if settings.token_budget:
+        values = {"budget": f"fixed training budget of {settings.token_budget:,} tokens per experiment",
+                  "budget_rule": ("Every experiment trains on the same number of tokens (`TOKEN_BUDGET`; the loader "
+                                  "ends there, and the time budget is only a cap), so a change wins by learning more "
+                                  "per token: a faster step buys nothing here, a better use of each token does."),
+                  "constants": "`MAX_SEQ_LEN`, `TOKEN_BUDGET`, `TIME_BUDGET`, `EVAL_TOKENS`"}
+    else:
+        values = {"budget": "fixed wall-clock training budget",
+                  "budget_rule": "The time budget is fixed, so a change wins by learning more per second.",
+                  "constants": "`MAX_SEQ_LEN`, `TIME_BUDGET`, `EVAL_TOKENS`"}
+    text = template_text("program.md")
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", value)
+    return text
 
 
 def read_constants(source: str) -> dict[str, Any]:

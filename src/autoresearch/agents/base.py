@@ -72,6 +72,7 @@ class Context:
     history: tuple[HistoryEntry, ...] = ()
     best_val_bpb: float | None = None
     time_budget: float = 300.0
+    token_budget: int | None = None  # training tokens per experiment, when the workspace sets one (then time caps)
     failure: Failure | None = None  # set when the agent is asked to fix its own crashed change
     workspace: Path | None = None  # command agents edit workspace/train.py in place
     experiment: int = 0  # number of the experiment being proposed

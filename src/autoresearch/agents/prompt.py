@@ -79,18 +79,21 @@ def correction_message(error: ReplyError | str) -> str:
 
 def _task(ctx: Context) -> str:
     number = f" This is experiment #{ctx.experiment}." if ctx.experiment else ""
+    budget = (f"Every experiment trains on the same fixed budget of {ctx.token_budget:,} training tokens (the loader "
+              "ends there; a faster step buys nothing, a better use of each token does)"
+              if ctx.token_budget else
+              f"Every experiment trains for the same fixed wall-clock budget of {ctx.time_budget:.0f} seconds")
     return f"""# Task
 You improve train.py, a small GPT pretraining script, to lower val_bpb: validation bits per byte, lower is better.
-Every experiment trains for the same fixed wall-clock budget of {ctx.time_budget:.0f} seconds; then the fixed
-harness measures val_bpb on held-out text. A change is kept only if it beats the best val_bpb so far, otherwise it
-is reverted.{number}
+{budget}; then the fixed harness measures val_bpb on held-out text. A change is kept only if it beats the best
+val_bpb so far, otherwise it is reverted.{number}
 
 Rules:
 - Change only train.py. It may import autoresearch.harness (listed below) and what is installed: torch, numpy and
   the standard library.
 - Do not change how val_bpb is measured: the harness computes it, and numbers printed by train.py are not trusted.
 - Keep the summary block train.py prints at the end (`---`, then `key: value` lines).
-- Test one idea per experiment so its effect can be told apart. Mind the time budget and the memory of the device.
+- Test one idea per experiment so its effect can be told apart. Mind the budget and the memory of the device.
 - Do not repeat an idea from the results below unless you change it in a way you explain.
 - A crash wastes a run: keep the code runnable and the tensor shapes consistent."""
 

@@ -45,8 +45,7 @@ def train(workspace: Path | None, cache_dir: Path | None, timeout: float | None)
         result = run_experiment(exp, on_line=view.line, on_progress=view.progress)
     (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
     click.echo(f"log: {result.log_path}")
-    if not result.ok:
-        click.echo(result.error_tail, err=True)
+    if not result.ok:  # its output, the traceback included, was shown as it ran
         raise click.ClickException(f"run {result.status}: {result.reason}")
     test = f"{result.test_bpb:.6f} (held out)" if result.test_bpb is not None else "not scored"
     click.echo(f"official (harness): val_bpb {result.val_bpb:.6f} | test_bpb {test} | {result.wall_seconds:.1f}s wall")

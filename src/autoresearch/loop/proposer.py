@@ -85,7 +85,8 @@ class Proposer:
         guess = number or max((e.number for e in self.ledger.experiments()), default=0) + 1
         return Context(program=_read(checkout / "program.md"), train_py=self.ledger.source_at(parent),
                        harness_surface=harness_surface(), history=self.history(), best_val_bpb=self.ledger.best_val(),
-                       time_budget=self.settings.time_budget, failure=failure, workspace=checkout, experiment=guess,
+                       time_budget=self.settings.time_budget, token_budget=self.settings.token_budget or None,
+                       failure=failure, workspace=checkout, experiment=guess,
                        max_seq_len=self.settings.max_seq_len, in_flight=self.in_flight(),
                        noise_sd=self.ledger.noise_sigma())
 
