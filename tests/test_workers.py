@@ -293,3 +293,18 @@ def test_kill_9_with_two_experiments_in_flight_then_resume_loses_nothing(tiny_wo
     assert len(rows) == 4 and sorted(r["description"] for r in rows) == ["baseline", "quality 0.6", "quality 0.7",
                                                                         "quality 0.8"]
     assert not [p for p in (ws / ".worktrees" / "t").glob("*") if vcs.status_porcelain(p)]
+
+
+def test_cpu_workers_say_they_share_the_cores(tiny_workspace, monkeypatch):
+    """`--workers 2` on a 2-core machine: the run says that the workers split the cores rather than add any."""
+    from autoresearch.backends.local import LocalBackend
+
+    assert LocalBackend("cpu", workers=1, cores=2).notes == []
+    [note] = LocalBackend("cpu", workers=2, cores=2).notes
+    assert "2 workers share the 2 CPU cores" in note and "1 thread each" in note
+    assert LocalBackend("cuda", workers=2, gpus=["0", "1"]).notes == []  # a device each: nothing to say
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    r = CliRunner().invoke(cli, ["run", "--tag", "t", "--workers", "2", "--max-experiments", "1", "--policy",
+                                 "greedy"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "2 workers share the 2 CPU cores" in r.output.split("[exp 1]")[0], r.output

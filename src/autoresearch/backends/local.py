@@ -26,7 +26,9 @@ class LocalBackend:
         self.profile = profile
         if gpus is None:  # only a GPU profile asks torch (seconds to import) how many GPUs there are
             gpus = visible_gpus() if profile.startswith("cuda") else []
-        self._slots = plan_slots(profile, workers, per_device, gpus, cores or os.cpu_count() or 1)
+        cores = cores or os.cpu_count() or 1
+        self._slots = plan_slots(profile, workers, per_device, gpus, cores)
+        self.notes = sharing_notes(self._slots, cores)  # for the user, before the run starts
         self._handles: set[Handle] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -76,6 +78,20 @@ def visible_gpus() -> list[str]:
         return []
     listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     return listed[:count] if "CUDA_VISIBLE_DEVICES" in os.environ else [str(i) for i in range(count)]
+
+
+def sharing_notes(slots: list[Slot], cores: int) -> list[str]:
+    """What workers side by side on one CPU (or one MPS device) do not buy: they split it, they add none of it."""
+    if len(slots) < 2 or slots[0].device.startswith("cuda"):
+        return []
+    n = len(slots)
+    if slots[0].device == "mps":
+        return [f"{n} workers share the one MPS device: side by side they add no compute, so each experiment trains "
+                "slower (under a time budget: on less), and the run gains only what one experiment leaves unused"]
+    threads = max(1, cores // n)
+    return [f"{n} workers share the {cores} CPU cores ({threads} thread{'s' if threads > 1 else ''} each): side by "
+            "side they add no compute, so each experiment trains slower (under a time budget: on less), and the run "
+            "gains only what one experiment leaves of the cores unused; --workers 1 gives one experiment all of them"]
 
 
 def plan_slots(profile: str, workers: int | None, per_device: int, gpus: list[str], cores: int) -> list[Slot]:

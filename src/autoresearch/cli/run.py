@@ -124,7 +124,7 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
     places = f" | {len(slots)} workers: " + ", ".join(s.label for s in slots) if len(slots) > 1 else ""
     click.echo(f"run {tag} on branch autoresearch/{tag} | agent {names} | {settings.budget_label} per experiment"
                f"{places}")
-    for note in notes:
+    for note in [*getattr(where, "notes", []), *notes]:
         click.echo(note)
     with LoopView(loop.journal, tag, names, vocab=settings.vocab_size) as view:
         loop.view = view
