@@ -33,7 +33,8 @@ def ablate(workspace: Path | None, cache_dir: Path | None, tag: str | None, seed
            per_device: int, timeout: float | None) -> None:
     """Measure what each kept change of a run is worth: the best with that change reverted, against the best,
     with several seeds each, on the held-out test split. A change whose worth is within the noise is flagged
-    "worth nothing"; one whose revert conflicts with a later change is reported and skipped.
+    "worth nothing". A change that only set constants is taken out by name; any other is reverted line by line,
+    and one whose revert conflicts with a later change is reported, with the lines, and skipped.
 
     The run must be stopped. Its branch and results.tsv stay as they are: the figures go to the journal, and
     `autoresearch report` shows them beside each kept change.
