@@ -48,7 +48,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, load:
         ws = init_workspace(Path(tmp) / "ws", settings)
         # greedy: one run per experiment, so every second of wall time is attributed (the noise policy's extra
-        # seed runs are training runs too, but the journal keeps their timings only as evidence)
+        # seed runs count in each record's run_seconds, but training_seconds and eval_seconds are the decided run's)
         loop = Loop(ws, settings, SearchAgent(), LoopConfig(tag="bench", policy="greedy",
                                                              limits=Limits(args.experiments), cache=cache))
         t0 = time.monotonic()
