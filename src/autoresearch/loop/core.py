@@ -248,8 +248,8 @@ class Loop:
         done = {e.number for e in self.journal.final_attempts(self.tag)}
         started = len(done | {n for n in busy if n is not None}) + sum(1 for n in busy if n is None)
         if lim.max_experiments is not None and started >= lim.max_experiments:
-            return (f"reached --max-experiments {lim.max_experiments} (to go on: resume with a higher "
-                    "--max-experiments)")
+            return (f"reached --max-experiments {lim.max_experiments} (to go on: `autoresearch run --resume "
+                    f"--tag {self.tag} --more N` for N more)")
         if lim.max_hours is not None and time.monotonic() - self.started >= lim.max_hours * 3600:
             return f"reached --max-hours {lim.max_hours:g} (of this session)"
         if lim.max_cost is not None and self.journal.totals(self.tag)["cost"] >= lim.max_cost:

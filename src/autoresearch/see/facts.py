@@ -59,7 +59,7 @@ class Summary:
     reject_rate: float | None
     wall_hours: float  # the time its sessions ran: a pause between a stop and a resume does not count
     per_hour: float | None  # finished ideas per hour of that time
-    train_hours: float  # wall time of the experiments' processes
+    train_hours: float  # wall time of the experiments' processes, every run (seed repeats, re-measures) included
     agent_hours: float
     cost: float  # USD of agent usage, failed calls included
     input_tokens: int

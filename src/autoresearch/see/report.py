@@ -88,7 +88,7 @@ def summary_html(s: Summary) -> str:
     cards.append(("experiments", f"{s.experiments}", f"{s.attempts} attempts · {rate}".strip(" ·")))
     cards.append(("kept / crashed / rejected", f"{_pct(s.keep_rate)} / {_pct(s.crash_rate)} / {_pct(s.reject_rate)}",
                   f"{s.kept} kept · {s.discarded} discarded · {s.crashed} crashed · {s.rejected} rejected"))
-    cards.append(("time", _hours(s.wall_hours), f"training {_hours(s.train_hours)} · agent {_hours(s.agent_hours)}"))
+    cards.append(("time", _hours(s.wall_hours), f"runs {_hours(s.train_hours)} · agent {_hours(s.agent_hours)}"))
     cards.append(("agent cost", f"${s.cost:.2f}", f"{s.input_tokens:,} tokens in · {s.output_tokens:,} out"))
     items = "".join(f"<div class=card><div class=k>{_e(k)}</div><div class=v>{_e(v)}</div>"
                     f"<div class=d>{_e(d)}</div></div>" for k, v, d in cards)

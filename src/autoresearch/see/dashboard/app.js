@@ -47,7 +47,7 @@
     out.push(["experiments", String(s.experiments), s.attempts + " attempts" + (s.per_hour ? " · " + s.per_hour.toFixed(1) + " per hour" : "")]);
     out.push(["kept / crashed / rejected", pct(s.keep_rate) + " / " + pct(s.crash_rate) + " / " + pct(s.reject_rate),
               s.kept + " kept · " + s.discarded + " discarded · " + s.crashed + " crashed · " + s.rejected + " rejected"]);
-    out.push(["time", hours(s.wall_hours), "training " + hours(s.train_hours) + " · agent " + hours(s.agent_hours)]);
+    out.push(["time", hours(s.wall_hours), "runs " + hours(s.train_hours) + " · agent " + hours(s.agent_hours)]);
     out.push(["agent cost", "$" + s.cost.toFixed(2), s.input_tokens.toLocaleString("en-US") + " tokens in · " +
               s.output_tokens.toLocaleString("en-US") + " out"]);
     return out;
