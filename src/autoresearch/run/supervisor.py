@@ -40,6 +40,7 @@ from autoresearch.run.result import (  # noqa: F401  (re-exported: what callers 
     parse_progress,
     parse_summary,
 )
+from autoresearch.run.secrets import SECRET_PREFIXES, SECRET_RE
 from autoresearch.run.verdict import FLOOR_MARGIN, below_floor, classify  # noqa: F401
 from autoresearch.run.watch import (  # noqa: F401
     EVAL_FACTOR,
@@ -56,11 +57,6 @@ READER_JOIN_SECONDS = 60.0  # after the run ends, for its output and channel to 
 SCORER_EXIT_SECONDS = 30.0  # after the run ends, for the scorer to report and exit
 SCORER_LOG = "scorer.log"
 PGID_FILE = "pgid"
-
-# Names of environment variables an experiment never sees: API keys and other credentials of the orchestrator.
-SECRET_RE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
-SECRET_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCP_", "OPENAI", "ANTHROPIC", "HF_TOKEN", "HUGGING")
-
 
 def scrubbed_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not (SECRET_RE.search(k) or k.upper().startswith(SECRET_PREFIXES))}
