@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     input_tokens INTEGER NOT NULL DEFAULT 0,
     output_tokens INTEGER NOT NULL DEFAULT 0,
     cost_usd REAL NOT NULL DEFAULT 0,
-    metrics TEXT NOT NULL DEFAULT '{}',   -- JSON: harness result and train.py's summary block
+    metrics TEXT NOT NULL DEFAULT '{}',   -- JSON: harness result, train.py's summary block, training curve
     evidence TEXT NOT NULL DEFAULT '{}',  -- JSON: why the decision was made
     created_at REAL NOT NULL,
     finished_at REAL,

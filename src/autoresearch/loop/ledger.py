@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from autoresearch import vcs
@@ -23,6 +24,9 @@ class Ledger:
         self.ws, self.journal, self.tag, self.branch = ws, journal, tag, branch
         self.lock = threading.RLock()
         self.on_note = on_note or (lambda text: None)
+        # Called with each decided record, under the lock, right after it is recorded (live logging to trackers,
+        # see/track/lanes.py). A watcher must be quick: the loop waits for it.
+        self.watchers: list[Callable[[ExperimentRecord], None]] = []
 
     # -- reading -------------------------------------------------------------------------------------------------
 
@@ -111,7 +115,13 @@ class Ledger:
             self.journal.update(exp_id, state="done", status=status, finished_at=time.time(), **values)
             self.restore_best()
             self.write_results()
-            return self.journal.get(exp_id)
+            rec = self.journal.get(exp_id)
+            for watch in self.watchers:
+                try:
+                    watch(rec)
+                except Exception as e:  # noqa: BLE001 - the decision is recorded; what watches it must not undo that
+                    self.on_note(f"a watcher of the journal failed on experiment {rec.number}: {type(e).__name__}: {e}")
+            return rec
 
     def restore_best(self) -> None:
         """The workspace's checkout follows the branch of record: at the best, clean."""

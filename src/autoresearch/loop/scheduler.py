@@ -42,7 +42,7 @@ from autoresearch.loop.options import LoopConfig
 from autoresearch.loop.policy import GreedyPolicy, NoisePolicy
 from autoresearch.loop.proposer import Proposer, Stopped
 from autoresearch.run.compile_cache import SEED_DIR
-from autoresearch.run.result import Experiment, RunResult
+from autoresearch.run.result import Experiment, RunResult, compact_curve
 from autoresearch.settings import Settings
 from autoresearch.workspace import EDITABLE, RUN_DIR
 
@@ -382,7 +382,8 @@ class Scheduler:
                         "training_seconds": result.training_seconds, "eval_seconds": result.eval_seconds,
                         "startup_seconds": result.startup_seconds, "steps": result.steps,
                         "train_tokens": result.train_tokens, "tokens_per_second": result.tokens_per_second,
-                        "metrics": {"harness": result.harness, "summary": result.summary}}
+                        "metrics": {"harness": result.harness, "summary": result.summary,
+                                    "curve": compact_curve(result.curve)}}
         if t0 is not None:
             values["overhead_seconds"] = max(0.0, time.monotonic() - t0 - run_seconds)
         if decision.status != "keep" and decision.runs:

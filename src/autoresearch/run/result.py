@@ -116,6 +116,12 @@ def add_point(curve: list[dict], p: Progress) -> None:
         del curve[1:-1:2]
 
 
+def compact_curve(curve: list[dict]) -> dict[str, list]:
+    """A curve as the journal keeps it: one list per field (steps, loss, tokens/s), a third of the size of points."""
+    return {"step": [p["step"] for p in curve], "loss": [p["loss"] for p in curve],
+            "tokens_per_second": [p.get("tokens_per_second") for p in curve]}
+
+
 def parse_progress(line: str) -> Progress | None:
     m = STEP_RE.match(line.strip())
     if not m:
