@@ -45,10 +45,10 @@ def _llm(arg: str, *, spec: str, base_url: str | None = None, prices: dict | Non
 @register("codex")
 @register("cmd")
 def _command(arg: str, *, spec: str, agent_timeout: float | None = None, agent_sandbox: bool = True,
-             cache_dir: Any = None, **_: Any) -> Agent:
+             cache_dir: Any = None, hidden: tuple = (), **_: Any) -> Agent:
     from autoresearch.agents.command import make_command_agent
 
-    return make_command_agent(spec, confine=agent_sandbox, cache=cache_dir,
+    return make_command_agent(spec, confine=agent_sandbox, cache=cache_dir, hidden=tuple(hidden),
                               **({"timeout": agent_timeout} if agent_timeout else {}))
 
 

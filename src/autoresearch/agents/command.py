@@ -13,7 +13,8 @@ The protocol every command follows:
 - The prompt reaches it twice: on standard input (closed after the prompt) and in a file named by the environment
   variable `AUTORESEARCH_PROMPT_FILE` (a temporary file outside the workspace, deleted afterwards). It also finds
   `AUTORESEARCH_TRAIN_PY` (the absolute path of train.py) and `AUTORESEARCH_EXPERIMENT` (the number of the
-  experiment being proposed). The rest of its environment is the orchestrator's, API keys included.
+  experiment being proposed). The rest of its environment is the orchestrator's, API keys included, less the
+  trackers' variables (MLFLOW_*, WANDB_*: their credentials, run/supervisor.py TRACKER_PREFIXES).
 - Its description of the change is the last line of its standard output that begins with `Description:`
   (without one: `edit by <agent name>`). The rest of its standard output, trimmed and bounded, is kept as the
   rationale.
@@ -25,8 +26,9 @@ The protocol every command follows:
   period, and the round fails.
 - A command that cannot be found stops the loop before it starts, with a message saying how to install it.
 - It is confined (see confinement()): it may read and write the workspace and its own configuration, and use the
-  network, but the workspace's `.autoresearch/` (journal, runs) and the autoresearch cache (prepared val and test
-  data, downloads) are hidden from it, as are the processes outside it. Where that cannot be done the round stops
+  network, but the workspace's `.autoresearch/` (journal, runs), the autoresearch cache (prepared val and test
+  data, downloads) and the trackers' local stores and credential files (`run --track`) are hidden from it, as
+  are the processes outside it. Where that cannot be done the round stops
   with a message; `--no-agent-sandbox` (AUTORESEARCH_AGENT_SANDBOX=0) runs agents unconfined.
 """
 
@@ -51,6 +53,7 @@ from autoresearch.agents.base import AgentError, Context, Proposal, Usage
 from autoresearch.agents.preflight import check_cli
 from autoresearch.agents.prompt import build_prompt
 from autoresearch.run.proctree import group_members
+from autoresearch.run.secrets import TRACKER_PREFIXES
 from autoresearch.workspace import RUN_DIR
 
 DEFAULT_TIMEOUT = 900.0
@@ -137,6 +140,7 @@ class CommandAgent:
     install_hint: str = CMD_HINT
     confine: bool = True  # run it under the sandbox launcher (confinement())
     cache: Path | None = None  # the autoresearch cache to hide (None: settings.cache_dir())
+    hidden: tuple[Path, ...] = ()  # more to hide: the trackers' stores (test figures) and credential files
     claude_json: bool = False  # stdout ends with Claude Code's JSON result (--output-format json)
 
     def check(self, workspace: Path | None = None) -> str:
@@ -182,9 +186,9 @@ class CommandAgent:
                 f.write(prompt)
             if original != start.encode("utf-8"):
                 train.write_text(start, encoding="utf-8")
-            env = {**os.environ, PROMPT_ENV: prompt_path, TRAIN_PY_ENV: str(train),
-                   EXPERIMENT_ENV: str(ctx.experiment)}
-            prefix = confinement(self.name, workspace, self.cache) if self.confine else []
+            env = {**{k: v for k, v in os.environ.items() if not k.upper().startswith(TRACKER_PREFIXES)},
+                   PROMPT_ENV: prompt_path, TRAIN_PY_ENV: str(train), EXPERIMENT_ENV: str(ctx.experiment)}
+            prefix = confinement(self.name, workspace, self.cache, self.hidden) if self.confine else []
             out = _run([*prefix, *argv], workspace, env, prompt, self.timeout, self.grace)
             if prefix:
                 self._check_launcher(out)
@@ -230,15 +234,16 @@ class CommandAgent:
 
 
 def make_command_agent(spec: str, *, timeout: float = DEFAULT_TIMEOUT, confine: bool = True,
-                       cache: Path | None = None) -> CommandAgent:
+                       cache: Path | None = None, hidden: tuple[Path, ...] = ()) -> CommandAgent:
     """`claude-code`, `codex`, or `cmd:<command line>` (also `cmd:"<command line>"`) -> an agent named `spec`.
 
-    `confine=False` or AUTORESEARCH_AGENT_SANDBOX=0 runs it unconfined; `cache`: the cache it must not read."""
+    `confine=False` or AUTORESEARCH_AGENT_SANDBOX=0 runs it unconfined; `cache`: the cache it must not read;
+    `hidden`: more paths it must not read."""
     spec = spec.strip()
     if not timeout > 0:
         raise AgentError(f"agent {spec}: the time limit must be positive, got {timeout}", fatal=True)
     confine = confine and os.environ.get(SANDBOX_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-    kw = dict(timeout=timeout, confine=confine, cache=cache)
+    kw = dict(timeout=timeout, confine=confine, cache=cache, hidden=tuple(Path(p) for p in hidden))
     kind, colon, model = spec.partition(":")
     model = model.strip()
     if kind in ("claude-code", "codex") and (model or not colon):
@@ -291,8 +296,9 @@ def main_checkout(workspace: Path) -> Path:
     return common.parent if common is not None and common.name == ".git" else workspace
 
 
-def confinement(name: str, workspace: Path, cache: Path | None) -> list[str]:
-    """The launcher prefix that runs an agent command with the paths of hidden_paths() out of its sight.
+def confinement(name: str, workspace: Path, cache: Path | None, more: tuple[Path, ...] = ()) -> list[str]:
+    """The launcher prefix that runs an agent command with the paths of hidden_paths() (and `more`) out of its
+    sight.
 
     Linux: a mount namespace covers them (a deny-list: Landlock's rules only grant, and listing everything an
     agent may use - node, npm's global modules, ~/.claude, ~/.codex, ~/.config - would break real installs), and
@@ -301,7 +307,7 @@ def confinement(name: str, workspace: Path, cache: Path | None) -> list[str]:
     to start the command when something could not be hidden (macOS: a Seatbelt profile, run/seatbelt.py)."""
     from autoresearch.run import sandbox
 
-    hidden = hidden_paths(workspace, cache)
+    hidden = [*hidden_paths(workspace, cache), *(Path(p).resolve() for p in more)]
     for h in hidden:
         if workspace == h or h in workspace.parents:
             raise AgentError(f"agent {name}: the workspace {workspace} lies inside {h}, which agents may not see "

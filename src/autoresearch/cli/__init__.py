@@ -9,6 +9,7 @@ from autoresearch.cli.run import run
 from autoresearch.cli.see import dashboard, report, status
 from autoresearch.cli.setup import init, prepare
 from autoresearch.cli.studies import ablate, transfer
+from autoresearch.cli.track import track
 from autoresearch.cli.train import train
 
 
@@ -18,7 +19,7 @@ def cli() -> None:
     """autoresearch: an agent edits train.py, a fixed harness measures val_bpb, git keeps what helps."""
 
 
-for command in (init, prepare, train, run, status, report, dashboard, ablate, transfer):
+for command in (init, prepare, train, run, status, report, dashboard, ablate, transfer, track):
     cli.add_command(command)
 
 

@@ -59,13 +59,17 @@ from autoresearch.settings import SETTINGS_FILE, Settings
 @click.option("--backend", type=click.Choice(["local", "ray"]), default=DEFAULTS.backend, show_default=True,
               help="local: this machine's devices; ray: tasks on a Ray cluster (pip install 'autoresearch[ray]').")
 @click.option("--address", envvar="RAY_ADDRESS", help="The Ray cluster's address (--backend ray). Env: RAY_ADDRESS.")
+@click.option("--track", multiple=True, envvar="AUTORESEARCH_TRACK",
+              help="Also log each experiment to mlflow, wandb or tensorboard, beside the loop (repeat it, or "
+              "mlflow,wandb; `none`: no tracker): a tracker that fails or hangs never slows or stops the run. "
+              "Default: `trackers` under [track] in autoresearch.toml. Env: AUTORESEARCH_TRACK.")
 @friendly_errors
 def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume: bool,
         agent_spec: tuple[str, ...], base_url: str | None, prices_file: Path | None,
         max_experiments: int | None, more: int | None, max_hours: float | None, max_cost: float | None,
         fix_attempts: int, timeout: float | None, agent_timeout: float | None,
         agent_sandbox: bool, policy: str, noise_runs: int, sigmas: float, confirm_runs: int, seed: int, sampler: str,
-        workers: int | None, per_device: int, backend: str, address: str | None) -> None:
+        workers: int | None, per_device: int, backend: str, address: str | None, track: tuple[str, ...]) -> None:
     """Run the research loop: the agent proposes, the harness judges, git keeps the winners.
 
     The first experiment is the unchanged baseline. Each later one: the agent edits train.py, the loop checks
@@ -74,14 +78,17 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
     status 130); `--resume` continues after any stop, even a crash of this process.
     """
     from autoresearch.loop.options import OptionsError
+    from autoresearch.see.track import TrackError
+    from autoresearch.see.track.config import parse_names
 
     try:  # first: a limit no run can use must not create a run, a branch or a results file
+        track = parse_names(track)
         given = RunOptions(agent=agent_spec, base_url=base_url, prices=str(prices_file.resolve()) if prices_file
                            else None, seed=seed, sampler=sampler, agent_timeout=agent_timeout, policy=policy,
                            sigmas=sigmas, noise_runs=noise_runs, confirm_runs=confirm_runs, fix_attempts=fix_attempts,
                            timeout=timeout, max_experiments=max_experiments, max_hours=max_hours, max_cost=max_cost,
-                           workers=workers, per_device=per_device, backend=backend, address=address)
-    except OptionsError as e:
+                           workers=workers, per_device=per_device, backend=backend, address=address, track=track)
+    except (OptionsError, TrackError) as e:
         raise click.UsageError(str(e)) from e
     if more is not None and not resume:
         raise click.UsageError("--more N adds experiments to a run: use it with --resume (a new run takes "
@@ -94,6 +101,9 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
     options, notes = given, []
     if resume:
         tag, options, notes = _resumed_options(root, tag, given, more)
+    from autoresearch.cli.track import trackers_for
+
+    options, trackers, track_config = trackers_for(root, options)
     from autoresearch.backends import BackendError, make_backend
 
     try:
@@ -108,7 +118,8 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
     agents = [_checked_agent(root, settings, cache, options.agent[k % len(options.agent)], seed=options.seed + k,
                              base_url=options.base_url, prices_file=Path(options.prices) if options.prices else None,
                              agent_timeout=options.agent_timeout, agent_sandbox=agent_sandbox,
-                             sampler=options.sampler, tag=tag)
+                             sampler=options.sampler, tag=tag,
+                             hidden=tuple(p for t in trackers for p in t.private_paths()))
               for k in range(len(slots))]
     # Only now the loop and the live view: what can fail at once has been checked, in seconds.
     from autoresearch.loop.core import Loop, LoopConfig, LoopError
@@ -126,14 +137,25 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
                f"{places}")
     for note in [*getattr(where, "notes", []), *notes]:
         click.echo(note)
+    for t in trackers:
+        click.echo(f"tracking: {t.name} -> {t.where()}")
+    tracking = None
     with LoopView(loop.journal, tag, names, vocab=settings.vocab_size) as view:
         loop.view = view
+        if trackers:
+            from autoresearch.see.track.lanes import Tracking
+
+            tracking = Tracking(trackers, view.message, timeout=track_config.timeout)
+            tracking.start(loop.journal, tag, root)
+            loop.ledger.watchers.append(tracking.feed)
         reason = loop.run_until_limit()
     records = loop.journal.final_attempts(tag)
     run_record = loop.journal.run(tag)
     wide_console().print(status_table(records, title=f"run {tag}"))
     click.echo(summary_line(records, loop.journal.totals(tag), run_record, loop.journal.sessions(tag)))
     click.echo(f"stopped: {reason}")
+    for line in tracking.close() if tracking else ():
+        click.echo(line)
     loop.journal.close()
     if loop.exit_code:  # Ctrl-C, SIGTERM or an agent error: scripts and schedulers must see that it did not finish
         click.get_current_context().exit(loop.exit_code)
@@ -177,7 +199,7 @@ def _resumed_options(root: Path, tag: str | None, given: RunOptions,
 
 def _checked_agent(root: Path, settings: Settings, cache: Path, agent_spec: str, *, seed: int, base_url: str | None,
                    prices_file: Path | None, agent_timeout: float | None, agent_sandbox: bool = True,
-                   sampler: str = "tpe", tag: str | None = None):
+                   sampler: str = "tpe", tag: str | None = None, hidden: tuple[Path, ...] = ()):
     """Everything that can fail before any training, in seconds: the prepared data, the agent's package,
     credentials and executable. Nothing here imports torch, so a typo costs seconds, not a baseline."""
     from autoresearch.agents import AgentError, make_agent
@@ -196,7 +218,8 @@ def _checked_agent(root: Path, settings: Settings, cache: Path, agent_spec: str,
             raise click.ClickException(str(e)) from e
     try:
         agent = make_agent(agent_spec, seed=seed, base_url=base_url, prices=prices, agent_timeout=agent_timeout,
-                           agent_sandbox=agent_sandbox, cache_dir=cache, sampler=sampler, workspace=root, tag=tag)
+                           agent_sandbox=agent_sandbox, cache_dir=cache, sampler=sampler, workspace=root, tag=tag,
+                           hidden=hidden)
         check = getattr(agent, "check", None)
         if check:
             check(root)

@@ -39,12 +39,14 @@ class RunOptions:
     per_device: int = 1
     backend: str = "local"
     address: str | None = None  # of the Ray cluster (else RAY_ADDRESS)
+    track: tuple[str, ...] = ()  # trackers logged to live (see/track/): mlflow, wandb, tensorboard
 
     def __post_init__(self) -> None:
         if isinstance(self.agent, str):  # a session recorded before agents could be repeated
             object.__setattr__(self, "agent", (self.agent,))
         else:
             object.__setattr__(self, "agent", tuple(self.agent))
+        object.__setattr__(self, "track", tuple(self.track))
         if not self.agent:
             raise OptionsError("--agent: give at least one agent")
         if self.sampler not in ("tpe", "cmaes", "random"):
@@ -173,13 +175,14 @@ class LoopConfig:
     per_device: int = 1  # workers sharing one GPU
     backend: str = "local"  # local | ray
     address: str | None = None  # the Ray cluster's
+    track: tuple[str, ...] = ()  # recorded for --resume; the `run` command does the logging, not the loop
 
     @classmethod
     def from_options(cls, tag: str, o: RunOptions, resume: bool = False, cache: Path | None = None) -> LoopConfig:
         return cls(tag=tag, agent=o.agent, policy=o.policy, sigmas=o.sigmas, noise_runs=o.noise_runs,
                    confirm_runs=o.confirm_runs, resume=resume, fix_attempts=o.fix_attempts, timeout=o.timeout,
                    cache=cache, limits=Limits(o.max_experiments, o.max_hours, o.max_cost), workers=o.workers,
-                   per_device=o.per_device, backend=o.backend, address=o.address,
+                   per_device=o.per_device, backend=o.backend, address=o.address, track=o.track,
                    agent_options={"base_url": o.base_url, "prices": o.prices, "seed": o.seed,
                                   "sampler": o.sampler, "agent_timeout": o.agent_timeout})
 
@@ -190,4 +193,4 @@ class LoopConfig:
                           confirm_runs=self.confirm_runs, fix_attempts=self.fix_attempts, timeout=self.timeout,
                           max_experiments=lim.max_experiments, max_hours=lim.max_hours, max_cost=lim.max_cost,
                           workers=self.workers, per_device=self.per_device, backend=self.backend,
-                          address=self.address, **self.agent_options)
+                          address=self.address, track=self.track, **self.agent_options)
