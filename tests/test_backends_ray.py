@@ -265,6 +265,32 @@ val_bpb = evaluate_bpb(""")
     assert sorted(line.split()[1:3] for line in lines) == [["net", "refused"], ["val", "refused"]], lines
 
 
+def test_progress_lines_of_a_run_in_flight_reach_the_orchestrator(cluster, tiny_workspace, tiny_cache, tmp_path):
+    """What train.py prints on the node arrives while it runs: in the live view's callbacks and in the local
+    run.log that `status` and the dashboard read (see/facts.py), as for a local run."""
+    from autoresearch.see.facts import _last_progress
+
+    backend = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache))
+    slow = fast_source(SLEEP=10.0).replace("time.sleep(SLEEP)", "print('training on', flush=True)\ntime.sleep(SLEEP)")
+    exp = experiment(tiny_workspace, tmp_path, "stream", slow)
+    lines, progress, results = [], [], []
+    runner = threading.Thread(target=lambda: results.append(backend.run(
+        exp, backend.slots()[0], on_line=lines.append, on_progress=progress.append)))
+    runner.start()
+    try:
+        wait_for(lambda: "training on" in lines, timeout=90)
+        assert runner.is_alive() and not results  # in flight: the task has not returned
+        assert any(line.startswith("step 00000") for line in lines) and progress and progress[0].step == 0
+        log = exp.run_dir / "run.log"
+        assert "training on" in log.read_text()
+        assert _last_progress(log).step == 0  # what `status` shows of an experiment in flight
+    finally:
+        runner.join(timeout=90)
+    assert results and results[0].status == "ok", results and (results[0].reason, results[0].error_tail)
+    assert "val_bpb:" in (exp.run_dir / "run.log").read_text()  # the node's whole log replaced the streamed one
+    assert lines.count("training on") == 1 and "val_bpb:" in " ".join(lines)
+
+
 def test_cancel_stops_a_run_on_its_node_and_leaves_no_process(cluster, tiny_workspace, tiny_cache, tmp_path):
     backend = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache))
     # Without the sandbox nothing of the experiment dies with its parent (PR_SET_PDEATHSIG): only the stop reaches it.
@@ -349,7 +375,7 @@ def test_the_loop_on_ray_records_every_experiment_once_and_survives_a_killed_run
     from test_workers import MERGE_TRAIN, GatedAgent, change
 
     from autoresearch import vcs
-    from autoresearch.loop.core import Limits, Loop, LoopConfig
+    from autoresearch.loop.core import Limits, Loop, LoopConfig, View
 
     ws = tiny_workspace
     (ws / "train.py").write_text(MERGE_TRAIN)
@@ -357,9 +383,16 @@ def test_the_loop_on_ray_records_every_experiment_once_and_survives_a_killed_run
     a = GatedAgent([(change(QUALITY=0.5), "quality 0.5"), (change(QUALITY=0.6), "quality 0.6")])
     b = GatedAgent([(change(EXTRA=0.1, PAUSE=300.0), "hangs")], name="scripted-b")
     settings = Settings.load(ws / "autoresearch.toml")
+
+    class Watching(View):  # the live view: what it is shown of each experiment while it runs
+        seen: list = []
+
+        def progress(self, p, rec=None) -> None:
+            self.seen.append((rec.number, rec.state, p.step))
+
     loop = Loop(ws, settings, [a, b], LoopConfig(tag="t", policy="greedy", fix_attempts=0,
                                                  limits=Limits(max_experiments=4)),
-                backend=rb.RayBackend("cpu", workers=2))
+                view=Watching(), backend=rb.RayBackend("cpu", workers=2))
     loop.start()
     victim: list[int] = []
 
@@ -386,6 +419,10 @@ def test_the_loop_on_ray_records_every_experiment_once_and_survives_a_killed_run
     assert all("ray node" in e.node for e in recs.values())  # each ran as a Ray task
     assert (Path(recs["quality 0.5"].run_dir) / "run.log").read_text().count("val_bpb:") == 1  # logs came back
     assert not alive(victim[0]) and _training_on_node(Path(recs["hangs"].run_dir).name) is None
+    # The live view was shown the progress of every experiment that ran to its end (the killed one's output died
+    # in its pipe's buffer with it): the lines streamed from the nodes, the last of them taken before run() returned.
+    assert {n for n, state, _ in Watching.seen if state == "running"} == \
+        {e.number for e in recs.values() if e.description != "hangs"}
 
 
 def test_kill_9_on_ray_with_two_experiments_in_flight_then_resume(cluster, tiny_workspace, tmp_path):

@@ -7,8 +7,9 @@ What travels is what an experiment is: the train.py source, the workspace's sett
 never the orchestrator's paths. On the node the task finds the node's own cache (its AUTORESEARCH_CACHE or
 ~/.cache/autoresearch), prepares the data there if it is missing (once per node: data/prepare.py prepare_once),
 and runs the experiment with run_isolated in a run directory of the node's: the same worker process, sandbox and
-scorer as locally. What comes back is the RunResult with its curve, and the tails of the logs, which the
-orchestrator writes into the experiment's run directory here.
+scorer as locally. While it runs, its output lines stream to the orchestrator (backends/ray_progress.py), so
+status, the live view and the dashboard follow it as they follow a local run. What comes back is the RunResult
+with its curve, and the tails of the logs, which the orchestrator writes into the experiment's run directory here.
 
 A node that dies mid-run costs a retry (Ray reruns the task elsewhere, up to max_retries times); when no retry
 can finish it, the run comes back `lost`. Each task's result is read once, so a retried run counts once.
@@ -30,6 +31,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from autoresearch.backends.base import THREAD_VARS, BackendError, Slot
+from autoresearch.backends.ray_progress import DRAIN_SECONDS, Channel, Forwarder
 from autoresearch.backends.worker import STOP_SECONDS, Handle, run_isolated
 from autoresearch.run.result import Experiment, Progress, RunResult
 
@@ -82,20 +84,25 @@ class RayBackend:
         t0 = time.monotonic()
         exp.run_dir.mkdir(parents=True, exist_ok=True)
         (exp.run_dir / "train.py").write_text(exp.source)
+        sink = _stream(exp, on_line, on_progress)
         with self._lock:  # a task submitted here is one cancel() sees
             if self._stop.is_set():
+                _unstream(sink)
                 return RunResult(status="interrupted", reason="the orchestrator is stopping")
             try:
-                ref = self._task.remote(payload(exp, self.node_cache))
+                ref = self._task.remote(payload(exp, self.node_cache, sink.target if sink else None))
             except Exception as e:  # noqa: BLE001 - the cluster went away, or the payload does not pickle
+                _unstream(sink)
                 return RunResult(status="lost", reason=f"could not submit the Ray task ({type(e).__name__}: "
                                                        f"{e})"[:500], wall_seconds=time.monotonic() - t0)
             self._inflight.add(ref)
+        reply = None
         try:
             reply = self._wait(ref)
         finally:
             with self._lock:
                 self._inflight.discard(ref)
+            _unstream(sink, drain=isinstance(reply, dict))  # before receive() writes the shipped log over it
         if isinstance(reply, RunResult):
             reply.wall_seconds = time.monotonic() - t0
             return reply
@@ -236,13 +243,28 @@ def plan_slots(profile: str, workers: int | None, per_device: int, options: dict
     return [Slot(index=k + 1, device="ray") for k in range(workers)]
 
 
-def payload(exp: Experiment, node_cache: str | None = None) -> dict:
-    """The experiment as it travels: plain values, no path of the orchestrator's."""
+def _stream(exp: Experiment, on_line, on_progress):
+    """Where the run's lines stream to while it runs; None when they cannot (then they come with the result)."""
+    try:
+        return Channel.get().open(exp.run_dir, on_line, on_progress)
+    except Exception:  # noqa: BLE001 - no queue actor on this cluster: the run still runs, unseen until it returns
+        return None
+
+
+def _unstream(sink, drain: bool = False) -> None:
+    """Stop streaming a run; `drain`: it returned whole, so its last lines are on their way: take them first."""
+    if sink is not None:
+        sink.close(DRAIN_SECONDS if drain else 0.0)
+
+
+def payload(exp: Experiment, node_cache: str | None = None, progress: tuple | None = None) -> dict:
+    """The experiment as it travels: plain values, no path of the orchestrator's; `progress`: where its lines
+    stream to (backends/ray_progress.py)."""
     env = [(k, v) for k, v in exp.env if k != "CUDA_VISIBLE_DEVICES"]  # Ray assigns the node's devices
     return {"name": exp.run_dir.name, "source": exp.source, "settings": asdict(exp.settings),
             "timeout": exp.timeout, "eval_rate": exp.eval_rate, "first_answer_limit": exp.first_answer_limit,
             "wants_test": exp.wants_test, "env": env, "compile_cache": exp.compile_cache is not None,
-            "fills_compile_cache": exp.fills_compile_cache, "cache": node_cache}
+            "fills_compile_cache": exp.fills_compile_cache, "cache": node_cache, "progress": progress}
 
 
 def receive(exp: Experiment, reply: dict) -> RunResult:
@@ -291,22 +313,25 @@ def run_on_node(p: dict) -> dict:
                      first_answer_limit=p["first_answer_limit"], wants_test=p["wants_test"], env=tuple(env),
                      compile_cache=_compile_seed(settings, cache) if p["compile_cache"] else None,
                      fills_compile_cache=p["fills_compile_cache"])
+    forwarder = Forwarder(p.get("progress"), node)
     try:
-        result = run_stoppably(exp)
+        result = run_stoppably(exp, on_line=forwarder.line)
         result.node = node
+        notes += forwarder.close()
         logs = {name: _tail(exp.run_dir / name) for name in SHIPPED_LOGS if (exp.run_dir / name).exists()}
         return {"result": result.to_dict(), "logs": logs, "notes": notes, "node": node}
     finally:
+        forwarder.close()
         shutil.rmtree(home, ignore_errors=True)
 
 
-def run_stoppably(exp: Experiment) -> RunResult:
+def run_stoppably(exp: Experiment, on_line: Callable[[str], None] | None = None) -> RunResult:
     """run_isolated in a thread of its own, so that Ray's cancel reaches this one: it raises KeyboardInterrupt in
     the task's thread between bytecodes, which a thread blocked reading the worker's pipe would never run. The
     worker is then stopped as locally (SIGTERM: it kills every process of its experiment), before the task ends."""
     handle = Handle()
     done: list[RunResult] = []
-    runner = threading.Thread(target=lambda: done.append(run_isolated(exp, handle=handle)), daemon=True)
+    runner = threading.Thread(target=lambda: done.append(run_isolated(exp, on_line, handle=handle)), daemon=True)
     runner.start()
     try:
         while runner.is_alive():
