@@ -193,8 +193,8 @@ def test_a_launcher_that_cannot_confine_stops_the_loop_and_says_how_to_opt_out(s
     ws, cache, *_, ctx = setup
     real = command.confinement
 
-    def without_mount_namespaces(name, workspace, cache):
-        argv = real(name, workspace, cache)
+    def without_mount_namespaces(name, workspace, cache, *more):
+        argv = real(name, workspace, cache, *more)
         return [*argv[:-1], "--skip", "mountns", "--"]  # as on a kernel without unprivileged user namespaces
 
     monkeypatch.setattr(command, "confinement", without_mount_namespaces)

@@ -20,8 +20,8 @@ from trackread import mlflow_records, tensorboard_records, wandb_records
 from autoresearch import vcs
 from autoresearch.loop.core import Limits, Loop, LoopConfig
 from autoresearch.loop.journal import Journal, read_results_tsv
-from autoresearch.see.track import TRACKERS, TrackError, make_tracker
-from autoresearch.see.track.config import TrackConfig, parse_names
+from autoresearch.see.track import TRACKERS, TrackError
+from autoresearch.see.track.config import TrackConfig, make_tracker, parse_names
 from autoresearch.see.track.lanes import Tracking
 from autoresearch.see.track.replay import replay
 from autoresearch.settings import Settings
@@ -301,6 +301,58 @@ def test_a_tracker_that_raises_or_hangs_changes_nothing_and_says_so(tracked, tmp
     assert boom.calls == 5 and "0 experiments sent" in boom_line and "5 not sent (6 failed calls" in boom_line
     assert "track --replay --track boom" in boom_line
     assert "1 experiment sent" in hang_line and "4 not sent" in hang_line and "hung or fell behind" in hang_line
+
+
+class Flaky(Boom):
+    """Down when the run starts (open raises), up again later: it gets everything, once."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.opens, self.sent = 0, []
+
+    def open(self, research) -> None:
+        self.opens += 1
+        if self.opens == 1:
+            raise ConnectionError("connection refused")
+
+    def send(self, research, entry) -> None:
+        self.sent.append(entry.key)
+
+    def close(self, research) -> None:
+        pass
+
+
+def test_a_tracker_down_at_the_start_gets_everything_once_it_is_back(tracked, monkeypatch):
+    from autoresearch.see.track import lanes
+
+    said: list[str] = []
+    flaky = Flaky()
+    tracking = Tracking([flaky], said.append)
+    journal = journal_of(tracked["ws"])
+    read_run = lanes.read_run
+    # The session starts with the run's first 4 decisions on record; the 5th is decided while it runs.
+    monkeypatch.setattr(lanes, "read_run", lambda *a: (lambda run, backlog: (run, backlog[:-1]))(*read_run(*a)))
+    try:
+        tracking.start(journal, TAG, tracked["ws"])
+        last = max(journal.experiments(TAG, done_only=True), key=lambda e: e.finished_at)
+        tracking.feed(last)  # the next decision: the tracker is back
+        (line,) = tracking.close()
+    finally:
+        journal.close()
+    recs, _, key = decided(tracked["ws"])
+    assert flaky.sent == [f"{key}/{e.number:04d}-{e.attempt}" for e in recs]  # in decision order, none twice
+    assert [s for s in said if "flaky failed" in s] == [said[0]] and "connection refused" in said[0]
+    assert "5 experiments sent" in line and "not sent" not in line and "(after 1 failed call" in line, line
+
+
+def test_resume_goes_on_with_the_run_s_trackers():
+    from autoresearch.loop.options import RunOptions, resume_command
+
+    stored = RunOptions(track=("mlflow", "tensorboard")).to_dict()
+    again = RunOptions.from_dict(json.loads(json.dumps(stored)))  # as a session keeps it in the journal
+    assert again.track == ("mlflow", "tensorboard")
+    assert "--track mlflow --track tensorboard" in resume_command(TAG, again)
 
 
 # -- configuration ---------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from click.core import ParameterSource
 
 from autoresearch.cli.common import friendly_errors, workspace_option, workspace_root
 from autoresearch.loop.options import RunOptions
-from autoresearch.see.track import TRACKERS, Tracker, TrackError, make_tracker
-from autoresearch.see.track.config import TRACK_ENV, TrackConfig, parse_names
+from autoresearch.see.track import TRACKERS, Tracker, TrackError
+from autoresearch.see.track.config import TRACK_ENV, TrackConfig, make_tracker, parse_names
 
 GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 

@@ -4,7 +4,8 @@ Each tracker is one module behind one small interface (Tracker), an optional ext
 library; nothing imports mlflow, wandb or tensorboard until a tracker opens, and the loop never imports this room:
 the `run` command hangs live logging on the ledger (lanes.py).
 
-    config.py          which trackers, and where they write: --track, AUTORESEARCH_TRACK, [track] in autoresearch.toml
+    config.py          which trackers, and where they write: --track, AUTORESEARCH_TRACK, [track] in autoresearch.toml;
+                       make_tracker
     records.py         what a tracker receives, built from the journal alone (live logging and replay alike)
     lanes.py           live logging beside the loop: a thread and a bounded queue per tracker, failures counted
     replay.py          `autoresearch track --replay`: a finished run's journal, sent afterwards
@@ -13,12 +14,10 @@ the `run` command hangs live logging on the ledger (lanes.py).
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from autoresearch.see.track.config import TrackConfig
     from autoresearch.see.track.records import Entry, Research
 
 # name -> (module, class, the extra that installs its client)
@@ -57,15 +56,6 @@ class Tracker(Protocol):
 
     def close(self, research: Research) -> None:
         """The research run's final state (stopped, and why); flush and let go of the client."""
-
-
-def make_tracker(name: str, workspace: Path, config: TrackConfig) -> Tracker:
-    """The tracker `name`, checked (its package is installed, its store is where agents cannot read it, its
-    credentials exist) without importing its client: that happens in open(), beside the loop."""
-    if name not in TRACKERS:
-        raise TrackError(f"unknown tracker {name!r}: choose one of {', '.join(TRACKERS)}")
-    module, cls, _ = TRACKERS[name]
-    return getattr(importlib.import_module(module), cls)(workspace, config)
 
 
 def need_package(tracker: str, module: str) -> None:

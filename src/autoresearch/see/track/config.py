@@ -17,12 +17,13 @@ measured. Credentials never go here: each tracker reads its own (MLFLOW_TRACKING
 
 from __future__ import annotations
 
+import importlib
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from autoresearch.see.track import TRACKERS, TrackError
+from autoresearch.see.track import TRACKERS, Tracker, TrackError
 from autoresearch.settings import SETTINGS_FILE
 from autoresearch.workspace import RUN_DIR
 
@@ -79,6 +80,15 @@ class TrackConfig:
         """A directory of this config (relative ones from the workspace), or the default under .autoresearch/."""
         path = Path(value).expanduser() if value else workspace / RUN_DIR / default
         return (path if path.is_absolute() else workspace / path).resolve()
+
+
+def make_tracker(name: str, workspace: Path, config: TrackConfig) -> Tracker:
+    """The tracker `name`, checked (its package is installed, its store is where agents cannot read it, its
+    credentials exist) without importing its client: that happens in open(), beside the loop."""
+    if name not in TRACKERS:
+        raise TrackError(f"unknown tracker {name!r}: choose one of {', '.join(TRACKERS)}")
+    module, cls, _ = TRACKERS[name]
+    return getattr(importlib.import_module(module), cls)(workspace, config)
 
 
 def parse_names(values) -> tuple[str, ...]:

@@ -158,14 +158,14 @@ class _Lane(threading.Thread):
                         send(self.tracker, run, item[1], self.counts, self._failed)
                     else:
                         pending.append(item[1])
-                elif kind == "close" and opened:
+                if not opened and (kind != "close" or pending):  # at the start, or again: a server back up
+                    opened = catch_up(self.tracker, run, pending, self.counts, self._failed)
+                    pending = [] if opened else pending
+                if kind == "close" and opened:
                     try:
                         self.tracker.close(item[1])
                     except Exception as e:  # noqa: BLE001
                         if self.counts.failure(e):
                             self._failed(e)
-                if not opened and kind != "close":  # at the start, or again after it failed (a server back up)
-                    opened = catch_up(self.tracker, run, pending, self.counts, self._failed)
-                    pending = [] if opened else pending
             finally:
                 self.busy_since = None

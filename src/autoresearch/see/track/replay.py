@@ -60,7 +60,7 @@ def catch_up(tracker: Tracker, run: Research, backlog: list[Entry], counts: Coun
         if counts.failure(e):
             on_error(e)
         return False
-    for entry in backlog:
+    for entry in {e.key: e for e in backlog}.values():  # once each, the latest copy (a retry may repeat one)
         if entry.key in have:
             counts.known += 1
         else:
@@ -104,7 +104,9 @@ def summary(tracker: Tracker, counts: Counts) -> str:
         why.append(f"{counts.errors} failed call{'' if counts.errors == 1 else 's'}, the first: {counts.first_error}")
     if counts.dropped:
         why.append(f"{counts.dropped} not tried: the tracker hung or fell behind")
-    if counts.missing or why:
+    if counts.missing:
         line += (f"; {counts.missing} not sent ({'; '.join(why) or 'the tracker did not finish'}): "
                  f"`autoresearch track --replay --track {tracker.name}` sends what is missing")
+    elif why:  # all there in the end, after the tracker came back
+        line += f" (after {'; '.join(why)})"
     return line

@@ -25,6 +25,7 @@ from autoresearch.see.track.records import Entry, Research
 
 KIND, TAG, KEY, COMPLETE = "autoresearch.kind", "autoresearch.tag", "autoresearch.key", "autoresearch.complete"
 PARENT = "mlflow.parentRunId"
+EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's UI shows GenAI traces first for experiments of no kind
 BATCH = 1000  # MLflow's limit of entities in one log_batch
 # A server that does not answer must cost seconds per call, not MLflow's default of 7 retries at 120 s each. Set
 # only where the user has not chosen; train.py and command agents never see MLFLOW_* variables.
@@ -74,9 +75,10 @@ class MlflowTracker:
     def open(self, research: Research) -> None:
         for key, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
-        for name in ("mlflow", "alembic"):  # their INFO lines would break the terminal's live view
-            logging.getLogger(name).setLevel(logging.WARNING)
         from mlflow import MlflowClient
+
+        for name in ("mlflow", "alembic"):  # after the import, which sets mlflow's: INFO lines break the live view
+            logging.getLogger(name).setLevel(logging.WARNING)
 
         if self.store is not None:
             self.store.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +88,8 @@ class MlflowTracker:
             self.experiment_id = found.experiment_id
         else:
             location = self._artifact_root().as_uri() if self.uri.startswith("sqlite:") else None
-            self.experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
+            self.experiment_id = self.client.create_experiment(  # a training experiment: the UI opens on its runs
+                self.experiment_name, artifact_location=location, tags={"mlflow.experimentKind": EXPERIMENT_KIND})
         runs = self._search(f"tags.`{KIND}` = 'research'")
         mine = [r for r in runs if r.data.tags.get(KEY) == research.key]
         if mine:
