@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autoresearch.loop.journal import ExperimentRecord, RunRecord, SessionRecord
+from autoresearch.loop.keeps import keep_order
 from autoresearch.loop.ledger import mean_of
 from autoresearch.see.facts import load_note
 from autoresearch.workspace import read_constants
@@ -132,8 +133,8 @@ def entry(run: RunRecord, done: list[ExperimentRecord], rec: ExperimentRecord) -
 def _entry(run: RunRecord, order: list[ExperimentRecord], i: int) -> Entry:
     e = order[i]
     metric = metric_of(run)
-    kept = [x for x in order[: i + 1] if x.status == "keep"]
-    best = mean_of(kept[-1]) if kept else None  # the keep decided last is the best (loop/ledger.py)
+    kept = keep_order(order[: i + 1])
+    best = mean_of(kept[-1]) if kept else None  # the end of the chain of keeps is the best (loop/keeps.py)
     measured = e.status in ("keep", "discard")
     metrics: dict[str, float] = {}
     if measured:
