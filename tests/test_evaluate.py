@@ -19,7 +19,7 @@ from autoresearch.harness import channel, constants, evaluate, wire
 from autoresearch.harness.dataloader import TokenSplit, make_dataloader
 from autoresearch.harness.evaluate import RefusedToScore, evaluate_bpb
 from autoresearch.harness.tokenizer import Tokenizer
-from autoresearch.run import scorer
+from autoresearch.run import probes, scorer
 from autoresearch.settings import Settings
 
 TEXTS = [f"Story {i}: the {'red' if i % 3 else 'blue'} fox ran {i % 7} miles. Ünïcode ✓" * (1 + i % 4) for i in range(80)]
@@ -115,7 +115,7 @@ def test_matches_hand_computation_on_both_splits(workspace, events):
     assert r["val_bpb"] == pytest.approx(hand_bpb(model, tok, splits["val"], settings), rel=1e-6)
     assert r["test_bpb"] == pytest.approx(hand_bpb(model, tok, splits["test"], settings), rel=1e-6)
     assert r["val_tokens"] > 0 and r["val_bytes"] > r["val_tokens"]
-    assert r["transport"] == "shm" and r["probe"]["probes"] >= 2 * scorer.MIN_PROBES
+    assert r["transport"] == "shm" and r["probe"]["probes"] >= 2 * probes.MIN_PROBES
 
 
 def test_batch_size_does_not_change_the_figure(workspace):
@@ -239,7 +239,7 @@ def test_every_call_has_one_shape_and_the_probes_are_not_scored(workspace, batch
     rows = scorer.rows_per_call(batch_size, settings.max_seq_len, tok.get_vocab_size(), n_rows)
     assert rows == 1  # 5 rows: eight calls at the least, whatever the batch size
     assert set(model.shapes) == {(rows, settings.max_seq_len)}
-    calls = math.ceil((n_rows + scorer.MIN_PROBES) / rows)
+    calls = math.ceil((n_rows + probes.MIN_PROBES) / rows)
     assert r["val_calls"] == r["test_calls"] == calls and r["rows_per_call"] == rows
     assert len(model.shapes) == 2 * calls
     assert r["val_bpb"] == pytest.approx(hand_bpb(model, tok, splits["val"], settings), rel=1e-6)
@@ -340,19 +340,19 @@ def test_the_schedule_serves_every_row_once_with_probes_in_other_calls(n_real, r
     import random
 
     T = 16  # noqa: N806
-    plan = scorer.schedule(n_real, rows, T, random.Random(1))
+    plan = probes.schedule(n_real, rows, T, random.Random(1))
     real = [r.real for r in plan if not r.probe]
-    probes = [r for r in plan if r.probe]
+    served = [r for r in plan if r.probe]
     assert sorted(real) == list(range(n_real)) and len(plan) % rows == 0
-    assert len(probes) >= scorer.MIN_PROBES and len(probes) >= 0.02 * n_real
+    assert len(served) >= probes.MIN_PROBES and len(served) >= 0.02 * n_real
     if n_real >= 2:
-        assert sum(p.shared < T for p in probes) >= scorer.MIN_PROBES // 2  # twins that part from their row
+        assert sum(p.shared < T for p in served) >= probes.MIN_PROBES // 2  # twins that part from their row
     call = {r.real: i // rows for i, r in enumerate(plan) if not r.probe}
     calls = len(plan) // rows
     if calls >= 2 * wire.SLOTS + 2 and n_real >= 4 * rows:
         near = sum(1 for i, p in enumerate(plan) if p.probe and abs(i // rows - call[p.real]) < wire.SLOTS)
         assert near <= 2  # a probe is held with its row only when no place far enough was left
-    assert plan != scorer.schedule(n_real, rows, T, random.Random(2)) or n_real == 1
+    assert plan != probes.schedule(n_real, rows, T, random.Random(2)) or n_real == 1
 
 
 def test_a_model_that_looks_ahead_at_a_few_positions_is_caught_by_enough_probes():
@@ -378,10 +378,10 @@ def test_a_model_that_looks_ahead_at_a_few_positions_is_caught_by_enough_probes(
 
 def test_probe_comparison_is_relative_to_each_value_and_flags_nan_mismatch():
     a = np.array([-1.0, np.nan, -3.0])
-    assert scorer.mismatch(a, a.copy()) == 0.0
-    assert scorer.mismatch(a, np.array([-1.0, -2.0, -3.0])) == float("inf")
-    assert scorer.mismatch(a, np.array([-1.0005, np.nan, -3.0])) == pytest.approx(0.5, rel=1e-3)
-    assert scorer.mismatch(np.array([-1000.0]), np.array([-1000.5])) < 1 < scorer.mismatch(a[:1], a[:1] - 0.01)
+    assert probes.mismatch(a, a.copy()) == 0.0
+    assert probes.mismatch(a, np.array([-1.0, -2.0, -3.0])) == float("inf")
+    assert probes.mismatch(a, np.array([-1.0005, np.nan, -3.0])) == pytest.approx(0.5, rel=1e-3)
+    assert probes.mismatch(np.array([-1000.0]), np.array([-1000.5])) < 1 < probes.mismatch(a[:1], a[:1] - 0.01)
 
 
 def test_shifting_every_logit_cannot_widen_the_probes_tolerance(workspace):

@@ -1,5 +1,5 @@
 """Probabilistic by design: it gets through with chance ~0.32 (1 - SHARE/100 per twin, ~3.5 twins in each of val and
-test), so a strict xfail of it is flaky; scorer.schedule's probe count is the deterministic test (4 probes per split
+test), so a strict xfail of it is flaky; probes.schedule's probe count is the deterministic test (4 probes per split
 at these batch sizes)."""
 
 from ._edit import after, replace
