@@ -52,8 +52,7 @@ def scored(model, batch_size: int) -> dict:
     return evaluate.score(model, batch_size)["result"]
 
 
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
+def make_workspace(tmp_path, monkeypatch, splits: dict[str, list[str]]):
     settings = Settings(profile="cpu", max_seq_len=16, eval_tokens=80, vocab_size=300)
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -63,7 +62,6 @@ def workspace(tmp_path, monkeypatch):
     out.mkdir(parents=True)
     tok = Tokenizer.train(TEXTS, 300)
     tok.save(out)
-    splits = {"val": TEXTS[:40], "test": TEXTS[40:]}
     for name, texts in splits.items():
         docs = [np.array(ids, dtype=np.uint16) for ids in tok.encode_batch(texts, prepend_bos=True)]
         offsets = np.zeros(len(docs) + 1, dtype=np.int64)
@@ -76,6 +74,24 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTORESEARCH_CACHE", str(cache))
     constants.workspace_settings.cache_clear()
     return settings, tok, splits
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """Val and test of 40 documents each: the evaluation's 5 rows use them all (no text for blind probes)."""
+    return make_workspace(tmp_path, monkeypatch, {"val": TEXTS[:40], "test": TEXTS[40:]})
+
+
+@pytest.fixture
+def roomy_workspace(tmp_path, monkeypatch):
+    """The same evaluation, in splits of 400 documents: the rows it does not score make the blind probes (words in
+    a random order, so that a token does not settle the next: see test_a_model_that_replays_...)."""
+    import random
+
+    rng = random.Random(0)
+    words = "the red blue fox owl ran sat miles days a green grey and of to in".split()
+    more = [" ".join(rng.choice(words) for _ in range(12 + i % 20)) for i in range(720)]
+    return make_workspace(tmp_path, monkeypatch, {"val": TEXTS[:40] + more[:360], "test": TEXTS[40:] + more[360:720]})
 
 
 class Bigram(torch.nn.Module):
@@ -465,3 +481,147 @@ def test_a_model_that_dawdles_over_an_answer_is_refused(workspace, runner_scorer
         evaluate.score(Slow(tok.get_vocab_size()), 4)
     sent = report()
     assert sent[-1]["event"] == "violation" and sent[-1]["kind"] == "slow", sent[-1]
+
+
+# -- blind probes: unscored text, a token drawn at random there, and the rank the model gives it --------------------
+
+
+def _text(n: int, T: int, V: int, seed: int) -> np.ndarray:  # noqa: N803
+    """(n, T + 1) rows of random tokens 1..V-1: stands in for evaluation rows or for the unscored text."""
+    return np.random.default_rng(seed).integers(1, V, size=(n, T + 1))
+
+
+def test_a_blind_probe_is_unscored_text_with_a_token_drawn_at_its_cut():
+    import random
+
+    T, V = 32, 20  # noqa: N806
+    spare = _text(200, T, V, 0)
+    blind = probes.blind_probes(spare, 40, V, random.Random(0))
+    assert len(blind) == 40
+    kinds = []
+    for b in blind:
+        assert b.tokens.shape == (T + 1,) and 1 <= b.cut < T
+        assert (spare[:, : b.cut] == b.tokens[: b.cut]).all(axis=1).any(), "the start of an unscored row"
+        uniform = len(b.ids) == V and np.allclose(b.weights, 1 / V)
+        kinds.append(uniform)
+        # after the drawn token, the text that follows a place of another row (for a plausible token: the text from
+        # that token on, after the same token as the start's last)
+        tail = b.tokens[b.cut + 1 :] if uniform else b.tokens[b.cut :]
+        first = b.cut + 1 if uniform else b.cut
+        found = [(j, p) for j in range(len(spare)) for p in range(1, b.cut + 1)
+                 if (spare[j, p + first - b.cut : p + T + 1 - b.cut] == tail).all()
+                 and (uniform or spare[j, p - 1] == b.tokens[b.cut - 1])]
+        assert found
+        assert b.tokens[b.cut] in b.ids and b.weights.sum() == pytest.approx(1.0) and (b.weights > 0).all()
+    assert 10 < sum(kinds) < 30, "both kinds, about half each"
+    assert len({b.tokens[b.cut + 1 :].tobytes() for b in blind}) == len(blind), "no text is served twice"
+
+
+def _causal(V: int, seed: int, noise: float = 0.0):  # noqa: N803
+    """A causal stand-in for a model: log-probabilities from the last token (a bigram table), plus noise that owes
+    nothing to what follows."""
+    rng = np.random.default_rng(seed)
+    table = rng.normal(size=(V, V)) * 3
+
+    def logprobs(start: np.ndarray) -> np.ndarray:
+        out = table[start[-1]] + noise * rng.normal(size=V)
+        return out - np.log(np.exp(out - out.max()).sum()) - out.max()
+
+    return logprobs
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+def test_a_causal_model_ranks_the_drawn_token_like_a_random_draw(noise):
+    """u is exactly uniform for any model whose output at the cut does not depend on the drawn token (deterministic
+    or not), so the test refuses an honest run with probability BLIND_ALPHA. Seeds are fixed: this cannot flake."""
+    import random
+
+    T, V = 32, 20  # noqa: N806
+    us, ps = [], []
+    for seed in range(50):
+        rng = random.Random(seed)
+        model = _causal(V, seed, noise)
+        batch = [probes.blind_u(model(b.tokens[: b.cut]), b, rng)
+                 for b in probes.blind_probes(_text(120, T, V, seed), 40, V, rng)]
+        us += batch
+        ps.append(probes.fisher_p(batch))
+    us = np.sort(us)
+    ks = np.abs(np.arange(1, len(us) + 1) / len(us) - us).max()
+    assert ks < 1.63 / math.sqrt(len(us)), f"u is not uniform: KS distance {ks:.3f} over {len(us)} probes"
+    assert min(ps) > 1e-5 and all(0 < u <= 1 for u in us)  # p is uniform too: 50 draws, none near BLIND_ALPHA
+
+
+def test_fisher_p_is_the_chi_squared_tail():
+    assert probes.fisher_p([]) == 1.0 and probes.fisher_p([1.0, 1.0]) == 1.0
+    assert probes.fisher_p([0.3]) == pytest.approx(0.3)  # one probe: p is its u
+    h = -math.log(0.2 * 0.5)
+    assert probes.fisher_p([0.2, 0.5]) == pytest.approx(math.exp(-h) * (1 + h))
+    assert probes.fisher_p([1e-300] * 400) < 1e-100  # no overflow at large statistics
+
+
+class Replaying:
+    """The replay cache (bench/attacks/replay_cache.py) over numpy rows: the first time a prefix is seen, the token
+    that follows it in the row; every later time, that same token, mixed into a causal model's output."""
+
+    def __init__(self, V: int, mix: float, seed: int = 0) -> None:  # noqa: N803
+        self.table = np.random.default_rng(seed).normal(size=(V, V)) * 3
+        self.mix, self.next_of = mix, {}
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:  # (rows, T) -> logits (rows, T, V)
+        logits = self.table[x]
+        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        for r in range(x.shape[0]):
+            for t in range(x.shape[1]):
+                nxt = x[r, t + 1] if t + 1 < x.shape[1] else -1
+                guess = self.next_of.setdefault(tuple(x[r, : t + 1]), nxt)
+                if guess >= 0:
+                    p = (1 - self.mix) * np.exp(logp[r, t])
+                    p[guess] += self.mix
+                    logp[r, t] = np.log(p)
+        return logp.astype(np.float32)
+
+
+def _evaluate(model, windows, spare, rows, rng) -> str:
+    split = scorer.Split("val", windows, rows, np.ones(windows.max() + 1, dtype=np.int64), rng, np.arange(8), spare)
+    for call in range(split.calls):
+        x, y = split.inputs(call)
+        if why := split.take(call, model(x), y):
+            return "twins: " + why
+    return split.blind_verdict()
+
+
+def test_a_model_that_replays_what_followed_a_prefix_passes_the_twins_but_not_the_blind_probes():
+    """The red team's replay cache: every twin and repeat agrees with its row (a prefix seen again gets the answer it
+    got the first time), so without unscored text it is scored; the blind probes' starts were never served before,
+    so it looks ahead at them, and ranks the drawn tokens first."""
+    import random
+
+    T, V, rows = 32, 40, 8  # noqa: N806
+    for seed in range(5):
+        windows, spare = _text(64, T, V, seed), _text(96, T, V, 100 + seed)
+        assert _evaluate(Replaying(V, 0.15, seed), windows, None, rows, random.Random(seed)) == ""
+        why = _evaluate(Replaying(V, 0.15, seed), windows, spare, rows, random.Random(seed))
+        assert why.startswith("the model ranks the tokens drawn at random") and "looks ahead" in why, why
+        assert _evaluate(lambda x: Replaying(V, 0.0, seed)(x), windows, spare, rows, random.Random(seed)) == ""
+
+
+def test_the_scorer_refuses_the_replay_cache_and_scores_a_causal_model_with_blind_probes(roomy_workspace):
+    from attacks import replay_cache
+
+    _, tok, _ = roomy_workspace
+    honest = scored(Bigram(tok.get_vocab_size()), 4)
+    assert honest["val_blind"] == honest["test_blind"] == probes.MIN_BLIND  # 5 rows want the minimum: all there
+    assert honest["probe"]["blind_p"] >= probes.BLIND_ALPHA
+    space = {"torch": torch, "math": math, "REPLAY_MIX": replay_cache.MIX}
+    exec(replay_cache.REPLAY, space)
+
+    class Replay(Bigram):
+        def __init__(self, vocab: int) -> None:
+            super().__init__(vocab)
+            self.replay = space["Replay"]()
+
+        def forward(self, idx):
+            return self.replay(idx, self.table[idx])
+
+    with pytest.raises(RefusedToScore, match="ranks the tokens drawn at random .* looks ahead"):
+        evaluate_bpb(Replay(tok.get_vocab_size()), tok, 4)

@@ -7,11 +7,11 @@ logits through shared memory. The scorer computes the cross-entropy and the byte
 to the runner on a pipe only it holds. It runs no code of train.py's, unpickles nothing the other side sends, and
 makes itself non-dumpable, so a process of the same user cannot read or write its memory.
 
-Each split is served as its evaluation rows in an order drawn from the OS, with probe rows among them: a twin
-shares the first `shared` tokens of a real row and continues with another row's tokens from there (or repeats it
-whole). A model that looks ahead, or that changes as it is evaluated, gives a twin different outputs over the
-shared prefix than its original, wherever the two are placed; such a run gets no figure. What the probes cannot
-catch: a model that recognises a prefix it has seen and replays its earlier outputs (see the README).
+Each split is served as its evaluation rows in an order drawn from the OS, with probe rows among them (run/probes.py):
+twins and repeats of real rows, which a model that looks ahead or changes as it is evaluated answers differently
+from their rows, and blind probes, rows of unscored text whose token at a cut was drawn at random, which a model
+that looks ahead ranks above chance even when it replays what it answered for a prefix seen before. Such a run
+gets no figure.
 
     python -m autoresearch.run.scorer --socket-fd N [--report-fd N --answer-fd N] [--reveal]
 """
@@ -27,13 +27,24 @@ import select
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from autoresearch.harness import wire
 from autoresearch.harness.constants import eval_rows, prepared_dir, workspace_settings
-from autoresearch.harness.dataloader import TokenSplit, iter_row_arrays
-from autoresearch.run.probes import mismatch, row_tokens, schedule
+from autoresearch.harness.dataloader import TokenSplit, pack_rows
+from autoresearch.run.probes import (
+    BLIND_ALPHA,
+    BLIND_POOL_TOKENS,
+    blind_count,
+    blind_probes,
+    blind_u,
+    fisher_p,
+    mismatch,
+    row_tokens,
+    schedule,
+)
 
 LOGITS_BUDGET = 2**27  # logits elements per forward call: bounds evaluation memory whatever batch_size is
 MIN_CALLS = 8  # calls per split at the least, whatever train.py's batch size: what the model holds at any moment
@@ -42,6 +53,7 @@ CALL_FLOOR_SECONDS = 5.0  # an answer may take this long, or CALL_FACTOR x the f
 CALL_FACTOR = 20.0
 SIGNATURE_IDS = 16  # vocabulary entries, drawn from the OS, compared between a twin and its original
 ANSWER_TIMEOUT = 60.0
+SPARE_MISSES = 64  # rows in a row that repeat a document: the split holds no more unscored text
 
 
 def rows_per_call(batch_size: int, T: int, vocab: int, n_rows: int) -> int:  # noqa: N803
@@ -100,6 +112,8 @@ class SplitScore:
     tokens: int = 0
     calls: int = 0
     probes: int = 0
+    blind: int = 0  # blind probes judged
+    blind_p: float = 1.0  # Fisher's p of their ranks: how likely a causal model is to rank them so
     seconds: float = 0.0
 
 
@@ -107,17 +121,20 @@ class Split:
     """One split's rows and its running sums, fed call by call."""
 
     def __init__(self, name: str, windows: np.ndarray, rows: int, token_bytes: np.ndarray, rng: random.Random,
-                 ids: np.ndarray) -> None:
+                 ids: np.ndarray, spare: np.ndarray | None = None) -> None:
         self.name, self.windows, self.rows, self.token_bytes, self.ids = name, windows, rows, token_bytes, ids
+        self.rng = rng
         n_real, t1 = windows.shape
         self.T = t1 - 1
-        self.plan = schedule(n_real, rows, self.T, rng, windows)
+        self.blind = [] if spare is None else blind_probes(spare, blind_count(n_real), len(token_bytes), rng)
+        self.blind_u: list[float] = []
+        self.plan = schedule(n_real, rows, self.T, rng, windows, n_blind=len(self.blind))
         self.calls = len(self.plan) // rows
         self.score = SplitScore(calls=self.calls)
         self.sums = np.zeros(3)  # nats, bytes, scored tokens
         self.probes_of: dict[int, list[int]] = {}  # real row -> plan indices of its probes
         for q, r in enumerate(self.plan):
-            if r.probe:
+            if r.probe and r.blind < 0:
                 self.probes_of.setdefault(r.real, []).append(q)
         self.real_seen: dict[int, tuple[np.ndarray, dict[int, np.ndarray]]] = {}  # signature, logits by position
         self.probe_seen: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # probe -> its signature, logits at the cut
@@ -125,7 +142,8 @@ class Split:
 
     def inputs(self, call: int) -> tuple[np.ndarray, np.ndarray]:
         """(x (rows, T), targets (rows, T)) of call number `call`."""
-        tokens = np.stack([row_tokens(r, self.windows) for r in self.plan[call * self.rows : (call + 1) * self.rows]])
+        tokens = np.stack([self.blind[r.blind].tokens if r.blind >= 0 else row_tokens(r, self.windows)
+                           for r in self.plan[call * self.rows : (call + 1) * self.rows]])
         return tokens[:, :-1], tokens[:, 1:]
 
     def take(self, call: int, logits, targets: np.ndarray) -> str:
@@ -146,6 +164,10 @@ class Split:
                     pairs = [p for p in self.probes_of[row.real] if p in self.probe_seen]
                 else:
                     pairs = []
+            elif row.blind >= 0:
+                probe = self.blind[row.blind]
+                self.blind_u.append(blind_u(position_logprobs(logits, k, probe.cut - 1), probe, self.rng))
+                pairs = []
             else:
                 self.probe_seen[q] = (signature[k][: row.shared], position_logprobs(logits, k, row.shared - 1))
                 pairs = [q] if row.real in self.real_seen else []
@@ -169,6 +191,16 @@ class Split:
         return (f"the model's outputs for the same tokens differ by {diff:.3g} times the tolerance between a row "
                 f"and {what}: it looks ahead at later tokens, or it changes while it is evaluated")
 
+    def blind_verdict(self) -> str:
+        """After the last call: '' or why the blind probes refuse the run (a model that looks ahead, replaying or
+        not, ranks the tokens drawn for them above what a causal model does)."""
+        s = self.score
+        s.blind, s.blind_p = len(self.blind_u), fisher_p(self.blind_u)
+        if s.blind_p >= BLIND_ALPHA:
+            return ""
+        return (f"the model ranks the tokens drawn at random for {s.blind} rows of unscored text above what a model "
+                f"that reads only earlier tokens can (p = {s.blind_p:.2g}): it looks ahead at later tokens")
+
     def finish(self, seconds: float) -> SplitScore:
         nats, nbytes, tokens = self.sums.tolist()
         s = self.score
@@ -177,12 +209,36 @@ class Split:
         return s
 
 
-def load_windows(split: str, T: int) -> np.ndarray:  # noqa: N803
-    """The evaluation rows of `split` as prepare fixed them: (n_rows, T + 1) int64."""
-    n = eval_rows(split)
-    data = TokenSplit.open(prepared_dir(), split)
-    rows, _ = next(iter_row_arrays(data, n, T))
-    return rows
+def load_windows(split: str, T: int, spare_rows: int = 0, directory: Path | None = None,  # noqa: N803
+                 n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluation rows of `split` as prepare fixed them, (n_rows, T + 1) int64, and up to `spare_rows` rows
+    that the same packing yields after them, each of documents no other row holds (text that is never scored;
+    fewer, or none, in a split that holds little more than the evaluation). The workspace's prepared data, or
+    `directory` and its `n` evaluation rows."""
+    n = eval_rows(split) if n is None else n
+    data = TokenSplit.open(directory or prepared_dir(), split)
+    out: list[np.ndarray] = []
+    seen: set[int] = set()
+    misses = 0
+    for layout, _ in pack_rows(data.lengths, T + 1, groups=data.groups):
+        docs = [doc for doc, _ in layout]
+        if len(out) == n + spare_rows or misses == SPARE_MISSES:
+            break
+        if len(out) >= n and seen.intersection(docs):  # the packing wrapped round: a document already served
+            misses += 1
+            continue
+        seen.update(docs)
+        misses = 0
+        out.append(np.concatenate([data.tokens[data.offsets[d] : data.offsets[d] + take] for d, take in layout])
+                   .astype(np.int64))
+    rows = np.stack(out)
+    return rows[:n], rows[n:]
+
+
+def spare_rows_for(n_real: int, T: int) -> int:  # noqa: N803
+    """Rows of unscored text the blind probes of a split of `n_real` rows draw on: a start each, and a pool."""
+    count = blind_count(n_real)
+    return count + max(count, BLIND_POOL_TOKENS // (T + 1))
 
 
 # ---------------------------------------------------------------------------
@@ -199,7 +255,9 @@ class Scorer:
         self.T = self.settings.max_seq_len
         self.token_bytes = np.asarray(Tokenizer.load().token_bytes, dtype=np.int64)
         self.V = len(self.token_bytes)
-        self.windows = {s: load_windows(s, self.T) for s in ("val", "test")}
+        self.windows, self.spare = {}, {}
+        for s in ("val", "test"):
+            self.windows[s], self.spare[s] = load_windows(s, self.T, spare_rows_for(eval_rows(s), self.T))
         self.rng = random.Random(os.urandom(32))
         self.first_answer_limit: float | None = None  # set by main() from the runner's --first-answer-limit
         self.first_answer: float | None = None  # seconds the first answer took (it includes compiling)
@@ -248,7 +306,7 @@ class Scorer:
         for name in ("val", "test"):
             if name == "test" and not self.wants_test(scores["val"].bpb):
                 continue
-            split = Split(name, self.windows[name], rows, self.token_bytes, self.rng, self.ids)
+            split = Split(name, self.windows[name], rows, self.token_bytes, self.rng, self.ids, self.spare[name])
             why = self.stream(split, transport)
             if why and why[0] == "model":  # the model failed: train.py's process raises, the run has no figure
                 self.report("incomplete", reason=why[1])
@@ -260,7 +318,9 @@ class Scorer:
         payload = {f"{k}_{f}": v for k, s in scores.items() for f, v in asdict(s).items()}
         payload.update(splits=list(scores), rows_per_call=rows, eval_seconds=time.monotonic() - t0,
                        transport=transport.kind,
-                       probe={"max_diff": max_diff, "probes": sum(s.probes for s in scores.values())},
+                       probe={"max_diff": max_diff, "probes": sum(s.probes for s in scores.values()),
+                              "blind": sum(s.blind for s in scores.values()),
+                              "blind_p": min(s.blind_p for s in scores.values())},
                        first_answer_seconds=self.first_answer, fastest_answer_seconds=self.fastest)
         self.report("result", **payload)
         end = {"val_bpb": scores["val"].bpb}
@@ -315,6 +375,8 @@ class Scorer:
             why = split.take(call, transport.take_logits(call % wire.SLOTS), pending.pop(call)[0])
             if why:
                 return "non_causal", why
+        if why := split.blind_verdict():
+            return "non_causal", why
         split.finish(time.monotonic() - t0)
         return None
 
