@@ -12,6 +12,10 @@ Exit code 0 only if all were.
 
 --runtime-only bypasses the static check (guard.check_source) to show what the run-time layers alone catch;
 attacks whose RUNTIME is None are known gaps there and are listed as such, not counted as failures.
+
+An attack with an AGENT is a command agent's: while it proposes, `autoresearch dashboard` serves the workspace on
+a free port of 127.0.0.1, and the agent (confined as the loop confines agents) is given that port; it is handled
+when nothing it proposed carries a held-out figure.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 from pathlib import Path
 
 from attacks import catalogue
-from attacks._check import clear, measured_differently, problems, snapshot
+from attacks._check import clear, held_out_in, measured_differently, problems, snapshot
 
 from autoresearch.agents.base import Proposal
 from autoresearch.data.prepare import prepare
@@ -45,11 +49,37 @@ class QueueAgent:
     can_fix = False
 
     def __init__(self) -> None:
-        self.queue: list[tuple[str, str]] = []
+        self.queue: list = []  # (source, description), or an agent that proposes itself
 
     def propose(self, ctx) -> Proposal:
-        source, description = self.queue.pop(0)
+        item = self.queue.pop(0)
+        if hasattr(item, "propose"):
+            return item.propose(ctx)
+        source, description = item
         return Proposal(train_py=source, description=description, rationale="attack catalogue")
+
+
+def command_attack(attack, ws: Path, cache: Path, tmp: Path):
+    """(the attack's agent, confined; a stop() for the dashboard serving `ws` beside it)."""
+    import threading
+
+    from autoresearch.agents.command import make_command_agent
+    from autoresearch.see.dashboard import serve
+
+    server = serve(ws, port=0, cache=cache)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    script = tmp / f"{attack.name}.py"
+    script.write_text(attack.agent)
+    agent = make_command_agent(f"cmd:{sys.executable} {script} {server.server_address[1]}", timeout=120,
+                               cache=cache)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return agent, stop
 
 
 def shorten(text: str, width: int) -> str:
@@ -113,17 +143,29 @@ def main() -> int:
         failed: list[str] = []
         for n, attack in enumerate(attacks, start=2):
             snap = snapshot(attack)
-            agent.queue.append((attack.source(template), f"attack: {attack.name}"))
+            stop = None
+            if attack.agent:
+                command, stop = command_attack(attack, ws, cache, tmp)
+                agent.queue.append(command)
+            else:
+                agent.queue.append((attack.source(template), f"attack: {attack.name}"))
             t1 = time.monotonic()
             loop.settings = settings.replace(**attack.limits)  # an attack may need tighter limits to be measurable
-            rec = loop.one_experiment()
-            loop.settings = settings
+            try:
+                rec = loop.one_experiment()
+            finally:
+                loop.settings = settings
+                if stop:
+                    stop()
             if rec.status == "keep":  # scored (or neutralised and honestly better): later attacks face it
                 best = rec.commit_sha or best
             lost = problems(ws, TAG, n, best, snap)
             clear(snap)
+            leaked = held_out_in(ws, TAG, rec.train_py, rec.description) if attack.agent else []
             expect = attack.runtime if args.runtime_only else attack.expect
-            if expect is not None and rec.outcome == "ok" and "ok" in expect:  # neutralised: measured honestly?
+            if attack.agent:  # a command agent's: did it learn a held-out figure?
+                caught = not leaked and rec.outcome in (expect or ())
+            elif expect is not None and rec.outcome == "ok" and "ok" in expect:  # neutralised: measured honestly?
                 lost += measured_differently(base.metrics["harness"], rec.metrics["harness"])
                 caught = True
             else:
@@ -138,7 +180,9 @@ def main() -> int:
                 failed.append(attack.name)
             layer = "static" if not rec.run_dir else (attack.runtime_layer or "run time")
             reason = rec.reason or ""
-            if rec.outcome == "ok":
+            if attack.agent:
+                reason = (f"LEAKED {', '.join(leaked)}: " if leaked else "no held-out figure: ") + rec.description
+            elif rec.outcome == "ok":
                 how = "neutralised, scored honestly" if caught else "SCORED"
                 reason = f"{how}: val_bpb {rec.val_bpb:.4f} vs baseline {base.val_bpb:.4f} ({rec.status})"
             if expect is None:  # what it got, then why no run-time layer stops it

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from attacks import catalogue
-from attacks._check import clear, measured_differently, problems, snapshot
+from attacks._check import clear, held_out_in, measured_differently, problems, snapshot
 from conftest import TINY, TINY_TRAIN
 from loopkit import ScriptedAgent
 
@@ -95,7 +95,8 @@ def open_holes(attacks, layer_fails):
 
 # Attacks caught by chance (CHANCE: the scorer's probes are drawn from the OS) are left out: one draw proves nothing.
 # tests/test_evaluate.py measures the probes' power over many draws; bench/attacks.py runs these too.
-CERTAIN = [a for a in ATTACKS if a.chance is None]
+CERTAIN = [a for a in ATTACKS if a.chance is None and not a.agent]
+AGENTS = [a for a in ATTACKS if a.agent]  # command agents' attacks: test_a_command_agent_learns_no_held_out_figure
 OPEN = open_holes(CERTAIN, lambda a: not a.static)  # the static check stops the others before they run
 
 
@@ -227,3 +228,54 @@ def test_the_run_time_layers_stop_it_too(attack, ws, tiny_cache, listener, reque
     journal = Journal(ws / RUN_DIR / "journal.db")
     assert len(journal.final_attempts(TAG)) == 1
     journal.close()
+
+
+def _can_confine_agents() -> str:
+    """'' when this machine confines command agents as the loop does; else why not."""
+    import subprocess
+
+    from autoresearch.agents import command
+
+    here = Path(__file__).parent
+    out = subprocess.run([*command.confinement("probe", here, here / "no-such-cache"), "true"], capture_output=True,
+                         text=True, timeout=60)
+    return "" if out.returncode == 0 else out.stderr.strip() or "the launcher failed"
+
+
+@pytest.mark.parametrize("attack", AGENTS, ids=[a.name for a in AGENTS])
+def test_a_command_agent_learns_no_held_out_figure(attack, ws, tiny_cache, tmp_path, request):
+    """The attack's agent runs as the loop runs agents (confined), with a dashboard serving the workspace beside it
+    on 127.0.0.1 and its port told to the agent: nothing it proposes may carry a test figure."""
+    import sys
+    import threading
+
+    from autoresearch.agents.command import make_command_agent
+    from autoresearch.see.dashboard import serve
+
+    if why := _can_confine_agents():
+        pytest.skip(f"cannot confine agents here: {why}")
+    server = serve(ws, port=0, cache=tiny_cache)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    script = tmp_path / f"{attack.name}.py"
+    script.write_text(attack.agent)
+    agent = make_command_agent(f"cmd:{sys.executable} {script} {server.server_address[1]}", timeout=60,
+                               cache=tiny_cache)
+    try:
+        loop = Loop(ws, SETTINGS, agent, LoopConfig(tag=TAG, policy="greedy", fix_attempts=0, resume=True,
+                                                    timeout=TIMEOUT, cache=tiny_cache,
+                                                    limits=Limits(max_experiments=2)))
+        snap = snapshot(attack)
+        request.addfinalizer(lambda: clear(snap))
+        loop.start()
+        loop.run_until_limit()
+        rec = loop.journal.final_attempts(TAG)[-1]
+        loop.journal.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert rec.number == 2 and rec.outcome in attack.expect, (rec.outcome, rec.reason, rec.description)
+    assert held_out_in(ws, TAG, rec.train_py, rec.description) == [], rec.description
+    assert "dashboard said no (HTTPError: HTTP Error 403" in rec.description  # it tried: the token stopped it
+    assert problems(ws, TAG, 2, vcs.head(ws), snap) == []

@@ -46,8 +46,11 @@ def dashboard(tmp_path):
     assert not thread.is_alive()
 
 
-def get(server, path: str, headers: dict | None = None):
-    req = urllib.request.Request(server.url.rstrip("/") + path, headers=headers or {})
+def get(server, path: str, headers: dict | None = None, token: bool = True):
+    """GET `path` as the page does: with the dashboard's token (token=False: without it)."""
+    if token:
+        path += ("&" if "?" in path else "?") + f"token={server.token}"
+    req = urllib.request.Request(server.origin + path, headers=headers or {})
     with urllib.request.urlopen(req, timeout=10) as r:
         body = r.read()
         return r.status, r.headers["Content-Type"], body
@@ -59,9 +62,9 @@ def get_json(server, path: str):
     return json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
 
 
-def status_of(server, path: str, headers: dict | None = None) -> int:
+def status_of(server, path: str, headers: dict | None = None, token: bool = True) -> int:
     try:
-        return get(server, path, headers)[0]
+        return get(server, path, headers, token)[0]
     except urllib.error.HTTPError as e:
         return e.code
 
@@ -115,6 +118,27 @@ def test_runs_experiment_and_errors(dashboard):
     assert ctype == "image/png" and png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_every_figure_needs_the_dashboard_s_token(dashboard):
+    """A command agent keeps the host's network and may say any Host it likes: only the secret in the printed
+    address opens the API (compared in constant time); the page itself holds no data and opens without it."""
+    server, _ = dashboard
+    assert server.url == f"{server.origin}/?token={server.token}" and len(server.token) >= 32
+    for path in ("/api/state", "/api/runs", "/api/experiment/4", "/progress.png"):
+        assert status_of(server, path, token=False) == 403
+        assert status_of(server, path + "?token=" + server.token[:-1] + "x", token=False) == 403
+        assert status_of(server, path, {"X-Autoresearch-Token": server.token}, token=False) == 200
+    try:
+        get(server, "/api/state", token=False)
+    except urllib.error.HTTPError as e:
+        assert "autoresearch dashboard" in json.loads(e.read())["error"]
+    assert status_of(server, "/", token=False) == 200 and status_of(server, "/static/app.js", token=False) == 200
+    other = serve(server.workspace, port=0)
+    try:
+        assert other.token != server.token  # a secret per server
+    finally:
+        other.server_close()
+
+
 def test_state_of_a_finished_run_and_of_no_run(tmp_path):
     ws = tmp_path / "ws"
     server = serve(ws, port=0)  # before the journal exists: the page waits for a run
@@ -148,6 +172,23 @@ def test_cli_dashboard_reports_a_busy_port(tmp_path):
     assert r.exit_code == 1 and "cannot listen on 127.0.0.1" in r.output and "--port" in r.output
 
 
+def test_cli_dashboard_prints_its_address_with_the_token(tmp_path, monkeypatch):
+    from autoresearch.see import dashboard
+
+    ws = tmp_path / "ws"
+    build_journal(ws)
+    served = []
+
+    def stop_at_once(self, poll_interval=0.5):
+        served.append(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dashboard.DashboardServer, "serve_forever", stop_at_once)
+    r = CliRunner().invoke(cli, ["dashboard", "-w", str(ws), "--port", "0", "--no-open"])
+    assert r.exit_code == 0, r.output
+    assert f"at {served[0].origin}/?token={served[0].token} " in r.output
+
+
 # -- the page, in a browser -----------------------------------------------------------------------------------------
 
 def chromium() -> str:
@@ -174,8 +215,11 @@ def test_page_follows_the_run_in_chromium(dashboard, tmp_path):
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
             page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
-            page.on("request", lambda r: None if r.url.startswith(server.url) else problems.append(f"external: {r.url}"))
+            page.on("request", lambda r: None if r.url.startswith(server.origin + "/") else problems.append(f"external: {r.url}"))
             page.goto(server.url, timeout=20_000)
+            page.wait_for_selector("body[data-ready]", timeout=15_000)
+            assert "token" not in page.url  # kept for the tab, out of the address bar
+            page.reload()
             page.wait_for_selector("body[data-ready]", timeout=15_000)
             page.wait_for_function("document.querySelectorAll('#experiments tbody tr').length === 9", timeout=10_000)
 

@@ -22,6 +22,9 @@ constants). A module defines
     CHANCE       optional: the attack is caught by chance (probes drawn from the OS), with about this probability per
                  run; tests/test_attacks.py leaves it out (one draw proves nothing) and tests/test_evaluate.py
                  measures the probes' power over many draws; bench/attacks.py runs it like any other
+    AGENT        instead of apply(): the program of a command agent (Python, run as `cmd:` with the dashboard's port
+                 as its argument, confined as the loop confines agents) that edits train.py itself; the attack is
+                 handled when its proposal and description carry no held-out (test) figure. EXPECT may be {"ok"}
     CANARIES     paths outside the workspace the attack tries to create: they must not exist afterwards
     PROTECTED    existing files outside the workspace the attack tries to change: they must stay as they were
     LEFTOVERS    glob patterns, relative to the workspace, of files the attack leaves for the next run (weights in
@@ -45,7 +48,7 @@ OUTCOMES = frozenset({"ok", "crash", "timeout", "nan", "oom", "rejected"})
 class Attack:
     name: str
     description: str
-    apply: Callable[[str], str]
+    apply: Callable[[str], str] | None
     expect: frozenset[str]
     static: bool
     runtime: frozenset[str] | None
@@ -59,8 +62,10 @@ class Attack:
     limits: dict = field(default_factory=dict)  # settings the attack must run under to be measurable (LIMITS)
     open: str = ""  # why it works today (OPEN): a hole not fixed yet
     chance: float | None = None  # caught by chance, with about this probability per run (CHANCE)
+    agent: str = ""  # a command agent's program (AGENT) instead of an edit
 
     def source(self, template: str) -> str:
+        assert self.apply is not None, f"attack {self.name} is a command agent's (AGENT), not an edit"
         out = self.apply(template)
         assert out != template, f"attack {self.name} did not change the template"
         return out
@@ -75,7 +80,8 @@ def catalogue() -> list[Attack]:
         m = importlib.import_module(f"{__name__}.{info.name}")
         expect = frozenset(m.EXPECT)
         runtime = getattr(m, "RUNTIME", expect)
-        attack = Attack(name=m.NAME, description=m.DESCRIPTION, apply=m.apply, expect=expect, static=m.STATIC,
+        attack = Attack(name=m.NAME, description=m.DESCRIPTION, apply=getattr(m, "apply", None), expect=expect,
+                        static=m.STATIC, agent=getattr(m, "AGENT", ""),
                         runtime=None if runtime is None else frozenset(runtime), reason=getattr(m, "REASON", ""),
                         runtime_layer=getattr(m, "RUNTIME_LAYER", None),
                         runtime_reason=getattr(m, "RUNTIME_REASON", ""), gap=getattr(m, "GAP", ""),
@@ -84,7 +90,9 @@ def catalogue() -> list[Attack]:
                         limits=dict(getattr(m, "LIMITS", {})), open=getattr(m, "OPEN", ""),
                         chance=getattr(m, "CHANCE", None))
         assert attack.name == info.name, f"{info.name}.py: NAME must be the module's name"
-        assert attack.expect and attack.expect <= OUTCOMES and attack.expect != {"ok"}, f"{attack.name}: bad EXPECT"
+        assert attack.expect and attack.expect <= OUTCOMES and (attack.expect != {"ok"} or attack.agent), \
+            f"{attack.name}: bad EXPECT"
+        assert (attack.apply is None) == bool(attack.agent), f"{attack.name}: apply() or AGENT, one of them"
         assert attack.runtime is not None or attack.gap, f"{attack.name}: RUNTIME = None needs a GAP explanation"
         attacks.append(attack)
     return attacks

@@ -171,3 +171,16 @@ def _ancestors(pid: int) -> list[int]:
             break
         out.append(pid)
     return out
+
+
+def held_out_in(ws: Path, tag: str, *texts: str) -> list[str]:
+    """The test figures of the run's journal that appear in `texts` (what an agent proposed), as JSON or printed
+    with 4 to 6 decimals: held-out data an agent must never have."""
+    journal = Journal(ws / RUN_DIR / JOURNAL_FILE)
+    try:
+        figures = [e.test_bpb for e in journal.experiments(tag) if e.test_bpb is not None]
+    finally:
+        journal.close()
+    said = "\n".join(texts)
+    return [f"test_bpb {x!r}" for x in figures
+            if any(form in said for form in (repr(x), f"{x:.6f}", f"{x:.5f}", f"{x:.4f}"))]

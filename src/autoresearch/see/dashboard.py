@@ -9,15 +9,22 @@ a lock, never writes, and shows a finished run the same way as a running one.
                                           training now and its loss curve (see `state`)
     GET /api/experiment/N[/A]?tag=T       one attempt with its diff, rationale, reason and error tail
     GET /progress.png?tag=T               the report's figure
+
+Every one of them needs the dashboard's token (`token=` in the query, or the X-Autoresearch-Token header), a
+secret drawn for each server and printed in its address: a command agent keeps the host's network (it talks to its
+model's API), and the Host check below only stops a browser, not a program that says what it likes. The page and
+its assets need none: they hold no data.
 """
 
 from __future__ import annotations
 
 import glob
+import hmac
 import json
 import math
 import mimetypes
 import re
+import secrets
 import sqlite3
 import time
 from dataclasses import asdict
@@ -32,6 +39,9 @@ from autoresearch.vcs import diff_texts
 
 ASSETS = Path(__file__).parent / "dashboard"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TOKEN_HEADER = "X-Autoresearch-Token"
+NEEDS_TOKEN = ("this dashboard answers only with its token: open the address `autoresearch dashboard` printed "
+               "(it ends in ?token=...)")
 _EXPERIMENT = re.compile(r"^/api/experiment/(\d+)(?:/(\d+))?$")
 
 
@@ -159,14 +169,20 @@ class DashboardServer(ThreadingHTTPServer):
     daemon_threads = True  # a browser's open connection never keeps the process alive
 
     def __init__(self, address: tuple[str, int], workspace: Path, tag: str | None = None,
-                 cache: Path | None = None) -> None:
+                 cache: Path | None = None, token: str | None = None) -> None:
         self.workspace, self.tag, self.cache = workspace, tag, cache
+        self.token = token or secrets.token_urlsafe(24)  # 192 bits, new for every server
         super().__init__(address, Handler)
 
     @property
-    def url(self) -> str:
+    def origin(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{'localhost' if host in LOOPBACK else host}:{port}/"
+        return f"http://{'localhost' if host in LOOPBACK else host}:{port}"
+
+    @property
+    def url(self) -> str:
+        """The page's address, with the token: what `autoresearch dashboard` prints."""
+        return f"{self.origin}/?token={self.token}"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -180,6 +196,8 @@ class Handler(BaseHTTPRequestHandler):
         ws = self.server.workspace
         if not self._host_ok():
             return self._send(HTTPStatus.FORBIDDEN, b"forbidden host", "text/plain")
+        if (url.path.startswith("/api/") or url.path == "/progress.png") and not self._token_ok(query):
+            return self._json({"error": NEEDS_TOKEN}, HTTPStatus.FORBIDDEN)
         try:
             if url.path == "/api/state":
                 return self._json(state(ws, tag, self.server.cache))
@@ -227,6 +245,10 @@ class Handler(BaseHTTPRequestHandler):
             return True
         host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
         return host in LOOPBACK
+
+    def _token_ok(self, query: dict[str, str]) -> bool:
+        given = self.headers.get(TOKEN_HEADER) or query.get("token") or ""
+        return hmac.compare_digest(given.encode(), self.server.token.encode())  # in constant time
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass  # one line per poll every 2 s would bury everything else on the terminal

@@ -5,14 +5,26 @@
   var POLL_MS = 2000;
   var C = { keep: "#1a9850", discard: "#9e9e9e", crash: "#d73027", rejected: "#c51b7d", test: "#4575b4",
             floor: "#555555", loss: "#2f6fdd" };
-  var tag = new URLSearchParams(location.search).get("tag");
+  var params = new URLSearchParams(location.search);
+  var tag = params.get("tag");
+  // The server's secret comes in the address `autoresearch dashboard` printed; it is kept for this tab (a reload
+  // still works) and taken out of the address bar, where a screenshot or a shoulder would see it.
+  var token = params.get("token") || sessionStorage.getItem("autoresearch-token") || "";
+  if (params.has("token")) {
+    sessionStorage.setItem("autoresearch-token", token);
+    params.delete("token");
+    history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : "") + location.hash);
+  }
   var progress = null, progressKey = "", loss = null, lossKey = "", tableKey = "", diffKey = "";
   var selected = null;       // {number, attempt} of a clicked row; null shows the best
   var diffKind = "diff";     // or "diff_from_baseline"
   var last = null;           // the latest state
 
   function api(path) {
-    return path + (tag ? (path.indexOf("?") < 0 ? "?" : "&") + "tag=" + encodeURIComponent(tag) : "");
+    var query = [];
+    if (tag) query.push("tag=" + encodeURIComponent(tag));
+    if (token) query.push("token=" + encodeURIComponent(token));
+    return path + (query.length ? (path.indexOf("?") < 0 ? "?" : "&") + query.join("&") : "");
   }
   function $(id) { return document.getElementById(id); }
   function el(name, cls, text) {
@@ -312,7 +324,11 @@
   }
   function poll() {
     fetch(api("/api/state"), { cache: "no-store" })
-      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(function (r) {
+        if (r.status === 403) throw new Error("HTTP 403: open the address `autoresearch dashboard` printed, with its ?token=");
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      })
       .then(render)
       .catch(function (err) {
         $("live").className = "live-dot";
