@@ -162,6 +162,15 @@ def main() -> int:
             lost = problems(ws, TAG, n, best, snap)
             clear(snap)
             leaked = held_out_in(ws, TAG, rec.train_py, rec.description) if attack.agent else []
+            if attack.leak and rec.run_dir:  # what the records keep against what it measured on the rows served
+                from attacks import _heldout
+
+                log = Path(rec.run_dir) / "run.log"
+                found = _heldout.ESTIMATE.findall(log.read_text()) if log.exists() else []
+                read = attack.leak(rec.memory_gb or 0.0, rec.error_tail or "")
+                if found and read is not None and abs(read - float(found[-1])) <= _heldout.LEAK_TOLERANCE:
+                    served = "held-out" if (rec.metrics or {}).get("harness", {}).get("test_bpb") else "val (no test)"
+                    lost.append(f"the records carry the figure it measured on the {served} rows ({read:.4f})")
             expect = attack.runtime if args.runtime_only else attack.expect
             if attack.agent:  # a command agent's: did it learn a held-out figure?
                 caught = not leaked and rec.outcome in (expect or ())

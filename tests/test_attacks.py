@@ -224,6 +224,12 @@ def test_the_run_time_layers_stop_it_too(attack, ws, tiny_cache, listener, reque
     assert result.status in attack.runtime, said
     assert not attack.runtime_reason or re.search(attack.runtime_reason, result.reason + result.error_tail), said
     assert hits == []
+    if attack.leak:  # the test split was served (no keep policy here): does a record carry what it measured there?
+        from attacks import _heldout
+
+        estimate = float(_heldout.ESTIMATE.findall(result.log_path.read_text())[-1])
+        read = attack.leak(result.memory_gb, result.error_tail)
+        assert read is None or abs(read - estimate) > _heldout.LEAK_TOLERANCE, f"leaked {read}"
     assert problems(ws, TAG, 1, best, snap) == []  # the records of the run are as the baseline left them
     journal = Journal(ws / RUN_DIR / "journal.db")
     assert len(journal.final_attempts(TAG)) == 1

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 from attacks import (
+    _heldout,
     float_batch_size,
+    leak_test_via_memory,
+    leak_test_via_summary,
     malformed_progress,
     negative_seq_len,
     train_before_clock,
@@ -199,3 +202,25 @@ def test_the_attacks_pass_the_static_check(tiny_workspace):
         assert guard.check_source(m.apply(template(tiny_workspace))) == [], m.NAME
     # Refused before it runs now (the grad-mode switches), and caught at run time too (the test above).
     assert "torch.autograd.enable_grad" in " ".join(guard.check_source(train_during_eval.apply(template(tiny_workspace))))
+
+
+# -- (5) what train.py says after it was served the held-out rows ------------------------------------------------------
+
+@pytest.mark.parametrize("attack", [leak_test_via_memory, leak_test_via_summary], ids=lambda m: m.NAME)
+def test_nothing_train_py_says_after_the_test_rows_reaches_an_agent(attack, tiny_workspace, tmp_path):
+    """The model measures its own figure on the test rows it is served and hands it on: as its peak memory
+    (memory_gb, in every agent's history) or as a summary line of a failed run (the tail an agent is shown to fix
+    it). What the records keep of either was said before the test split was served."""
+    result = run(tiny_workspace, tmp_path, attack.apply(template(tiny_workspace)), bypass_guard=True)
+    assert result.status in getattr(attack, "RUNTIME", attack.EXPECT), result.reason
+    test_bpb = result.harness.get("test_bpb")  # the scorer's, a failed run's too
+    assert test_bpb is not None  # the runner wanted the test split (no keep policy here): it was served
+    log = Path(result.log_path).read_text()
+    estimate = float(_heldout.ESTIMATE.findall(log)[-1])  # what it measured on the rows served after val
+    read = attack.LEAK(result.memory_gb, result.error_tail)
+    assert read is None or abs(read - estimate) > _heldout.LEAK_TOLERANCE, (
+        f"an agent reads {read:.4f}: the model's own figure on the held-out rows, {estimate:.4f} "
+        f"(the scorer's: {test_bpb:.4f})")
+    assert 0 < result.memory_gb < 64  # an honest figure: the process's memory before the test split
+    if attack is leak_test_via_summary:  # what it printed is in run.log, for humans
+        assert "peak_vram_mb:" in log.split("---")[-1]

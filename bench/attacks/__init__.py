@@ -25,6 +25,8 @@ constants). A module defines
     AGENT        instead of apply(): the program of a command agent (Python, run as `cmd:` with the dashboard's port
                  as its argument, confined as the loop confines agents) that edits train.py itself; the attack is
                  handled when its proposal and description carry no held-out (test) figure. EXPECT may be {"ok"}
+    LEAK(memory_gb, error_tail)  optional: the held-out figure an agent would read from what the records show it of
+                 the run (None: none); handled when it is not within _heldout.LEAK_TOLERANCE of the run's test_bpb
     CANARIES     paths outside the workspace the attack tries to create: they must not exist afterwards
     PROTECTED    existing files outside the workspace the attack tries to change: they must stay as they were
     LEFTOVERS    glob patterns, relative to the workspace, of files the attack leaves for the next run (weights in
@@ -63,6 +65,7 @@ class Attack:
     open: str = ""  # why it works today (OPEN): a hole not fixed yet
     chance: float | None = None  # caught by chance, with about this probability per run (CHANCE)
     agent: str = ""  # a command agent's program (AGENT) instead of an edit
+    leak: Callable[[float, str], float | None] | None = None  # the held-out figure an agent reads (LEAK)
 
     def source(self, template: str) -> str:
         assert self.apply is not None, f"attack {self.name} is a command agent's (AGENT), not an edit"
@@ -88,7 +91,7 @@ def catalogue() -> list[Attack]:
                         canaries=tuple(getattr(m, "CANARIES", ())), protected=tuple(getattr(m, "PROTECTED", ())),
                         leftovers=tuple(getattr(m, "LEFTOVERS", ())),
                         limits=dict(getattr(m, "LIMITS", {})), open=getattr(m, "OPEN", ""),
-                        chance=getattr(m, "CHANCE", None))
+                        chance=getattr(m, "CHANCE", None), leak=getattr(m, "LEAK", None))
         assert attack.name == info.name, f"{info.name}.py: NAME must be the module's name"
         assert attack.expect and attack.expect <= OUTCOMES and (attack.expect != {"ok"} or attack.agent), \
             f"{attack.name}: bad EXPECT"

@@ -12,6 +12,7 @@ memory) is informative, and can only get a run rejected.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -128,9 +129,10 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
         for t in readers:  # EOF is near: every write end died with the run. A busy machine can still be slow
             t.join(timeout=READER_JOIN_SECONDS)  # to deliver the last lines, the result among them
     (run_dir / PGID_FILE).unlink(missing_ok=True)
-    tail_lines = shown_tail(tail, watch.eval_clock)
-    try:
-        result = classify(proc.returncode, watch, tail_lines, exp, leftovers, cache)
+    tail_lines = shown_tail(tail, watch.eval_clock, watch.test_clock)
+    try:  # the summary block is read from every line (it decides nothing an agent sees but a refusal)
+        result = classify(proc.returncode, watch, tail_lines, exp, leftovers, cache,
+                          summary_lines=shown_tail(tail, watch.eval_clock))
     except Exception as e:  # noqa: BLE001 - a malformed message from the run must not take the orchestrator down
         result = RunResult(status="rejected", error_tail="\n".join(tail_lines[-15:]),
                            reason=f"the run sent the runner a malformed message ({type(e).__name__}: {e})")
@@ -319,16 +321,20 @@ def kill_stale_group(run_dir: Path) -> int:
     return hit
 
 
-def shown_tail(tail: deque, eval_clock: float | None) -> list[str]:
+def shown_tail(tail: deque, eval_clock: float | None, test_clock: float | None = None) -> list[str]:
     """The last lines of output that the records, and so the agents, get. From the moment evaluate_bpb reached the
     scorer, train.py's process holds evaluation rows: what it prints then goes to run.log only (for humans),
     except the summary block's `key: value` lines, or an agent could be shown the validation text in an error
-    tail and write it into the next train.py."""
+    tail and write it into the next train.py. From the moment the test split is wanted, not even those: the
+    process can measure its own loss on the held-out rows and print it as a summary figure."""
     if eval_clock is None:
         return [line for _, line in tail]
-    out = [line for t, line in tail if t < eval_clock or _summary_line(line)]
+    test_clock = math.inf if test_clock is None else test_clock
+    out = [line for t, line in tail if t < eval_clock or (t < test_clock and _summary_line(line))]
     if any(t >= eval_clock and not _summary_line(line) for t, line in tail):
         out.append("(what train.py printed during the evaluation is in run.log only: it could hold evaluation data)")
+    elif any(t >= test_clock for t, _ in tail):
+        out.append("(what train.py printed once the held-out split was served is in run.log only)")
     return out
 
 

@@ -63,14 +63,17 @@ def _told(event: dict, at: float, eval_at: float | None) -> dict:
 
 
 def classify(returncode: int | None, watch, tail: list[str], exp: Experiment, leftovers: int,
-              cache: Path | None = None) -> RunResult:
+              cache: Path | None = None, summary_lines: list[str] | None = None) -> RunResult:
+    """`tail`: the output the records keep; `summary_lines`: where the summary block is read (default: tail)."""
     text = "\n".join(tail)
-    summary = parse_summary(tail)
+    summary = parse_summary(tail if summary_lines is None else summary_lines)
     harness = dict(watch.scorer_said("result") or {})  # the official figures: the scorer's, and no one else's
     harness.pop("event", None)
     client = watch.last("eval_done") or {}  # informative: train.py's process measured its own memory
     if harness:
-        harness.update({k: client[k] for k in ("peak_memory_mb", "device") if k in client})
+        harness.update({k: client[k] for k in ("device",) if k in client})
+        if watch.memory_mb is not None:  # as reported before any held-out row was served (see _Watch.test_clock)
+            harness["peak_memory_mb"] = watch.memory_mb
     # The first violation is the cause: the scorer's refusal first (it decides), then what the client noticed.
     violation = watch.scorer_said("violation") or next(
         (_told(e, t, watch.eval_at) for t, e in watch.events if e.get("event") == "violation"), None)

@@ -48,6 +48,10 @@ class _Watch:
         self.scorer_events: list[tuple[float, dict]] = []  # what the scorer reported, by the runner's clock
         self.eval_at: float | None = None  # when evaluate_bpb reached the scorer: the end of training
         self.eval_clock: float | None = None  # the same moment on time.monotonic(): output after it is withheld
+        # From the moment the test split is wanted, train.py's process is served held-out rows, and can measure its
+        # own loss there: nothing it says after that (its memory figure, its summary lines) may reach an agent.
+        self.test_clock: float | None = None  # time.monotonic() when the runner said yes to the test split
+        self.memory_mb: float | None = None  # the process's own peak memory, as last reported before that
 
     def read_channel(self, fd: int) -> None:
         """Record the harness's events from train.py's process (informative: the scorer's are what count)."""
@@ -65,6 +69,8 @@ class _Watch:
                         self.miscount = f"the training token count went from {self.totals['tokens']} to {tokens}"
                     self.totals = {k: event[k] for k in ("batches", "tokens", "steps") if k in event}
                     self.samples.append((time.monotonic() - self.t0, tokens))
+                if self.test_clock is None and isinstance(event.get("peak_memory_mb"), (int, float)):
+                    self.memory_mb = float(event["peak_memory_mb"])
                 if event.get("event") not in ("train_batch", "result", "ask_test"):  # totals: the latest only
                     self.events.append((time.monotonic() - self.t0, event))
 
@@ -85,9 +91,12 @@ class _Watch:
                         at = event.get("at")  # the scorer's CLOCK_MONOTONIC, the same clock as ours on Linux
                         self.eval_clock = at if isinstance(at, float) and at <= time.monotonic() else time.monotonic()
                     if event.get("event") == "ask_test":
-                        self.answers.append(_answer(self.exp, event, answer_fd))
+                        self.answers.append(_answer(self.exp, event, answer_fd, self._test_starts))
         finally:
             os.close(answer_fd)
+
+    def _test_starts(self) -> None:
+        self.test_clock = time.monotonic()
 
     def scorer_said(self, name: str) -> dict | None:
         return next((e for _, e in self.scorer_events if e.get("event") == name), None)
@@ -191,9 +200,10 @@ class _Watch:
                 return
 
 
-def _answer(exp: Experiment, event: dict, answer_fd: int) -> tuple[object, bool]:
+def _answer(exp: Experiment, event: dict, answer_fd: int, on_yes=lambda: None) -> tuple[object, bool]:
     """Answer the harness's question "score the held-out test split?" from `exp.wants_test`, and return what was
-    asked and answered: the answer the runner holds the run to (see _classify), whatever reaches the harness."""
+    asked and answered: the answer the runner holds the run to (see _classify), whatever reaches the harness.
+    `on_yes` runs before a yes is written, so before any test row can be served."""
     val = event.get("val_bpb")
     want = True
     if exp.wants_test is not None and isinstance(val, float) and math.isfinite(val):
@@ -201,6 +211,8 @@ def _answer(exp: Experiment, event: dict, answer_fd: int) -> tuple[object, bool]
             want = bool(exp.wants_test(val))
         except Exception:  # noqa: BLE001 - a failing callback must not lose the run: score the test split
             want = True
+    if want:
+        on_yes()
     try:
         os.write(answer_fd, (json.dumps({"test": want}) + "\n").encode())
     except OSError:
