@@ -201,8 +201,8 @@ def fisher_p(us: list[float]) -> float:
     method (-2 sum log u is chi-squared with 2n degrees of freedom when every u is uniform), exact. 1.0 for none.
 
     Its power: a model that ranks the drawn token first gives u = U * w (w: the weight it was drawn with), each
-    probe adding about 2 (1 - log w) to the statistic against 2 expected; 32 probes with the median w of the
-    embedded corpus's cpu profile refuse it at p < 1e-6 (see README)."""
+    such probe adding about 2 (1 - log w) to the statistic, against 2 expected; bench/blind_power.py measures how
+    often a split's probes refuse a given look-ahead."""
     n = len(us)
     half = -sum(math.log(u) for u in us)  # the statistic / 2
     if n == 0 or half <= 0:
