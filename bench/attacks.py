@@ -151,6 +151,8 @@ def main() -> int:
                 agent.queue.append((attack.source(template), f"attack: {attack.name}"))
             t1 = time.monotonic()
             loop.settings = settings.replace(**attack.limits)  # an attack may need tighter limits to be measurable
+            if attack.leak:  # it needs the test split served: under the greedy policy, a val that beats the best's
+                loop.settings = loop.settings.replace(time_budget=3 * args.budget)
             try:
                 rec = loop.one_experiment()
             finally:
@@ -168,9 +170,10 @@ def main() -> int:
                 log = Path(rec.run_dir) / "run.log"
                 found = _heldout.ESTIMATE.findall(log.read_text()) if log.exists() else []
                 read = attack.leak(rec.memory_gb or 0.0, rec.error_tail or "")
-                if found and read is not None and abs(read - float(found[-1])) <= _heldout.LEAK_TOLERANCE:
-                    served = "held-out" if (rec.metrics or {}).get("harness", {}).get("test_bpb") else "val (no test)"
-                    lost.append(f"the records carry the figure it measured on the {served} rows ({read:.4f})")
+                if not (rec.metrics or {}).get("harness", {}).get("test_bpb"):
+                    lost.append("not measured: no test split was served")
+                elif found and read is not None and abs(read - float(found[-1])) <= _heldout.LEAK_TOLERANCE:
+                    lost.append(f"the records carry the figure it measured on the held-out rows ({read:.4f})")
             expect = attack.runtime if args.runtime_only else attack.expect
             if attack.agent:  # a command agent's: did it learn a held-out figure?
                 caught = not leaked and rec.outcome in (expect or ())

@@ -3,8 +3,8 @@
 
 train.py sends `eval_start` itself when training ends (the runner's clock stops as for an honest run), clears the
 channel's memory of it (`_sent` is a set: mutating it rebinds nothing, so the integrity check sees no change),
-points the channel at a pipe of its own (`_fd` and `_answer_fd` are the two globals the integrity check lets the
-harness rebind), and calls evaluate_bpb: the real evaluation runs, probe and all, and its `result` lands in the
+points the channel at a pipe of its own (`_fd`; the channel had an `_answer_fd` too until the scorer took the
+question of the test split over), and calls evaluate_bpb: the real evaluation runs, probe and all, and its `result` lands in the
 pipe. train.py then halves val_bpb and test_bpb in that payload and sends it on the real channel: exactly one
 `result`, with the workspace's settings, a test figure and a matching printed val_bpb.
 
@@ -26,13 +26,13 @@ FORGE = '''\
     totals = collections._sys.modules["autoresearch.harness.meter"].meter.totals()
     line.send("eval_start", **totals)  # the runner's training clock stops here, as for any run
     line._sent.discard("eval_start")  # so evaluate_bpb does not take this for a second evaluation
-    real_fd, real_answer = line._fd, line._answer_fd
+    real_fd = line._fd
     mine, into = random._os.pipe()
-    line._fd, line._answer_fd = into, None  # no runner to ask: the test split is scored
+    line._fd = into
     try:
         val_bpb = evaluate_bpb(train_model, tokenizer, DEVICE_BATCH_SIZE)
     finally:
-        line._fd, line._answer_fd = real_fd, real_answer
+        line._fd = real_fd
     random._os.close(into)
     said = b""
     while True:

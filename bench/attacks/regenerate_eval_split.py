@@ -1,9 +1,9 @@
 """Regenerates the validation and test documents in-process and memorises them, without reading any file.
 
-The embedded corpus is a pure function of (seed, document index), and its generator is loaded in train.py's
-process already (constants.dataset_key imports autoresearch.data.corpus to name the prepared directory). Through
-`collections._sys.modules` train.py takes the workspace's seed (constants.workspace_settings()), hashlib's blake2b
-(split_seed is blake2b of "seed:split"), and corpus.generate; it generates documents 0..1999 of the val and test
+The embedded corpus is a pure function of (seed, document index), and its generator is importable in train.py's
+process (the harness no longer loads it there, so the attack imports it itself). Through `collections._sys.modules`
+train.py takes the workspace's seed (constants.workspace_settings()) and hashlib's blake2b (split_seed is blake2b of
+"seed:split"), and imports corpus.generate; it generates documents 0..1999 of the val and test
 streams, tokenizes them with the workspace tokenizer (BOS first, as prepare does) and mixes an n-gram recall of
 them into the logits at evaluation (_recall.py). Reading no file, it would survive a sandbox that hid the prepared
 val/test files from the experiment: only a secret the experiment cannot know (a scorer-held salt in the val/test
@@ -26,7 +26,7 @@ RUNTIME_LAYER = "prepare: salted evaluation streams"
 LOADER = '''\
     mods = collections._sys.modules
     seed = mods["autoresearch.harness.constants"].workspace_settings().seed
-    generator = mods["autoresearch.data.corpus"]
+    generator = __import__("autoresearch.data.corpus", fromlist=["generate"])
     memo = []
     for part in ("val", "test"):
         stream = int.from_bytes(mods["hashlib"].blake2b((str(seed) + ":" + part).encode(), digest_size=8).digest(),
