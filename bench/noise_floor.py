@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import Burners
 
 from autoresearch.data.prepare import prepare
-from autoresearch.loop.core import _with_seed
+from autoresearch.loop.decider import with_seed as _with_seed
 from autoresearch.run.supervisor import Experiment, RunResult, run_experiment
 from autoresearch.settings import PROFILES, Settings, cache_dir
 from autoresearch.workspace import init_workspace

@@ -291,11 +291,11 @@ class Recording(NoisePolicy):
 
     calls: list = []
 
-    def decide(self, runs, best, best_runs=1, sigma=None, final=True):
+    def decide(self, runs, best, best_runs=1, sigma=None, final=True, df=None):
         self.calls.append((list(runs), final))
         if best is not None and not final:
             return Decision(False, {}, rerun=True)
-        return super().decide(runs, best, best_runs, sigma, final)
+        return super().decide(runs, best, best_runs, sigma, final, df)
 
 
 def test_marginal_winner_is_measured_again_before_the_decision(fast_ws):

@@ -242,3 +242,63 @@ def test_no_empty_worktree_directory_stays_behind(ws):
     loop.run_until_limit()
     assert not (ws / ".worktrees").exists()
     assert_consistent(ws, "t")
+
+
+# -- the baseline and the noise floor ----------------------------------------------------------------------------
+
+class FailsFirst(ScriptedBackend):
+    """The first `fail` runs crash, whatever their code (a machine that hiccups at the start)."""
+
+    def __init__(self, fail: int, **kw) -> None:
+        super().__init__(**kw)
+        self.fail = fail
+
+    def run(self, exp, slot, on_line=None, on_progress=None) -> RunResult:
+        with self.lock:
+            if self.fail > 0:
+                self.fail -= 1
+                self.runs.append(exp.source)
+                return RunResult(status="crash", reason="exit code 1", error_tail="OSError: hiccup",
+                                 wall_seconds=RUN_SECONDS)
+        return super().run(exp, slot, on_line, on_progress)
+
+
+def test_a_baseline_that_fails_once_is_run_again_and_the_noise_floor_is_measured(ws):
+    agent = ScriptedAgent([(src(QUALITY=0.5), "sharper")])
+    told = Told()
+    loop = make_loop(ws, agent, FailsFirst(1), max_experiments=2, view=told, policy="noise", noise_runs=2)
+    loop.run_until_limit()
+    tries = [e for e in loop.journal.experiments("t", done_only=True) if e.number == 1]
+    assert [e.status for e in tries] == ["crash", "keep"]
+    assert len(tries[1].evidence["runs"]) == 3  # the floor: the baseline and its two repeats
+    assert any("baseline failed" in m and "again" in m for m in told.messages)
+    change = loop.journal.final_attempts("t")[1]
+    assert change.status == "keep" and change.evidence["df"] == 2  # judged against the floor, not as "the baseline"
+    assert_consistent(ws, "t")
+
+
+def test_a_baseline_that_keeps_failing_stops_the_run_and_no_change_becomes_the_best(ws):
+    (ws / "train.py").write_text(src(CRASH=1))
+    vcs.commit_all(ws, "a train.py that crashes")
+    agent = ScriptedAgent([(src(QUALITY=0.5), "sharper"), (src(QUALITY=0.6), "sharper still")])
+    loop = make_loop(ws, agent, ScriptedBackend(), max_experiments=3, policy="noise", noise_runs=2)
+    reason = loop.run_until_limit()
+    assert "baseline" in reason and "failed 2 times" in reason and "fix train.py" in reason
+    assert loop.exit_code == 1
+    assert agent.contexts == []  # no change was proposed, so none was kept against nothing
+    assert all(e.status == "crash" for e in loop.journal.experiments("t", done_only=True))
+    assert loop.ledger.best() is None
+    assert_consistent(ws, "t")
+
+
+def test_the_noise_floor_pools_every_repeat_of_the_same_code_and_records_its_degrees_of_freedom(ws):
+    agent = ScriptedAgent([(src(QUALITY=0.32), "a little sharper"), (src(QUALITY=0.6), "much sharper")])
+    loop = make_loop(ws, agent, ScriptedBackend(), max_experiments=3, policy="noise", noise_runs=2, confirm_runs=1)
+    loop.run_until_limit()
+    base, marginal, clear = loop.journal.final_attempts("t")
+    assert len(base.evidence["runs"]) == 3 and len(marginal.evidence["runs"]) == 2  # measured again
+    assert marginal.evidence["df"] == 2  # the baseline's 3 runs
+    assert clear.evidence["df"] == 3  # and the marginal change's 2: the floor sharpens as the run goes on
+    assert clear.evidence["critical"] < marginal.evidence["critical"]
+    assert clear.status == "keep"
+

@@ -26,7 +26,7 @@ from autoresearch.loop.ledger import Ledger
 from autoresearch.loop.options import Limits, LoopConfig, OptionsError, default_tag, resume_command
 from autoresearch.loop.policy import make_policy
 from autoresearch.loop.proposer import Proposer
-from autoresearch.loop.scheduler import RunsLost, Scheduler
+from autoresearch.loop.scheduler import BaselineFailed, RunsLost, Scheduler
 from autoresearch.run.supervisor import Progress, protect_orchestrator
 from autoresearch.settings import Settings
 from autoresearch.workspace import EDITABLE, JOURNAL_FILE, RUN_DIR
@@ -204,7 +204,7 @@ class Loop:
         except AgentError as e:
             reason = f"agent error: {e}"
             self.exit_code = 1
-        except RunsLost as e:
+        except (RunsLost, BaselineFailed) as e:
             reason = f"{e}; {again}"
             self.exit_code = 1
         except BaseException:

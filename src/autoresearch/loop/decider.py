@@ -42,7 +42,7 @@ class Decider:
         runs, tests, speeds = [result.val_bpb], [result.test_bpb], [result.tokens_per_second]
         best = self.ledger.best()
         ref = self.ledger.reference(best) if best else None
-        sigma = self.ledger.noise_sigma()
+        sigma, df = self.ledger.noise()
         extra = 0
         while True:
             for _ in range(extra):
@@ -56,15 +56,15 @@ class Decider:
                 speeds.append(seed_run.tokens_per_second)
             final = extra > 0 or best is None or self.policy.confirm_runs == 0
             decision = self.policy.decide(runs, ref.val_bpb if ref else None, ref.runs if ref else 1, sigma,
-                                          final=final)
+                                          final=final, df=df)
             if not decision.rerun:
                 break
             extra = self.policy.confirm_runs
             self.message(f"experiment {rec.number}: marginal gain; measuring again with {extra} other seed(s)")
         evidence = {**decision.evidence, "tests": tests, "tps": speeds}
         if decision.keep and ref is not None and not self.settings.token_budget:
-            decision, evidence = self._check_load(rec, best, ref, runs, speeds, sigma, run_dir, decision, evidence,
-                                                  run)
+            decision, evidence = self._check_load(rec, best, ref, runs, speeds, (sigma, df), run_dir, decision,
+                                                  evidence, run)
         result.val_bpb = statistics.fmean(runs)
         known = [t for t in tests if t is not None]
         result.test_bpb = statistics.fmean(known) if known else None
@@ -73,7 +73,8 @@ class Decider:
     def against(self, runs: list[float], best: ExperimentRecord) -> tuple[bool, dict]:
         """The final word on runs measured against an earlier best, now that `best` is the best."""
         ref = self.ledger.reference(best)
-        decision = self.policy.decide(runs, ref.val_bpb, ref.runs, self.ledger.noise_sigma(), final=True)
+        sigma, df = self.ledger.noise()
+        decision = self.policy.decide(runs, ref.val_bpb, ref.runs, sigma, final=True, df=df)
         return decision.keep, decision.evidence
 
     def baseline(self, results: list[RunResult]) -> Decision:
@@ -96,7 +97,7 @@ class Decider:
                                            "tests": tests, "tps": speeds})
         return Decision("keep" if decision.keep else "discard", evidence, runs, None)
 
-    def _check_load(self, rec, best, ref, runs, speeds, sigma, run_dir, decision, evidence, run: RunFn):
+    def _check_load(self, rec, best, ref, runs, speeds, noise, run_dir, decision, evidence, run: RunFn):
         """A change about to be kept trained at another speed than the best did: run the best again now."""
         speed = load.mean_speed(speeds)
         tol = load.tolerance(((self.ledger.info().get("noise") or {}).get("tps")) or [])
@@ -112,7 +113,7 @@ class Decider:
         new_ref = load.Reference(commit=ref.commit, val_bpb=fresh.val_bpb, runs=1,
                                  tokens_per_second=fresh.tokens_per_second, remeasured_at=rec.number)
         self.ledger.update_info(reference=new_ref.to_dict())
-        decision = self.policy.decide(runs, new_ref.val_bpb, 1, sigma, final=True)
+        decision = self.policy.decide(runs, new_ref.val_bpb, 1, noise[0], final=True, df=noise[1])
         return decision, {**decision.evidence, "tests": evidence["tests"], "tps": speeds,
                           "remeasured": {"before": ref.to_dict(), "after": new_ref.to_dict(), "tolerance": tol}}
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from autoresearch import vcs
 from autoresearch.loop import load, results
+from autoresearch.loop.policy import pooled_sd
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
 from autoresearch.workspace import EDITABLE
 
@@ -59,8 +60,22 @@ class Ledger:
             self.journal.update_run(self.tag, info={**self.info(), **values})
 
     def noise_sigma(self) -> float | None:
-        noise = self.info().get("noise")
-        return noise.get("std") if noise else None
+        return self.noise()[0]
+
+    def noise(self) -> tuple[float | None, int]:
+        """The pooled sd of every group of repeated runs of the same code this run has made, and its degrees of
+        freedom: the baseline and its repeats, each change's confirm runs, and the best with its re-measures."""
+        groups: dict[object, list[float]] = {}
+        for e in self.experiments(done_only=True):
+            runs = (e.evidence or {}).get("runs")
+            if e.status in ("keep", "discard") and isinstance(runs, list):
+                groups.setdefault(e.commit_sha if e.status == "keep" else e.id, []).extend(runs)
+        for e in self.experiments(done_only=True):
+            again = (e.evidence or {}).get("remeasured") or {}
+            before, after = again.get("before") or {}, again.get("after") or {}
+            if before.get("commit") in groups and isinstance(after.get("val_bpb"), (int, float)):
+                groups[before["commit"]].append(after["val_bpb"])
+        return pooled_sd(list(groups.values()))
 
     def reference(self, best: ExperimentRecord) -> load.Reference:
         """The best's figures to compare against: its last re-measurement, else what it scored when kept."""

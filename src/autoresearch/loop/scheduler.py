@@ -50,7 +50,12 @@ FIXABLE = ("crash", "oom", "rejected")  # outcomes an agent may repair in a foll
 WORKTREES = ".worktrees"  # beside .autoresearch/, which agents may not see: one checkout per worker
 MAX_REBASES = 2  # a change re-run on a newer best at most this often; then the best kept moving: discard
 JOIN_SECONDS = 60.0  # after a stop, for the workers to let go of their runs
+BASELINE_TRIES = 2  # a baseline that fails is run again once; then the run stops: no floor, no noise policy
 LOST_RERUNS = 2  # a run the backend lost is run again at most this often; then the run stops (the cluster is sick)
+
+
+class BaselineFailed(Exception):
+    """The unchanged train.py failed every time: there is no best and no noise floor to judge changes against."""
 
 
 class RunsLost(Exception):
@@ -180,14 +185,29 @@ class Scheduler:
 
     def baseline(self) -> None:
         """Experiment 1, the unchanged train.py, with its seed repeats (the noise floor) run side by side on all
-        slots, so they are measured under the sharing the experiments will have (CPU workers, --per-device)."""
-        if any(e.number == 1 for e in self.ledger.experiments(done_only=True)):
+        slots, so they are measured under the sharing the experiments will have (CPU workers, --per-device). One
+        that fails is run again (BASELINE_TRIES in all); then the run stops: without a baseline the first change to
+        run would become the best, judged against nothing, and every gain after it kept without a noise floor."""
+        done = [e for e in self.ledger.experiments(done_only=True) if e.number == 1]
+        if any(e.status == "keep" for e in done):
             return
+        for attempt in range(len(done), len(done) + BASELINE_TRIES):
+            rec = self._baseline_once(attempt)
+            if rec.status == "keep":
+                return
+            if attempt + 1 < len(done) + BASELINE_TRIES:
+                self.view.message(f"the baseline failed ({rec.reason}); running it again")
+        raise BaselineFailed(
+            f"the baseline (train.py as it is in git) failed {BASELINE_TRIES} times, last: {rec.reason}. Without it "
+            f"there is no best and no noise floor to judge changes against: fix train.py (its log: {rec.log_path}) "
+            "or the workspace's settings, commit, and resume")
+
+    def _baseline_once(self, attempt: int) -> ExperimentRecord:
         rec = self._pending_baseline()
         if rec is None:
             source = (self.loop.ws / EDITABLE).read_text()
             parent = self.ledger.best_commit()
-            rec = self.ledger.add(1, 0, "baseline", source, parent, agent="baseline")
+            rec = self.ledger.add(1, attempt, "baseline", source, parent, agent="baseline")
         slots = self.slots
         total = max(1 + self.loop.policy.noise_runs, len(slots))
         total = -(-total // len(slots)) * len(slots)  # every batch fills every slot
@@ -222,7 +242,7 @@ class Scheduler:
             first.val_bpb = sum(decision.runs) / len(decision.runs)
             tests = [t for t in decision.evidence["tests"] if t is not None]
             first.test_bpb = sum(tests) / len(tests) if tests else None
-        self.finish(rec, first, decision, keep_commit=rec.parent_commit, t0=t0)
+        return self.finish(rec, first, decision, keep_commit=rec.parent_commit, t0=t0)
 
     # -- one worker ------------------------------------------------------------------------------------------------
 
