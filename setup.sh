@@ -80,7 +80,9 @@ case "${1:-}" in
         echo "note: the dashboard test needs Chromium: sudo apt-get install chromium (or set AUTORESEARCH_CHROMIUM)" >&2
       fi
     fi
-    "$VENV/bin/python" -m pytest "$@"
+    # Two processes, a test module each at a time (module fixtures and a module's order stay as they are); the
+    # tests are written for a shared, busy machine, so they run beside each other as they would beside other jobs.
+    "$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
     ;;
   "") ;;
   *) echo "usage: ./setup.sh [demo|test]" >&2; exit 2 ;;
