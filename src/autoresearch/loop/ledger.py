@@ -66,11 +66,12 @@ class Ledger:
         """The pooled sd of every group of repeated runs of the same code this run has made, and its degrees of
         freedom: the baseline and its repeats, each change's confirm runs, and the best with its re-measures."""
         groups: dict[object, list[float]] = {}
-        for e in self.experiments(done_only=True):
+        done = self.experiments(done_only=True)  # one read of the journal for both passes
+        for e in done:
             runs = (e.evidence or {}).get("runs")
             if e.status in ("keep", "discard") and isinstance(runs, list):
                 groups.setdefault(e.commit_sha if e.status == "keep" else e.id, []).extend(runs)
-        for e in self.experiments(done_only=True):
+        for e in done:
             again = (e.evidence or {}).get("remeasured") or {}
             before, after = again.get("before") or {}, again.get("after") or {}
             if before.get("commit") in groups and isinstance(after.get("val_bpb"), (int, float)):
