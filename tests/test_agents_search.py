@@ -296,3 +296,16 @@ def test_the_sampler_is_a_run_option_restored_by_resume():
     assert "--sampler cmaes" in resume_command("t", same)
     with pytest.raises(ValueError, match="--sampler"):
         RunOptions(sampler="grid")
+
+
+def test_an_agent_without_a_workspace_starts_a_study_of_its_own():
+    # The agents of one process share a study per workspace; without one, each has its own, even where Python
+    # gives a new agent the address of one that is gone (the first proposal is trial 0 every time).
+    import gc
+
+    for _ in range(10):  # CPython reuses a freed agent's address within a few rounds
+        agent = SearchAgent(seed=0)
+        p = agent.propose(ctx(CPU, max_seq_len=CPU_SEQ))
+        assert "trial 0 of study" in p.rationale, p.rationale
+        del agent, p
+        gc.collect()

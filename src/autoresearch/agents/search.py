@@ -14,6 +14,7 @@ model of a handful of trials draws nearly at random over the whole space, and th
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import random
 import threading
@@ -44,6 +45,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial would s
 _LOCK = threading.Lock()
 _STORAGES: dict[str, BaseStorage] = {}
 _ASKED: dict[tuple[str, str], set[int]] = {}  # trials this process asked; others still RUNNING were abandoned
+_MEMORY = itertools.count()  # an agent without a workspace gets a study of its own (id() is reused after a gc)
 
 
 def setting_key(source: str) -> str:
@@ -81,6 +83,7 @@ class SearchAgent:
         if sampler not in SAMPLERS:
             raise AgentError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}", fatal=True)
         self.seed, self.sampler, self.workspace, self.tag, self.storage = seed, sampler, workspace, tag, storage
+        self._memory = f"memory:{next(_MEMORY)}"
         self._study: optuna.Study | None = None
         self._random: optuna.Study | None = None
 
@@ -95,7 +98,7 @@ class SearchAgent:
 
             root = main_checkout(ctx.workspace)  # a worker's worktree belongs to the workspace
         if root is None:
-            return f"memory:{id(self)}"
+            return self._memory
         (root / RUN_DIR).mkdir(exist_ok=True)
         return f"sqlite:///{(root / RUN_DIR / STORE).resolve()}"
 
