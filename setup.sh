@@ -82,7 +82,9 @@ case "${1:-}" in
     fi
     # Two processes, a test module each at a time (module fixtures and a module's order stay as they are); the
     # tests are written for a shared, busy machine, so they run beside each other as they would beside other jobs.
-    "$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
+    # A worker that dies (killed, out of memory) fails the run at once, naming the test: replacing it under
+    # --dist loadfile can hang until CI's limit (pytest-xdist issue #784).
+    "$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile --max-worker-restart=0 "$@"
     ;;
   "") ;;
   *) echo "usage: ./setup.sh [demo|test]" >&2; exit 2 ;;

@@ -17,6 +17,13 @@ TINY = dict(profile="cpu", dataset="embedded", time_budget=4.0, max_seq_len=64, 
 TINY_TRAIN = {"DEVICE_BATCH_SIZE": 8, "TOTAL_BATCH_SIZE": 512}
 
 
+def pytest_collection_modifyitems(config, items):
+    """`-m fast` is every test not marked slow: the developer's inner loop, about a minute on 2 cores."""
+    for item in items:
+        if item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.fast)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")

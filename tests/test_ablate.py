@@ -64,6 +64,7 @@ def invoke(ws, tiny_cache, monkeypatch, *args):
     return CliRunner().invoke(cli, [*args, "--workspace", str(ws)])
 
 
+@pytest.mark.slow
 def test_ablate_flags_the_redundant_change_skips_the_superseded_one_and_the_report_shows_the_worth(
         studied, tiny_cache, monkeypatch, tmp_path):
     head, tsv = vcs.head(studied), (studied / "results.tsv").read_text()
@@ -101,6 +102,7 @@ def test_ablate_flags_the_redundant_change_skips_the_superseded_one_and_the_repo
     assert "measured worth (ablation of best #4, 2 seed(s))" in page
 
 
+@pytest.mark.slow
 def test_transfer_says_whether_the_gain_holds_at_another_setting(studied, tiny_cache, monkeypatch, tmp_path):
     head = vcs.head(studied)
     r = invoke(studied, tiny_cache, monkeypatch, "transfer", "--set", "QUALITY=0.2", "--time-budget", "3",
@@ -121,6 +123,7 @@ def test_transfer_says_whether_the_gain_holds_at_another_setting(studied, tiny_c
     assert "Transfer to other settings" in page and "<code>QUALITY=0.2</code>" in page and "<b>holds</b>" in page
 
 
+@pytest.mark.slow
 def test_transfer_refuses_a_constant_train_py_lacks_and_names_the_ones_it_has(studied, tiny_cache, monkeypatch):
     r = invoke(studied, tiny_cache, monkeypatch, "transfer", "--set", "DEPTH=12")
     assert r.exit_code == 1

@@ -169,6 +169,7 @@ def _alive_with(marker: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @needs_namespaces
 @pytest.mark.timeout(60)
 def test_a_confined_agent_past_its_time_is_killed_with_everything_it_started(setup, tmp_path):

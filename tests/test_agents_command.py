@@ -258,6 +258,7 @@ SLEEPER = """\
     """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ignore_term", [False, True])
 def test_timeout_kills_the_whole_group_and_restores(env, monkeypatch, ignore_term):
     if ignore_term:

@@ -104,6 +104,7 @@ def agent_for(provider: str, server: FakeLLM, **kw):
 # The agents against the fake server, both providers
 
 
+@pytest.mark.slow
 def test_full_file_reply(provider, fake_llm):
     fake_llm.push(Reply(FULL_REPLY, input_tokens=1200, output_tokens=300))
     agent = agent_for(provider, fake_llm)

@@ -100,6 +100,7 @@ AGENTS = [a for a in ATTACKS if a.agent]  # command agents' attacks: test_a_comm
 OPEN = open_holes(CERTAIN, lambda a: not a.static)  # the static check stops the others before they run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", OPEN, ids=[a.name for a in CERTAIN])
 def test_the_loop_handles_it(attack, ws, tiny_cache, request):
     template, best = (ws / EDITABLE).read_text(), vcs.head(ws)
@@ -194,6 +195,7 @@ def needs(attack) -> str | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", open_holes(DEFENCE_IN_DEPTH, lambda a: True),
                          ids=[a.name for a in DEFENCE_IN_DEPTH])
 def test_the_run_time_layers_stop_it_too(attack, ws, tiny_cache, listener, request):
@@ -248,6 +250,7 @@ def _can_confine_agents() -> str:
     return "" if out.returncode == 0 else out.stderr.strip() or "the launcher failed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", AGENTS, ids=[a.name for a in AGENTS])
 def test_a_command_agent_learns_no_held_out_figure(attack, ws, tiny_cache, tmp_path, request):
     """The attack's agent runs as the loop runs agents (confined), with a dashboard serving the workspace beside it

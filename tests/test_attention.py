@@ -153,6 +153,7 @@ def test_block_mask_blocks_are_the_boolean_masks_blocks(window):
     assert torch.equal(full, dense.all(dim=(-2, -1)))
 
 
+@pytest.mark.slow
 def test_compiled_flex_on_cpu_matches_sdpa():
     """The block-sparse kernel itself (eager flex computes densely): compiled, on CPU, forward only."""
     from torch.nn.attention.flex_attention import flex_attention
@@ -376,6 +377,7 @@ def test_a_failed_fetch_is_one_line_not_an_error(monkeypatch, hub_server):
     assert len(said) == 1 and "no build for torch-cpu at all" in said[0] and "autoresearch[cuda]" in said[0]
 
 
+@pytest.mark.slow
 def test_prepare_command_fetches_when_asked_and_survives_no_network(tiny_workspace, monkeypatch):
     from autoresearch.cli import cli
 

@@ -181,6 +181,7 @@ def test_a_node_sweeps_the_run_directories_its_dead_tasks_left(tmp_path):
 
 # -- on the cluster ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_gpu_runs_at_once_get_different_gpus_and_come_back_whole(cluster, tiny_workspace, tiny_cache, tmp_path):
     # The request is a cuda profile's (the workspace's own settings stay cpu, so train.py runs here without a GPU).
     backend = make_backend("ray", profile="cuda-small", workers=None, address=None)
@@ -205,6 +206,7 @@ def test_two_gpu_runs_at_once_get_different_gpus_and_come_back_whole(cluster, ti
     assert {gpu0, gpu1} == {"0", "1"}
 
 
+@pytest.mark.slow
 def test_a_node_prepares_missing_data_once_while_its_other_runs_wait(cluster, tiny_workspace, tmp_path):
     # A small local corpus: preparing it takes about a second, where the embedded corpus takes ~15 s here.
     docs = tmp_path / "docs"
@@ -238,6 +240,7 @@ def test_a_node_prepares_missing_data_once_while_its_other_runs_wait(cluster, ti
     assert all("another process is preparing" in n for n in notes), notes
 
 
+@pytest.mark.slow
 def test_the_sandbox_applies_on_the_node(cluster, tiny_workspace, tiny_cache, tmp_path):
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
@@ -265,6 +268,7 @@ val_bpb = evaluate_bpb(""")
     assert sorted(line.split()[1:3] for line in lines) == [["net", "refused"], ["val", "refused"]], lines
 
 
+@pytest.mark.slow
 def test_progress_lines_of_a_run_in_flight_reach_the_orchestrator(cluster, tiny_workspace, tiny_cache, tmp_path):
     """What train.py prints on the node arrives while it runs: in the live view's callbacks and in the local
     run.log that `status` and the dashboard read (see/facts.py), as for a local run."""
@@ -291,6 +295,7 @@ def test_progress_lines_of_a_run_in_flight_reach_the_orchestrator(cluster, tiny_
     assert lines.count("training on") == 1 and "val_bpb:" in " ".join(lines)
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_run_on_its_node_and_leaves_no_process(cluster, tiny_workspace, tiny_cache, tmp_path):
     backend = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache))
     # Without the sandbox nothing of the experiment dies with its parent (PR_SET_PDEATHSIG): only the stop reaches it.
@@ -313,6 +318,7 @@ def test_cancel_stops_a_run_on_its_node_and_leaves_no_process(cluster, tiny_work
     assert not list(rb.node_runs().glob(f"hang{TAG}-*"))  # cleaned by the task, or swept by the node's next one
 
 
+@pytest.mark.slow
 def test_a_run_whose_node_dies_is_retried_on_another_and_counted_once(cluster, spot_nodes, tiny_workspace,
                                                                       tiny_cache, tmp_path):
     first = spot_nodes(slow=True, num_cpus=2, resources={"spot": 1})
@@ -330,6 +336,7 @@ def test_a_run_whose_node_dies_is_retried_on_another_and_counted_once(cluster, s
     assert gone(procs), [p.cmdline() for p in procs if alive(p.pid)]  # the first attempt died with its node
 
 
+@pytest.mark.slow
 def test_a_run_no_node_can_finish_comes_back_lost(cluster, spot_nodes, tiny_workspace, tiny_cache, tmp_path,
                                                   monkeypatch):
     monkeypatch.setattr(rb, "NO_NODE_SECONDS", 2.0)
@@ -368,6 +375,7 @@ def _training_on_node(name: str) -> int | None:
     return None
 
 
+@pytest.mark.slow
 def test_the_loop_on_ray_records_every_experiment_once_and_survives_a_killed_run(cluster, tiny_workspace):
     """Two workers as Ray tasks: worker 2's experiment is killed from outside on its node; it is recorded as a
     crash, nothing of it is left, worker 1's experiments go on; git, the journal and results.tsv agree."""
@@ -425,6 +433,7 @@ def test_the_loop_on_ray_records_every_experiment_once_and_survives_a_killed_run
         {e.number for e in recs.values() if e.description != "hangs"}
 
 
+@pytest.mark.slow
 def test_kill_9_on_ray_with_two_experiments_in_flight_then_resume(cluster, tiny_workspace, tmp_path):
     from loopkit import resume_with_counter
     from test_workers import AGENT

@@ -77,6 +77,7 @@ def test_train_without_prepared_data_says_what_to_do(tmp_path, monkeypatch):
     assert r.exit_code == 1 and "autoresearch prepare" in r.output
 
 
+@pytest.mark.slow
 def test_train_end_to_end_on_cpu(tiny_workspace, tiny_cache):
     """The template trains on the tiny corpus: far better than an untrained model, never below the floor. On a
     token budget, so that how busy the machine is decides nothing."""
@@ -133,6 +134,7 @@ def test_a_token_budget_workspace_speaks_of_tokens(tmp_path):
                                                                      time_budget=45))
 
 
+@pytest.mark.slow
 def test_train_prints_a_crashs_traceback_once(tiny_workspace):
     train = tiny_workspace / "train.py"
     train.write_text(train.read_text().replace("\nimport torch\n", "\nimport torch\nraise RuntimeError('mine')\n", 1))

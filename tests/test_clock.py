@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from loopkit import fast_source
 
 from autoresearch.run.supervisor import EVAL_FACTOR, EVAL_FLOOR_SECONDS, Experiment, _Watch, run_experiment
@@ -43,6 +45,7 @@ def training(before_clock: str = "", after_clock: str = "", batches: int = 3) ->
     return fast_source().replace("time.sleep(SLEEP)\n", loop)
 
 
+@pytest.mark.slow
 def test_a_slow_first_optimizer_step_is_not_charged(tiny_workspace, tmp_path):
     """The first optimizer step compiles (muon_step, once per shape): the clock starts when it returns."""
     result = run(tiny_workspace, tmp_path, training(before_clock="time.sleep(3)"), time_budget=1.0,
@@ -53,12 +56,14 @@ def test_a_slow_first_optimizer_step_is_not_charged(tiny_workspace, tmp_path):
     assert result.steps == 3 and result.train_tokens == FIRST + 3 * 2 * 64
 
 
+@pytest.mark.slow
 def test_time_after_the_first_optimizer_step_is_charged(tiny_workspace, tmp_path):
     result = run(tiny_workspace, tmp_path, training(after_clock="time.sleep(60)"), time_budget=1.0, time_allowance=1.0)
     assert result.status == "timeout" and "by the runner's clock" in result.reason
     assert result.returncode < 0  # stopped by the runner, not finished
 
 
+@pytest.mark.slow
 def test_without_an_optimizer_the_clock_starts_after_a_few_steps_of_tokens(tiny_workspace, tmp_path):
     """Training hidden before the clock (no torch optimizer, so no step mark) sees at most warmup_tokens, however it
     sizes its batches: the batch that takes the count past them starts the clock."""
@@ -75,6 +80,7 @@ def test_without_an_optimizer_the_clock_starts_after_a_few_steps_of_tokens(tiny_
     assert result.startup_seconds >= 3 and result.train_tokens == cap + 4096
 
 
+@pytest.mark.slow
 def test_start_up_has_its_own_limit_and_says_how_to_raise_it(tiny_workspace, tmp_path):
     result = run(tiny_workspace, tmp_path, "import time\ntime.sleep(60)\n", startup_limit=3.0)
     assert result.status == "timeout" and "start-up took over 3s without asking for a training batch" in result.reason
@@ -154,6 +160,7 @@ def test_the_warm_up_window_is_capped():
     assert early.clock_at(500.0) == 30.0
 
 
+@pytest.mark.slow
 def test_time_before_the_first_optimizer_step_is_charged_past_the_warm_up_window(tiny_workspace, tmp_path):
     """Hidden training on the first batch, before any optimizer step: free for warmup_seconds, charged after."""
     hidden = training(before_clock="time.sleep(12)")  # 'trains' 12 s on its first batches before stepping

@@ -172,6 +172,7 @@ def _enumerate(cfg: Config, min_p: float) -> tuple[list[tuple[corpus.Document, f
     return leaves, rest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg, min_p", [
     (only("ledger", max_paras=1), 0.0),  # exhaustive: every document of the grammar
     (only("list_inline", max_paras=1), 0.0),

@@ -198,6 +198,7 @@ def chromium() -> str:
     return path
 
 
+@pytest.mark.slow
 def test_page_follows_the_run_in_chromium(dashboard, tmp_path):
     try:
         from playwright.sync_api import sync_playwright

@@ -199,6 +199,7 @@ def test_offline_connection_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert url in assert_offline_error_fast(tmp_path / "raw", budget_s=2.0)
 
 
+@pytest.mark.slow
 def test_offline_server_that_never_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with silent_server() as url:
         monkeypatch.setenv("HF_ENDPOINT", url)

@@ -459,6 +459,7 @@ def test_a_cuda_layout_the_client_cannot_open_falls_back_to_host_memory(monkeypa
     assert _negotiate("cuda:0") == ("shm", "shm")
 
 
+@pytest.mark.slow
 def test_a_model_that_dawdles_over_an_answer_is_refused(workspace, runner_scorer):
     """Time inside the evaluation is time a model could train in, on the rows it holds: after the first answer,
     each may take CALL_FACTOR x the fastest (at least CALL_FLOOR_SECONDS)."""
@@ -605,6 +606,7 @@ def test_a_model_that_replays_what_followed_a_prefix_passes_the_twins_but_not_th
         assert _evaluate(lambda x: Replaying(V, 0.0, seed)(x), windows, spare, rows, random.Random(seed)) == ""
 
 
+@pytest.mark.slow
 def test_the_scorer_refuses_the_replay_cache_and_scores_a_causal_model_with_blind_probes(roomy_workspace):
     from attacks import replay_cache
 

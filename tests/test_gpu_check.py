@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import gpu_check  # bench/ is on sys.path (conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +20,7 @@ ROW_LABELS = ("attention", "compile", "sandbox", "steps", "training tokens/s", "
               "evaluation", "startup", "outside training")
 
 
+@pytest.mark.slow
 def test_cpu_dry_run_trains_the_compiled_template_through_the_runner_and_sandbox(tmp_path):
     out = tmp_path / "out"
     # The script bounds itself (--limit, 600 s by default); this timeout only catches a hang of the script itself.

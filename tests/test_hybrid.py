@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from click.testing import CliRunner
 from fakellm import Reply, fake_llm  # noqa: F401  (fixture)
 from loopkit import assert_consistent, fast_source
@@ -26,6 +28,7 @@ TUNABLE = TUNABLE.replace("# ---------------------------------------------------
 HANDICAP = "QUALITY = 0.2 * QUALITY  # the structural fix: delete this line\n"
 
 
+@pytest.mark.slow
 def test_llm_then_tuner_then_llm_with_the_findings(tiny_workspace, fake_llm, monkeypatch):  # noqa: F811
     ws = tiny_workspace
     fixed = TUNABLE

@@ -156,6 +156,7 @@ def test_no_module_holds_two_ideas():
 MODULES_LINE = "autoresearch modules: "
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_train_py_s_process_loads_nothing_of_data_run_or_loop(tiny_workspace, tmp_path):
     """What the experiment's own process imported, read from inside it after a real run through the runner (the

@@ -73,6 +73,7 @@ def load_ws(tiny_workspace, monkeypatch):
     return tiny_workspace
 
 
+@pytest.mark.slow
 def test_a_change_that_only_met_a_quieter_machine_is_not_kept(load_ws):
     changes = [(LOAD_TRAIN + f"# comment {i}\n", f"a comment ({i})") for i in range(2)]
     loop = Loop(load_ws, Settings.load(load_ws / "autoresearch.toml"), LoadChangingAgent(changes),

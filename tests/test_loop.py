@@ -30,6 +30,7 @@ def make_loop(ws, agent, tag="t", **kw) -> Loop:
     return loop
 
 
+@pytest.mark.slow
 def test_search_agent_end_to_end_on_the_real_template(tiny_workspace):
     """Baseline + 2 search proposals on the real train.py: records agree, the branch holds exactly the keeps."""
     loop = make_loop(tiny_workspace, SearchAgent(seed=0), max_experiments=3)
@@ -47,6 +48,7 @@ def test_search_agent_end_to_end_on_the_real_template(tiny_workspace):
     assert all(e.diff for e in journal.final_attempts("t")[1:])
 
 
+@pytest.mark.slow
 def test_keeps_improvements_resets_regressions(fast_ws):
     agent = ScriptedAgent([(fast_source(QUALITY=0.6), "sharper"), (fast_source(QUALITY=0.1), "flatter"),
                            (fast_source(QUALITY=0.9), "sharper still")])
@@ -63,6 +65,7 @@ def test_keeps_improvements_resets_regressions(fast_ws):
     assert "test" not in json.dumps([h.__dict__ for h in last.history if h.val_bpb]).replace("test_", "")
 
 
+@pytest.mark.slow
 def test_crash_is_repaired_by_the_agent(fast_ws):
     broken = fast_source(QUALITY=0.8).replace("val_bpb = evaluate_bpb", "raise RuntimeError('boom')\nval_bpb = evaluate_bpb")
     agent = ScriptedAgent([(broken, "sharper, broken"), (fast_source(QUALITY=0.8), "sharper, fixed")])
@@ -76,6 +79,7 @@ def test_crash_is_repaired_by_the_agent(fast_ws):
     assert [(e.number, e.attempt, e.status) for e in attempts] == [(1, 0, "keep"), (2, 0, "crash"), (2, 1, "keep")]
 
 
+@pytest.mark.slow
 def test_crash_recorded_after_fix_attempts_run_out(fast_ws):
     broken = fast_source().replace("import os", "import os\nraise SystemExit(3)")
     agent = ScriptedAgent([(broken, "broken 1"), (broken + "\n", "broken 2")])
@@ -86,6 +90,7 @@ def test_crash_recorded_after_fix_attempts_run_out(fast_ws):
     assert "exit code 3" in loop.journal.final_attempts("t")[1].reason
 
 
+@pytest.mark.slow
 def test_rejections_cost_no_run_and_tell_the_agent_why(fast_ws):
     agent = ScriptedAgent([("def broken(:\n", "syntax error"), (fast_source(), "no change"),
                            (fast_source(QUALITY=0.5), "fine")])
@@ -101,6 +106,7 @@ def test_rejections_cost_no_run_and_tell_the_agent_why(fast_ws):
     assert "does not parse" in agent.contexts[1].failure.reason
 
 
+@pytest.mark.slow
 def test_agent_touching_other_files_is_rejected_and_cleaned_up(fast_ws):
     class Vandal(ScriptedAgent):
         def propose(self, ctx):
@@ -122,6 +128,7 @@ def test_agent_touching_other_files_is_rejected_and_cleaned_up(fast_ws):
     assert_consistent(fast_ws, "t")
 
 
+@pytest.mark.slow
 def test_new_tag_refuses_an_existing_branch_and_resume_needs_one(fast_ws):
     make_loop(fast_ws, ScriptedAgent([]), tag="a", max_experiments=1).run_until_limit()
     with pytest.raises(LoopError, match="already exists.*--resume"):
@@ -130,12 +137,14 @@ def test_new_tag_refuses_an_existing_branch_and_resume_needs_one(fast_ws):
         make_loop(fast_ws, ScriptedAgent([]), tag="b", resume=True)
 
 
+@pytest.mark.slow
 def test_uncommitted_changes_block_a_new_run(fast_ws):
     (fast_ws / "train.py").write_text(fast_source(QUALITY=0.4))
     with pytest.raises(LoopError, match="uncommitted changes"):
         make_loop(fast_ws, ScriptedAgent([]))
 
 
+@pytest.mark.slow
 def test_max_cost_stops_the_loop(fast_ws):
     class Pricey(ScriptedAgent):
         def propose(self, ctx):
@@ -150,11 +159,13 @@ def test_max_cost_stops_the_loop(fast_ws):
     assert_consistent(fast_ws, "t")
 
 
+@pytest.mark.slow
 def test_max_hours_stops_before_the_next_experiment(fast_ws):
     loop = make_loop(fast_ws, ScriptedAgent([(fast_source(QUALITY=0.5), "x")]), max_hours=1e-9)
     assert "max-hours" in loop.run_until_limit()
 
 
+@pytest.mark.slow
 def test_non_fatal_agent_errors_are_waited_out(fast_ws, monkeypatch):
     from autoresearch.agents.base import AgentError
 
@@ -176,6 +187,7 @@ def test_non_fatal_agent_errors_are_waited_out(fast_ws, monkeypatch):
     assert_consistent(fast_ws, "t")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_agent_errors_reach_the_view_set_after_the_loop_was_made(fast_ws):
     """The `run` command makes the loop, then puts its live view in: what the proposer says must reach that one."""
@@ -206,6 +218,7 @@ def test_agent_errors_reach_the_view_set_after_the_loop_was_made(fast_ws):
     assert any("my-agent: the service said no" in m for m in told.messages), told.messages
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_the_same_agent_error_again_and_again_stops_the_run_with_its_message(fast_ws):
     """An error that repeats word for word (a 400 "prompt too long", a command that exits 3) will not pass by
@@ -245,6 +258,7 @@ def test_the_same_agent_error_again_and_again_stops_the_run_with_its_message(fas
     assert [e.description for e in loop.journal.final_attempts("t2")] == ["baseline", "after the outage"]
 
 
+@pytest.mark.slow
 def test_fatal_agent_error_stops_cleanly(fast_ws):
     from autoresearch.agents.base import AgentError
 
@@ -261,6 +275,7 @@ def noisy(quality: float, **constants) -> str:
     return fast_source(QUALITY=quality, NOISE=0.3, **constants)
 
 
+@pytest.mark.slow
 def test_noise_policy_measures_the_floor_and_keeps_only_what_clears_it(fast_ws):
     (fast_ws / "train.py").write_text(noisy(0.3))
     vcs.commit_all(fast_ws, "noisy")
@@ -298,6 +313,7 @@ class Recording(NoisePolicy):
         return super().decide(runs, best, best_runs, sigma, final, df)
 
 
+@pytest.mark.slow
 def test_marginal_winner_is_measured_again_before_the_decision(fast_ws):
     loop = make_loop(fast_ws, ScriptedAgent([(fast_source(QUALITY=0.9), "sharper")]), policy="noise",
                      noise_runs=1, confirm_runs=2, max_experiments=2)
@@ -323,6 +339,7 @@ def test_noise_policy_rule():
     assert not p.decide([1.01], best=1.0, best_runs=3, sigma=0.02, final=False).rerun  # worse: no second look
 
 
+@pytest.mark.slow
 def test_the_test_split_is_scored_only_where_the_policy_could_keep_the_run(fast_ws):
     agent = ScriptedAgent([(fast_source(QUALITY=0.6), "sharper"), (fast_source(QUALITY=0.1), "flatter")])
     loop = make_loop(fast_ws, agent, max_experiments=3)

@@ -33,6 +33,7 @@ def run_cli(*args: str):
     return CliRunner().invoke(cli, ["run", "--tag", "t", *args], catch_exceptions=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_llm_agent_rate_limit_crash_and_fix(ws, fake_llm, provider, monkeypatch):  # noqa: F811
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
@@ -59,6 +60,7 @@ def test_llm_agent_rate_limit_crash_and_fix(ws, fake_llm, provider, monkeypatch)
     assert "ANTHROPIC_API_KEY" not in (ws / ".autoresearch/runs/t/0002-1/run.log").read_text()
 
 
+@pytest.mark.slow
 def test_command_agent_through_the_cli(ws, tmp_path):
     stub = tmp_path / "agent.py"
     stub.write_text(
@@ -77,6 +79,7 @@ def test_command_agent_through_the_cli(ws, tmp_path):
     assert [x["description"] for x in rows] == ["baseline", "quality up, round 2", "quality up, round 3"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_failing_command_agent_is_shown_and_stops_the_run(ws, tmp_path, monkeypatch):
     """A cmd: agent that exits 3 with a message: every failure is printed as it happens, and the same failure
@@ -94,6 +97,7 @@ def test_a_failing_command_agent_is_shown_and_stops_the_run(ws, tmp_path, monkey
     assert_consistent(ws, "t")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_a_request_the_api_refuses_each_time_stops_the_run(ws, fake_llm, provider, monkeypatch):  # noqa: F811
@@ -122,6 +126,7 @@ def test_unknown_agent_lists_the_choices(ws):
     assert r.exit_code == 1 and "search" in r.output and "anthropic:MODEL" in r.output
 
 
+@pytest.mark.slow
 def test_status_prints_the_table_and_the_best(ws):
     assert run_cli("--max-experiments", "2").exit_code == 0
     r = CliRunner().invoke(cli, ["status"], catch_exceptions=False)

@@ -73,6 +73,7 @@ def test_a_new_run_never_erases_another_runs_results(tmp_path):
     j.close()
 
 
+@pytest.mark.slow
 def test_a_bad_limit_is_refused_before_anything_is_created(fast_ws):
     branches = git(fast_ws, "branch", "--list")
     for args in (["--max-hours", "-1"], ["--max-hours", "nan"], ["--max-cost", "0"], ["--timeout", "-5"],
@@ -97,6 +98,7 @@ def test_options_merge_and_the_resume_command():
                                             "--policy greedy --max-experiments 10 --max-cost 2.5")
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume_keeps_the_agent_policy_and_limits(fast_ws, monkeypatch):
     """The run is interrupted while experiment 2 trains: exit 130, the report says interrupted, and a bare
     `run --resume` re-runs experiment 2 with the same agent and stops at the run's own --max-experiments
@@ -229,6 +231,7 @@ def test_status_keeps_its_columns_beside_a_long_reason(tmp_path, width):
     assert "rejected" in rejected and rejected.rstrip().endswith("…"), out.getvalue()
 
 
+@pytest.mark.slow
 def test_resume_more_adds_experiments_and_keeps_the_runs_limit_otherwise(fast_ws):
     """`--max-experiments` is of the whole run, so giving it again at the same figure adds nothing; `--more N`
     adds N to what the run finished, and that total is what a later plain resume keeps."""

@@ -54,6 +54,7 @@ def template(ws) -> str:
 
 # -- (1) untimed training ----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_training_inside_the_evaluation_is_not_free(tiny_workspace, tmp_path):
     """Measured (1 s budget, 8 s in the evaluation, PREFETCH 400): val_bpb 1.698, against 2.564 for the template
     at 1 s and 1.738 at 9 s; the runner clocked 1.15 s of training and scored it."""
@@ -78,6 +79,7 @@ def test_the_evaluation_limit_cannot_be_stretched_by_a_slow_looking_run():
     assert limit <= EVAL_FLOOR_SECONDS + 5 * s.time_budget, f"evaluation limit {limit:,.0f}s"
 
 
+@pytest.mark.slow
 def test_training_before_the_clock_is_bounded_in_tokens(tiny_workspace, tmp_path):
     """Measured (1 s budget, 6 s of warm-up window used): 111 steps before the clock + 19 timed, val_bpb 1.939
     against 2.564 for the template at 1 s; the runner clocked 1.2 s and scored it."""
@@ -94,6 +96,7 @@ def served(source_tail: str) -> str:
     return fast_source().replace("time.sleep(SLEEP)\n", source_tail)
 
 
+@pytest.mark.slow
 def test_an_int_subclass_batch_size_is_counted_as_rows(tiny_workspace, tmp_path):
     """Template version measured (token budget 20,480): 160 steps (4x the budget), val_bpb 1.791 against 2.331
     for the template's 40 steps; the runner saw 0 training tokens."""
@@ -110,6 +113,7 @@ def test_an_int_subclass_batch_size_is_counted_as_rows(tiny_workspace, tmp_path)
     assert result.status == "ok" and result.train_tokens == FIRST + 5 * 2 * 64, (result.status, result.reason)
 
 
+@pytest.mark.slow
 def test_a_negative_sequence_length_does_not_refund_tokens(tiny_workspace, tmp_path):
     """Template version measured (token budget 20,480): 80 steps (2x), val_bpb 2.014 against 2.331; the runner
     saw exactly the budget."""
@@ -123,6 +127,7 @@ def test_a_negative_sequence_length_does_not_refund_tokens(tiny_workspace, tmp_p
 
 # -- the metric itself ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_evaluation_scores_the_whole_split_whatever_the_batch_size(tiny_workspace, tmp_path):
     """The same unigram model: 4.0986 on the whole split, 3.6359 on the first row; scored, status ok."""
     source = fast_source().replace("val_bpb = evaluate_bpb(Unigram(), tok, 8)", (
@@ -151,6 +156,7 @@ PREFETCHED = LOAD_TRAIN.replace(
 ).replace("    x, y, _ = next(loader)\n", "    x, y = pool[0][4 * seen:4 * seen + 4], pool[1][4 * seen:4 * seen + 4]\n")
 
 
+@pytest.mark.slow
 def test_a_change_that_prefetches_its_data_cannot_skip_the_load_check(load_ws):
     """test_load's scenario (the load drops after the baseline), with changes that take the same data in one wide
     batch before the clock: no token is served while the clock runs, the runner's speed is None, the best is never
@@ -206,6 +212,7 @@ def test_the_attacks_pass_the_static_check(tiny_workspace):
 
 # -- (5) what train.py says after it was served the held-out rows ------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", [leak_test_via_memory, leak_test_via_summary], ids=lambda m: m.NAME)
 def test_nothing_train_py_says_after_the_test_rows_reaches_an_agent(attack, tiny_workspace, tmp_path):
     """The model measures its own figure on the test rows it is served and hands it on: as its peak memory

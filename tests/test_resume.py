@@ -16,6 +16,8 @@ from loopkit import alive, assert_consistent, fast_source, pid_working_in
 from autoresearch import vcs
 from autoresearch.cli import cli
 
+pytestmark = pytest.mark.slow  # every test here trains or runs the loop: not in `-m fast`
+
 # A command agent: experiment n sets QUALITY from a fixed plan (2 is worse than the baseline: a discard).
 AGENT = """\
 import os, re

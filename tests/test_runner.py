@@ -23,6 +23,7 @@ def run(ws, tmp_path, source: str, timeout: float | None = None, wants_test=None
     return run_experiment(exp, on_line=lines.append), lines
 
 
+@pytest.mark.slow
 def test_ok_takes_the_official_figures_from_the_harness(tiny_workspace, tmp_path):
     result, lines = run(tiny_workspace, tmp_path, fast_source())
     assert result.status == "ok" and result.ok
@@ -32,6 +33,7 @@ def test_ok_takes_the_official_figures_from_the_harness(tiny_workspace, tmp_path
     assert (tmp_path / "run" / "run.log").read_text().count("\n") == len(lines)
 
 
+@pytest.mark.slow
 def test_a_printed_figure_that_is_not_the_harness_s_gets_no_score(tiny_workspace, tmp_path):
     liar = fast_source().replace('print(f"val_bpb:          {val_bpb:.6f}")', 'print("val_bpb:          0.000100")')
     result, _ = run(tiny_workspace, tmp_path, liar)
@@ -51,6 +53,7 @@ def test_finishing_without_evaluation_gets_no_score(tiny_workspace, tmp_path):
     assert result.status == "rejected" and "evaluate_bpb" in result.reason and result.val_bpb is None
 
 
+@pytest.mark.slow
 def test_training_past_the_budget_is_stopped_by_the_runner_s_clock(tiny_workspace, tmp_path):
     """train.py's own timer says nothing here: the runner clocks from the first optimizer step."""
     slow = fast_source().replace("time.sleep(SLEEP)", "torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1).step()\n"
@@ -66,6 +69,7 @@ def test_memory_limit(tiny_workspace, tmp_path):
     assert result.status == "oom" and "memory limit of 400 MB" in result.reason
 
 
+@pytest.mark.slow
 def test_a_process_left_running_is_killed_and_the_run_gets_no_score(tiny_workspace, tmp_path):
     stray = fast_source().replace(
         "import time\n",
@@ -77,6 +81,7 @@ def test_a_process_left_running_is_killed_and_the_run_gets_no_score(tiny_workspa
     assert pid_working_in(tmp_path / "run") is None  # nothing of the run is left
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_whole_group(tiny_workspace, tmp_path):
     source = (
         "import subprocess, sys, time\n"
@@ -99,6 +104,7 @@ def test_nan_loss(tiny_workspace, tmp_path):
     assert result.status == "nan"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("error", ["torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')",
                                    "MemoryError()"])
 def test_out_of_memory(tiny_workspace, tmp_path, error):
@@ -106,6 +112,7 @@ def test_out_of_memory(tiny_workspace, tmp_path, error):
     assert result.status == "oom"
 
 
+@pytest.mark.slow
 def test_non_finite_official_figure_is_nan(tiny_workspace, tmp_path):
     source = fast_source().replace("return (QUALITY * logp + jitter)", "return float('nan') * (QUALITY * logp)")
     assert source != fast_source()
@@ -123,6 +130,7 @@ def test_progress_and_summary_parsing():
 
 
 
+@pytest.mark.slow
 def test_secrets_never_reach_train_py(tiny_workspace, tmp_path, monkeypatch):
     """Run straight through the runner: the static check would refuse this spy before it ever ran."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
@@ -141,6 +149,7 @@ def test_secrets_never_reach_train_py(tiny_workspace, tmp_path, monkeypatch):
     assert not {"AUTORESEARCH_WORKSPACE", "AUTORESEARCH_CHANNEL_FD", "AUTORESEARCH_SCORER_FD"} & set(seen)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("want", [True, False])
 def test_the_test_split_is_scored_as_the_runner_answers(tiny_workspace, tmp_path, want):
     asked: list[float] = []
@@ -156,6 +165,7 @@ def test_the_test_split_is_scored_as_the_runner_answers(tiny_workspace, tmp_path
     assert result.harness["splits"] == (["val", "test"] if want else ["val"])
 
 
+@pytest.mark.slow
 def test_a_result_forged_on_train_py_s_channel_changes_nothing(tiny_workspace, tmp_path):
     """train.py reaches the harness's channel and sends a made-up result: the figures are the scorer's alone."""
     forged = fast_source().replace("val_bpb = evaluate_bpb(", (
@@ -199,6 +209,7 @@ print("OPENED:", opened)
 """
 
 
+@pytest.mark.slow
 def test_train_py_cannot_open_the_val_or_test_files_by_any_path(tiny_workspace, tmp_path):
     snoop = fast_source().replace("val_bpb = evaluate_bpb(", SNOOP + "val_bpb = evaluate_bpb(")
     assert snoop != fast_source()
@@ -209,6 +220,7 @@ def test_train_py_cannot_open_the_val_or_test_files_by_any_path(tiny_workspace, 
     assert "OPENED: []" in lines, [line for line in lines if line.startswith("OPENED")]
 
 
+@pytest.mark.slow
 def test_memory_is_the_harness_s_measurement_not_what_train_py_prints(tiny_workspace, tmp_path):
     liar = fast_source().replace('print("peak_vram_mb:     10.0")', 'print("peak_vram_mb:     0.1")')
     assert liar != fast_source()
@@ -219,6 +231,7 @@ def test_memory_is_the_harness_s_measurement_not_what_train_py_prints(tiny_works
     assert result.memory_gb == measured / 1024 and result.harness["device"] == "cpu"
 
 
+@pytest.mark.slow
 def test_processes_the_orchestrator_ran_before_are_not_the_run_s_leftovers(tiny_workspace, tmp_path):
     """A dashboard, a benchmark's load, another job: children of ours from before the run are spared, and the run
     is not blamed for them; what the run itself leaves behind is still killed (the test above)."""
@@ -235,6 +248,7 @@ def test_processes_the_orchestrator_ran_before_are_not_the_run_s_leftovers(tiny_
         bystander.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_what_train_py_prints_during_the_evaluation_is_not_in_the_records(tiny_workspace, tmp_path):
     """The evaluation's input rows are validation text: printed then, they reach run.log but never the error tail
     or the reason an agent is shown; the summary block's figures still do."""
@@ -253,6 +267,7 @@ def test_what_train_py_prints_during_the_evaluation_is_not_in_the_records(tiny_w
     assert "in run.log only" in result.error_tail
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("limit", "status"), [(1.0, "rejected"), (None, "ok")])
 def test_time_before_the_first_answer_is_limited_for_an_agent_s_run(tiny_workspace, tmp_path, limit, status):
     """A run whose model takes long over the scorer's first call could be training on the rows it holds: an

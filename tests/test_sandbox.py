@@ -141,6 +141,7 @@ def test_strict_policy_refuses_to_start_when_a_restriction_is_missing(tree):
     assert "strict policy: not starting (filesystem not applied)" in proc.stderr
 
 
+@pytest.mark.slow
 @needs_landlock
 def test_torch_imports_and_computes_inside_the_sandbox(tree):
     proc = run("import numpy, torch; print(torch.ones(3).sum().item())", tree_policy(tree), cwd=tree["run"])

@@ -115,6 +115,7 @@ def decided(ws: Path):
         journal.close()
 
 
+@pytest.mark.slow
 def test_the_run_itself_is_what_it_should_be(tracked):
     rows = assert_consistent(tracked["ws"], TAG)
     assert [r["status"] for r in rows] == ["keep", "keep", "discard", "crash", "crash"]
@@ -123,6 +124,7 @@ def test_the_run_itself_is_what_it_should_be(tracked):
         tracked["lines"]
 
 
+@pytest.mark.slow
 def test_mlflow_holds_every_experiment_under_the_research_run(tracked):
     ws, cfg = tracked["ws"], tracked["cfg"]
     recs, bests, key = decided(ws)
@@ -163,6 +165,7 @@ def test_mlflow_holds_every_experiment_under_the_research_run(tracked):
     assert "socket" in rejected["tags"]["autoresearch.reason"]
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_directories_hold_the_same(tracked):
     cfg = tracked["cfg"]
     recs, bests, _ = decided(tracked["ws"])
@@ -185,6 +188,7 @@ def test_wandb_offline_run_directories_hold_the_same(tracked):
             assert run["summary"]["test_bpb"] == e.test_bpb
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files_hold_the_same(tracked):
     cfg = tracked["cfg"]
     recs, bests, _ = decided(tracked["ws"])
@@ -201,6 +205,7 @@ def test_tensorboard_event_files_hold_the_same(tracked):
             assert run["scalars"]["train/loss"] == [(0, 5.0, e.finished_at)]
 
 
+@pytest.mark.slow
 def test_replay_gives_the_same_records_as_live_logging(tracked):
     ws, root, live = tracked["ws"], tracked["root"], tracked["cfg"]
     again = config(root / "replayed", *NAMES)
@@ -217,6 +222,7 @@ def test_replay_gives_the_same_records_as_live_logging(tracked):
     assert replayed == logged
 
 
+@pytest.mark.slow
 def test_replay_to_the_stores_it_was_logged_to_sends_nothing_twice(tracked):
     ws, live = tracked["ws"], tracked["cfg"]
     before = (mlflow_records(live.mlflow_uri, "exp"), tensorboard_records(Path(live.tensorboard_dir)))
@@ -272,6 +278,7 @@ class Hang(Boom):
             self.release.wait(300)
 
 
+@pytest.mark.slow
 def test_a_tracker_that_raises_or_hangs_changes_nothing_and_says_so(tracked, tmp_path, tiny_cache, monkeypatch):
     monkeypatch.setenv("AUTORESEARCH_CACHE", str(tiny_cache))
     ws = make_ws(tmp_path / "ws")
@@ -323,6 +330,7 @@ class Flaky(Boom):
         pass
 
 
+@pytest.mark.slow
 def test_a_tracker_down_at_the_start_gets_everything_once_it_is_back(tracked, monkeypatch):
     from autoresearch.see.track import lanes
 
@@ -417,6 +425,7 @@ print(f"Description: quality up, round {n}")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_trackers_credentials_and_stores_stay_out_of_reach_of_agents_and_train_py(tiny_workspace, tmp_path,
                                                                                    monkeypatch):

@@ -422,6 +422,7 @@ def test_main_prints_progress_and_the_summary_block(fake_run, capsys):
     assert float(values["training_seconds"]) >= 0.3
 
 
+@pytest.mark.slow
 def test_under_a_token_budget_main_trains_until_the_loader_ends(fake_run, monkeypatch, capsys):
     """64-token micro-batches, 128 tokens a step: one batch before the loop, two a step, and the last step is cut
     short when the loader ends at 1,600 tokens: 13 steps on any machine, the schedule following tokens."""

@@ -117,6 +117,7 @@ def done(loop: Loop, description: str):
     return lambda: any(e.description == description for e in loop.ledger.experiments(done_only=True))
 
 
+@pytest.mark.slow
 def test_a_change_whose_best_moved_is_merged_and_measured_again(merge_ws):
     """Worker 2 proposes from the baseline, and its answer comes once worker 1's change is kept. Its result beat
     its starting point and the newer best, and the two changes merge cleanly: the combination runs, and is kept
@@ -152,6 +153,7 @@ def test_a_change_whose_best_moved_is_merged_and_measured_again(merge_ws):
     assert "<h2>Agents</h2>" in write_report(merge_ws).html.read_text()
 
 
+@pytest.mark.slow
 def test_conflicting_change_that_beat_the_newer_best_is_kept_as_measured(merge_ws):
     a = GatedAgent([(change(QUALITY=0.5), "quality 0.5")])
     b = GatedAgent([(change(QUALITY=0.9), "quality 0.9")])  # the same line: the changes conflict
@@ -166,6 +168,7 @@ def test_conflicting_change_that_beat_the_newer_best_is_kept_as_measured(merge_w
     assert read_constants(late.train_py)["QUALITY"] == 0.9  # exactly what was measured
 
 
+@pytest.mark.slow
 def test_a_result_that_beats_only_its_old_best_is_discarded(merge_ws):
     a = GatedAgent([(change(QUALITY=0.8), "quality 0.8")])
     b = GatedAgent([(change(EXTRA=0.2), "extra 0.2")])  # 0.5 in all: beats the baseline's 0.3, not 0.8
@@ -179,6 +182,7 @@ def test_a_result_that_beats_only_its_old_best_is_discarded(merge_ws):
     assert late.evidence["best"] == recs["quality 0.8"].val_bpb  # judged against the best of the moment
 
 
+@pytest.mark.slow
 def test_in_flight_experiments_are_in_the_context_and_never_proposed_again(merge_ws):
     """What the other workers run now is in an agent's context (and its prompt), and the search agent never
     proposes it again."""
@@ -202,6 +206,7 @@ def test_in_flight_experiments_are_in_the_context_and_never_proposed_again(merge
     assert SearchAgent(seed=3).propose(before).train_py not in (first.train_py, again.train_py)
 
 
+@pytest.mark.slow
 def test_an_experiment_killed_from_outside_is_recorded_and_leaves_nothing(merge_ws):
     """The training process of worker 2's experiment is killed by someone else: that experiment is a crash,
     nothing of it survives, and worker 1 goes on. Meanwhile status and the dashboard showed worker 2 at work."""
@@ -263,6 +268,7 @@ print(f"Description: quality {q}")
 """
 
 
+@pytest.mark.slow
 def test_kill_9_with_two_experiments_in_flight_then_resume_loses_nothing(tiny_workspace, tmp_path):
     ws = tiny_workspace
     (ws / "train.py").write_text(fast_source())
@@ -295,6 +301,7 @@ def test_kill_9_with_two_experiments_in_flight_then_resume_loses_nothing(tiny_wo
     assert not [p for p in (ws / ".worktrees" / "t").glob("*") if vcs.status_porcelain(p)]
 
 
+@pytest.mark.slow
 def test_cpu_workers_say_they_share_the_cores(tiny_workspace, monkeypatch):
     """`--workers 2` on a 2-core machine: the run says that the workers split the cores rather than add any."""
     from autoresearch.backends.local import LocalBackend
