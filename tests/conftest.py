@@ -17,6 +17,51 @@ TINY = dict(profile="cpu", dataset="embedded", time_budget=4.0, max_seq_len=64, 
 TINY_TRAIN = {"DEVICE_BATCH_SIZE": 8, "TOTAL_BATCH_SIZE": 512}
 
 
+# -- a worker that dies -------------------------------------------------------------------------------------------
+# pytest-xdist says only "node down: Not properly terminated" when a worker process dies (a kill, a closed
+# channel). Each worker writes what it starts to a file; the controller prints the last lines of every worker's
+# file when one goes down, and whether its process is dead or alive (then its channel was closed under it).
+CRUMBS_ENV = "AUTORESEARCH_TEST_CRUMBS"
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput") and CRUMBS_ENV not in os.environ:  # the controller, or a plain run
+        import tempfile
+
+        os.environ[CRUMBS_ENV] = tempfile.mkdtemp(prefix="pytest-crumbs-")
+
+
+def pytest_runtest_logstart(nodeid, location):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and os.environ.get(CRUMBS_ENV):
+        import time
+
+        with open(Path(os.environ[CRUMBS_ENV]) / worker, "a") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} pid {os.getpid()} {nodeid}\n")
+
+
+def pytest_testnodedown(node, error):
+    if not error or not os.environ.get(CRUMBS_ENV):
+        return
+    import psutil
+
+    lines = [f"worker {node.gateway.id} went down ({error}); what each worker started last:"]
+    for crumbs in sorted(Path(os.environ[CRUMBS_ENV]).iterdir()):
+        tail = crumbs.read_text().splitlines()[-3:]
+        lines += [f"  {crumbs.name}: {line}" for line in tail]
+        if crumbs.name == node.gateway.id and tail:
+            pid = int(tail[-1].split()[2])
+            try:
+                state = psutil.Process(pid).status()
+            except psutil.Error:
+                state = "gone"
+            lines.append(f"  {crumbs.name}'s process {pid}: " + ("dead (a zombie: killed or exited)"
+                         if state in ("zombie", "gone") else f"{state}: alive, its channel was closed under it"))
+    reporter = node.config.pluginmanager.get_plugin("terminalreporter")
+    for line in lines:
+        reporter.write_line(line) if reporter else print(line, file=sys.stderr)
+
+
 def pytest_collection_modifyitems(config, items):
     """`-m fast` is every test not marked slow: the developer's inner loop, about a minute on 2 cores."""
     for item in items:
