@@ -133,11 +133,11 @@ def test_a_short_search_on_digits_keeps_what_also_improves_the_holdout(tmp_path)
     task = task_copy(EXAMPLES / "digits", tmp_path / "digits")
     ws = tmp_path / "ws"
     rows = search_loop(task, ws, 6, "--agent", "search")
-    assert list(rows[0]) == ["commit", "val_bpb", "memory_gb", "status", "description"]  # the original's columns
+    assert list(rows[0]) == ["commit", "accuracy", "memory_gb", "status", "description"]  # the task's metric second
     assert len(rows) == 6 and rows[0]["status"] == "keep", rows
     kept = [r for r in rows[1:] if r["status"] == "keep"]
     assert kept, f"six experiments of search kept nothing: {rows}"
-    metric = [float(r["val_bpb"]) for r in rows if r["status"] == "keep"]  # the second column: accuracy here
+    metric = [float(r["accuracy"]) for r in rows if r["status"] == "keep"]
     assert metric == sorted(metric) and metric[-1] > metric[0], rows  # maximize: each keep is higher
     best_py = run(["git", "show", "autoresearch/t:train.py"], ws).stdout
     assert best_py != (task / "train.py").read_text()
@@ -160,7 +160,7 @@ def test_the_scripted_llm_server_drives_the_diabetes_example(tmp_path, fake_llm,
     rows = search_loop(task, ws, 2, "--agent", "anthropic:test-model", "--base-url", fake_llm.url)
     assert [(r["status"], r["description"]) for r in rows] == [
         ("keep", "baseline"), ("keep", "train longer at a higher learning rate")], rows
-    assert float(rows[1]["val_bpb"]) < float(rows[0]["val_bpb"]), rows  # minimize: RMSE went down
+    assert float(rows[1]["rmse"]) < float(rows[0]["rmse"]), rows  # minimize: RMSE went down
     prompt = json.dumps(fake_llm.requests[0].body)
     assert "rmse" in prompt and "minimize" in prompt.lower() and "val_bpb" not in prompt
     assert "diabetes" in prompt  # the task's program.md reached the model
@@ -177,5 +177,6 @@ def test_a_task_written_from_the_readme_alone_runs_through_init_and_search(tmp_p
     ws = tmp_path / "ws"
     rows = search_loop(task, ws, 4, "--agent", "search")
     assert len(rows) == 4 and rows[0]["status"] == "keep", rows
-    loss = [float(r["val_bpb"]) for r in rows if r["status"] == "keep"]
+    assert list(rows[0])[1] == "logloss", rows
+    loss = [float(r["logloss"]) for r in rows if r["status"] == "keep"]
     assert 0.2 < loss[0] < 0.7 and loss == sorted(loss, reverse=True), rows  # minimize: each keep is lower

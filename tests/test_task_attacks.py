@@ -54,6 +54,7 @@ def invoke(*args: str):
 def test_a_task_attack_is_handled_with_the_static_check_off(attack, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setattr(guard, "check_source", lambda source, allowed_imports=(): [])
+    monkeypatch.setattr(guard, "check_task_source", lambda source, allowed_imports=(): [])
     task = tmp_path / "digits"
     shutil.copytree(ROOT / "examples" / attack.task, task, ignore=shutil.ignore_patterns("data", "output"))
     if attack.careless_evaluator:
@@ -84,7 +85,7 @@ def test_a_task_attack_is_handled_with_the_static_check_off(attack, tmp_path, mo
         {"keep", "discard"} if "ok" in attack.expect else set())
     assert rec["status"] in allowed, said
     if attack.forged is not None and rec["status"] != "crash":
-        assert float(rec["val_bpb"]) != pytest.approx(attack.forged), f"the forged figure was recorded: {said}"
+        assert float(rec["accuracy"]) != pytest.approx(attack.forged), f"the forged figure was recorded: {said}"
     if attack.forged is not None:
         tip = subprocess.run(["git", "rev-parse", "autoresearch/t"], cwd=ws, capture_output=True, text=True,
                              check=True).stdout.strip()

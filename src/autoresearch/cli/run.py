@@ -205,7 +205,9 @@ def _checked_agent(root: Path, settings: Settings, cache: Path, agent_spec: str,
     from autoresearch.agents import AgentError, make_agent
     from autoresearch.paths import prepared_dir
 
-    if not (prepared_dir(settings, cache) / "meta.json").exists():
+    from autoresearch.task.store import is_task_workspace
+
+    if not is_task_workspace(root) and not (prepared_dir(settings, cache) / "meta.json").exists():
         raise click.ClickException(f"the data of dataset {settings.dataset!r} is not prepared yet: run "
                                    "`autoresearch prepare` in the workspace first")
     prices = None

@@ -39,8 +39,14 @@ def init(directory: Path, profile: str | None, dataset: str, time_budget: float 
         from autoresearch.task.declaration import TaskError
         from autoresearch.task.store import init_task_workspace
 
+        from autoresearch.settings import detect_profile
+        from autoresearch.task.declaration import load_task
+
         try:
-            path, warnings = init_task_workspace(directory, task_path)
+            task = load_task(task_path)  # the settings below need its budget; errors come before anything exists
+            settings = Settings.from_profile(profile or detect_profile(), time_budget=task.time_budget or task.timeout,
+                                             allowed_imports=task.allowed_imports)
+            path, warnings = init_task_workspace(directory, task_path, settings_toml=settings.to_toml())
         except TaskError as e:
             raise click.ClickException(str(e)) from e
         for w in warnings:

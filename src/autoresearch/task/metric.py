@@ -50,3 +50,11 @@ class Metric:
 
 
 BPB = Metric("val_bpb", "minimize")  # the GPT task's figure
+
+
+def metric_of(info: dict | None) -> Metric:
+    """The metric a run recorded in its info (loop/ledger.py); a run from before metrics were recorded: val_bpb."""
+    m = (info or {}).get("metric") if isinstance(info, dict) else None
+    if isinstance(m, dict) and isinstance(m.get("name"), str) and m.get("goal") in GOALS:
+        return Metric(m["name"], m["goal"])
+    return BPB

@@ -147,3 +147,10 @@ def workspace_task(workspace: Path) -> Task:
                 evaluate=d["evaluate"], time_budget=d.get("time_budget"), timeout=d["timeout"],
                 prepare=d.get("prepare"), holdout=d.get("holdout"), seed_env=d["seed_env"], program=d["program"],
                 source=workspace / DECLARATION, **tuples)
+
+
+def workspace_metric(workspace: Path) -> Metric:
+    """The figure a workspace's runs are judged on: its task's metric, or the GPT task's val_bpb."""
+    from autoresearch.task.metric import BPB
+
+    return workspace_task(workspace).metric if is_task_workspace(workspace) else BPB
