@@ -117,7 +117,7 @@ def _own_task(ctx: Context) -> str:
               f"Every experiment trains for the same wall-clock budget of {ctx.time_budget:.0f} seconds, clocked from "
               "outside (`budget.over()` from autoresearch.harness turns True when it runs out)")
     return f"""# Task
-You improve train.py, the training script of the task {ctx.task!r}, to {aim} {ctx.metric} ({ctx.direction}).
+You improve train.py, the training script of the task {ctx.task!r}, to {aim} {ctx.metric} ({ctx.goal}: {ctx.direction}).
 {budget}; then the task's fixed evaluator, a process of its own, computes {ctx.metric} from what the script wrote to
 its output directory ($AUTORESEARCH_OUTPUT). A change is kept only if it beats the best {ctx.metric} so far,
 otherwise it is reverted.{number}

@@ -38,6 +38,11 @@ def evaluate(task: Task, workspace: Path, output: Path, command: str, sandbox: b
         return Evaluation(reason=f"the task's fixed files changed since init ({', '.join(broken[:5])}): the "
                                  "evaluator was not run; restore them or make a new workspace")
     judge = task.root
+    pickled = pickles_in(output)
+    if pickled:
+        return Evaluation(reason=f"the experiment's output holds pickled data ({', '.join(pickled[:5])}): unpickling "
+                                 "it would run its code in the evaluator, which reads the hidden files; save plain "
+                                 "arrays (np.save of a numeric array), CSV, JSON or safetensors")
     for path in [output, *output.rglob("*")]:  # read-only, besides Landlock's read-only grant
         try:
             path.chmod(path.stat().st_mode & ~0o222)
@@ -73,6 +78,54 @@ def evaluate(task: Task, workspace: Path, output: Path, command: str, sandbox: b
         return Evaluation(reason=f"the evaluator crashed (exit {proc.returncode}, {command!r}):\n"
                                  + "\n".join(err_tail.splitlines()[-TAIL:]))
     return parse(out, task.metric.name)
+
+
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".bin", ".dill")
+
+
+def pickles_in(output: Path) -> list[str]:
+    """The files of an experiment's output that hold a pickle, checked before any evaluator sees them: .npy (or
+    .npz members) of an object dtype, files named as pickles or torch checkpoints, and any file that starts with a
+    pickle's protocol header. Whatever the evaluator does with them, they never reach it."""
+    import zipfile
+
+    import numpy as np
+
+    found = []
+    for path in sorted(p for p in output.rglob("*") if p.is_file() and not p.is_symlink()):
+        name = path.relative_to(output).as_posix()
+        try:
+            with open(path, "rb") as f:
+                head = f.read(2)
+                if path.suffix.lower() in PICKLE_SUFFIXES or (head[:1] == b"\x80" and head[1:2] in bytes(range(2, 6))):
+                    found.append(name)
+                elif head == b"\x93N":  # .npy
+                    f.seek(0)
+                    if _npy_has_objects(f, np):
+                        found.append(name)
+                elif head == b"PK" and zipfile.is_zipfile(path):  # .npz, or a torch zip checkpoint
+                    with zipfile.ZipFile(path) as z:
+                        for member in z.namelist():
+                            if member.endswith(".pkl") or member.endswith("data.pkl"):
+                                found.append(f"{name}:{member}")
+                            elif member.endswith(".npy"):
+                                with z.open(member) as m:
+                                    if _npy_has_objects(m, np):
+                                        found.append(f"{name}:{member}")
+        except (OSError, ValueError, zipfile.BadZipFile):
+            found.append(f"{name} (unreadable)")
+    return found
+
+
+def _npy_has_objects(f, np) -> bool:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        _, _, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        _, _, dtype = np.lib.format.read_array_header_2_0(f)
+    else:  # a format this check does not read: refused, rather than handed over unread
+        return True
+    return bool(dtype.hasobject)
 
 
 def parse(stdout: str, metric: str) -> Evaluation:
