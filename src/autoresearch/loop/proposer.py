@@ -115,7 +115,8 @@ class Proposer:
         if not proposal.description.strip():
             return "the proposal has no description"
         problems = (guard.check_source(proposal.train_py, self.settings.allowed_imports) if self.task is None
-                    else guard.check_task_source(proposal.train_py, self.task.allowed_imports))
+                    else guard.check_task_source(proposal.train_py, (*self.task.allowed_imports,
+                                                                       *guard.imported_modules(best_source))))
         if problems:
             return "; ".join(problems)
         return ""
