@@ -175,7 +175,7 @@ def test_a_task_run_resumes_after_kill_9(tmp_path):
         "print(\"accuracy", "time.sleep(PAUSE)\nprint(\"accuracy")
     ws = tmp_path / "ws"
     invoke("init", str(ws), "--task", str(make_task(tmp_path / "line", train_py=slow)))
-    agent = scripted_agent(tmp_path, [("slower", {"train.py": slow.replace("PAUSE = 0.0", "PAUSE = 60.0")}),
+    agent = scripted_agent(tmp_path, [("slower", {"train.py": slow.replace("PAUSE = 0.0", "PAUSE = 20.0")}),
                                       ("bias to zero", {"train.py": slow.replace("BIAS = 0.6 ", "BIAS = 0.0 ")})])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", "--tag", "k", "--agent", agent,
@@ -186,7 +186,7 @@ def test_a_task_run_resumes_after_kill_9(tmp_path):
     deadline = time.monotonic() + 300
     from autoresearch.loop.journal import Journal
 
-    while time.monotonic() < deadline:  # wait until experiment 2 (the 60 s one) runs
+    while time.monotonic() < deadline:  # wait until experiment 2 (the 20 s one) runs
         time.sleep(1)
         if journal_db.exists():
             j = Journal(journal_db)
