@@ -60,7 +60,9 @@ def run_task_experiment(exp: Experiment, on_line: Callable[[str], None] | None =
     editable = task.editable_files(exp.workspace)
     main = "train.py" if "train.py" in editable or not editable else editable[0]
     timeout = min(task.timeout, exp.timeout) if exp.timeout else task.timeout
-    return run_task_files(task, exp.workspace, {main: exp.source}, exp.run_dir, seed=seed_of(exp),
+    # The agents change train.py; any other editable file runs as the workspace holds it (the best's commit).
+    files = {f: (exp.workspace / f).read_text() for f in editable if f != main}
+    return run_task_files(task, exp.workspace, {**files, main: exp.source}, exp.run_dir, seed=seed_of(exp),
                           sandbox=exp.settings.sandbox, wants_test=exp.wants_test, on_line=on_line,
                           env=dict(exp.env), timeout=timeout)
 
