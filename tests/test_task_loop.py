@@ -208,3 +208,19 @@ def test_a_task_run_resumes_after_kill_9(tmp_path):
     assert got[2]["status"] == "keep" and list(got[0])[1] == "accuracy"
     tip = subprocess.run(["git", "rev-parse", "autoresearch/k"], cwd=ws, capture_output=True, text=True).stdout[:7]
     assert tip == got[2]["commit"]
+
+
+def test_the_trackers_and_the_dashboard_name_the_tasks_metric(task_run):
+    from autoresearch.loop.journal import Journal
+    from autoresearch.see.facts import gather
+    from autoresearch.see.track.records import metric_of
+
+    journal = Journal(task_run["ws"] / ".autoresearch" / "journal.db")
+    try:
+        run = journal.run("t")
+        m = metric_of(run)
+        assert (m.name, m.test_name, m.minimize) == ("accuracy", "holdout_accuracy", False)
+        s = gather(journal, run).summary
+    finally:
+        journal.close()
+    assert (s.metric, s.goal) == ("accuracy", "maximize") and s.gain > 0 and s.best > s.baseline
