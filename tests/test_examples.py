@@ -28,6 +28,8 @@ NEWCOMER = Path(__file__).resolve().parent / "tasks" / "breast_cancer"
 TIMEOUT = 600  # seconds, for a whole short loop on a busy 2-core machine
 FIGURES = {"digits": ("accuracy", 0.5, 0.95), "diabetes": ("rmse", 40.0, 100.0)}  # the starting train.py's range
 
+pytestmark = pytest.mark.slow  # trains, or runs the loop on real runs
+
 
 def task_copy(src: Path, dest: Path, prepared: bool = False) -> Path:
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("data", "output", "__pycache__"))

@@ -32,6 +32,8 @@ ATTACKS = catalogue(tasks=True)
 REQUIRED = {"task_read_labels", "task_forge_metric", "task_write_other_run", "task_tamper_evaluator",
             "task_pickle_output"}
 
+pytestmark = pytest.mark.slow  # trains, or runs the loop on real runs
+
 
 def test_the_catalogue_has_the_task_attacks():
     assert REQUIRED <= {a.name for a in ATTACKS}

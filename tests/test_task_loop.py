@@ -94,6 +94,7 @@ def test_maximize_keeps_the_higher_figure_in_both_policies():
     assert GreedyPolicy().decide([0.7], 0.8).keep  # minimize, as before
 
 
+@pytest.mark.slow
 def test_a_task_run_keeps_the_higher_accuracy_and_names_its_metric(task_run):
     ws, got = task_run["ws"], rows(task_run["ws"])
     assert list(got[0]) == ["commit", "accuracy", "memory_gb", "status", "description"]
@@ -108,6 +109,7 @@ def test_a_task_run_keeps_the_higher_accuracy_and_names_its_metric(task_run):
     assert "accuracy" in html and "val_bpb" not in html.split("<script")[0]
 
 
+@pytest.mark.slow
 def test_an_edit_of_the_evaluator_is_refused_with_its_reason_shown(task_run):
     ws, tmp = task_run["ws"], task_run["tmp"]
     from autoresearch.loop.journal import Journal
@@ -123,6 +125,7 @@ def test_an_edit_of_the_evaluator_is_refused_with_its_reason_shown(task_run):
     assert "print('{" not in (judge_dir(ws) / "evaluate.py").read_text()
 
 
+@pytest.mark.slow
 def test_the_holdout_column_is_the_tasks_holdout_evaluation_and_no_agent_sees_it(task_run):
     ws, tmp = task_run["ws"], task_run["tmp"]
     from autoresearch.loop.journal import Journal
@@ -139,6 +142,7 @@ def test_the_holdout_column_is_the_tasks_holdout_evaluation_and_no_agent_sees_it
     assert not any(f"{e.test_bpb:.6f}" in prompts for e in keeps)
 
 
+@pytest.mark.slow
 def test_ablate_and_transfer_on_a_task(task_run):
     ws = task_run["ws"]
     old = os.getcwd()
@@ -152,6 +156,7 @@ def test_ablate_and_transfer_on_a_task(task_run):
         os.chdir(old)
 
 
+@pytest.mark.slow
 def test_two_workers_on_cpu_run_a_task(tmp_path, monkeypatch):
     ws = tmp_path / "ws"
     invoke("init", str(ws), "--task", str(make_task(tmp_path / "line", train_py=WORSE)))
@@ -170,6 +175,7 @@ def test_two_workers_on_cpu_run_a_task(tmp_path, monkeypatch):
     assert workers == {1, 2}
 
 
+@pytest.mark.slow
 def test_a_task_run_resumes_after_kill_9(tmp_path):
     slow = WORSE.replace("import os\n", "import os, time\nPAUSE = 0.0\n").replace(
         "print(\"accuracy", "time.sleep(PAUSE)\nprint(\"accuracy")
@@ -210,6 +216,7 @@ def test_a_task_run_resumes_after_kill_9(tmp_path):
     assert tip == got[2]["commit"]
 
 
+@pytest.mark.slow
 def test_the_trackers_and_the_dashboard_name_the_tasks_metric(task_run):
     from autoresearch.loop.journal import Journal
     from autoresearch.see.facts import gather

@@ -9,6 +9,8 @@ from taskkit import TRAIN, make_task
 from autoresearch.run.task_runner import run_task
 from autoresearch.task.store import init_task_workspace, judge_dir, workspace_task
 
+pytestmark = pytest.mark.slow  # trains, or runs the loop on real runs
+
 
 def _ws(tmp_path):
     ws, _ = init_task_workspace(tmp_path / "ws", make_task(tmp_path / "t"))
