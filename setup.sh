@@ -2,6 +2,8 @@
 # One entry point for a fresh machine: create .venv, install autoresearch, then run the demo or the tests.
 #   ./setup.sh demo   set up, then init + prepare + a short research loop on the embedded corpus (offline, CPU ok)
 #   ./setup.sh test   set up, then run the test suite
+#   ./setup.sh example NAME   set up (with scikit-learn), make NAME-workspace/ from examples/NAME with
+#                     `autoresearch init --task` and run a short research loop on it with the search agent (offline)
 #   ./setup.sh        set up only
 # torch: TORCH (default torch==2.13.0) is installed from pip's configured index unless TORCH_INDEX_URL names
 # another one, e.g. https://download.pytorch.org/whl/cpu (CPU wheels, ~200 MB) or .../whl/cu128 (CUDA 12.8).
@@ -28,7 +30,9 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     pip install "$TORCH"
   fi
 fi
-pip install -e ".[test]"
+EXTRAS=test
+[ "${1:-}" = example ] && EXTRAS=test,examples  # the examples' prepare.py reads scikit-learn's data sets
+pip install -e ".[$EXTRAS]"
 "$VENV/bin/python" -c "import torch; print('setup: torch', torch.__version__, '| CUDA build:', torch.version.cuda or 'no',
       '| GPU visible:', torch.cuda.is_available())"
 
@@ -70,6 +74,25 @@ case "${1:-}" in
     fi
     next_steps
     ;;
+  example)
+    # WS and EXPERIMENTS (of the first run; each run again adds that many) can be overridden.
+    NAME=${2:-}
+    if [ -z "$NAME" ] || [ ! -f "examples/$NAME/task.toml" ]; then
+      echo "usage: ./setup.sh example NAME, NAME one of: $(ls examples | tr '\n' ' ')" >&2; exit 2
+    fi
+    WS=${WS:-$NAME-workspace}
+    AR="$PWD/$VENV/bin/autoresearch"
+    if [ ! -d "$WS/.git" ]; then
+      "$AR" init "$WS" --task "examples/$NAME"
+    fi
+    cd "$WS"
+    if git show-ref --quiet "refs/heads/autoresearch/$NAME"; then
+      "$AR" run --resume --tag "$NAME" --more "${EXPERIMENTS:-6}"
+    else
+      "$AR" run --agent search --tag "$NAME" --max-experiments "${EXPERIMENTS:-6}"
+    fi
+    next_steps
+    ;;
   test)
     shift
     # The dashboard test drives a real headless Chromium (Debian's package; Playwright's own download is not used).
@@ -87,5 +110,5 @@ case "${1:-}" in
     "$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile --max-worker-restart=0 "$@"
     ;;
   "") ;;
-  *) echo "usage: ./setup.sh [demo|test]" >&2; exit 2 ;;
+  *) echo "usage: ./setup.sh [demo|test|example NAME]" >&2; exit 2 ;;
 esac

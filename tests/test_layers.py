@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("paths",),
     ("harness",),
     ("workspace",),
+    ("task",),
     ("data", "run"),
     ("agents", "backends"),
     ("loop",),

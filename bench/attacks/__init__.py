@@ -27,6 +27,13 @@ constants). A module defines
                  handled when its proposal and description carry no held-out (test) figure. EXPECT may be {"ok"}
     LEAK(memory_gb, error_tail)  optional: the held-out figure an agent would read from what the records show it of
                  the run (None: none); handled when it is not within _heldout.LEAK_TOLERANCE of the run's test_bpb
+    TASK         optional: the attack is an edit of examples/TASK/train.py, not of the GPT template; it runs
+                 through the task loop (tests/test_task_attacks.py), never through the GPT runners
+    FORGED       optional (task attacks): the figure the attack scores if it works; handled when the recorded
+                 metric is not it. EXPECT may then be {"ok"} (neutralised: scored, by the evaluator, honestly)
+    PROTECT_RUNS optional (task attacks): handled only when no file of an earlier run changed
+    CARELESS_EVALUATOR(text)  optional (task attacks): the attack runs against this variant of the example's
+                 evaluate.py; INIT_WARNING, a regex `init --task` must print about it
     CANARIES     paths outside the workspace the attack tries to create: they must not exist afterwards
     PROTECTED    existing files outside the workspace the attack tries to change: they must stay as they were
     LEFTOVERS    glob patterns, relative to the workspace, of files the attack leaves for the next run (weights in
@@ -66,6 +73,11 @@ class Attack:
     chance: float | None = None  # caught by chance, with about this probability per run (CHANCE)
     agent: str = ""  # a command agent's program (AGENT) instead of an edit
     leak: Callable[[float, str], float | None] | None = None  # the held-out figure an agent reads (LEAK)
+    task: str = ""  # examples/TASK/train.py is what it edits (TASK); empty: the GPT template
+    forged: float | None = None  # the figure it scores if it works (FORGED)
+    protect_runs: bool = False  # earlier runs' files must stay as they were (PROTECT_RUNS)
+    careless_evaluator: Callable[[str], str] | None = None  # the evaluator it runs against (CARELESS_EVALUATOR)
+    init_warning: str = ""  # what init --task must say of that evaluator (INIT_WARNING)
 
     def source(self, template: str) -> str:
         assert self.apply is not None, f"attack {self.name} is a command agent's (AGENT), not an edit"
@@ -74,8 +86,8 @@ class Attack:
         return out
 
 
-def catalogue() -> list[Attack]:
-    """Every attack module of this package, in name order."""
+def catalogue(tasks: bool = False) -> list[Attack]:
+    """Every attack module of this package on the GPT template, in name order (tasks=True: the task attacks)."""
     attacks = []
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
@@ -91,13 +103,19 @@ def catalogue() -> list[Attack]:
                         canaries=tuple(getattr(m, "CANARIES", ())), protected=tuple(getattr(m, "PROTECTED", ())),
                         leftovers=tuple(getattr(m, "LEFTOVERS", ())),
                         limits=dict(getattr(m, "LIMITS", {})), open=getattr(m, "OPEN", ""),
-                        chance=getattr(m, "CHANCE", None), leak=getattr(m, "LEAK", None))
+                        chance=getattr(m, "CHANCE", None), leak=getattr(m, "LEAK", None),
+                        task=getattr(m, "TASK", ""), forged=getattr(m, "FORGED", None),
+                        protect_runs=getattr(m, "PROTECT_RUNS", False),
+                        careless_evaluator=getattr(m, "CARELESS_EVALUATOR", None),
+                        init_warning=getattr(m, "INIT_WARNING", ""))
         assert attack.name == info.name, f"{info.name}.py: NAME must be the module's name"
-        assert attack.expect and attack.expect <= OUTCOMES and (attack.expect != {"ok"} or attack.agent), \
+        assert attack.expect and attack.expect <= OUTCOMES and (attack.expect != {"ok"} or attack.agent
+                                                                  or attack.forged is not None), \
             f"{attack.name}: bad EXPECT"
         assert (attack.apply is None) == bool(attack.agent), f"{attack.name}: apply() or AGENT, one of them"
         assert attack.runtime is not None or attack.gap, f"{attack.name}: RUNTIME = None needs a GAP explanation"
-        attacks.append(attack)
+        if bool(attack.task) == tasks:
+            attacks.append(attack)
     return attacks
 
 

@@ -80,6 +80,22 @@ class Context:
     in_flight: tuple[InFlight, ...] = ()  # what the other workers are trying now (never proposed again)
     noise_sd: float | None = None  # run-to-run spread of val_bpb measured on the baseline (noise policy)
     notes: str = ""  # what another part of a hybrid agent learned (agents/hybrid.py), shown in the prompt
+    # The figure the run is judged on and its direction: the GPT task's val_bpb, or a task's own (task.toml). The
+    # field names above (best_val_bpb, HistoryEntry.val_bpb) hold that figure either way.
+    metric: str = "val_bpb"
+    goal: str = "minimize"
+    task: str = ""  # a task's name (init --task); "" for the GPT task
+    # timeout, fixed work: a task without a time budget (the script decides its work; `timeout` caps it)
+    fixed_work: bool = False
+
+    @property
+    def sign(self) -> int:
+        """+1 when lower is better, -1 when higher is."""
+        return -1 if self.goal == "maximize" else 1
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.sign < 0 else "lower is better"
 
 
 @dataclass

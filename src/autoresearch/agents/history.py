@@ -55,19 +55,21 @@ def idea_key(h: HistoryEntry) -> str:
     return "change: " + " ".join(words) if words else "change: (no description)"
 
 
-def near_misses(history: Sequence[HistoryEntry], noise_sd: float | None) -> list[HistoryEntry]:
-    """Discards within one noise sd (0.1% where no noise was measured) of the best they were measured against."""
+def near_misses(history: Sequence[HistoryEntry], noise_sd: float | None, sign: int = 1) -> list[HistoryEntry]:
+    """Discards within one noise sd (0.1% where no noise was measured) of the best they were measured against.
+    `sign`: +1 when lower is better, -1 when higher is."""
     out, best_then = [], None
     for h in sorted(history, key=lambda h: h.number):
         if h.status == "discard" and h.val_bpb is not None and best_then is not None:
-            if h.val_bpb <= best_then + (noise_sd if noise_sd else 0.001 * best_then):
+            if sign * (h.val_bpb - best_then) <= (noise_sd if noise_sd else 0.001 * abs(best_then)):
                 out.append(h)
         if h.status == "keep" and h.val_bpb is not None:
-            best_then = h.val_bpb if best_then is None else min(best_then, h.val_bpb)
+            best_then = h.val_bpb if best_then is None else min(best_then, h.val_bpb, key=lambda v: sign * v)
     return out
 
 
-def compact(history: Sequence[HistoryEntry], noise_sd: float | None, best: float | None, table) -> str:
+def compact(history: Sequence[HistoryEntry], noise_sd: float | None, best: float | None, table,
+            metric: str = "val_bpb", sign: int = 1) -> str:
     """The history as text; `table` formats rows (prompt.format_history)."""
     rows = list(history)
     if len(rows) <= COMPACT_AFTER:
@@ -76,11 +78,11 @@ def compact(history: Sequence[HistoryEntry], noise_sd: float | None, best: float
              "the failures by cause, and the latest rows."]
     kept = [h for h in rows if h.status == "keep"]
     parts += ["", f"Kept changes ({len(kept)}, in order; each became the best):", table(kept)]
-    close = near_misses(rows, noise_sd)[-NEAR_MISSES:]
+    close = near_misses(rows, noise_sd, sign)[-NEAR_MISSES:]
     if close:
         parts += ["", "Near misses (discarded, but within the noise of the best: worth combining):"]
         for h in close:
-            parts.append(f"#{h.number} val_bpb {h.val_bpb:.6f} {h.description}")
+            parts.append(f"#{h.number} {metric} {h.val_bpb:.6f} {h.description}")
             if h.diff.strip():
                 parts.append("```diff\n" + "\n".join(h.diff.splitlines()[:NEAR_MISS_DIFF_LINES]) + "\n```")
     shown = {id(h) for h in close}
@@ -92,11 +94,11 @@ def compact(history: Sequence[HistoryEntry], noise_sd: float | None, best: float
             for name, value in changed_constants(h.diff).items():
                 g.values.setdefault(name, []).append(value)
     if groups:
-        parts += ["", "Discarded ideas, grouped (tried, best val_bpb, experiments; values tried):"]
+        parts += ["", f"Discarded ideas, grouped (tried, best {metric}, experiments; values tried):"]
         for g in sorted(groups.values(), key=lambda g: -len(g.entries)):
             figures = [h.val_bpb for h in g.entries if h.val_bpb is not None]
             values = "; ".join(f"{k} = {', '.join(dict.fromkeys(v))}" for k, v in sorted(g.values.items()))
-            parts.append(f"- {g.key}: {len(g.entries)}x, best {min(figures):.6f}" if figures else
+            parts.append(f"- {g.key}: {len(g.entries)}x, best {min(figures, key=lambda v: sign * v):.6f}" if figures else
                          f"- {g.key}: {len(g.entries)}x")
             parts[-1] += f", #{', #'.join(str(h.number) for h in g.entries[-6:])}" + (f"; {values}" if values else "")
     failures: dict[str, list[HistoryEntry]] = {}

@@ -37,6 +37,7 @@ from autoresearch.agents.prompt import (
     build_prompt,
     correction_message,
     parse_reply,
+    system_prompt,
 )
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class LLMAgent:
     # -- the agent ---------------------------------------------------------------------------------------------
     def propose(self, ctx: Context) -> Proposal:
         source = base_source(ctx)
+        self._system = system_prompt(ctx)  # one agent per worker: no other thread reads it meanwhile
         messages: list[dict[str, str]] = [{"role": "user", "content": build_prompt(ctx)}]
         usage = Usage()
         for turn in range(2):  # the reply, and at most one correction
@@ -186,7 +188,7 @@ class AnthropicAgent(LLMAgent):
             options["extra_body"] = {"temperature": self.temperature}  # refuse it), older models still take it
         # An explicit timeout also keeps the SDK from refusing large max_tokens without streaming.
         resp = self.client.messages.create(model=self.model, max_tokens=self.max_tokens or ANTHROPIC_MAX_TOKENS,
-                                           system=SYSTEM_PROMPT, messages=messages, timeout=self.timeout, **options)
+                                           system=getattr(self, "_system", SYSTEM_PROMPT), messages=messages, timeout=self.timeout, **options)
         text = "".join(getattr(b, "text", "") or "" for b in resp.content or [] if getattr(b, "type", "") == "text")
         usage = resp.usage
         return Completion(text, getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0,
@@ -216,7 +218,7 @@ class OpenAIAgent(LLMAgent):
         if self.max_tokens is not None:  # recent models reject the older max_tokens
             options["max_completion_tokens"] = self.max_tokens
         resp = self.client.chat.completions.create(
-            model=self.model, messages=[{"role": "system", "content": SYSTEM_PROMPT}, *messages],
+            model=self.model, messages=[{"role": "system", "content": getattr(self, "_system", SYSTEM_PROMPT)}, *messages],
             timeout=self.timeout, **options)
         choice = resp.choices[0] if resp.choices else None
         text = (choice.message.content or "") if choice is not None and choice.message is not None else ""

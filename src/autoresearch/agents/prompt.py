@@ -22,6 +22,15 @@ from autoresearch.agents.history import compact
 SYSTEM_PROMPT = ("You are an autonomous machine-learning researcher. You improve a small GPT pretraining script one "
                  "experiment at a time and answer exactly in the requested format.")
 
+
+def system_prompt(ctx: Context | None = None) -> str:
+    """The system prompt: the GPT task's, or a researcher's task's (its name and metric)."""
+    if ctx is None or not ctx.task:
+        return SYSTEM_PROMPT
+    return (f"You are an autonomous machine-learning researcher. You improve the training script of the task "
+            f"{ctx.task!r} one experiment at a time, judged on {ctx.metric} ({ctx.direction}), and answer exactly in "
+            "the requested format.")
+
 MAX_HISTORY_ROWS = 150  # beyond this the table keeps every kept row and the most recent others
 RECENT_DIFFS = 3  # the last few experiments are also shown as diffs, so near misses can be built on
 DIFF_LINES = 60  # per diff shown
@@ -65,7 +74,7 @@ def build_prompt(ctx: Context) -> str:
                               _fenced(ctx.train_py, "python")))
     else:
         parts.append(_failure(ctx))
-    parts.append(_reply_format())
+    parts.append(_reply_format(ctx))
     return "\n\n".join(parts) + "\n"
 
 
@@ -78,6 +87,8 @@ def correction_message(error: ReplyError | str) -> str:
 
 
 def _task(ctx: Context) -> str:
+    if ctx.task:
+        return _own_task(ctx)
     number = f" This is experiment #{ctx.experiment}." if ctx.experiment else ""
     budget = (f"Every experiment trains on the same fixed budget of {ctx.token_budget:,} training tokens (the loader "
               "ends there; a faster step buys nothing, a better use of each token does)"
@@ -98,6 +109,28 @@ Rules:
 - A crash wastes a run: keep the code runnable and the tensor shapes consistent."""
 
 
+def _own_task(ctx: Context) -> str:
+    """The task section for a researcher's own task (task.toml): its metric, its direction, its budget."""
+    number = f" This is experiment #{ctx.experiment}." if ctx.experiment else ""
+    aim = "raise" if ctx.sign < 0 else "lower"
+    budget = ("The script decides how much it trains (fixed work) under a hard timeout" if ctx.fixed_work else
+              f"Every experiment trains for the same wall-clock budget of {ctx.time_budget:.0f} seconds, clocked from "
+              "outside (`budget.over()` from autoresearch.harness turns True when it runs out)")
+    return f"""# Task
+You improve train.py, the training script of the task {ctx.task!r}, to {aim} {ctx.metric} ({ctx.goal}: {ctx.direction}).
+{budget}; then the task's fixed evaluator, a process of its own, computes {ctx.metric} from what the script wrote to
+its output directory ($AUTORESEARCH_OUTPUT). A change is kept only if it beats the best {ctx.metric} so far,
+otherwise it is reverted.{number}
+
+Rules:
+- Change only train.py. Every other file (the evaluator, the data, task.toml) is fixed: a change to one is refused.
+- The evaluation's labels are hidden from the script: it cannot read them, and numbers it prints decide nothing.
+- Keep writing the predictions the evaluator reads, in the same files and format.
+- Test one idea per experiment so its effect can be told apart.
+- Do not repeat an idea from the results below unless you change it in a way you explain.
+- A crash wastes a run: keep the code runnable."""
+
+
 def _section(title: str, body: str) -> str:
     return f"## {title}\n{body}"
 
@@ -109,13 +142,14 @@ def _fenced(text: str, lang: str = "") -> str:
 
 def _results(ctx: Context) -> str:
     if ctx.best_val_bpb is None:
-        head = "No experiment has a val_bpb yet."
+        head = f"No experiment has a {ctx.metric} yet."
     else:
-        head = f"Best val_bpb so far: {ctx.best_val_bpb:.6f} (lower is better)."
+        head = f"Best {ctx.metric} so far: {ctx.best_val_bpb:.6f} ({ctx.direction})."
     if not ctx.history:
         return head + "\nNo experiments yet in this run."
-    lines = [head, f"Status: {STATUS_LEGEND}.", "", compact(ctx.history, ctx.noise_sd, ctx.best_val_bpb,
-                                                                format_history)]
+    lines = [head, f"Status: {STATUS_LEGEND}.", "", compact(
+        ctx.history, ctx.noise_sd, ctx.best_val_bpb, lambda rows: format_history(rows, metric=ctx.metric),
+        metric=ctx.metric, sign=ctx.sign)]
     recent = [h for h in ctx.history if h.diff.strip()][-RECENT_DIFFS:]
     if recent:
         lines += ["", "Most recent changes in detail:"]
@@ -134,7 +168,7 @@ def _in_flight(ctx: Context) -> str:
     return "\n".join(lines)
 
 
-def format_history(history: Sequence[HistoryEntry], max_rows: int = MAX_HISTORY_ROWS) -> str:
+def format_history(history: Sequence[HistoryEntry], max_rows: int = MAX_HISTORY_ROWS, metric: str = "val_bpb") -> str:
     """A compact markdown table of past experiments: number, status, val_bpb, memory, description, reason."""
     rows = list(history)
     omitted = 0
@@ -144,7 +178,7 @@ def format_history(history: Sequence[HistoryEntry], max_rows: int = MAX_HISTORY_
         chosen = {id(h) for h in kept + others}
         omitted = len(rows) - len(chosen)
         rows = [h for h in rows if id(h) in chosen]
-    table = ["| # | status | val_bpb | mem GB | description | reason |", "|---|---|---|---|---|---|"]
+    table = [f"| # | status | {metric} | mem GB | description | reason |", "|---|---|---|---|---|---|"]
     for h in rows:
         bpb = f"{h.val_bpb:.6f}" if h.val_bpb is not None else "-"
         mem = f"{h.memory_gb:.1f}" if h.memory_gb is not None else "-"
@@ -177,9 +211,10 @@ def _failure(ctx: Context) -> str:
     return "\n".join(text)
 
 
-def _reply_format() -> str:
-    return """## Reply format
-Optionally start with a short rationale: what you change and why you expect it to lower val_bpb.
+def _reply_format(ctx: Context | None = None) -> str:
+    aim = f"{'raise' if ctx.sign < 0 else 'lower'} {ctx.metric}" if ctx is not None else "lower val_bpb"
+    return f"""## Reply format
+Optionally start with a short rationale: what you change and why you expect it to {aim}.
 Then a line
 
 Description: <one line of at most ~80 characters saying what this experiment changes>

@@ -5,7 +5,8 @@ search on request. The study lives in the workspace (`.autoresearch/search.db`, 
 so `--resume` continues it and the workers of a run share it. The journal stays the record: before each ask the
 agent tells the study every finished experiment it has not been told (its own trials by their setting, the
 baseline and other agents' changes as trials of their own where they fit the space). A keep or a discard tells
-its val_bpb (with repeats, the mean over seeds, the policy's figure); a crash or a rejection is a failed trial.
+its figure (val_bpb, or a task's metric, negated where higher is better: the study minimizes; with repeats, the
+mean over seeds, the policy's figure); a crash or a rejection is a failed trial.
 A setting that ran, runs now on another worker, or is the best is never proposed again. TPE's first proposals
 change one or two constants of the best (Optuna's PartialFixedSampler holds the rest), more as trials finish: a
 model of a handful of trials draws nearly at random over the whole space, and those draws are poor bets.
@@ -180,6 +181,7 @@ class SearchAgent:
                 continue
             told.add(entry)
             key, value = setting_key(e.train_py), _value(e.status, e.val_bpb)
+            value = None if value is None else ctx.sign * value  # the study minimizes: a maximized metric, negated
             if running.get(key):  # a trial of this study (this agent or another worker's)
                 trial = running[key].pop(0)
                 self._storage.set_trial_user_attr(trial._trial_id, ENTRY, entry)
@@ -252,8 +254,8 @@ class SearchAgent:
         elif opened < len(space.distributions):
             how += (f" over {opened} of the {len(space.distributions)} constants (the others stay at the best's "
                     "values; more open up as trials finish)")
-        known = (f"{len(finished)} finished trial{'s' if len(finished) != 1 else ''}, best val_bpb "
-                 f"{min(t.value for t in finished):.4f}" if finished else "no finished trial yet")
+        known = (f"{len(finished)} finished trial{'s' if len(finished) != 1 else ''}, best {ctx.metric} "
+                 f"{ctx.sign * min(t.value for t in finished):.4f}" if finished else "no finished trial yet")
         rationale = f"Optuna {how}, trial {trial.number} of study {study.study_name!r} ({known})."
         return Proposal(train_py=train_py, description=description, rationale=rationale, usage=Usage())
 

@@ -133,14 +133,18 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
         raise click.ClickException(str(e)) from e
     names = " + ".join(dict.fromkeys(a.name for a in agents))
     places = f" | {len(slots)} workers: " + ", ".join(s.label for s in slots) if len(slots) > 1 else ""
-    click.echo(f"run {tag} on branch autoresearch/{tag} | agent {names} | {settings.budget_label} per experiment"
-               f"{places}")
+    budget = settings.budget_label if loop.metric.name == "val_bpb" or not is_task_workspace(root) else \
+        _task_budget(root)
+    click.echo(f"run {tag} on branch autoresearch/{tag} | agent {names} | {budget} per experiment{places}"
+               + (f" | {loop.metric.describe()}" if is_task_workspace(root) else ""))
     for note in [*getattr(where, "notes", []), *notes]:
         click.echo(note)
     for t in trackers:
         click.echo(f"tracking: {t.name} -> {t.where()}")
     tracking = None
-    with LoopView(loop.journal, tag, names, vocab=settings.vocab_size) as view:
+    metric = loop.metric.name
+    with LoopView(loop.journal, tag, names, vocab=None if metric != "val_bpb" else settings.vocab_size,
+                  metric=metric) as view:
         loop.view = view
         if trackers:
             from autoresearch.see.track.lanes import Tracking
@@ -151,7 +155,7 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
         reason = loop.run_until_limit()
     records = loop.journal.final_attempts(tag)
     run_record = loop.journal.run(tag)
-    wide_console().print(status_table(records, title=f"run {tag}"))
+    wide_console().print(status_table(records, title=f"run {tag}", metric=metric))
     click.echo(summary_line(records, loop.journal.totals(tag), run_record, loop.journal.sessions(tag)))
     click.echo(f"stopped: {reason}")
     for line in tracking.close() if tracking else ():
@@ -159,6 +163,19 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
     loop.journal.close()
     if loop.exit_code:  # Ctrl-C, SIGTERM or an agent error: scripts and schedulers must see that it did not finish
         click.get_current_context().exit(loop.exit_code)
+
+
+def _task_budget(root: Path) -> str:
+    from autoresearch.task.store import workspace_task
+
+    task = workspace_task(root)
+    return f"{task.time_budget:g}s" if task.time_budget else f"fixed work (timeout {task.timeout:g}s)"
+
+
+def is_task_workspace(root: Path) -> bool:
+    from autoresearch.task.store import is_task_workspace as is_task
+
+    return is_task(root)
 
 
 def _resumed_options(root: Path, tag: str | None, given: RunOptions,
@@ -205,7 +222,9 @@ def _checked_agent(root: Path, settings: Settings, cache: Path, agent_spec: str,
     from autoresearch.agents import AgentError, make_agent
     from autoresearch.paths import prepared_dir
 
-    if not (prepared_dir(settings, cache) / "meta.json").exists():
+    from autoresearch.task.store import is_task_workspace
+
+    if not is_task_workspace(root) and not (prepared_dir(settings, cache) / "meta.json").exists():
         raise click.ClickException(f"the data of dataset {settings.dataset!r} is not prepared yet: run "
                                    "`autoresearch prepare` in the workspace first")
     prices = None

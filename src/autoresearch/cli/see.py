@@ -20,7 +20,7 @@ def status(workspace: Path | None, tag: str | None, all_runs: bool) -> None:
     # Only the journal: nothing here may import the loop or the harness (torch takes seconds to import).
     from autoresearch.loop.journal import Journal
     from autoresearch.see.facts import as_seen, journal_path
-    from autoresearch.see.ui import status_table, summary_line, wide_console
+    from autoresearch.see.ui import metric_name, status_table, summary_line, wide_console
 
     root = workspace_root(workspace)
     journal = Journal(journal_path(root))
@@ -40,7 +40,8 @@ def status(workspace: Path | None, tag: str | None, all_runs: bool) -> None:
     records = journal.final_attempts(run.tag)
     sessions = journal.sessions(run.tag)
     run = as_seen(run, sessions)
-    wide_console().print(status_table(records, title=f"run {run.tag} ({run.branch}, agent {run.agent}, {run.state})"))
+    wide_console().print(status_table(records, title=f"run {run.tag} ({run.branch}, agent {run.agent}, {run.state})",
+                                      metric=metric_name(run)))
     click.echo(summary_line(records, journal.totals(run.tag), run, sessions))
     from autoresearch.see.facts import agent_figures, busy
 

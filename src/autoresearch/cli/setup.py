@@ -27,11 +27,32 @@ from autoresearch.settings import PROFILES, SETTINGS_FILE, Settings, SettingsErr
 @click.option("--vocab-size", type=int, help="BPE vocabulary size (profile default).")
 @click.option("--max-seq-len", type=int, help="Tokens per training row (profile default).")
 @click.option("--eval-tokens", type=int, help="Tokens evaluate_bpb scores (profile default).")
+@click.option("--task", "task_path", type=click.Path(exists=True, path_type=Path),
+              help="A task directory (task.toml): your own script, evaluator and data instead of the GPT.")
 @friendly_errors
 def init(directory: Path, profile: str | None, dataset: str, time_budget: float | None, token_budget: int | None,
          startup_limit: float | None, vocab_size: int | None, max_seq_len: int | None,
-         eval_tokens: int | None) -> None:
-    """Create a research workspace in DIRECTORY: a git repo with train.py, program.md and autoresearch.toml."""
+         eval_tokens: int | None, task_path: Path | None = None) -> None:
+    """Create a research workspace in DIRECTORY: a git repo with train.py, program.md and autoresearch.toml
+    (with --task: a git repo of your task's editable and fixed files; its hidden files kept for the evaluator)."""
+    if task_path is not None:
+        from autoresearch.task.declaration import TaskError
+        from autoresearch.task.store import init_task_workspace
+
+        from autoresearch.settings import detect_profile
+        from autoresearch.task.declaration import load_task
+
+        try:
+            task = load_task(task_path)  # the settings below need its budget; errors come before anything exists
+            settings = Settings.from_profile(profile or detect_profile(), time_budget=task.time_budget or task.timeout,
+                                             allowed_imports=task.allowed_imports)
+            path, warnings = init_task_workspace(directory, task_path, settings_toml=settings.to_toml())
+        except TaskError as e:
+            raise click.ClickException(str(e)) from e
+        for w in warnings:
+            click.echo(f"warning: evaluator: {w}", err=True)
+        click.echo(f"created task workspace {path}")
+        return
     from autoresearch.data.sources import check_dataset
     from autoresearch.settings import detect_profile
     from autoresearch.workspace import init_workspace

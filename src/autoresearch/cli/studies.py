@@ -124,7 +124,9 @@ def _study_setup(workspace: Path | None, cache_dir: Path | None) -> tuple[Path, 
     root = workspace_root(workspace)
     settings = Settings.load(root / SETTINGS_FILE)
     cache = resolved_cache(cache_dir)
-    if not (prepared_dir(settings, cache) / "meta.json").exists():
+    from autoresearch.task.store import is_task_workspace
+
+    if not is_task_workspace(root) and not (prepared_dir(settings, cache) / "meta.json").exists():
         raise click.ClickException(f"the data of dataset {settings.dataset!r} is not prepared yet: run "
                                    "`autoresearch prepare` in the workspace first")
     protect_orchestrator()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from autoresearch.task.metric import metric_of
 from autoresearch.loop.measure import (
     Bench,
     Difference,
@@ -167,7 +168,7 @@ def ablate(ws: Path, settings: Settings, *, tag: str | None = None, seeds: int =
                               cache=cache, timeout=timeout, eval_rate=subject.eval_rate(),
                               first_answer_limit=subject.first_answer_limit(), on_run=on_run)
                 stats = bench.measure([Variant("best", subject.best.train_py), *variants], seeds)
-                judge(ablation, stats)
+                judge(ablation, stats, metric_of(subject.run.info).sign)
         except BaseException as e:
             stop_study(subject, study.id, f"interrupted: {type(e).__name__}")
             raise
@@ -179,8 +180,9 @@ def ablate(ws: Path, settings: Settings, *, tag: str | None = None, seeds: int =
         subject.close()
 
 
-def judge(ablation: Ablation, stats: dict[str, Stats]) -> None:
-    """Each measured change's worth against the best, with the margin of the noise."""
+def judge(ablation: Ablation, stats: dict[str, Stats], sign: int = 1) -> None:
+    """Each measured change's worth against the best, with the margin of the noise. `sign` -1: a task's metric that
+    is maximized, where the worth is the best's figure minus the one without the change (positive: it helps)."""
     best = ablation.best = stats["best"]
     measured = [s for s in stats.values() if s.vals]
     for c in ablation.changes:
@@ -191,5 +193,6 @@ def judge(ablation: Ablation, stats: dict[str, Stats]) -> None:
             c.status = "failed"
             c.note = "; ".join((best.failed if not best.vals else c.stats.failed)[:2])
             continue
-        c.worth = Difference.between(c.stats, best, ablation.noise_floor, measured)
+        pair = (c.stats, best) if sign > 0 else (best, c.stats)
+        c.worth = Difference.between(*pair, ablation.noise_floor, measured)
 

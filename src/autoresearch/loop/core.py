@@ -29,6 +29,7 @@ from autoresearch.loop.proposer import Proposer
 from autoresearch.loop.scheduler import BaselineFailed, RunsLost, Scheduler
 from autoresearch.run.supervisor import Progress, protect_orchestrator
 from autoresearch.settings import Settings
+from autoresearch.task.store import workspace_metric
 from autoresearch.workspace import EDITABLE, JOURNAL_FILE, RUN_DIR
 
 RESULTS_FILE = results.RESULTS_FILE
@@ -75,7 +76,8 @@ class Loop:
             raise LoopError("no agent given")
         self.agent = self.agents[0]
         self._view = _Serialized(view or View())
-        self.policy = make_policy(config.policy, **({"sigmas": config.sigmas, "noise_runs": config.noise_runs,
+        self.metric = workspace_metric(workspace)  # the task's figure and direction (val_bpb, lower, for the GPT)
+        self.policy = make_policy(config.policy, sign=self.metric.sign, **({"sigmas": config.sigmas, "noise_runs": config.noise_runs,
                                                        "confirm_runs": config.confirm_runs}
                                                     if config.policy == "noise" else {}))
         self.journal = open_journal(workspace)
@@ -178,6 +180,7 @@ class Loop:
         self.run = self.journal.create_run(self.tag, self.branch, vcs.head(self.ws),
                                            " + ".join(dict.fromkeys(a.name for a in self.agents)), self.policy.name,
                                            asdict(self.settings))
+        self.ledger.update_info(metric={"name": self.metric.name, "goal": self.metric.goal})
         self.notices += results.publish(self.journal, self.tag, self.ws)
 
     def best_commit(self) -> str:

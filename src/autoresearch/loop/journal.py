@@ -24,7 +24,7 @@ from typing import Any
 
 from autoresearch.loop.keeps import keep_order
 
-RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
+RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"  # a task's run: its metric in the second
 STATES = ("proposed", "committed", "running", "done")
 STATUSES = ("keep", "discard", "crash", "rejected")  # decisions; results.tsv writes rejected as crash
 
@@ -452,7 +452,9 @@ class Journal:
     # -- results.tsv -----------------------------------------------------------------------------------------------
 
     def write_results_tsv(self, tag: str, path: Path) -> None:
-        lines = [RESULTS_HEADER]
+        from autoresearch.task.metric import metric_of
+
+        lines = [RESULTS_HEADER.replace("val_bpb", metric_of(getattr(self.run(tag), "info", None)).name)]
         for e in self.final_attempts(tag):
             val = f"{e.val_bpb:.6f}" if e.val_bpb is not None and e.status in ("keep", "discard") else "0.000000"
             mem = f"{e.memory_gb:.1f}" if e.memory_gb is not None and e.status in ("keep", "discard") else "0.0"
@@ -465,9 +467,11 @@ class Journal:
 
 
 def read_results_tsv(path: Path) -> list[dict[str, str]]:
+    """The rows as dicts; the second column (val_bpb, or a task's metric) is under "val_bpb" either way."""
     rows = path.read_text().splitlines()
-    if not rows or rows[0] != RESULTS_HEADER:
-        raise ValueError(f"{path} does not start with the header {RESULTS_HEADER!r}")
+    head, want = (rows[0] if rows else "").split("\t"), RESULTS_HEADER.split("\t")
+    if len(head) != 5 or head[:1] + head[2:] != want[:1] + want[2:]:
+        raise ValueError(f"{path} does not start with the header {RESULTS_HEADER!r} (a task's metric second)")
     keys = RESULTS_HEADER.split("\t")
     return [dict(zip(keys, line.split("\t"))) for line in rows[1:] if line]
 

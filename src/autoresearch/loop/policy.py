@@ -10,6 +10,9 @@ nothing. A gain that is positive but inside the margin is marginal: the change i
 judged on the mean; the two looks share the level (each at half of it), so a null change is kept at most at that
 rate in all. Every decision records its evidence (sd, degrees of freedom, critical value) in the journal.
 
+The figure's direction is the task's (`sign`: +1 when lower is better, as val_bpb; -1 under `goal = "maximize"`):
+every gain is `sign * (best - value)`, so the rules above read the same either way.
+
 `could_keep` answers the question asked while a run is still evaluating: could this val_bpb still be kept? Only
 then is the held-out test split worth scoring (it is recorded for every keep, never shown to an agent).
 """
@@ -38,17 +41,20 @@ class GreedyPolicy:
     noise_runs = 0
     confirm_runs = 0
 
+    def __init__(self, sign: int = 1) -> None:
+        self.sign = sign  # +1: lower is better (val_bpb); -1: higher is (goal = "maximize")
+
     def decide(self, runs: list[float], best: float | None, best_runs: int = 1, sigma: float | None = None,
                final: bool = True, df: int | None = None) -> Decision:
         val = statistics.fmean(runs)
         if best is None:
             return Decision(True, {"rule": "greedy", "why": "first result (the baseline)", "runs": runs})
-        gain = best - val
+        gain = self.sign * (best - val)
         return Decision(gain > 0, {"rule": "greedy", "best": best, "val_bpb": val, "gain": gain, "runs": runs})
 
     def could_keep(self, runs: list[float], best: float | None) -> bool:
         """Any gain is kept."""
-        return best is None or statistics.fmean(runs) < best
+        return best is None or self.sign * (best - statistics.fmean(runs)) > 0
 
 
 class NoisePolicy:
@@ -56,7 +62,8 @@ class NoisePolicy:
 
     name = "noise"
 
-    def __init__(self, sigmas: float = 2.0, noise_runs: int = 2, confirm_runs: int = 1) -> None:
+    def __init__(self, sigmas: float = 2.0, noise_runs: int = 2, confirm_runs: int = 1, sign: int = 1) -> None:
+        self.sign = sign  # +1: lower is better (val_bpb); -1: higher is (goal = "maximize")
         self.sigmas = sigmas
         self.noise_runs = noise_runs  # extra baseline runs with other seeds (noise floor from 1 + noise_runs)
         self.confirm_runs = confirm_runs  # extra runs of a marginal winner
@@ -76,7 +83,7 @@ class NoisePolicy:
         level = self.level / 2 if self.confirm_runs else self.level  # two looks (first run, then confirmed)
         critical = t_quantile(1 - level, df) if df else statistics.NormalDist().inv_cdf(1 - level)
         threshold = critical * s * math.sqrt(1 / len(runs) + 1 / max(best_runs, 1))
-        gain = best - val
+        gain = self.sign * (best - val)
         evidence = {"rule": "noise", "best": best, "best_runs": best_runs, "runs": runs, "mean": val, "gain": gain,
                     "sigma": s, "df": df, "sigmas": self.sigmas, "level": level, "critical": critical,
                     "threshold": threshold, "margin": gain / s}
@@ -90,7 +97,7 @@ class NoisePolicy:
 
     def could_keep(self, runs: list[float], best: float | None) -> bool:
         """A positive gain on the best mean may be kept: outright, or after runs with other seeds confirm it."""
-        return best is None or statistics.fmean(runs) < best
+        return best is None or self.sign * (best - statistics.fmean(runs)) > 0
 
 
 def noise_sigma(runs: list[float]) -> float:
@@ -132,7 +139,7 @@ def _t_cdf(x: float, df: int, steps: int = 2000) -> float:
 POLICIES = {"greedy": GreedyPolicy, "noise": NoisePolicy}
 
 
-def make_policy(name: str, **options):
+def make_policy(name: str, sign: int = 1, **options):
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; choose one of: {', '.join(POLICIES)}")
-    return POLICIES[name](**options) if name == "noise" else POLICIES[name]()
+    return POLICIES[name](sign=sign, **options) if name == "noise" else POLICIES[name](sign=sign)

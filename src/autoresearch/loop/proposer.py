@@ -14,7 +14,9 @@ from autoresearch.agents.base import Agent, AgentError, Context, Failure, Histor
 from autoresearch.loop.journal import ExperimentRecord
 from autoresearch.loop.ledger import Ledger
 from autoresearch.run import guard
+from autoresearch.run.task_runner import refused
 from autoresearch.settings import Settings
+from autoresearch.task.store import is_task_workspace, workspace_task
 from autoresearch.workspace import EDITABLE, harness_surface
 
 AGENT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # waits after non-fatal agent errors; the last repeats
@@ -30,6 +32,7 @@ class Proposer:
                  sleep=None) -> None:
         self.ws, self.settings, self.ledger, self.stop, self.message = ws, settings, ledger, stop, message
         self.sleep = sleep  # tests replace the waits between agent retries
+        self.task = workspace_task(ws) if is_task_workspace(ws) else None  # a researcher's task, or the GPT's
 
     def propose(self, agent: Agent, checkout: Path, number: int | None, attempt: int, failure: Failure | None,
                 worker: int, device: str, parent: str | None = None) -> ExperimentRecord:
@@ -83,18 +86,26 @@ class Proposer:
     def context(self, checkout: Path, parent: str, number: int | None, failure: Failure | None) -> Context:
         """What the agent is given: the best (`parent`) train.py, the history, the experiments in flight."""
         guess = number or max((e.number for e in self.ledger.experiments()), default=0) + 1
-        return Context(program=_read(checkout / "program.md"), train_py=self.ledger.source_at(parent),
-                       harness_surface=harness_surface(), history=self.history(), best_val_bpb=self.ledger.best_val(),
-                       time_budget=self.settings.time_budget, token_budget=self.settings.token_budget or None,
-                       failure=failure, workspace=checkout, experiment=guess,
-                       max_seq_len=self.settings.max_seq_len, in_flight=self.in_flight(),
-                       noise_sd=self.ledger.noise_sigma())
+        task = self.task
+        own = {} if task is None else {
+            "metric": task.metric.name, "goal": task.metric.goal, "task": task.name,
+            "fixed_work": task.time_budget is None, "time_budget": task.time_budget or task.timeout,
+            "max_seq_len": None, "token_budget": None, "harness_surface": _budget_surface()}
+        return Context(**{**dict(
+            program=_read(checkout / (task.program if task else "program.md")), train_py=self.ledger.source_at(parent),
+            harness_surface=harness_surface(), history=self.history(), best_val_bpb=self.ledger.best_val(),
+            time_budget=self.settings.time_budget, token_budget=self.settings.token_budget or None,
+            failure=failure, workspace=checkout, experiment=guess, max_seq_len=self.settings.max_seq_len,
+            in_flight=self.in_flight(), noise_sd=self.ledger.noise_sigma()), **own})
 
     def check(self, proposal: Proposal, best_source: str, checkout: Path, before: set[str]) -> str:
         """Why the proposal cannot run ('' if it can): only train.py may change, and it must parse."""
         if proposal.train_py == best_source:
             return f"no change: the proposed {EDITABLE} is the current best"
         changed = [e[3:] for e in set(vcs.status_porcelain(checkout)) - before if e[3:] != EDITABLE]
+        if changed and self.task is not None:  # the evaluator, its data, any fixed file: refused, with the reason
+            return refused(self.task, {f: "" for f in changed}) or \
+                f"the agent changed files other than {EDITABLE}: {', '.join(sorted(changed))}"
         if changed:
             return f"the agent changed files other than {EDITABLE}: {', '.join(sorted(changed))}"
         try:
@@ -103,7 +114,9 @@ class Proposer:
             return f"{EDITABLE} does not parse: {e.msg} (line {e.lineno})"
         if not proposal.description.strip():
             return "the proposal has no description"
-        problems = guard.check_source(proposal.train_py, self.settings.allowed_imports)
+        problems = (guard.check_source(proposal.train_py, self.settings.allowed_imports) if self.task is None
+                    else guard.check_task_source(proposal.train_py, (*self.task.allowed_imports,
+                                                                       *guard.imported_modules(best_source))))
         if problems:
             return "; ".join(problems)
         return ""
@@ -129,6 +142,13 @@ def _backoff():
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())[:200] or "unnamed change"
+
+
+def _budget_surface() -> str:
+    """What a task's script may import from autoresearch: the time budget's one-line helper."""
+    import autoresearch.harness.budget as budget
+
+    return "from autoresearch.harness import budget\n" + (budget.__doc__ or "").strip() + "\n"
 
 
 def _read(path: Path) -> str:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autoresearch.task.metric import metric_of
 from autoresearch.loop.measure import (
     Bench,
     Difference,
@@ -149,7 +150,9 @@ def transfer(ws: Path, settings: Settings, overrides: dict[str, Any], *, tag: st
         if result.baseline.vals and result.best.vals:
             # The run's noise floor was measured at its own setting: only a stand-in when no seed repeats here.
             floor = subject.noise_floor if seeds == 1 else None
-            result.gain = Difference.between(result.baseline, result.best, floor, [result.baseline, result.best])
+            pair = (result.baseline, result.best) if metric_of(subject.run.info).sign > 0 else \
+                (result.best, result.baseline)  # a maximized task metric: the gain is best minus baseline
+            result.gain = Difference.between(*pair, floor, [result.baseline, result.best])
             result.noise = ("the seeds' spread" if seeds > 1 else "the run's noise floor, at its own setting"
                             if floor else "none measured (one seed, and the run measured no noise floor): any "
                             "difference counts; give --seeds 2 or more")

@@ -25,6 +25,7 @@ Decisions:
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterable
 from functools import cache
 
@@ -80,6 +81,42 @@ def check_source(source: str, allowed_imports: Iterable[str] = ()) -> list[str]:
     except RecursionError:
         return ["train.py is nested too deeply to check; flatten the deepest expressions."]
     return list(dict.fromkeys(checker.problems))  # in order, without repeats
+
+
+def check_task_source(source: str, allowed_imports: Iterable[str] = ()) -> list[str]:
+    """Problems of a proposed script of a researcher's task (task.toml), early feedback only: it must parse, and
+    import only the standard library, the task's `allowed_imports` and autoresearch.harness (its budget helper).
+    The rules of check_source are the GPT task's; a task's boundary is its process (the sandbox, the evaluator)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        return [f"train.py does not parse: {e.msg} (line {e.lineno}); fix the syntax and propose it again."]
+    except (ValueError, RecursionError) as e:
+        return [f"train.py does not parse: {e}; propose plain Python source."]
+    allowed = ({m.split(".")[0] for m in allowed_imports} | set(sys.stdlib_module_names)) - {"autoresearch"}
+    problems = []
+    for node, name in _imports(tree):
+        if name.split(".")[0] not in allowed and not (name + ".").startswith("autoresearch.harness."):
+            problems.append(f"line {node.lineno}: `import {name}` is not allowed: the task allows the standard "
+                            f"library, autoresearch.harness and {', '.join(sorted(set(allowed_imports))) or 'nothing else'}"
+                            " (allowed_imports in task.toml, and what the best train.py imports)")
+    return list(dict.fromkeys(problems))
+
+
+def imported_modules(source: str) -> set[str]:
+    """The top-level modules a source imports ({} when it does not parse)."""
+    try:
+        return {name.split(".")[0] for _, name in _imports(ast.parse(source))}
+    except (SyntaxError, ValueError, RecursionError):
+        return set()
+
+
+def _imports(tree: ast.AST):
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+        for name in names:
+            yield node, name
 
 
 @cache

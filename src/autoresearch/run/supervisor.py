@@ -69,6 +69,12 @@ def scrubbed_env(extra: dict[str, str]) -> dict[str, str]:
 def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None,
                    on_progress: Callable[[Progress], None] | None = None) -> RunResult:
     """Run `exp` to completion or to its limit. Every outcome is a RunResult; nothing here raises for a bad run."""
+    from autoresearch.task.store import is_task_workspace
+
+    if is_task_workspace(exp.workspace):  # a task of the researcher's: its command, its evaluator
+        from autoresearch.run.task_runner import run_task_experiment
+
+        return run_task_experiment(exp, on_line=on_line)
     run_dir = exp.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "tmp").mkdir(exist_ok=True)

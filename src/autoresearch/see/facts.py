@@ -19,6 +19,7 @@ from autoresearch.loop.keeps import keep_order
 from autoresearch.loop.liveness import as_seen  # noqa: F401  (re-exported: what the commands import)
 from autoresearch.run.result import parse_progress
 from autoresearch.see.studies import Ablation, Transfer, read_studies
+from autoresearch.task.metric import metric_of
 
 MAX_LOSS_POINTS = 2000  # a loss curve longer than this is thinned for the browser (first and last steps stay)
 
@@ -68,6 +69,8 @@ class Summary:
     noise_runs: int | None  # how many runs measured it
     floor: float | None  # entropy floor of the val split (embedded corpus only)
     test_floor: float | None
+    metric: str = "val_bpb"  # the figure the run is judged on: a task's own (task.toml), or the GPT's val_bpb
+    goal: str = "minimize"
 
 
 @dataclass
@@ -187,7 +190,7 @@ def gather(journal: Journal, run: RunRecord, cache: Path | None = None, now: flo
     run = as_seen(run, sessions)
     records = journal.experiments(run.tag)
     std, n = noise_floor(run.info)
-    rows = _rows(records, std, live=run.state == "running")
+    rows = _rows(records, std, live=run.state == "running", sign=metric_of(run.info).sign)
     ablation, transfers = read_studies(journal, run.tag)
     kept = keep_order(finals(records))
     return Facts(run=run, summary=_summary(journal, run, rows, (std, n), cache, now, sessions,
@@ -353,7 +356,8 @@ def _speed(tps: float | None) -> str:
     return "?" if tps is None else f"{tps:,.0f}"
 
 
-def _rows(records: list[ExperimentRecord], noise_std: float | None, live: bool = True) -> list[Row]:
+def _rows(records: list[ExperimentRecord], noise_std: float | None, live: bool = True, sign: int = 1) -> list[Row]:
+    """`sign`: +1 when lower is better (val_bpb), -1 when higher is (a task's goal = "maximize")."""
     last_attempt: dict[int, int] = {}
     for e in records:
         last_attempt[e.number] = max(last_attempt.get(e.number, 0), e.attempt)
@@ -377,7 +381,8 @@ def _rows(records: list[ExperimentRecord], noise_std: float | None, live: bool =
         if e.status == "keep" and val is not None:
             if best is not None and best.test_bpb is not None and row.test_bpb is not None:
                 row.test_change = row.test_bpb - best.test_bpb
-                row.val_only = row.test_change > val_only_threshold(noise_std, best.val_bpb - val)  # type: ignore[operator]
+                row.val_only = sign * row.test_change > val_only_threshold(  # type: ignore[operator]
+                    noise_std, sign * (best.val_bpb - val))  # type: ignore[operator]
             best = row
         rows.append(row)
     return rows
@@ -401,8 +406,9 @@ def _summary(journal: Journal, run: RunRecord, rows: list[Row], noise: tuple[flo
 
     wall_hours = active_seconds(run, sessions, [r.finished_at for r in rows if r.finished_at], now) / 3600
     totals = journal.totals(run.tag)
-    gain = base.val_bpb - best.val_bpb if base and best else None  # type: ignore[operator]
-    return Summary(
+    metric = metric_of(run.info)
+    gain = metric.gain(best.val_bpb, base.val_bpb) if base and best else None  # type: ignore[arg-type]
+    return Summary(metric=metric.name, goal=metric.goal,
         tag=run.tag, branch=run.branch, agent=run.agent, state=run.state, stop_reason=run.stop_reason,
         baseline=base.val_bpb if base else None, best=best.val_bpb if best else None,
         best_number=best.number if best else None, gain=gain,

@@ -61,7 +61,7 @@ def draw_progress(ax, facts: Facts) -> None:
                    transform=edge, clip_on=False, zorder=2, label="discarded, off the chart")
     if crashes:
         ax.scatter([r.number for r in crashes], [PINNED_Y] * len(crashes), s=46, marker="x", linewidths=2,
-                   color=CRASH, transform=edge, clip_on=False, zorder=3, label=f"crashed ({len(crashes)}, no val_bpb)")
+                   color=CRASH, transform=edge, clip_on=False, zorder=3, label=f"crashed ({len(crashes)}, no {facts.summary.metric})")
     if rejects:
         ax.scatter([r.number for r in rejects], [PINNED_Y] * len(rejects), s=40, marker="v", color=REJECT,
                    transform=edge, clip_on=False, zorder=3, label=f"rejected ({len(rejects)}, not run)")
@@ -83,7 +83,8 @@ def draw_progress(ax, facts: Facts) -> None:
             tx = [n for n, _ in tests] + [last_x]
             ty = [t for _, t in tests] + [tests[-1][1]]
             ax.step(tx, ty, where="post", color=TEST, linewidth=1.4, linestyle="--", alpha=0.8, zorder=3,
-                    label="test_bpb of the best (held out)")
+                    label=("test_bpb" if facts.summary.metric == "val_bpb" else f"holdout {facts.summary.metric}")
+                    + " of the best (held out)")
             ax.scatter([n for n, _ in tests], [t for _, t in tests], s=14, color=TEST, zorder=3)
         base = keeps[0] if keeps[0].number == 1 else None  # the unchanged train.py: a reference, not a keep
         changes = keeps[1:] if base else keeps
@@ -104,7 +105,8 @@ def draw_progress(ax, facts: Facts) -> None:
                    label=f"entropy floor {s.floor:.4f}" + (" (below the chart)" if below else ""))
 
     ax.set_xlabel("experiment", fontsize=11)
-    ax.set_ylabel("val_bpb (lower is better)", fontsize=11)
+    s = facts.summary
+    ax.set_ylabel(f"{s.metric} ({'higher' if s.goal == 'maximize' else 'lower'} is better)", fontsize=11)
     ax.set_title(_title(facts), fontsize=13, loc="left")
     ax.grid(True, color="#e6e6e6", linewidth=0.8, zorder=0)
     ax.set_axisbelow(True)
@@ -129,7 +131,7 @@ def _title(facts: Facts) -> str:
     head = f"autoresearch {s.tag}"
     if s.baseline is None or s.best is None:
         return f"{head}: {s.experiments} experiments, nothing kept yet"
-    line = f"{head}: val_bpb {s.baseline:.4f} → {s.best:.4f}"
+    line = f"{head}: {s.metric} {s.baseline:.4f} → {s.best:.4f}"
     if s.gain_pct:
         line += f" ({-s.gain_pct:+.1f}%)"
     return line + f" | {s.experiments} experiments, {s.kept} kept"

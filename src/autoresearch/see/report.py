@@ -51,10 +51,10 @@ def render_html(facts: Facts, png: bytes) -> str:
         f"{' · ' + _e(s.stop_reason) if s.stop_reason else ''} · report written {time.strftime('%Y-%m-%d %H:%M')}"
         "</p></header>",
         summary_html(s),
-        '<section><h2>Progress</h2><img class=plot alt="val_bpb per experiment" '
+        f'<section><h2>Progress</h2><img class=plot alt="{_e(s.metric)} per experiment" '
         f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></section>',
-        f"<section><h2>Experiments</h2>{table_html(facts.rows)}</section>",
-        f"<section><h2>Kept changes</h2>{kept_html(facts)}</section>",
+        f"<section><h2>Experiments</h2>{_named(table_html(facts.rows), s)}</section>",
+        f"<section><h2>Kept changes</h2>{_named(kept_html(facts), s)}</section>",
         *([f"<section><h2>Transfer to other settings</h2>{transfers_html(facts)}</section>"]
           if facts.transfers else []),
         *([f"<section><h2>Agents</h2>{agents_html(facts)}</section>"] if len(facts.agents) > 1 else []),
@@ -68,17 +68,30 @@ def render_html(facts: Facts, png: bytes) -> str:
 
 # -- the pieces -----------------------------------------------------------------------------------------------------
 
+def _test_name(s: Summary) -> str:
+    return "test_bpb" if s.metric == "val_bpb" else f"holdout {s.metric}"
+
+
+def _named(html: str, s: Summary) -> str:
+    """A table's headers and notes in the run's own metric (they are written for val_bpb, the GPT task's)."""
+    if s.metric == "val_bpb":
+        return html
+    return html.replace("test_bpb", _test_name(s)).replace("val_bpb", s.metric)
+
+
 def summary_html(s: Summary) -> str:
     cards: list[tuple[str, str, str]] = []  # (label, value, detail)
+    unit = " bpb" if s.metric == "val_bpb" else ""
     if s.baseline is not None and s.best is not None:
-        cards.append(("val_bpb", f"{s.baseline:.4f} → {s.best:.4f}", f"baseline → best (#{s.best_number})"))
-        pct = f" ({-s.gain_pct:+.2f}%)" if s.gain_pct is not None else ""
-        cards.append(("gain", f"{s.gain:.4f} bpb{pct}", _noise_ratio(s)))
+        cards.append((s.metric, f"{s.baseline:.4f} → {s.best:.4f}", f"baseline → best (#{s.best_number})"))
+        change = None if s.gain_pct is None else (s.gain_pct if s.goal == "maximize" else -s.gain_pct)
+        pct = f" ({change:+.2f}%)" if change is not None else ""
+        cards.append(("gain", f"{s.gain:.4f}{unit}{pct}", _noise_ratio(s)))
     else:
-        cards.append(("val_bpb", "–", "nothing kept yet"))
+        cards.append((s.metric, "–", "nothing kept yet"))
     if s.baseline_test is not None and s.best_test is not None:
-        cards.append(("test_bpb (held out)", f"{s.baseline_test:.4f} → {s.best_test:.4f}",
-                      f"{s.best_test - s.baseline_test:+.4f} bpb; never shown to the agent"))
+        cards.append((_test_name(s) + " (held out)", f"{s.baseline_test:.4f} → {s.best_test:.4f}",
+                      f"{s.best_test - s.baseline_test:+.4f}{unit}; never shown to the agent"))
     if s.floor is not None:
         gap = f"best is {s.best - s.floor:.4f} above it" if s.best is not None else ""
         cards.append(("entropy floor", f"{s.floor:.4f}", gap))

@@ -77,7 +77,7 @@ def _fmt(v: float | None, spec: str = ".6f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def status_table(records, title: str | None = None, limit: int | None = None):
+def status_table(records, title: str | None = None, limit: int | None = None, metric: str = "val_bpb"):
     """The experiments of a run, one row each (the final attempt of every idea), keeps in green.
 
     `margin` is how far a keep cleared the noise: its gain in standard deviations of the measured noise floor.
@@ -90,7 +90,7 @@ def status_table(records, title: str | None = None, limit: int | None = None):
     # The figures never wrap. The description column may shrink (rich shrinks only wrappable columns before it
     # squeezes every column alike), while its cells stay one line cut with an ellipsis: a long reason takes the
     # room that is left, never the other columns'.
-    for col, kw in (("#", {"justify": "right"}), ("commit", {}), ("status", {}), ("val_bpb", {"justify": "right"}),
+    for col, kw in (("#", {"justify": "right"}), ("commit", {}), ("status", {}), (metric, {"justify": "right"}),
                     ("Δ best", {"justify": "right"}), ("margin", {"justify": "right"}),
                     ("mem GB", {"justify": "right"}), ("steps", {"justify": "right"}), ("tok/s", {"justify": "right"})):
         table.add_column(col, no_wrap=True, **kw)
@@ -118,7 +118,7 @@ def status_table(records, title: str | None = None, limit: int | None = None):
     return table
 
 
-def summary_line(records, totals: dict | None = None, run=None, sessions=None) -> str:
+def summary_line(records, totals: dict | None = None, run=None, sessions=None, metric: str | None = None) -> str:
     """One line a researcher pastes into a chat: baseline -> best, the held-out test, the pace, what it cost.
 
     With the run and its sessions, the pace counts the time the run was going, not the pauses between sessions.
@@ -130,10 +130,11 @@ def summary_line(records, totals: dict | None = None, run=None, sessions=None) -
     if not kept:
         return f"{len(done)} experiments, nothing kept yet"
     base, best = kept[0], keep_order(kept)[-1]  # the last decided
-    line = (f"val_bpb {base.val_bpb:.4f} -> {best.val_bpb:.4f} ({best.val_bpb - base.val_bpb:+.4f}, "
+    metric = metric or metric_name(run)
+    line = (f"{metric} {base.val_bpb:.4f} -> {best.val_bpb:.4f} ({best.val_bpb - base.val_bpb:+.4f}, "
             f"{(best.val_bpb - base.val_bpb) / base.val_bpb * 100:+.2f}%)")
     if base.test_bpb is not None and best.test_bpb is not None:
-        line += f" | test {base.test_bpb:.4f} -> {best.test_bpb:.4f}"
+        line += f" | {'holdout' if metric != 'val_bpb' else 'test'} {base.test_bpb:.4f} -> {best.test_bpb:.4f}"
     finished = [r.finished_at for r in done if r.finished_at]
     if run is not None:
         hours = active_seconds(as_seen(run, sessions or []), sessions or [], finished) / 3600
@@ -149,6 +150,13 @@ def summary_line(records, totals: dict | None = None, run=None, sessions=None) -
     if totals and totals.get("cost"):
         line += f" | agent ${totals['cost']:.2f}"
     return line
+
+
+def metric_name(run) -> str:
+    """The figure a run is judged on, from its record (val_bpb for the GPT task and for runs before tasks)."""
+    from autoresearch.task.metric import metric_of
+
+    return metric_of(getattr(run, "info", None)).name
 
 
 def _duration(hours: float) -> str:
@@ -168,8 +176,9 @@ class LoopView:
     """
 
     def __init__(self, journal, tag: str, agent: str, console: Console | None = None, recent: int = 8,
-                 vocab: int | None = None) -> None:
+                 vocab: int | None = None, metric: str = "val_bpb") -> None:
         self.vocab = vocab
+        self.metric = metric
         self.console = console or Console(file=sys.stdout)
         self.journal, self.tag, self.agent, self.recent = journal, tag, agent, recent
         self.current = None
@@ -226,7 +235,7 @@ class LoopView:
     def experiment_done(self, rec, best: float | None) -> None:
         self.current = None
         self.workers.pop(getattr(rec, "worker", None) or 1, None)
-        figure = f"val_bpb {rec.val_bpb:.6f}" if rec.val_bpb is not None else rec.reason
+        figure = f"{self.metric} {rec.val_bpb:.6f}" if rec.val_bpb is not None else rec.reason
         runs = (rec.evidence or {}).get("runs", [])
         if len(runs) > 1:
             figure += f" (mean of {len(runs)} runs)"
@@ -239,7 +248,7 @@ class LoopView:
             self._print(f"  (an untrained model, uniform over {self.vocab} tokens, scores {untrained:.3f} bpb here)")
         noise = (rec.evidence or {}).get("sigma")
         if rec.number == 1 and noise is not None:
-            self._print(f"  noise floor: val_bpb sd {noise:.4f} over {len(runs)} runs with different seeds")
+            self._print(f"  noise floor: {self.metric} sd {noise:.4f} over {len(runs)} runs with different seeds")
 
     # rendering
     def _print(self, text: str) -> None:
@@ -263,7 +272,7 @@ class LoopView:
         kept = [r for r in records if r.status == "keep"]
         best = keep_order(kept)[-1].val_bpb if kept else None
         elapsed = time.monotonic() - self.started
-        head = Text(f"run {self.tag} | agent {self.agent} | {len(records)} experiments | best val_bpb {_fmt(best)}"
+        head = Text(f"run {self.tag} | agent {self.agent} | {len(records)} experiments | best {self.metric} {_fmt(best)}"
                     f" | {elapsed / 60:.1f} min", style="bold")
         parts = [head]
         if len(self.workers) > 1:  # one line per worker
@@ -279,7 +288,7 @@ class LoopView:
             parts += [Text(f"exp {self.current.number}: {self.current.description}"),
                       ProgressBar(total=100, completed=min(100.0, pct), width=50), Text(info, style="cyan")]
         if records:
-            parts.append(status_table(records, limit=self.recent))
+            parts.append(status_table(records, limit=self.recent, metric=self.metric))
         return Panel(Group(*parts), title="autoresearch", border_style="blue")
 
 

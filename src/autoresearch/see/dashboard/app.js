@@ -41,18 +41,33 @@
   function width(id) { return Math.max(280, $(id).parentNode.clientWidth - 26); }
 
   // -- summary -------------------------------------------------------------------------------------------------------
+  // The run's own figure (a task's metric, or the GPT task's val_bpb) and how its held-out twin is named.
+  var M = "val_bpb", T = "test_bpb", UNIT = " bpb", MAXIMIZE = false;
+  function setMetric(s) {
+    M = (s && s.metric) || "val_bpb";
+    MAXIMIZE = !!(s && s.goal === "maximize");
+    T = M === "val_bpb" ? "test_bpb" : "holdout " + M;
+    UNIT = M === "val_bpb" ? " bpb" : "";
+    var heads = document.querySelectorAll("th");
+    for (var i = 0; i < heads.length; i++) {
+      var h = heads[i];
+      if (!h.dataset.label) h.dataset.label = h.textContent;
+      h.textContent = h.dataset.label.replace("test_bpb", T).replace("val_bpb", M);
+    }
+  }
+
   function cards(s) {
     var out = [];
     if (s.baseline !== null && s.best !== null) {
-      out.push(["val_bpb", num(s.baseline, 4) + " → " + num(s.best, 4), "baseline → best (#" + s.best_number + ")"]);
+      out.push([M, num(s.baseline, 4) + " → " + num(s.best, 4), "baseline → best (#" + s.best_number + ")"]);
       var noise = s.noise_std > 0 ? (s.gain / s.noise_std).toFixed(1) + "× the noise σ" : "baseline minus best";
-      out.push(["gain", num(s.gain, 4) + " bpb (" + signed(s.gain_pct === null ? null : -s.gain_pct, 2) + "%)", noise]);
+      out.push(["gain", num(s.gain, 4) + UNIT + " (" + signed(s.gain_pct === null ? null : (MAXIMIZE ? s.gain_pct : -s.gain_pct), 2) + "%)", noise]);
     } else {
-      out.push(["val_bpb", "–", "nothing kept yet"]);
+      out.push([M, "–", "nothing kept yet"]);
     }
     if (s.baseline_test !== null && s.best_test !== null)
-      out.push(["test_bpb (held out)", num(s.baseline_test, 4) + " → " + num(s.best_test, 4),
-                signed(s.best_test - s.baseline_test, 4) + " bpb; never shown to the agent"]);
+      out.push([T + " (held out)", num(s.baseline_test, 4) + " → " + num(s.best_test, 4),
+                signed(s.best_test - s.baseline_test, 4) + UNIT + "; never shown to the agent"]);
     if (s.floor !== null)
       out.push(["entropy floor", num(s.floor, 4), s.best !== null ? "best is " + num(s.best - s.floor, 4) + " above it" : ""]);
     if (s.noise_std !== null) out.push(["noise floor", "σ " + num(s.noise_std, 4), s.noise_runs ? "over " + s.noise_runs + " runs" : ""]);
@@ -126,7 +141,7 @@
       dots("baseline", C.test, 10), dots("kept", C.keep, 10), dots("discarded", C.discard, 7), dots("discarded, off the chart", "#cfcfcf", 7),
       dots("crashed", C.crash, 8), dots("rejected", C.rejected, 8),
       { label: "running best", stroke: C.keep, width: 2, paths: stepped, points: { show: false } },
-      { label: "test_bpb of the best", stroke: C.test, width: 1.5, dash: [6, 4], paths: stepped, points: { show: false } },
+      { label: T + " of the best", stroke: C.test, width: 1.5, dash: [6, 4], paths: stepped, points: { show: false } },
       { label: "entropy floor", stroke: C.floor, width: 1, dash: [4, 4], points: { show: false } }
     ];
     var series = [{ label: "#" }], data = [pd.data[0]];
@@ -137,11 +152,11 @@
       width: width("progress-chart"), height: 320, legend: { live: false },
       scales: { x: { time: false, range: function (u, a, b) { return [0.5, Math.max(b, 2) + 0.5]; } },
                 y: { range: function () { return pd.range; } } },
-      axes: [{ label: "experiment", incrs: [1, 2, 5, 10, 20, 50, 100] }, { label: "val_bpb (lower is better)", size: 60 }],
+      axes: [{ label: "experiment", incrs: [1, 2, 5, 10, 20, 50, 100] }, { label: M + (MAXIMIZE ? " (higher is better)" : " (lower is better)"), size: 60 }],
       series: series,
       hooks: { setCursor: [function (u) {
         var i = u.cursor.idx, r = i === null || i === undefined ? null : pd.finals[i];
-        $("hover").textContent = r ? "#" + r.label + " · " + r.status + (r.val_bpb !== null ? " · val_bpb " +
+        $("hover").textContent = r ? "#" + r.label + " · " + r.status + (r.val_bpb !== null ? " · " + M + " " +
           num(r.val_bpb, 6) : "") + " · " + r.description : "Hover the chart to see an experiment.";
       }] }
     };
@@ -216,7 +231,7 @@
       if (r.load_note) d.appendChild(el("div", "reason", r.load_note));
       if (r.val_only) {
         var b = el("span", "badge val-only", "val-only gain");
-        b.title = "kept for val_bpb, but the held-out test_bpb got worse by " + signed(r.test_change, 4);
+        b.title = "kept for " + M + ", but the held-out " + T + " got worse by " + signed(r.test_change, 4);
         d.appendChild(b);
       }
       if ((r.status === "crash" || r.status === "rejected") && r.reason)
@@ -266,8 +281,8 @@
     diffKey = key;
     tabs.style.display = best ? "" : "none";
     $("diff-title").textContent = best ? "Best so far: experiment " + best.number : "Best so far";
-    $("diff-desc").textContent = best ? best.description + " · val_bpb " + num(best.val_bpb, 6) +
-      (best.test_bpb !== null ? " · test_bpb " + num(best.test_bpb, 6) : "") + " · " + best.commit : "nothing kept yet";
+    $("diff-desc").textContent = best ? best.description + " · " + M + " " + num(best.val_bpb, 6) +
+      (best.test_bpb !== null ? " · " + T + " " + num(best.test_bpb, 6) : "") + " · " + best.commit : "nothing kept yet";
     showDiff(best ? best[diffKind] : "");
   }
 
@@ -314,6 +329,7 @@
     $("runline").textContent = "branch " + st.run.branch + " · agent " + st.run.agent + " · " +
       (running ? "running" : "stopped" + (st.run.stop_reason ? ": " + st.run.stop_reason : ""));
     $("png").href = api("/progress.png");
+    setMetric(st.summary);
     renderSummary(st.summary);
     renderProgress(st);
     renderTraining(st);

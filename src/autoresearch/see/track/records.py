@@ -4,7 +4,8 @@ Live logging (see/track/lanes.py) calls `entry` when the ledger records a decisi
 so far; `autoresearch track --replay` calls `entries` on the finished journal. Both go through `entry`, and what it
 reads of a record never changes once the record is done, so a replay sends exactly what live logging sent.
 
-The metric comes from one place, `metric_of` (today val_bpb and its held-out twin test_bpb, lower is better).
+The metric comes from one place, `metric_of` (val_bpb and its held-out twin test_bpb for
+the GPT task; a task's metric and holdout_<metric>, in its direction).
 Test figures go to the tracker, which is the user's own store; nothing here reaches an agent.
 """
 
@@ -44,8 +45,12 @@ VAL_BPB = Metric("val_bpb", "test_bpb", minimize=True)
 
 
 def metric_of(run: RunRecord) -> Metric:
-    """The run's metric. Every tracker names its figures from this one place."""
-    return VAL_BPB
+    """The run's metric (a task's own, recorded in the run's info; val_bpb for the GPT task and older runs). Every
+    tracker names its figures from this one place."""
+    from autoresearch.task.metric import metric_of as recorded
+
+    m = recorded(run.info)
+    return VAL_BPB if m.name == "val_bpb" else Metric(m.name, f"holdout_{m.name}", minimize=m.goal == "minimize")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,45 @@
+"""A task's experiment in the sandbox: it scores through the evaluator only; an edit that opens a hidden file does
+not score; a proposal touching a fixed file is refused; what the script prints decides nothing."""
+
+from __future__ import annotations
+
+import pytest
+from taskkit import TRAIN, make_task
+
+from autoresearch.run.task_runner import run_task
+from autoresearch.task.store import init_task_workspace, judge_dir, workspace_task
+
+pytestmark = pytest.mark.slow  # trains, or runs the loop on real runs
+
+
+def _ws(tmp_path):
+    ws, _ = init_task_workspace(tmp_path / "ws", make_task(tmp_path / "t"))
+    return ws, workspace_task(ws)
+
+
+@pytest.mark.timeout(180)
+def test_a_task_experiment_scores_through_its_evaluator(tmp_path):
+    ws, task = _ws(tmp_path)
+    status, reason, val, test = run_task(task, ws, {"train.py": TRAIN}, tmp_path / "run", holdout=True)
+    assert status == "ok", reason
+    assert 0.9 < val.value <= 1.0 and test is not None and test.value > 0.9
+    worse = TRAIN.replace("BIAS = 0.0", "BIAS = 5.0")
+    status, reason, bad, _ = run_task(task, ws, {"train.py": worse}, tmp_path / "run2")
+    assert status == "ok" and bad.value < val.value  # it printed "accuracy: 1.0" too: that decides nothing
+
+
+@pytest.mark.timeout(180)
+def test_an_edit_that_opens_a_hidden_file_does_not_score(tmp_path):
+    ws, task = _ws(tmp_path)
+    cheat = TRAIN.replace('xs = np.load(f"data/{split}_x.npy")', 'xs = np.load(f"data/{split}_x.npy")\n    '
+                          f'np.save(os.path.join(os.environ["AUTORESEARCH_OUTPUT"], f"{{split}}_pred.npy"), '
+                          f'np.load("{judge_dir(ws)}/data/" + split + "_y.npy")); raise SystemExit(0)')
+    status, reason, val, _ = run_task(task, ws, {"train.py": cheat}, tmp_path / "run")
+    assert status != "ok" and val.value is None
+
+
+def test_a_proposal_touching_a_fixed_file_is_refused(tmp_path):
+    ws, task = _ws(tmp_path)
+    for f in ("evaluate.py", "data/val_x.npy", "task.toml"):
+        status, reason, _, _ = run_task(task, ws, {"train.py": TRAIN, f: "x"}, tmp_path / "run")
+        assert status == "rejected" and f in reason
