@@ -302,3 +302,58 @@ def test_the_noise_floor_pools_every_repeat_of_the_same_code_and_records_its_deg
     assert clear.evidence["critical"] < marginal.evidence["critical"]
     assert clear.status == "keep"
 
+
+# -- load: the rest of the machine's CPU use, which the change does not control ---------------------------------
+
+class Loaded(ScriptedBackend):
+    """Each run meets the load `loads` says (cores the rest of the machine uses), and a busy machine costs it
+    0.1 val_bpb, as fewer steps in the time budget would: `tps` is the run's own speed, whatever it is."""
+
+    def __init__(self, loads, tps=None) -> None:
+        super().__init__()
+        self.loads, self.tps, self.n = loads, tps or (lambda c: 1250.0), 0
+
+    def run(self, exp, slot, on_line=None, on_progress=None) -> RunResult:
+        result = super().run(exp, slot, on_line, on_progress)
+        with self.lock:
+            result.others_cpu = self.loads(self.n, read_constants(exp.source))
+            self.n += 1
+        result.val_bpb += 0.1 if result.others_cpu > 1.0 else 0.0
+        result.tokens_per_second = self.tps(read_constants(exp.source))
+        return result
+
+
+def test_a_change_that_only_met_a_quieter_machine_is_judged_against_the_best_run_now(ws):
+    assert not Settings.load(ws / "autoresearch.toml").token_budget
+    agent = ScriptedAgent([(src(EXTRA=0.001), "nothing much")])
+    backend = Loaded(lambda n, c: 1.6 if n < 3 else 0.1)  # the baseline and its repeats met a busy machine
+    loop = make_loop(ws, agent, backend, max_experiments=2, policy="noise", noise_runs=2)
+    loop.run_until_limit()
+    change = loop.journal.final_attempts("t")[1]
+    again = change.evidence["remeasured"]
+    assert again["before"]["others_cpu"] == pytest.approx(1.6) and again["after"]["others_cpu"] == pytest.approx(0.1)
+    assert change.status == "discard"  # 0.1 better than the busy baseline, 0.001 better than the best run now
+    assert_consistent(ws, "t")
+
+
+def test_a_change_discarded_on_a_busier_machine_is_judged_again_against_the_best_run_now(ws):
+    agent = ScriptedAgent([(src(QUALITY=0.45), "a real gain, on a busy machine")])
+    backend = Loaded(lambda n, c: 0.1 if n < 3 else 1.6)  # the load arrives with the change
+    loop = make_loop(ws, agent, backend, max_experiments=2, policy="noise", noise_runs=2)
+    loop.run_until_limit()
+    change = loop.journal.final_attempts("t")[1]
+    assert change.evidence["remeasured"]["after"]["others_cpu"] == pytest.approx(1.6)
+    assert change.status == "keep"  # 0.15 better than the best, both measured busy
+    assert_consistent(ws, "t")
+
+
+def test_a_change_that_trains_faster_by_itself_is_not_taken_for_load(ws):
+    agent = ScriptedAgent([(src(QUALITY=0.6), "smaller and faster")])
+    backend = Loaded(lambda n, c: 0.5, tps=lambda c: 1250.0 * (10 if c["QUALITY"] > 0.5 else 1))
+    told = Told()
+    loop = make_loop(ws, agent, backend, max_experiments=2, policy="noise", noise_runs=2, view=told)
+    loop.run_until_limit()
+    change = loop.journal.final_attempts("t")[1]
+    assert change.status == "keep" and "remeasured" not in change.evidence
+    assert len(backend.runs) == 4  # the baseline, its 2 repeats and the change: no re-run of the best
+    assert not any("again under the current load" in m for m in told.messages)

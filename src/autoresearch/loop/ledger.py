@@ -87,7 +87,8 @@ class Ledger:
         mean = mean_of(best)
         assert mean is not None
         return load.Reference(commit=commit, val_bpb=mean, runs=len(best.evidence.get("runs", [1])),
-                              tokens_per_second=load.mean_speed(best.evidence.get("tps", [best.tokens_per_second])))
+                              tokens_per_second=load.mean_speed(best.evidence.get("tps", [best.tokens_per_second])),
+                              others_cpu=load.mean_known(best.evidence.get("load") or []))
 
     def experiments(self, done_only: bool = False) -> list[ExperimentRecord]:
         with self.lock:

@@ -2,10 +2,13 @@
 
 Under a time budget a run that meets a quiet moment trains more steps than one that meets a busy one, and scores
 better for it. On a shared machine that difference can be larger than the effect of a change. So every
-experiment records its training speed (tokens/s, measured by the runner from the harness's loader), and before a
-change is kept, its speed is compared with the speed the best was measured at. When they differ by more than
-repeats of the same code differ, the best is run again now, under the load the change met, and the change is
-judged against that fresh figure. The fresh measurement becomes the best's reference for the changes after it.
+experiment records how busy the rest of the machine was while it ran: the cores everything else used
+(run/load_meter.py), a signal the change does not control (its own tokens/s is not one: DEPTH or the batch size
+move it as much as load does). Before a change is kept, that load is compared with the load the best was measured
+under; when the change met a quieter machine by more than the baseline's repeats vary, the best is run again now
+and the change is judged against that fresh figure. The other way too: a change discarded after meeting a busier
+machine is judged again against the best run now. The fresh measurement becomes the best's reference for the
+changes after it, and a repeat of the best's code for the pooled noise floor.
 
 We re-measure rather than only flag, because a flag leaves a wrong keep on the branch, and everything after it
 builds on that keep; one extra run, only for a change that would be kept, is cheaper than that. A change that
@@ -19,8 +22,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass
 
-TOLERANCE_FLOOR = 0.05  # relative tokens/s difference that is never treated as a load change
-TOLERANCE_DEFAULT = 0.10  # when the baseline repeats did not measure the spread
+LOAD_FLOOR = 0.25  # cores: a smaller difference in the rest of the machine's use is never treated as a load change
 SPREAD_SIGMAS = 3.0
 
 
@@ -33,30 +35,30 @@ class Reference:
     runs: int  # how many runs val_bpb is the mean of
     tokens_per_second: float | None
     remeasured_at: int | None = None  # the experiment whose decision re-measured it (None: as kept)
+    others_cpu: float | None = None  # cores the rest of the machine used while it was measured
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def tolerance(repeat_speeds: list[float]) -> float:
-    """Relative speed difference beyond which load, not the code, is the likely cause: SPREAD_SIGMAS coefficients
-    of variation of the baseline's repeats (the same code, run several times), at least TOLERANCE_FLOOR."""
-    speeds = [s for s in repeat_speeds if s]
-    if len(speeds) < 2:
-        return TOLERANCE_DEFAULT
-    mean = statistics.fmean(speeds)
-    return max(TOLERANCE_FLOOR, SPREAD_SIGMAS * statistics.stdev(speeds) / mean)
+def load_tolerance(repeat_loads: list[float | None]) -> float:
+    """Cores of difference in the rest of the machine's use beyond which load may have moved the figures:
+    SPREAD_SIGMAS sd of the baseline's repeats (run side by side, under the same load), at least LOAD_FLOOR."""
+    known = [x for x in repeat_loads if x is not None]
+    spread = SPREAD_SIGMAS * statistics.stdev(known) if len(known) >= 2 else 0.0
+    return max(LOAD_FLOOR, spread)
 
 
-def shifted(reference_speed: float | None, speed: float | None, tol: float) -> bool:
-    """Whether the two speeds differ by more than `tol`. An unknown speed on one side counts as a shift: a run
-    that takes its data before the clock shows no speed, and must not skip the check that way. With both unknown
-    (neither trained on the clock) there is nothing to compare."""
-    if not reference_speed and not speed:
-        return False
-    if not reference_speed or not speed:
-        return True
-    return abs(speed / reference_speed - 1) > tol
+def load_moved(reference_load: float | None, load: float | None, tol: float) -> int:
+    """+1: the change met a busier machine than the best did; -1: a quieter one; 0: the same, or unknown."""
+    if reference_load is None or load is None or abs(load - reference_load) <= tol:
+        return 0
+    return 1 if load > reference_load else -1
+
+
+def mean_known(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.fmean(known) if known else None
 
 
 def mean_speed(speeds: list[float | None]) -> float | None:

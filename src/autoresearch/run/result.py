@@ -80,6 +80,7 @@ class RunResult:
     reason: str = ""  # one line: why this status
     curve: list[dict] = field(default_factory=list)  # the training curve: Progress points as dicts (decimated)
     node: str = ""  # where it ran: this machine's name, or a Ray node's
+    others_cpu: float | None = None  # cores the rest of the machine used meanwhile (run/load_meter.py): the load
 
     @classmethod
     def from_dict(cls, d: dict) -> RunResult:
