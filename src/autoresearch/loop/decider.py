@@ -105,7 +105,10 @@ class Decider:
         here = load.mean_known(loads)
         tol = load.load_tolerance(((self.ledger.info().get("noise") or {}).get("load")) or [])
         moved = load.load_moved(ref.others_cpu, here, tol)
-        if not (decision.keep and moved < 0 or not decision.keep and moved > 0):
+        # A discard on a busier machine is judged again under the noise policy only: a greedy run's records keep
+        # their promise that each keep's figure beats the one before (a best re-measured busier is worse).
+        busier_discard = not decision.keep and moved > 0 and isinstance(self.policy, NoisePolicy)
+        if not (decision.keep and moved < 0 or busier_discard):
             return decision, evidence
         self.message(f"experiment {rec.number}: the rest of the machine used {here:.2f} cores while it ran, "
                      f"{ref.others_cpu:.2f} while the best was measured (more than {tol:.2f} apart): running the "
