@@ -1,128 +1,83 @@
-"""Load must not pick the winner: a change that only met a quieter machine is not kept (see loop/load.py)."""
+"""Load must not pick the winner (see loop/load.py): the signal, the tolerance, the best's pooled figures, and the
+meter (run/load_meter.py). The loop's use of them, on a scripted backend with a faked signal: tests/test_scheduler.py."""
 
 from __future__ import annotations
 
-import os
-
-import pytest
-from loopkit import ScriptedAgent, assert_consistent
-
-from autoresearch import vcs
-from autoresearch.loop import load
-from autoresearch.loop.core import Limits, Loop, LoopConfig
-from autoresearch.settings import Settings
-
-# Trains nothing real: a unigram model from its first batch, which gets sharper the more batches it sees in
-# TIME_BUDGET seconds (up to 40), sleeping $FAKE_DELAY after each (the machine's load). Like real training under a
-# time budget, a quieter machine means more batches and a better val_bpb for the very same code.
-LOAD_TRAIN = '''\
-import os
+import subprocess
+import sys
 import time
 
-import torch
+import psutil
+import pytest
 
-from autoresearch.harness import MAX_SEQ_LEN, TIME_BUDGET, Tokenizer, evaluate_bpb, make_dataloader
-
-SEED = 42               # seed of the logits' jitter: run-to-run noise
-
-tok = Tokenizer.load()
-V = tok.get_vocab_size()
-loader = make_dataloader(tok, 4, MAX_SEQ_LEN, "train", device="cpu")
-counts = torch.ones(V)
-opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-delay = float(os.environ.get("FAKE_DELAY", "0"))
-t0, seen = None, 0
-while t0 is None or time.monotonic() - t0 < TIME_BUDGET:
-    x, y, _ = next(loader)
-    if not seen:  # the model comes from the first batch alone: only the number of batches depends on the load
-        counts += torch.bincount(y.flatten(), minlength=V)[:V].float()
-    opt.step()  # the first step starts the runner's clock
-    t0 = t0 or time.monotonic()
-    seen += 1
-    time.sleep(delay)
-quality = min(1.0, seen / 40)
-jitter = 0.01 * torch.randn(V, generator=torch.Generator().manual_seed(SEED))
-logp = torch.log(counts / counts.sum())
-
-
-class Unigram(torch.nn.Module):
-    def forward(self, idx):  # (B, T) -> (B, T, V)
-        return (quality * logp + jitter).expand(*idx.shape, V)
-
-
-print("seen", seen, "batches")
-val_bpb = evaluate_bpb(Unigram(), tok, 8)
-print("---")
-print(f"val_bpb:          {val_bpb:.6f}")
-'''
-
-
-class SpeedChangingAgent(ScriptedAgent):
-    """Proposes changes that train faster by themselves (less sleep per batch, as a smaller DEPTH would)."""
-
-    def propose(self, ctx):
-        os.environ["FAKE_DELAY"] = "0.01"
-        return super().propose(ctx)
-
-
-@pytest.fixture
-def load_ws(tiny_workspace, monkeypatch):
-    (tiny_workspace / "train.py").write_text(LOAD_TRAIN)
-    vcs.commit_all(tiny_workspace, "load-sensitive train.py")
-    monkeypatch.setenv("FAKE_DELAY", "0.5")  # the baseline trains slowly: its own doing, not the machine's
-    return tiny_workspace
-
-
-def test_a_change_s_own_speed_is_not_taken_for_load(load_ws):
-    """The load signal is the rest of the machine's CPU use, measured by the runner: a change that trains 5x faster
-    by itself does not move it, so a re-measure happens only where that signal says the machine changed."""
-    changes = [(LOAD_TRAIN + f"# comment {i}\n", f"a comment ({i})") for i in range(2)]
-    loop = Loop(load_ws, Settings.load(load_ws / "autoresearch.toml"), SpeedChangingAgent(changes),
-                LoopConfig(tag="t", policy="noise", noise_runs=2, limits=Limits(max_experiments=3)))
-    loop.start()
-    loop.run_until_limit()
-    assert_consistent(load_ws, "t")
-    base, first, second = loop.journal.final_attempts("t")
-    assert all(isinstance(x, float) and x >= 0 for e in (base, first, second) for x in e.evidence["load"])
-    assert first.evidence["tps"][0] > 5 * base.evidence["tps"][0]  # its own speed moved a lot
-    tol = load.load_tolerance(base.evidence["load"])
-    moved = load.load_moved(load.mean_known(base.evidence["load"]), load.mean_known(first.evidence["load"]), tol)
-    # The old signal (tokens/s) re-measured here every time; now only a real change of the machine's load can.
-    assert moved != 0 if "remeasured" in first.evidence else True
-    assert "remeasured" not in first.evidence if moved == 0 else True
-
+from autoresearch.loop import load
+from autoresearch.run import load_meter
+from autoresearch.run.load_meter import LoadMeter, Point
 
 def test_load_tolerance_comes_from_the_baseline_repeats():
-    assert load.load_tolerance([]) == load.LOAD_FLOOR
-    assert load.load_tolerance([0.5, 0.52, 0.48]) == load.LOAD_FLOOR  # steady machine: the floor
-    assert load.load_tolerance([0.5, 1.0, 1.5]) == pytest.approx(3 * 0.5)  # noisy one: 3 sd
-    assert load.load_moved(0.2, 1.0, 0.25) == 1 and load.load_moved(1.0, 0.2, 0.25) == -1
-    assert load.load_moved(1.0, 1.2, 0.25) == 0 and load.load_moved(None, 1.0, 0.25) == 0
+    assert load.load_tolerance([]) == load.STRETCH_FLOOR
+    assert load.load_tolerance([0.5, 0.52, 0.48]) == load.STRETCH_FLOOR  # steady machine: the floor
+    assert load.load_tolerance([0.5, 1.0, 1.5]) == pytest.approx(3 * 0.5 / 2.0)  # noisy one: 3 CVs of the stretch
+    assert load.moved(0.0, 1.0, 0.1) == 1 and load.moved(1.0, 0.0, 0.1) == -1
+    assert load.moved(1.0, 1.15, 0.1) == 0  # stretch 2.0 -> 2.15: within 10%
+    assert load.moved(None, 1.0, 0.1) == 0 and load.moved(1.0, None, 0.1) == 0
 
 
-def test_the_meter_counts_the_rest_of_the_machine_and_not_the_run_s_own_processes():
-    """Two meters over the same seconds, one told the CPU hog is its run's own: they differ by the hog's CPU use,
-    whatever else the machine is doing."""
-    import subprocess
-    import sys
-    import time
+def _ref() -> load.Reference:
+    figures = [{"val_bpb": v, "load": w, "at": None} for v, w in [(1.80, 1.6), (1.82, 1.5), (1.81, 1.6)]]
+    return load.Reference(commit="c", val_bpb=1.81, runs=3, tokens_per_second=None, load=1.57, figures=figures)
 
-    import psutil
 
-    from autoresearch.run.load_meter import LoadMeter
+def test_a_re_measure_joins_the_best_s_figures_and_the_reference_pools_those_at_its_load():
+    ref = _ref()
+    assert ref.at_load(0.1, 0.1) is None  # never measured quiet: the best must be run again
+    quiet = ref.with_figure(load.Figure(1.70, 0.1, at=5), 0.1, tps=900.0)
+    assert (quiet.val_bpb, quiet.runs, quiet.load, quiet.remeasured_at) == (1.70, 1, 0.1, 5)
+    assert len(quiet.figures) == 4  # nothing replaced
+    again = quiet.with_figure(load.Figure(1.72, 0.12, at=7), 0.1, tps=880.0)
+    assert again.runs == 2 and again.val_bpb == pytest.approx(1.71)  # two quiet figures, pooled
+    busy = again.at_load(1.55, 0.1)
+    assert busy.runs == 3 and busy.val_bpb == pytest.approx(1.81) and len(busy.figures) == 5
 
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+def test_the_reading_is_the_wait_per_cpu_second_over_timed_training():
+    a = Point(at=10.0, busy=100.0, own=50.0, wait=5.0, pressure=20.0)
+    b = Point(at=14.0, busy=108.0, own=54.0, wait=7.0, pressure=22.0)  # 4 s: 4 CPU s of its own, 2 s waited
+    r = load_meter.reading(a, b, cores=2)
+    assert r.wait == pytest.approx(0.5) and r.others_cpu == pytest.approx(1.0)
+    assert r.pressure == pytest.approx(0.5) and r.own_share == pytest.approx(0.5)
+    assert load_meter.reading(a, Point(10.2, 100.1, 50.1, 5.0, 20.0), cores=2) is None  # too short to say
+    no_cpu = load_meter.reading(a, Point(14.0, 101.0, 50.05, 5.0, None), cores=2)
+    assert no_cpu.wait is None and no_cpu.pressure is None  # an idle run's wait per CPU second means nothing
+
+    meter = LoadMeter(lambda: [], timed=lambda: False)
+    meter.first, meter.last = a, b
+    meter.timed_first, meter.timed_last = a, Point(12.0, 104.0, 52.0, 5.2, 21.0)
+    assert meter.stop().wait == pytest.approx(0.1)  # timed training's span, not the whole run's
+
+
+SPIN = "import threading\nwhile True:\n    pass\n"
+
+
+def test_a_run_s_threads_wait_for_a_core_when_other_jobs_take_the_cores():
+    """The one test on real processes: a spinning process, watched, beside one more spinning job (each in its own
+    session, as jobs are) than the machine has cores. Whatever else the machine does, the watched one waits: with
+    fair sharing it runs cores/(cores+1) of the time, so it waits 1/cores s per CPU second, more on a busy machine."""
+    cores = psutil.cpu_count() or 1
+    watched = subprocess.Popen([sys.executable, "-c", SPIN], start_new_session=True)
+    jobs = [subprocess.Popen([sys.executable, "-c", SPIN], start_new_session=True) for _ in range(cores)]
     try:
-        ps = psutil.Process(hog.pid)
-        time.sleep(0.3)
-        used0, t0 = sum(ps.cpu_times()[:2]), time.monotonic()
-        own, other = LoadMeter(lambda: [hog.pid], every=0.2).start(), LoadMeter(lambda: [], every=0.2).start()
+        time.sleep(0.5)
+        meter = LoadMeter(lambda: [watched.pid], timed=lambda: True, every=0.25).start()
         time.sleep(3.0)
-        mine, theirs = own.stop(), other.stop()
-        hog_rate = (sum(ps.cpu_times()[:2]) - used0) / (time.monotonic() - t0)
+        seen = meter.stop()
     finally:
-        hog.kill()
-        hog.wait(timeout=10)
-    assert mine is not None and theirs is not None
-    assert hog_rate > 0.2  # the hog got some CPU, even on a busy machine
-    assert theirs - mine == pytest.approx(hog_rate, abs=0.15)
+        for p in (watched, *jobs):
+            p.kill()
+            p.wait(timeout=10)
+    assert seen is not None
+    if seen.wait is None and not sys.platform.startswith("linux"):
+        pytest.skip("no /proc/PID/task/TID/schedstat off Linux: the loop then never re-measures")
+    assert seen.wait is not None
+    assert seen.wait > 0.5 / cores  # half what fair sharing gives: room for a scheduler's slack
+    assert seen.others_cpu > 0.5 * (cores - 1)  # and the meter does not count the watched process as the others
