@@ -149,7 +149,8 @@ def transfer(ws: Path, settings: Settings, overrides: dict[str, Any], *, tag: st
         if result.baseline.vals and result.best.vals:
             # The run's noise floor was measured at its own setting: only a stand-in when no seed repeats here.
             floor = subject.noise_floor if seeds == 1 else None
-            result.gain = Difference.between(result.baseline, result.best, floor, [result.baseline, result.best])
+            result.gain = Difference.between(result.baseline, result.best, floor, [result.baseline, result.best],
+                                             floor_df=subject.noise_df if floor else None)
             result.noise = ("the seeds' spread" if seeds > 1 else "the run's noise floor, at its own setting"
                             if floor else "none measured (one seed, and the run measured no noise floor): any "
                             "difference counts; give --seeds 2 or more")
