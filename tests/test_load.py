@@ -59,6 +59,7 @@ def test_the_reading_is_the_wait_per_cpu_second_over_timed_training():
 SPIN = "import threading\nwhile True:\n    pass\n"
 
 
+@pytest.mark.slow
 def test_a_run_s_threads_wait_for_a_core_when_other_jobs_take_the_cores():
     """The one test on real processes: a spinning process, watched, beside one more spinning job (each in its own
     session, as jobs are) than the machine has cores. Whatever else the machine does, the watched one waits: with
