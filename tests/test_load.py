@@ -14,13 +14,59 @@ from autoresearch.loop import load
 from autoresearch.run import load_meter
 from autoresearch.run.load_meter import LoadMeter, Point
 
+# Trains nothing real: a unigram model from its first batch, which gets sharper the more batches it sees in
+# TIME_BUDGET seconds (up to 40), sleeping $FAKE_DELAY after each (the machine's load). Like real training under a
+# time budget, a quieter machine means more batches and a better val_bpb for the very same code.
+LOAD_TRAIN = '''\
+import os
+import time
+
+import torch
+
+from autoresearch.harness import MAX_SEQ_LEN, TIME_BUDGET, Tokenizer, evaluate_bpb, make_dataloader
+
+SEED = 42               # seed of the logits' jitter: run-to-run noise
+
+tok = Tokenizer.load()
+V = tok.get_vocab_size()
+loader = make_dataloader(tok, 4, MAX_SEQ_LEN, "train", device="cpu")
+counts = torch.ones(V)
+opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+delay = float(os.environ.get("FAKE_DELAY", "0"))
+t0, seen = None, 0
+while t0 is None or time.monotonic() - t0 < TIME_BUDGET:
+    x, y, _ = next(loader)
+    if not seen:  # the model comes from the first batch alone: only the number of batches depends on the load
+        counts += torch.bincount(y.flatten(), minlength=V)[:V].float()
+    opt.step()  # the first step starts the runner's clock
+    t0 = t0 or time.monotonic()
+    seen += 1
+    time.sleep(delay)
+quality = min(1.0, seen / 40)
+jitter = 0.01 * torch.randn(V, generator=torch.Generator().manual_seed(SEED))
+logp = torch.log(counts / counts.sum())
+
+
+class Unigram(torch.nn.Module):
+    def forward(self, idx):  # (B, T) -> (B, T, V)
+        return (quality * logp + jitter).expand(*idx.shape, V)
+
+
+print("seen", seen, "batches")
+val_bpb = evaluate_bpb(Unigram(), tok, 8)
+print("---")
+print(f"val_bpb:          {val_bpb:.6f}")
+'''
+
+
 def test_load_tolerance_comes_from_the_baseline_repeats():
     assert load.load_tolerance([]) == load.STRETCH_FLOOR
     assert load.load_tolerance([0.5, 0.52, 0.48]) == load.STRETCH_FLOOR  # steady machine: the floor
     assert load.load_tolerance([0.5, 1.0, 1.5]) == pytest.approx(3 * 0.5 / 2.0)  # noisy one: 3 CVs of the stretch
     assert load.moved(0.0, 1.0, 0.1) == 1 and load.moved(1.0, 0.0, 0.1) == -1
     assert load.moved(1.0, 1.15, 0.1) == 0  # stretch 2.0 -> 2.15: within 10%
-    assert load.moved(None, 1.0, 0.1) == 0 and load.moved(1.0, None, 0.1) == 0
+    assert load.moved(None, None, 0.1) == 0  # nothing to compare
+    assert load.moved(None, 1.0, 0.1) == load.UNKNOWN and load.moved(1.0, None, 0.1) == load.UNKNOWN
 
 
 def _ref() -> load.Reference:
@@ -82,3 +128,14 @@ def test_a_run_s_threads_wait_for_a_core_when_other_jobs_take_the_cores():
     assert seen.wait is not None
     assert seen.wait > 0.5 / cores  # half what fair sharing gives: room for a scheduler's slack
     assert seen.others_cpu > 0.5 * (cores - 1)  # and the meter does not count the watched process as the others
+
+
+def test_the_note_people_see_says_what_the_best_was_judged_on():
+    from autoresearch.see.facts import load_note
+
+    ran = {"remeasured": {"before": {"val_bpb": 1.8, "load": 1.6}, "load": 0.1, "fresh": 1.7,
+                          "after": {"val_bpb": 1.7, "runs": 1, "figures": []}}}
+    assert load_note(ran) == "load moved (wait 1.60 -> 0.10 s per CPU s): best re-measured now, 1.8000 -> 1.7000 (1 run(s))"
+    reused = {"remeasured": {"before": {"val_bpb": 1.7, "load": 0.1}, "load": 1.6,
+                             "after": {"val_bpb": 1.8, "runs": 3, "figures": []}}}
+    assert "as measured before at this load, 1.7000 -> 1.8000 (3 run(s))" in load_note(reused)

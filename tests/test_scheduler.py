@@ -320,7 +320,7 @@ class Loaded(ScriptedBackend):
         with self.lock:
             result.load = self.loads(self.n, read_constants(exp.source))
             self.n += 1
-        result.val_bpb += 0.1 if result.load > 1.0 else 0.0
+        result.val_bpb += 0.1 if (result.load or 0.0) > 1.0 else 0.0
         result.tokens_per_second = self.tps(read_constants(exp.source))
         return result
 
@@ -385,4 +385,16 @@ def test_the_best_s_figures_are_pooled_at_each_load_and_the_best_is_run_again_on
     assert at_quiet["after"]["val_bpb"] == pytest.approx(quiet.evidence["remeasured"]["fresh"])
     assert len(at_quiet["after"]["figures"]) == 4  # the best's 3 kept runs and its re-measure, none replaced
     assert [e.status for e in (quiet, busy, quiet_again)] == ["discard"] * 3
+    assert_consistent(ws, "t")
+
+
+def test_a_keep_whose_load_is_unknown_is_checked_against_the_best_run_now(ws):
+    """A run with no figure for its wait (it never had work for its threads on the clock) does not skip the check."""
+    agent = ScriptedAgent([(src(QUALITY=0.6), "sharper, load unknown")])
+    backend = Loaded(lambda n, c: None if n == 3 else 0.5)
+    loop = make_loop(ws, agent, backend, max_experiments=2, policy="noise", noise_runs=2)
+    loop.run_until_limit()
+    change = loop.journal.final_attempts("t")[1]
+    assert "fresh" in change.evidence["remeasured"] and len(backend.runs) == 5
+    assert change.status == "keep"  # a real gain survives the check
     assert_consistent(ws, "t")

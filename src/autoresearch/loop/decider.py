@@ -109,14 +109,14 @@ class Decider:
         # A discard on a busier machine is judged again under the noise policy only: a greedy run's records keep
         # their promise that each keep's figure beats the one before (a best re-measured busier is worse).
         busier_discard = not decision.keep and moved > 0 and isinstance(self.policy, NoisePolicy)
-        if not (decision.keep and moved < 0 or busier_discard):
+        if not (decision.keep and moved in (-1, load.UNKNOWN) or busier_discard):
             return decision, evidence
         again = {"before": ref.to_dict(), "tolerance": tol, "load": here}
         new_ref = ref.at_load(here, tol)
         if new_ref is None:
-            self.message(f"experiment {rec.number}: its threads waited {here:.2f} s per CPU second for a core, "
-                         f"the best's {ref.load:.2f} (a stretch more than {tol:.0%} apart): running the best again "
-                         "under the current load before deciding")
+            self.message(f"experiment {rec.number}: its threads waited {_wait(here)} s per CPU second for a core, "
+                         f"the best's {_wait(ref.load)} (a stretch more than {tol:.0%} apart, or unknown): running "
+                         "the best again under the current load before deciding")
             fresh = run(best.train_py, run_dir.with_name(f"{run_dir.name}-ref"), None)
             if not fresh.ok:  # cannot tell load from code: keep the decision, and say so
                 return decision, {**evidence, "load_flag": f"the load moved by more than {tol:.0%}; re-measuring "
@@ -156,3 +156,6 @@ def with_seed(source: str, k: int) -> str:
         return set_constants(source, {"SEED": constants["SEED"] + 1000 * k})
     return source
 
+
+def _wait(w: float | None) -> str:
+    return "an unknown number of" if w is None else f"{w:.2f}"

@@ -89,10 +89,16 @@ def load_tolerance(repeat_loads: list[float | None]) -> float:
     return max(STRETCH_FLOOR, SPREAD_SIGMAS * statistics.stdev(known) / statistics.fmean(known))
 
 
+UNKNOWN = 2  # one side's load is unknown: checked before a keep, as a quieter machine would be
+
+
 def moved(reference_load: float | None, load: float | None, tol: float) -> int:
-    """+1: `load` is a busier machine than `reference_load`; -1: a quieter one; 0: the same, or unknown."""
-    if reference_load is None or load is None:
+    """+1: `load` is a busier machine than `reference_load`; -1: a quieter one; 0: the same, or both unknown;
+    UNKNOWN: one side unknown (a run that never had work for its threads must not skip the check that way)."""
+    if reference_load is None and load is None:
         return 0
+    if reference_load is None or load is None:
+        return UNKNOWN
     ratio = stretch(load) / stretch(reference_load)
     if abs(ratio - 1) <= tol:
         return 0
