@@ -9,15 +9,16 @@ import sys
 class Burners:
     """`n` processes that spin one core each until stopped (also when the benchmark dies: they watch stdin)."""
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, n: int, own_sessions: bool = False) -> None:
+        self.n, self.own_sessions = n, own_sessions  # own_sessions: each its own scheduler autogroup, like a job
         self.procs: list[subprocess.Popen] = []
 
     def start(self) -> Burners:
         code = ("import sys, threading, os\n"
                 "threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n"
                 "while True:\n    pass\n")
-        self.procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE) for _ in range(self.n)]
+        self.procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                       start_new_session=self.own_sessions) for _ in range(self.n)]
         return self
 
     def alive(self) -> int:

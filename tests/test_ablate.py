@@ -156,7 +156,7 @@ def test_the_noise_decides_what_a_difference_is_worth():
     best, noisy = Stats(vals=[1.0, 1.02], tests=[1.0, 1.02]), Stats(vals=[1.01, 1.03], tests=[1.01, 1.03])
     assert pooled_std([best.tests, noisy.tests]) == pytest.approx(0.02 / 2 ** 0.5)
     d = Difference.between(noisy, best, None, [best, noisy])
-    assert d.test == pytest.approx(0.01) and d.margin_test == pytest.approx(margin(0.02 / 2 ** 0.5, 2, 2))
+    assert d.test == pytest.approx(0.01) and d.margin_test == pytest.approx(margin(0.02 / 2 ** 0.5, 2, 2, df=2))
     assert d.sign() == 0  # a hundredth of a bit, with seeds two hundredths apart: nothing
     assert Difference.between(noisy, best, 0.001, [best, noisy]).sign() == 0  # the larger of floor and spread
     far = Stats(vals=[1.2, 1.22], tests=[1.2, 1.22])
@@ -250,3 +250,23 @@ def test_a_revert_that_really_conflicts_names_the_lines():
     changes, variants = plan(_Subject(CAPS, (deeper, "wider"), (rewritten, "wider still")))
     assert changes[0].status == "conflict" and "line 8 of the best" in changes[0].note, changes[0].note
     assert [v.name for v in variants] == ["without #3"]
+
+
+def test_a_study_tells_null_variants_apart_no_more_often_than_the_noise_policy_s_level():
+    """Two variants that differ by nothing, 2 seeds each: the spread pooled from 4 runs has 2 degrees of freedom.
+    Treated as known (a z margin) it calls ~18% of such pairs different; the t test on it, as the noise policy's,
+    calls them different at its level, in each direction."""
+    import random
+
+    from autoresearch.loop.policy import NoisePolicy
+
+    rng = random.Random(7)
+    trials, told = 4000, 0
+    for _ in range(trials):
+        a = Stats(vals=[rng.gauss(1, 0.01) for _ in range(2)], tests=[rng.gauss(1, 0.01) for _ in range(2)])
+        b = Stats(vals=[rng.gauss(1, 0.01) for _ in range(2)], tests=[rng.gauss(1, 0.01) for _ in range(2)])
+        told += Difference.between(a, b, None, [a, b]).sign() != 0
+    level = NoisePolicy().level
+    assert told / trials < 2 * level * 1.4  # two sides, with room for the simulation's own noise (~0.3%)
+    d = Difference.between(a, b, None, [a, b])
+    assert d.df_test == 2 and d.margin_test == pytest.approx(margin(pooled_std([a.tests, b.tests]), 2, 2, df=2))

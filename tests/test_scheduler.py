@@ -4,6 +4,7 @@ of every run counted, and no checkout left behind."""
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -302,3 +303,98 @@ def test_the_noise_floor_pools_every_repeat_of_the_same_code_and_records_its_deg
     assert clear.evidence["critical"] < marginal.evidence["critical"]
     assert clear.status == "keep"
 
+
+# -- load: how long a run's threads waited for a core, which the change does not control -------------------------
+
+class Loaded(ScriptedBackend):
+    """Each run meets the load `loads` says (its threads' wait for a core per CPU second, as run/load_meter.py
+    measures it), and a busy machine costs it 0.1 val_bpb, as fewer steps in the time budget would: `tps` is the
+    run's own speed, whatever it is."""
+
+    def __init__(self, loads, tps=None) -> None:
+        super().__init__()
+        self.loads, self.tps, self.n = loads, tps or (lambda c: 1250.0), 0
+
+    def run(self, exp, slot, on_line=None, on_progress=None) -> RunResult:
+        result = super().run(exp, slot, on_line, on_progress)
+        with self.lock:
+            result.load = self.loads(self.n, read_constants(exp.source))
+            self.n += 1
+        result.val_bpb += 0.1 if (result.load or 0.0) > 1.0 else 0.0
+        result.tokens_per_second = self.tps(read_constants(exp.source))
+        return result
+
+
+def test_a_change_that_only_met_a_quieter_machine_is_judged_against_the_best_run_now(ws):
+    assert not Settings.load(ws / "autoresearch.toml").token_budget
+    agent = ScriptedAgent([(src(EXTRA=0.001), "nothing much")])
+    backend = Loaded(lambda n, c: 1.6 if n < 3 else 0.1)  # the baseline and its repeats met a busy machine
+    loop = make_loop(ws, agent, backend, max_experiments=2, policy="noise", noise_runs=2)
+    loop.run_until_limit()
+    change = loop.journal.final_attempts("t")[1]
+    again = change.evidence["remeasured"]
+    assert again["before"]["load"] == pytest.approx(1.6) and again["after"]["load"] == pytest.approx(0.1)
+    assert "fresh" in again and len(backend.runs) == 5  # the best, run once more
+    assert change.status == "discard"  # 0.1 better than the busy baseline, 0.001 better than the best run now
+    assert_consistent(ws, "t")
+
+
+def test_a_change_discarded_on_a_busier_machine_is_judged_again_against_the_best_run_now(ws):
+    agent = ScriptedAgent([(src(QUALITY=0.45), "a real gain, on a busy machine")])
+    backend = Loaded(lambda n, c: 0.1 if n < 3 else 1.6)  # the load arrives with the change
+    loop = make_loop(ws, agent, backend, max_experiments=2, policy="noise", noise_runs=2)
+    loop.run_until_limit()
+    change = loop.journal.final_attempts("t")[1]
+    assert change.evidence["remeasured"]["after"]["load"] == pytest.approx(1.6)
+    assert change.status == "keep"  # 0.15 better than the best, both measured busy
+    assert_consistent(ws, "t")
+
+
+def test_a_change_that_trains_faster_by_itself_is_not_taken_for_load(ws):
+    """DEPTH or the batch size move a run's own tokens/s (here 10x); the load it met stays the same."""
+    agent = ScriptedAgent([(src(QUALITY=0.6), "smaller and faster")])
+    backend = Loaded(lambda n, c: 0.5, tps=lambda c: 1250.0 * (10 if c["QUALITY"] > 0.5 else 1))
+    told = Told()
+    loop = make_loop(ws, agent, backend, max_experiments=2, policy="noise", noise_runs=2, view=told)
+    loop.run_until_limit()
+    change = loop.journal.final_attempts("t")[1]
+    assert change.status == "keep" and "remeasured" not in change.evidence
+    assert len(backend.runs) == 4  # the baseline, its 2 repeats and the change: no re-run of the best
+    assert not any("again under the current load" in m for m in told.messages)
+
+
+def test_the_best_s_figures_are_pooled_at_each_load_and_the_best_is_run_again_only_for_a_new_load(ws):
+    """The best's kept runs and its re-measure stay its figures, each with its load: a change is judged against the
+    mean of those at the load it met (with their count), and the best is run again only at a load it has none."""
+    agent = ScriptedAgent([(src(EXTRA=0.001), "nothing, on a quiet machine"),
+                           (src(EXTRA=-0.05), "worse, on a busy one"),
+                           (src(EXTRA=0.002), "nothing, quiet again")])
+    loads = {0: 1.6, 1: 1.6, 2: 1.6, 3: 0.1, 4: 0.1, 5: 1.6, 6: 0.1}  # 4: the best, run again quiet
+    backend = Loaded(lambda n, c: loads.get(n, 0.1))
+    loop = make_loop(ws, agent, backend, max_experiments=4, policy="noise", noise_runs=2, confirm_runs=0)
+    loop.run_until_limit()
+    base, quiet, busy, quiet_again = loop.journal.final_attempts("t")
+    assert len(backend.runs) == 7  # the baseline 3 times, 3 changes, and the best once more: at the first quiet one
+    assert "fresh" in quiet.evidence["remeasured"]
+    at_busy = busy.evidence["remeasured"]["after"]
+    assert "fresh" not in busy.evidence["remeasured"]  # judged on the 3 runs the best was kept on, all busy
+    assert at_busy["runs"] == 3 and at_busy["val_bpb"] == pytest.approx(statistics.fmean(base.evidence["runs"]))
+    assert busy.evidence["best_runs"] == 3
+    at_quiet = quiet_again.evidence["remeasured"]
+    assert "fresh" not in at_quiet and at_quiet["after"]["runs"] == 1
+    assert at_quiet["after"]["val_bpb"] == pytest.approx(quiet.evidence["remeasured"]["fresh"])
+    assert len(at_quiet["after"]["figures"]) == 4  # the best's 3 kept runs and its re-measure, none replaced
+    assert [e.status for e in (quiet, busy, quiet_again)] == ["discard"] * 3
+    assert_consistent(ws, "t")
+
+
+def test_a_keep_whose_load_is_unknown_is_checked_against_the_best_run_now(ws):
+    """A run with no figure for its wait (it never had work for its threads on the clock) does not skip the check."""
+    agent = ScriptedAgent([(src(QUALITY=0.6), "sharper, load unknown")])
+    backend = Loaded(lambda n, c: None if n == 3 else 0.5)
+    loop = make_loop(ws, agent, backend, max_experiments=2, policy="noise", noise_runs=2)
+    loop.run_until_limit()
+    change = loop.journal.final_attempts("t")[1]
+    assert "fresh" in change.evidence["remeasured"] and len(backend.runs) == 5
+    assert change.status == "keep"  # a real gain survives the check
+    assert_consistent(ws, "t")

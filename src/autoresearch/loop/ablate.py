@@ -78,6 +78,7 @@ class Ablation:
     noise_floor: float | None  # the run's, if it measured one
     best: Stats | None  # None when nothing could be reverted, so nothing ran
     changes: list[Change] = field(default_factory=list)
+    noise_df: int | None = None  # the noise floor's degrees of freedom (None: taken as known)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,7 +88,7 @@ class Ablation:
         return cls(study_id=data["study_id"], tag=data["tag"], best_number=data["best_number"], seeds=data["seeds"],
                    noise_floor=data.get("noise_floor"),
                    best=Stats.from_dict(data["best"]) if data.get("best") else None,
-                   changes=[Change.from_dict(c) for c in data.get("changes", [])])
+                   changes=[Change.from_dict(c) for c in data.get("changes", [])], noise_df=data.get("noise_df"))
 
     def change(self, number: int) -> Change | None:
         return next((c for c in self.changes if c.number == number), None)
@@ -160,7 +161,8 @@ def ablate(ws: Path, settings: Settings, *, tag: str | None = None, seeds: int =
             "seeds": seeds, "variants": ["best", *(v.name for v in variants)], "budget": settings.budget_label,
             "skipped": {str(c.number): c.note for c in changes if c.status != "measured"}})
         ablation = Ablation(study_id=study.id, tag=subject.run.tag, best_number=subject.best.number, seeds=seeds,
-                            noise_floor=subject.noise_floor, best=None, changes=changes)
+                            noise_floor=subject.noise_floor, best=None, changes=changes,
+                            noise_df=subject.noise_df)
         on_plan(ablation)
         try:
             if variants:
@@ -194,5 +196,5 @@ def judge(ablation: Ablation, stats: dict[str, Stats], sign: int = 1) -> None:
             c.note = "; ".join((best.failed if not best.vals else c.stats.failed)[:2])
             continue
         pair = (c.stats, best) if sign > 0 else (best, c.stats)
-        c.worth = Difference.between(*pair, ablation.noise_floor, measured)
+        c.worth = Difference.between(*pair, ablation.noise_floor, measured, floor_df=ablation.noise_df)
 

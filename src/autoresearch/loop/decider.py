@@ -39,7 +39,7 @@ class Decider:
         if not result.ok:
             status = "rejected" if result.status == "rejected" else "crash"
             return Decision(status, {"why": result.reason}, [], None)
-        runs, tests, speeds = [result.val_bpb], [result.test_bpb], [result.tokens_per_second]
+        runs, tests, speeds, loads = [result.val_bpb], [result.test_bpb], [result.tokens_per_second], [result.load]
         best = self.ledger.best()
         ref = self.ledger.reference(best) if best else None
         sigma, df = self.ledger.noise()
@@ -54,6 +54,7 @@ class Decider:
                 runs.append(seed_run.val_bpb)
                 tests.append(seed_run.test_bpb)
                 speeds.append(seed_run.tokens_per_second)
+                loads.append(seed_run.load)
             final = extra > 0 or best is None or self.policy.confirm_runs == 0
             decision = self.policy.decide(runs, ref.val_bpb if ref else None, ref.runs if ref else 1, sigma,
                                           final=final, df=df)
@@ -61,9 +62,9 @@ class Decider:
                 break
             extra = self.policy.confirm_runs
             self.message(f"experiment {rec.number}: marginal gain; measuring again with {extra} other seed(s)")
-        evidence = {**decision.evidence, "tests": tests, "tps": speeds}
-        if decision.keep and ref is not None and not self.settings.token_budget:
-            decision, evidence = self._check_load(rec, best, ref, runs, speeds, (sigma, df), run_dir, decision,
+        evidence = {**decision.evidence, "tests": tests, "tps": speeds, "load": loads}
+        if ref is not None and not self.settings.token_budget:
+            decision, evidence = self._check_load(rec, best, ref, runs, loads, (sigma, df), run_dir, decision,
                                                   evidence, run)
         result.val_bpb = statistics.fmean(runs)
         known = [t for t in tests if t is not None]
@@ -88,34 +89,45 @@ class Decider:
         runs = [r.val_bpb for r in results]
         tests = [r.test_bpb for r in results]
         speeds = [r.tokens_per_second for r in results]
+        loads = [r.load for r in results]
         sigma = noise_sigma(runs) if len(runs) > 1 else None
         decision = self.policy.decide(runs, None, 1, sigma, final=True)
-        evidence = {**decision.evidence, "tests": tests, "tps": speeds}
+        evidence = {**decision.evidence, "tests": tests, "tps": speeds, "load": loads}
         if len(runs) > 1:
             evidence["sigma"] = sigma
             self.ledger.update_info(noise={"runs": runs, "std": sigma, "mean": statistics.fmean(runs),
-                                           "tests": tests, "tps": speeds})
+                                           "tests": tests, "tps": speeds, "load": loads})
         return Decision("keep" if decision.keep else "discard", evidence, runs, None)
 
-    def _check_load(self, rec, best, ref, runs, speeds, noise, run_dir, decision, evidence, run: RunFn):
-        """A change about to be kept trained at another speed than the best did: run the best again now."""
-        speed = load.mean_speed(speeds)
-        tol = load.tolerance(((self.ledger.info().get("noise") or {}).get("tps")) or [])
-        if not load.shifted(ref.tokens_per_second, speed, tol):
+    def _check_load(self, rec, best, ref, runs, loads, noise, run_dir, decision, evidence, run: RunFn):
+        """The change met another load than the best was measured under, in the direction that could have decided
+        it (a keep on a quieter machine, a discard on a busier one): judge it again against the best's figures at
+        that load, running the best once more now where it has none (load.py)."""
+        here = load.mean_known(loads)
+        tol = load.load_tolerance(((self.ledger.info().get("noise") or {}).get("load")) or [])
+        moved = load.moved(ref.load, here, tol)
+        # A discard on a busier machine is judged again under the noise policy only: a greedy run's records keep
+        # their promise that each keep's figure beats the one before (a best re-measured busier is worse).
+        busier_discard = not decision.keep and moved > 0 and isinstance(self.policy, NoisePolicy)
+        if not (decision.keep and moved in (-1, load.UNKNOWN) or busier_discard):
             return decision, evidence
-        self.message(f"experiment {rec.number}: trained at {_speed(speed)} tokens/s, the best at "
-                     f"{_speed(ref.tokens_per_second)} (more than {tol:.0%} apart, or unknown): the load may have "
-                     "changed; running the best again under the current load before deciding")
-        fresh = run(best.train_py, run_dir.with_name(f"{run_dir.name}-ref"), None)
-        if not fresh.ok:  # cannot tell load from code: keep the decision, and say so
-            return decision, {**evidence, "load_flag": f"speed moved by more than {tol:.0%}; re-measuring the "
-                                                       f"best failed: {fresh.reason}"}
-        new_ref = load.Reference(commit=ref.commit, val_bpb=fresh.val_bpb, runs=1,
-                                 tokens_per_second=fresh.tokens_per_second, remeasured_at=rec.number)
+        again = {"before": ref.to_dict(), "tolerance": tol, "load": here}
+        new_ref = ref.at_load(here, tol)
+        if new_ref is None:
+            self.message(f"experiment {rec.number}: its threads waited {_wait(here)} s per CPU second for a core, "
+                         f"the best's {_wait(ref.load)} (a stretch more than {tol:.0%} apart, or unknown): running "
+                         "the best again under the current load before deciding")
+            fresh = run(best.train_py, run_dir.with_name(f"{run_dir.name}-ref"), None)
+            if not fresh.ok:  # cannot tell load from code: keep the decision, and say so
+                return decision, {**evidence, "load_flag": f"the load moved by more than {tol:.0%}; re-measuring "
+                                                           f"the best failed: {fresh.reason}"}
+            new_ref = ref.with_figure(load.Figure(fresh.val_bpb, fresh.load, rec.number), tol,
+                                      fresh.tokens_per_second)
+            again["fresh"] = fresh.val_bpb
         self.ledger.update_info(reference=new_ref.to_dict())
-        decision = self.policy.decide(runs, new_ref.val_bpb, 1, noise[0], final=True, df=noise[1])
-        return decision, {**decision.evidence, "tests": evidence["tests"], "tps": speeds,
-                          "remeasured": {"before": ref.to_dict(), "after": new_ref.to_dict(), "tolerance": tol}}
+        decision = self.policy.decide(runs, new_ref.val_bpb, new_ref.runs, noise[0], final=True, df=noise[1])
+        return decision, {**decision.evidence, "tests": evidence["tests"], "tps": evidence["tps"], "load": loads,
+                          "remeasured": {**again, "after": new_ref.to_dict()}}
 
 
 @dataclass(frozen=True)
@@ -145,5 +157,5 @@ def with_seed(source: str, k: int) -> str:
     return source
 
 
-def _speed(tps: float | None) -> str:
-    return "an unknown number of" if tps is None else f"{tps:,.0f}"
+def _wait(w: float | None) -> str:
+    return "an unknown number of" if w is None else f"{w:.2f}"

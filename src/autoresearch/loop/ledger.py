@@ -64,7 +64,8 @@ class Ledger:
 
     def noise(self) -> tuple[float | None, int]:
         """The pooled sd of every group of repeated runs of the same code this run has made, and its degrees of
-        freedom: the baseline and its repeats, each change's confirm runs, and the best with its re-measures."""
+        freedom: the baseline and its repeats, each change's confirm runs, and the best with its re-measures at the
+        load its kept runs met (one at another load measures the load too, not the seeds' noise alone)."""
         groups: dict[object, list[float]] = {}
         done = self.experiments(done_only=True)  # one read of the journal for both passes
         for e in done:
@@ -74,20 +75,35 @@ class Ledger:
         for e in done:
             again = (e.evidence or {}).get("remeasured") or {}
             before, after = again.get("before") or {}, again.get("after") or {}
-            if before.get("commit") in groups and isinstance(after.get("val_bpb"), (int, float)):
-                groups[before["commit"]].append(after["val_bpb"])
+            if before.get("commit") not in groups:
+                continue
+            if "figures" not in after:  # an older record: "after" is the run itself
+                fresh = after.get("val_bpb")
+            elif "fresh" in again and _same_load(after["figures"], again.get("tolerance")):
+                fresh = again["fresh"]
+            else:  # nothing was run (the best's figures at that load were reused), or the run met another load
+                fresh = None  # than the runs it was kept on: seed noise is measured under one load
+            if isinstance(fresh, (int, float)):
+                groups[before["commit"]].append(fresh)
         return pooled_sd(list(groups.values()))
 
     def reference(self, best: ExperimentRecord) -> load.Reference:
-        """The best's figures to compare against: its last re-measurement, else what it scored when kept."""
+        """The best's figures to compare against: as its last re-measure left them (every figure it was measured
+        at, pooled at the load of the last), else the runs it was kept on."""
         commit = best.commit_sha or best.parent_commit
         saved = self.info().get("reference")
-        if saved and saved.get("commit") == commit:
-            return load.Reference(**saved)
+        if saved and saved.get("commit") == commit and "figures" in saved:
+            known = set(load.Reference.__dataclass_fields__)
+            return load.Reference(**{k: v for k, v in saved.items() if k in known})
         mean = mean_of(best)
         assert mean is not None
-        return load.Reference(commit=commit, val_bpb=mean, runs=len(best.evidence.get("runs", [1])),
-                              tokens_per_second=load.mean_speed(best.evidence.get("tps", [best.tokens_per_second])))
+        runs = best.evidence.get("runs") or [mean]
+        loads = best.evidence.get("load") or []
+        loads = loads if len(loads) == len(runs) else [None] * len(runs)
+        return load.Reference(commit=commit, val_bpb=mean, runs=len(runs),
+                              tokens_per_second=load.mean_speed(best.evidence.get("tps", [best.tokens_per_second])),
+                              load=load.mean_known(loads),
+                              figures=[{"val_bpb": v, "load": w, "at": None} for v, w in zip(runs, loads)])
 
     def experiments(self, done_only: bool = False) -> list[ExperimentRecord]:
         with self.lock:
@@ -155,6 +171,12 @@ class Ledger:
             notes = results.publish(self.journal, self.tag, self.ws)
         for note in notes:
             self.on_note(note)
+
+
+def _same_load(figures: list[dict], tol) -> bool:
+    """Whether the last figure (a re-measure) met the load the best's kept runs met (or either is unknown)."""
+    kept = load.mean_known([f.get("load") for f in figures if f.get("at") is None])
+    return not load.moved(kept, figures[-1].get("load"), tol if isinstance(tol, float) else load.STRETCH_FLOOR)
 
 
 def mean_of(rec: ExperimentRecord) -> float | None:

@@ -23,12 +23,13 @@ from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
 from autoresearch.loop.keeps import keep_order
 from autoresearch.loop.liveness import as_seen
 from autoresearch.loop.options import DEFAULTS
+from autoresearch.loop.policy import NoisePolicy, pooled_sd, t_quantile
 from autoresearch.run.compile_cache import SEED_DIR
 from autoresearch.run.result import Experiment, RunResult
 from autoresearch.settings import Settings
 from autoresearch.workspace import JOURNAL_FILE, RUN_DIR
 
-SIGMAS = DEFAULTS.sigmas  # the margin a difference must clear, in standard errors: the noise policy's default
+SIGMAS = DEFAULTS.sigmas  # the test's level, as a normal tail in sd: the noise policy's default
 RESOLUTION = 1e-6  # figures are recorded to six decimals: a smaller difference is no difference
 
 
@@ -76,6 +77,8 @@ class Difference:
     val: float | None
     margin_test: float
     margin_val: float
+    df_test: int | None = None  # degrees of freedom of the sd behind each margin (None: taken as known)
+    df_val: int | None = None
 
     @property
     def decisive(self) -> float | None:
@@ -92,41 +95,47 @@ class Difference:
         return 0 if d is None or abs(d) <= self.margin else (1 if d > 0 else -1)
 
     @classmethod
-    def between(cls, a: Stats, b: Stats, floor: float | None, groups: list[Stats]) -> Difference:
-        """`floor`: the run's noise floor (std of val_bpb over seeds of its baseline), if it measured one; the
-        seeds of `groups` give this study's own spread. The larger counts: a difference must clear both."""
-        sigma_val = _larger(floor, pooled_std([g.vals for g in groups]))
-        sigma_test = _larger(floor, pooled_std([g.tests for g in groups]))
+    def between(cls, a: Stats, b: Stats, floor: float | None, groups: list[Stats],
+                floor_df: int | None = None) -> Difference:
+        """`floor`: the run's noise floor (std of val_bpb over seeds of its baseline), if it measured one, with
+        its degrees of freedom; the seeds of `groups` give this study's own spread. The larger counts: a difference
+        must clear both, in a t test on that sd (as the noise policy judges a keep)."""
+        sigma_val, df_val = _larger((floor, floor_df), pooled([g.vals for g in groups]))
+        sigma_test, df_test = _larger((floor, floor_df), pooled([g.tests for g in groups]))
         return cls(test=minus(a.test, b.test), val=minus(a.val, b.val),
-                   margin_test=margin(sigma_test, len(a.tests), len(b.tests)),
-                   margin_val=margin(sigma_val, len(a.vals), len(b.vals)))
+                   margin_test=margin(sigma_test, len(a.tests), len(b.tests), df=df_test),
+                   margin_val=margin(sigma_val, len(a.vals), len(b.vals), df=df_val), df_test=df_test, df_val=df_val)
 
     @classmethod
     def from_dict(cls, data: dict) -> Difference:
-        return cls(**{k: data.get(k) for k in ("test", "val", "margin_test", "margin_val")})
+        return cls(**{k: data.get(k) for k in ("test", "val", "margin_test", "margin_val", "df_test", "df_val")})
 
 
 def pooled_std(groups: list[list[float]]) -> float | None:
     """The spread of seeds around their own variant's mean, pooled over the variants: run-to-run noise, with
     what the variants change taken out. None with no variant measured twice."""
-    dof = sum(len(g) - 1 for g in groups if len(g) > 1)
-    if dof == 0:
-        return None
-    squares = sum(sum((x - statistics.fmean(g)) ** 2 for x in g) for g in groups if len(g) > 1)
-    return math.sqrt(squares / dof)
+    return pooled(groups)[0]
 
 
-def margin(sigma: float | None, n_a: int, n_b: int) -> float:
-    """How far apart two means of n_a and n_b seeds must be to be told apart from noise: SIGMAS standard errors of
-    their difference (as the noise policy judges a keep)."""
+def pooled(groups: list[list[float]]) -> tuple[float | None, int | None]:
+    """pooled_std with its degrees of freedom (the noise policy's pooled_sd)."""
+    sd, df = pooled_sd(groups)
+    return sd, (df or None)
+
+
+def margin(sigma: float | None, n_a: int, n_b: int, df: int | None = None) -> float:
+    """How far apart two means of n_a and n_b seeds must be to be told apart from noise: the noise policy's one-sided
+    t test, at its level on each side, on `sigma` with `df` degrees of freedom (None: sigma taken as known)."""
     if not sigma or not n_a or not n_b:
         return RESOLUTION
-    return max(RESOLUTION, SIGMAS * sigma * math.sqrt(1 / n_a + 1 / n_b))
+    level = NoisePolicy(sigmas=SIGMAS).level
+    critical = t_quantile(1 - level, df) if df else statistics.NormalDist().inv_cdf(1 - level)
+    return max(RESOLUTION, critical * sigma * math.sqrt(1 / n_a + 1 / n_b))
 
 
-def _larger(a: float | None, b: float | None) -> float | None:
-    known = [x for x in (a, b) if x is not None]
-    return max(known) if known else None
+def _larger(a: tuple[float | None, int | None], b: tuple[float | None, int | None]) -> tuple[float | None, int | None]:
+    known = [x for x in (a, b) if x[0] is not None]
+    return max(known, key=lambda x: x[0]) if known else (None, None)
 
 
 def minus(a: float | None, b: float | None) -> float | None:
@@ -150,6 +159,13 @@ class Subject:
         noise = (self.run.info or {}).get("noise") or {}
         std = noise.get("std") if isinstance(noise, dict) else None
         return float(std) if isinstance(std, (int, float)) else None
+
+    @property
+    def noise_df(self) -> int | None:
+        """The noise floor's degrees of freedom: its baseline runs less one (None: not known)."""
+        noise = (self.run.info or {}).get("noise") or {}
+        runs = noise.get("runs") if isinstance(noise, dict) else None
+        return len(runs) - 1 if isinstance(runs, list) and len(runs) > 1 else None
 
     def keeps(self) -> list[ExperimentRecord]:
         """The changes kept after the baseline, in the order they were decided (each beat the best before it)."""

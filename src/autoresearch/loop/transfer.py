@@ -152,7 +152,8 @@ def transfer(ws: Path, settings: Settings, overrides: dict[str, Any], *, tag: st
             floor = subject.noise_floor if seeds == 1 else None
             pair = (result.baseline, result.best) if metric_of(subject.run.info).sign > 0 else \
                 (result.best, result.baseline)  # a maximized task metric: the gain is best minus baseline
-            result.gain = Difference.between(*pair, floor, [result.baseline, result.best])
+            result.gain = Difference.between(*pair, floor, [result.baseline, result.best],
+                                             floor_df=subject.noise_df if floor else None)
             result.noise = ("the seeds' spread" if seeds > 1 else "the run's noise floor, at its own setting"
                             if floor else "none measured (one seed, and the run measured no noise floor): any "
                             "difference counts; give --seeds 2 or more")

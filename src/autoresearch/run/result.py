@@ -80,6 +80,8 @@ class RunResult:
     reason: str = ""  # one line: why this status
     curve: list[dict] = field(default_factory=list)  # the training curve: Progress points as dicts (decimated)
     node: str = ""  # where it ran: this machine's name, or a Ray node's
+    load: float | None = None  # the load it met: its threads' wait for a core per CPU second (run/load_meter.py)
+    load_signals: dict = field(default_factory=dict)  # all the meter read (LoadReading.to_dict), for the record
 
     @classmethod
     def from_dict(cls, d: dict) -> RunResult:

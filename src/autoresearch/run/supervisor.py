@@ -31,6 +31,7 @@ import psutil
 from autoresearch.harness.channel import CHANNEL_ENV
 from autoresearch.harness.constants import SETTINGS_ENV
 from autoresearch.harness.wire import SCORER_ENV
+from autoresearch.run.load_meter import LoadMeter
 from autoresearch.run.proctree import group_members
 from autoresearch.run.result import (  # noqa: F401  (re-exported: what callers import from here)
     STATUSES,
@@ -129,7 +130,10 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
                    threading.Thread(target=watch.read_scorer, args=(scorer.report_fd, scorer.answer_fd), daemon=True)]
         for t in readers:
             t.start()
+        meter = LoadMeter(lambda: [proc.pid, scorer.proc.pid],
+                          timed=lambda: watch.clocked(time.monotonic() - watch.t0) and watch.eval_at is None).start()
         watch.wait(proc)
+        seen = meter.stop()
         leftovers = _kill_leftovers(proc, spare=[*others, scorer.proc.pid])  # strays, compile workers: they go
         scorer.finish()
         for t in readers:  # EOF is near: every write end died with the run. A busy machine can still be slow
@@ -147,6 +151,8 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
     result.log_path = log_path
     result.curve = curve
     result.node = socket.gethostname()
+    if seen is not None:
+        result.load, result.load_signals = seen.wait, seen.to_dict()
     _finish_compile_cache(exp, result)
     return result
 

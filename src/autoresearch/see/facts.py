@@ -343,13 +343,22 @@ def read_loss(path: Path, max_points: int = MAX_LOSS_POINTS) -> LossCurve:
 # -- internals ------------------------------------------------------------------------------------------------------
 
 def load_note(evidence: dict | None) -> str:
-    """One line when the decision re-measured the best under the load the change met (see loop/load.py)."""
+    """One line when the decision judged the change against the best's figures at the load it met, run again now
+    or measured before (see loop/load.py)."""
     again = (evidence or {}).get("remeasured")
     if again:
         before, after = again["before"], again["after"]
-        return (f"speed moved: best re-measured now, {before['val_bpb']:.4f} -> {after['val_bpb']:.4f} at "
-                f"{_speed(before.get('tokens_per_second'))} -> {_speed(after.get('tokens_per_second'))} tok/s")
+        if "figures" not in after:  # an older record: the speed was the signal
+            return (f"speed moved: best re-measured now, {before['val_bpb']:.4f} -> {after['val_bpb']:.4f} at "
+                    f"{_speed(before.get('tokens_per_second'))} -> {_speed(after.get('tokens_per_second'))} tok/s")
+        how = "re-measured now" if "fresh" in again else "as measured before at this load"
+        return (f"load moved (wait {_wait(before.get('load'))} -> {_wait(again.get('load'))} s per CPU s): best "
+                f"{how}, {before['val_bpb']:.4f} -> {after['val_bpb']:.4f} ({after.get('runs', 1)} run(s))")
     return (evidence or {}).get("load_flag", "")
+
+
+def _wait(w: float | None) -> str:
+    return "?" if w is None else f"{w:.2f}"
 
 
 def _speed(tps: float | None) -> str:
