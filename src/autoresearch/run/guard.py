@@ -67,14 +67,21 @@ def harness_names() -> frozenset[str]:
     return frozenset(harness.__all__)
 
 
+def _parse(source: str) -> ast.Module | str:
+    """The tree of a proposed script, or the sentence that says why it has none."""
+    try:
+        return ast.parse(source)
+    except SyntaxError as e:
+        return f"train.py does not parse: {e.msg} (line {e.lineno}); fix the syntax and propose it again."
+    except (ValueError, RecursionError) as e:
+        return f"train.py does not parse: {e}; propose plain Python source."
+
+
 def check_source(source: str, allowed_imports: Iterable[str] = ()) -> list[str]:
     """Problems of a proposed train.py, one sentence each; empty when it may run."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as e:
-        return [f"train.py does not parse: {e.msg} (line {e.lineno}); fix the syntax and propose it again."]
-    except (ValueError, RecursionError) as e:
-        return [f"train.py does not parse: {e}; propose plain Python source."]
+    tree = _parse(source)
+    if isinstance(tree, str):
+        return [tree]
     checker = _Checker(source, frozenset(allowed_imports))
     try:
         checker.run(tree)
@@ -87,12 +94,9 @@ def check_task_source(source: str, allowed_imports: Iterable[str] = ()) -> list[
     """Problems of a proposed script of a researcher's task (task.toml), early feedback only: it must parse, and
     import only the standard library, the task's `allowed_imports` and autoresearch.harness (its budget helper).
     The rules of check_source are the GPT task's; a task's boundary is its process (the sandbox, the evaluator)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as e:
-        return [f"train.py does not parse: {e.msg} (line {e.lineno}); fix the syntax and propose it again."]
-    except (ValueError, RecursionError) as e:
-        return [f"train.py does not parse: {e}; propose plain Python source."]
+    tree = _parse(source)
+    if isinstance(tree, str):
+        return [tree]
     allowed = ({m.split(".")[0] for m in allowed_imports} | set(sys.stdlib_module_names)) - {"autoresearch"}
     problems = []
     for node, name in _imports(tree):
