@@ -15,7 +15,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -47,31 +49,87 @@ def fingerprints(root: Path) -> dict[str, str]:
             and p.relative_to(root).parts[0] != "results"}  # the loop rewrites results/ after each decision
 
 
+def results(ws: Path) -> list[dict]:
+    with open(ws / "results.tsv", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
 def invoke(*args: str):
     r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert r.exit_code == 0, r.output
     return r
 
 
+def invoke_in(ws: Path, *args: str):
+    cwd = Path.cwd()
+    os.chdir(ws)
+    try:
+        return invoke(*args)
+    finally:
+        os.chdir(cwd)
+
+
+def git_tip(ws: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "autoresearch/t"], cwd=ws, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def baselines(tmp_path_factory):
+    """The run up to the attack, made once per evaluator variant and copied for each attack: the task directory
+    prepared by hand beside the workspace, `init --task` (its output kept for the warning check) and the honest
+    baseline, with the static check off as in the test."""
+    made: dict[str, tuple[Path, str]] = {}
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMP_NUM_THREADS", "1")
+    mp.setattr(guard, "check_source", lambda source, allowed_imports=(): [])
+    mp.setattr(guard, "check_task_source", lambda source, allowed_imports=(): [])
+
+    def baseline(attack) -> tuple[Path, str]:
+        key = attack.name if attack.careless_evaluator else ""
+        if key not in made:
+            root = tmp_path_factory.mktemp("baseline")
+            task = root / "digits"
+            shutil.copytree(ROOT / "examples" / attack.task, task, ignore=shutil.ignore_patterns("data", "output"))
+            if attack.careless_evaluator:
+                (task / "evaluate.py").write_text(attack.careless_evaluator((task / "evaluate.py").read_text()))
+            subprocess.run([sys.executable, "prepare.py"], cwd=task, check=True, capture_output=True, timeout=120)
+            ws = root / "ws"
+            init = invoke("init", str(ws), "--task", str(task))
+            invoke_in(ws, "run", "--tag", "t", "--agent", "search", "--policy", "greedy", "--noise-runs", "0",
+                      "--fix-attempts", "0", "--max-experiments", "1")
+            made[key] = root, init.output
+        return made[key]
+
+    yield baseline
+    mp.undo()
+
+
+def copy_run(root: Path, dest: Path) -> Path:
+    """A copy of a prepared run at `dest` (the task directory and the workspace side by side, as made), its
+    journal's run paths moved along with it, so that nothing of the copy points into the original."""
+    for name in ("digits", "ws"):
+        shutil.copytree(root / name, dest / name, symlinks=True)
+    db = sqlite3.connect(dest / "ws" / ".autoresearch" / "journal.db")
+    with db:
+        for column in ("run_dir", "log_path"):
+            db.execute(f"UPDATE experiments SET {column} = replace({column}, ?, ?)", (str(root), str(dest)))
+    db.close()
+    return dest / "ws"
+
+
 @pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
-def test_a_task_attack_is_handled_with_the_static_check_off(attack, tmp_path, monkeypatch):
+def test_a_task_attack_is_handled_with_the_static_check_off(attack, baselines, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setattr(guard, "check_source", lambda source, allowed_imports=(): [])
     monkeypatch.setattr(guard, "check_task_source", lambda source, allowed_imports=(): [])
-    task = tmp_path / "digits"
-    shutil.copytree(ROOT / "examples" / attack.task, task, ignore=shutil.ignore_patterns("data", "output"))
-    if attack.careless_evaluator:
-        (task / "evaluate.py").write_text(attack.careless_evaluator((task / "evaluate.py").read_text()))
-    subprocess.run([sys.executable, "prepare.py"], cwd=task, check=True, capture_output=True, timeout=120)
-    ws = tmp_path / "ws"
-    init = invoke("init", str(ws), "--task", str(task))
+    root, init_output = baselines(attack)
     if attack.init_warning:
-        assert re.search(attack.init_warning, init.output), f"init --task did not warn:\n{init.output}"
+        assert re.search(attack.init_warning, init_output), f"init --task did not warn:\n{init_output}"
+    ws = copy_run(root, tmp_path)
     monkeypatch.chdir(ws)
-    invoke("run", "--tag", "t", "--agent", "search", "--policy", "greedy", "--noise-runs", "0",
-           "--fix-attempts", "0", "--max-experiments", "1")
-    base_commit = subprocess.run(["git", "rev-parse", "autoresearch/t"], cwd=ws, capture_output=True, text=True,
-                                 check=True).stdout.strip()
+    base_commit = git_tip(ws)
+    assert [r["description"] for r in results(ws)] == ["baseline"]
     before = fingerprints(ws / ".autoresearch")
     attacked = tmp_path / "attack.py"
     attacked.write_text(attack.source((ws / "train.py").read_text()))
@@ -80,8 +138,7 @@ def test_a_task_attack_is_handled_with_the_static_check_off(attack, tmp_path, mo
                      f"shutil.copy({str(attacked)!r}, os.environ['AUTORESEARCH_TRAIN_PY'])\n"
                      f"print('Description: attack {attack.name}')\n")
     invoke("run", "--resume", "--tag", "t", "--more", "1", "--agent", f"cmd:{sys.executable} {agent}")
-    with open(ws / "results.tsv", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+    rows = results(ws)
     assert len(rows) == 2, rows
     rec, said = rows[1], f"{rows}"
     allowed = ({"crash"} if attack.expect & {"crash", "rejected", "timeout", "oom", "nan"} else set()) | (
@@ -90,9 +147,7 @@ def test_a_task_attack_is_handled_with_the_static_check_off(attack, tmp_path, mo
     if attack.forged is not None and rec["status"] != "crash":
         assert float(rec["accuracy"]) != pytest.approx(attack.forged), f"the forged figure was recorded: {said}"
     if attack.forged is not None:
-        tip = subprocess.run(["git", "rev-parse", "autoresearch/t"], cwd=ws, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        assert tip == base_commit, f"the attack was kept: {said}"
+        assert git_tip(ws) == base_commit, f"the attack was kept: {said}"
     if attack.protect_runs:
         after = fingerprints(ws / ".autoresearch")
         changed = [p for p, h in before.items() if after.get(p) != h]
