@@ -82,7 +82,7 @@ def test_train_end_to_end_on_cpu(tiny_workspace, tiny_cache):
     """The template trains on the tiny corpus: far better than an untrained model, never below the floor. On a
     token budget, so that how busy the machine is decides nothing."""
     toml = tiny_workspace / "autoresearch.toml"
-    toml.write_text(toml.read_text().replace("token_budget = 0", "token_budget = 40960")  # 80 steps of 512 tokens
+    toml.write_text(toml.read_text().replace("token_budget = 0", "token_budget = 20480")  # 40 steps of 512 tokens
                     .replace("time_budget = 4.0", "time_budget = 30.0"))  # only a cap now: 10 x 30 s, for any load
     r = invoke("train")
     assert r.exit_code == 0, r.output
