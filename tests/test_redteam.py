@@ -154,6 +154,15 @@ PREFETCHED = LOAD_TRAIN.replace(
 ).replace("    x, y, _ = next(loader)\n", "    x, y = pool[0][4 * seen:4 * seen + 4], pool[1][4 * seen:4 * seen + 4]\n")
 
 
+def announced(source: str) -> str:
+    """`source` printing one progress line at its first step, when the runner's clock starts."""
+    out = source.replace("    t0 = t0 or time.monotonic()\n", "    if t0 is None:\n        print('step 00000 (0.0%) | loss: "
+                         "5.0 | lrm: 1.00 | dt: 1ms | tok/sec: 1 | mfu: 0.0% | epoch: 1 | remaining: 1s', flush=True)\n"
+                         "    t0 = t0 or time.monotonic()\n")
+    assert out != source and guard.check_source(out) == []
+    return out
+
+
 @pytest.mark.slow
 def test_a_change_that_prefetches_its_data_cannot_hide_the_load_it_met(tiny_workspace, tmp_path, monkeypatch):
     """A change that takes its data in one wide batch before the clock serves no token while the clock runs: its
@@ -168,15 +177,37 @@ def test_a_change_that_prefetches_its_data_cannot_hide_the_load_it_met(tiny_work
     assert PREFETCHED != LOAD_TRAIN and guard.check_source(PREFETCHED) == []
     monkeypatch.setenv("FAKE_DELAY", "0")  # the loop spins: it has work for its threads all the time budget
     cores = psutil.cpu_count() or 1
-    jobs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
-            for _ in range(cores + 1)]
-    try:
-        plain = run(tiny_workspace, tmp_path / "plain", LOAD_TRAIN)
-        prefetched = run(tiny_workspace, tmp_path / "prefetched", PREFETCHED)
-    finally:
-        for p in jobs:
-            p.kill()
-            p.wait(timeout=10)
+    # One more spinning job than cores, from the run's first step (its clock) to its end: the start-up runs
+    # unhindered. They are forked by a process started before the run, as other jobs of the machine would be: the
+    # runner kills whatever the orchestrator itself starts during a run as the run's leftovers.
+    spinners = ("import subprocess, sys\nsys.stdin.readline()\n"
+                f"jobs = [subprocess.Popen([sys.executable, '-c', 'while True: pass']) for _ in range({cores + 1})]\n"
+                "sys.stdin.read()\n[j.kill() for j in jobs]\n[j.wait() for j in jobs]\n")
+
+    def measured(name: str, source: str):
+        ctl = subprocess.Popen([sys.executable, "-c", spinners], stdin=subprocess.PIPE, text=True,
+                               start_new_session=True)
+        went: list[bool] = []
+
+        def go(_progress) -> None:
+            if not went:
+                went.append(True)
+                ctl.stdin.write("go\n")
+                ctl.stdin.flush()
+
+        try:
+            return run(tiny_workspace, tmp_path / name, announced(source), on_progress=go)
+        finally:
+            ctl.stdin.close()
+            try:
+                ctl.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(ctl.pid, 9)
+                ctl.wait(timeout=10)
+            assert went, f"{name}: no progress line reached the test"
+
+    plain = measured("plain", LOAD_TRAIN)
+    prefetched = measured("prefetched", PREFETCHED)
     assert plain.ok and prefetched.ok, (plain.reason, prefetched.reason)
     assert prefetched.tokens_per_second is None  # how the old check was blinded
     if not sys.platform.startswith("linux"):
