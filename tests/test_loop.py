@@ -32,7 +32,11 @@ def make_loop(ws, agent, tag="t", **kw) -> Loop:
 
 @pytest.mark.slow
 def test_search_agent_end_to_end_on_the_real_template(tiny_workspace):
-    """Baseline + 2 search proposals on the real train.py: records agree, the branch holds exactly the keeps."""
+    """Baseline + 2 search proposals on the real train.py: records agree, the branch holds exactly the keeps. On a
+    token budget (20 steps of 512 tokens): the template's time budget has tests of its own (test_clock.py)."""
+    toml = tiny_workspace / "autoresearch.toml"
+    toml.write_text(toml.read_text().replace("token_budget = 0", "token_budget = 10240"))
+    vcs.commit_all(tiny_workspace, "a token budget")
     loop = make_loop(tiny_workspace, SearchAgent(seed=0), max_experiments=3)
     reason = loop.run_until_limit()
     assert "max-experiments 3" in reason
