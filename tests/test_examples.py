@@ -38,6 +38,21 @@ def task_copy(src: Path, dest: Path, prepared: bool = False) -> Path:
     return dest
 
 
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """prepared(name, dest): a copy of examples/name with its data, prepared once per module (`python prepare.py`
+    there, as by hand; its outputs are the same on every run) and copied for each test that needs it."""
+    made: dict[str, Path] = {}
+
+    def copy(name: str, dest: Path) -> Path:
+        if name not in made:
+            made[name] = task_copy(EXAMPLES / name, tmp_path_factory.mktemp(name) / name, prepared=True)
+        shutil.copytree(made[name], dest, ignore=shutil.ignore_patterns("output", "__pycache__"))
+        return dest
+
+    return copy
+
+
 def run(cmd: list[str], cwd: Path, timeout: float = 300, check: bool = True, **env) -> subprocess.CompletedProcess:
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                        env={**os.environ, "OMP_NUM_THREADS": "1", **env})
@@ -74,8 +89,8 @@ def results(ws: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("name", sorted(FIGURES))
-def test_an_example_runs_by_hand_and_prints_one_json_line(name, tmp_path):
-    task = task_copy(EXAMPLES / name, tmp_path / name, prepared=True)
+def test_an_example_runs_by_hand_and_prints_one_json_line(name, prepared, tmp_path):
+    task = prepared(name, tmp_path / name)
     assert {p.name for p in (task / "data").iterdir()} == {f"{s}_{k}.npy" for s in ("train", "val", "test")
                                                            for k in "xy"}
     run([sys.executable, "train.py"], task)
@@ -95,8 +110,8 @@ BAD_OUTPUTS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_OUTPUTS) + ["nan"])
 @pytest.mark.parametrize("name", sorted(FIGURES))
-def test_an_example_evaluator_refuses_what_it_must_not_trust(name, case, tmp_path):
-    task = task_copy(EXAMPLES / name, tmp_path / name, prepared=True)
+def test_an_example_evaluator_refuses_what_it_must_not_trust(name, case, prepared, tmp_path):
+    task = prepared(name, tmp_path / name)
     n = len(np.load(task / "data" / "val_x.npy"))
     kind = np.int64 if name == "digits" else np.float64
     out = tmp_path / "out"
@@ -131,7 +146,7 @@ def search_loop(task: Path, ws: Path, experiments: int, *extra: str) -> list[dic
     return results(ws)
 
 
-def test_a_short_search_on_digits_keeps_what_also_improves_the_holdout(tmp_path):
+def test_a_short_search_on_digits_keeps_what_also_improves_the_holdout(prepared, tmp_path):
     task = task_copy(EXAMPLES / "digits", tmp_path / "digits")
     ws = tmp_path / "ws"
     rows = search_loop(task, ws, 4, "--agent", "search")
@@ -143,13 +158,13 @@ def test_a_short_search_on_digits_keeps_what_also_improves_the_holdout(tmp_path)
     assert metric == sorted(metric) and metric[-1] > metric[0], rows  # maximize: each keep is higher
     best_py = run(["git", "show", "autoresearch/t:train.py"], ws).stdout
     assert best_py != (task / "train.py").read_text()
-    scratch = task_copy(EXAMPLES / "digits", tmp_path / "scratch", prepared=True)
+    scratch = prepared("digits", tmp_path / "scratch")
     base_test = by_hand(scratch, (task / "train.py").read_text(), "test")["accuracy"]
     best_test = by_hand(scratch, best_py, "test")["accuracy"]
     assert best_test > base_test, f"the keeps improved val {metric} but not the holdout: {base_test} -> {best_test}"
 
 
-def test_the_scripted_llm_server_drives_the_diabetes_example(tmp_path, fake_llm, monkeypatch):  # noqa: F811
+def test_the_scripted_llm_server_drives_the_diabetes_example(prepared, tmp_path, fake_llm, monkeypatch):  # noqa: F811
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     task = task_copy(EXAMPLES / "diabetes", tmp_path / "diabetes")
     src = (task / "train.py").read_text()
@@ -166,7 +181,7 @@ def test_the_scripted_llm_server_drives_the_diabetes_example(tmp_path, fake_llm,
     prompt = json.dumps(fake_llm.requests[0].body)
     assert "rmse" in prompt and "minimize" in prompt.lower() and "val_bpb" not in prompt
     assert "diabetes" in prompt  # the task's program.md reached the model
-    scratch = task_copy(EXAMPLES / "diabetes", tmp_path / "scratch", prepared=True)
+    scratch = prepared("diabetes", tmp_path / "scratch")
     holdout = [by_hand(scratch, run(["git", "show", f"{r['commit']}:train.py"], ws).stdout, "test")["rmse"]
                for r in rows]
     assert holdout[1] < holdout[0], f"the keep did not improve the holdout: {holdout}"
