@@ -152,6 +152,11 @@ def test_ablate_and_transfer_on_a_task(task_run):
         assert "bias to zero" in out and "helps" in out, out  # maximize: the change's worth is positive
         out = invoke("transfer", "--set", "SCALE=2.0", "--seeds", "1").output
         assert "baseline" in out and "best" in out, out
+        before = invoke("status").output
+        for flag, value in (("--time-budget", "5"), ("--token-budget", "1000")):
+            r = CliRunner().invoke(cli, ["transfer", "--set", "SCALE=2.0", "--seeds", "1", flag, value])
+            assert r.exit_code != 0 and "task.toml" in r.output and "nothing was run" in r.output, r.output
+        assert invoke("status").output == before
     finally:
         os.chdir(old)
 

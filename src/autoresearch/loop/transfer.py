@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.task.metric import metric_of
+from autoresearch.task.store import is_task_workspace
 from autoresearch.loop.measure import (
     Bench,
     Difference,
@@ -119,6 +120,10 @@ def transfer(ws: Path, settings: Settings, overrides: dict[str, Any], *, tag: st
     Raises StudyError when it cannot run."""
     if seeds < 1:
         raise StudyError(f"--seeds must be at least 1, not {seeds}")
+    if (time_budget is not None or token_budget is not None) and is_task_workspace(ws):
+        raise StudyError("--time-budget and --token-budget are the GPT workspace's budgets; a task's runs keep the "
+                         "budget its declaration gives (time_budget and timeout in task.toml), so they would change "
+                         "nothing here: leave them out (nothing was run)")
     settings = budget_settings(settings, time_budget, token_budget)
     subject = open_subject(ws, tag)
     try:
