@@ -264,6 +264,33 @@ def test_the_chart_pins_failures_to_the_worse_end_and_shows_the_noise_band(tmp_p
     assert not any(label.startswith("noise") for label in labels)  # none measured: no band
 
 
+def test_a_maximized_metric_is_drawn_with_the_worse_end_at_the_bottom(tmp_path):
+    """A task's accuracy: higher is better, so the frame, the off-chart discards and the failures go by that."""
+    ws = tmp_path / "ws"
+    j = Journal(journal_path(ws))
+    j.create_run(TAG, f"autoresearch/{TAG}", "c" * 40, "search", "greedy", asdict(Settings(**TINY)))
+    j.update_run(TAG, info={"metric": {"name": "accuracy", "goal": "maximize"}})
+    plan = [(1, "keep", 0.80), (2, "keep", 0.85), (3, "discard", 0.70), (4, "discard", 0.10), (5, "crash", None),
+            (6, "keep", 0.90)]
+    for number, status, value in plan:
+        rec = j.add_experiment(TAG, number, 0, "baseline" if number == 1 else f"change {number}", "x", "c" * 40)
+        j.update(rec.id, state="done", status=status, outcome="ok" if value is not None else "crash",
+                 val_bpb=value, test_bpb=value, finished_at=T0 + number)
+    j.close()
+    j = ReadOnlyJournal(journal_path(ws))
+    ax, labels = _drawn(gather(j, pick_run(j, None)))
+    j.close()
+    lo, hi = ax.get_ylim()
+    assert lo < 0.70 and 0.90 < hi < 1.2, (lo, hi)  # the keeps and the near discard framed, the far one not
+    assert "accuracy (higher is better)" == ax.get_ylabel()
+    by_label = {c.get_label(): c.get_offsets()[:, 1] for c in ax.collections}
+    off = next(v for k, v in by_label.items() if k.startswith("discarded, off the chart"))
+    crashed = next(v for k, v in by_label.items() if k.startswith("crashed"))
+    assert all(y < 0.5 for y in [*off, *crashed]), by_label  # axes y: the bottom, where worse is
+    running = next(line for line in ax.get_lines() if line.get_label() == "running best")
+    assert list(running.get_ydata()) == [0.80, 0.85, 0.90, 0.90]
+
+
 def test_the_pace_counts_the_sessions_and_not_the_pause_between_them(tmp_path):
     from autoresearch.see.ui import summary_line
 

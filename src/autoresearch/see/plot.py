@@ -1,9 +1,10 @@
-"""The progress figure: val_bpb per experiment, what was kept, the running best, how far from the floor.
+"""The progress figure: the metric per experiment, what was kept, the running best, how far from the floor.
 
 It is the picture people paste into a chat, so it is drawn for that size: large type, few colours, labels only
-on the kept changes (the story of the run), and the points that have no val_bpb (crashes, rejections) pinned to
-the top edge rather than dropped: lower is better, so the bottom would read as the best results. The band around
-the running best is the noise the policy measured: a point inside it is no different from the best.
+on the kept changes (the story of the run), and the points that have no figure (crashes, rejections) pinned to
+the worse edge rather than dropped: the top where lower is better (val_bpb), the bottom where higher is (a task's
+`goal = "maximize"`), so that the other edge reads as the best results. The band around the running best is the
+noise the policy measured: a point inside it is no different from the best.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ KEEP, DISCARD, CRASH, REJECT = "#1a9850", "#9e9e9e", "#d73027", "#c51b7d"
 BEST, TEST, FLOOR, VAL_ONLY = "#1a9850", "#4575b4", "#555555", "#e08214"
 LEGEND_ORDER = ("baseline", "kept", "running best", "noise", "test_bpb", "val-only", "discarded", "crashed", "rejected",
                 "entropy")
-PINNED_Y = 0.975  # where points without a val_bpb sit, in axes coordinates: the top, with the worst
+PINNED_Y = 0.975  # where points without a figure sit, in axes coordinates: the worse edge (1 - this at the bottom)
+OFF_CHART_Y = 0.985  # where discards beyond the frame sit
 LABEL_CHARS = 44  # kept changes are labelled with their description, cut to this many characters
 FIGSIZE, DPI = (11.0, 5.6), 120  # 1320 x 672 px: sharp in a chat window, small as a file
 
@@ -47,24 +49,30 @@ def draw_progress(ax, facts: Facts) -> None:
     rejects = [r for r in finals if r.status == "rejected"]
     last_x = max((r.number for r in facts.rows), default=1)
 
-    lo, hi = _y_range(keeps, discards, s.floor)
+    sign = -1 if s.goal == "maximize" else 1  # sign * figure: larger is worse
+    lo, hi = _y_range(keeps, discards, s.floor, sign)
     ax.set_ylim(lo, hi)
     ax.set_xlim(0.3, last_x + 0.7)
     edge = blended_transform_factory(ax.transData, ax.transAxes)  # x in data, y in axes: pinned to an edge
 
-    inside = [r for r in discards if r.val_bpb <= hi]  # type: ignore[operator]
-    above = [r for r in discards if r.val_bpb > hi]  # type: ignore[operator]
+    def worse_edge(y: float) -> float:  # an axes y near the top, moved to the bottom where higher is better
+        return y if sign > 0 else 1 - y
+
+    beyond = [r for r in discards if (r.val_bpb > hi if sign > 0 else r.val_bpb < lo)]  # type: ignore[operator]
+    inside = [r for r in discards if r not in beyond]
     ax.scatter([r.number for r in inside], [r.val_bpb for r in inside], s=28, color=DISCARD, alpha=0.8,
                zorder=2, label=f"discarded ({len(discards)})")
-    if above:
-        ax.scatter([r.number for r in above], [0.985] * len(above), s=34, marker="^", color=DISCARD,
-                   transform=edge, clip_on=False, zorder=2, label="discarded, off the chart")
+    if beyond:
+        ax.scatter([r.number for r in beyond], [worse_edge(OFF_CHART_Y)] * len(beyond), s=34,
+                   marker="^" if sign > 0 else "v", color=DISCARD, transform=edge, clip_on=False, zorder=2,
+                   label="discarded, off the chart")
     if crashes:
-        ax.scatter([r.number for r in crashes], [PINNED_Y] * len(crashes), s=46, marker="x", linewidths=2,
-                   color=CRASH, transform=edge, clip_on=False, zorder=3, label=f"crashed ({len(crashes)}, no {facts.summary.metric})")
+        ax.scatter([r.number for r in crashes], [worse_edge(PINNED_Y)] * len(crashes), s=46, marker="x",
+                   linewidths=2, color=CRASH, transform=edge, clip_on=False, zorder=3,
+                   label=f"crashed ({len(crashes)}, no {facts.summary.metric})")
     if rejects:
-        ax.scatter([r.number for r in rejects], [PINNED_Y] * len(rejects), s=40, marker="v", color=REJECT,
-                   transform=edge, clip_on=False, zorder=3, label=f"rejected ({len(rejects)}, not run)")
+        ax.scatter([r.number for r in rejects], [worse_edge(PINNED_Y)] * len(rejects), s=40, marker="v",
+                   color=REJECT, transform=edge, clip_on=False, zorder=3, label=f"rejected ({len(rejects)}, not run)")
 
     if keeps:  # the running best: a step that drops at each keep and runs on to the last experiment
         xs = [r.number for r in keeps] + [last_x]
@@ -137,19 +145,21 @@ def _title(facts: Facts) -> str:
     return line + f" | {s.experiments} experiments, {s.kept} kept"
 
 
-def _y_range(keeps: list[Row], discards: list[Row], floor: float | None) -> tuple[float, float]:
-    """Frame the kept points and their test figures, and the discards near them; discards far above are pinned to
-    the top edge instead, so one diverged run cannot flatten the story of the kept changes."""
-    values = [r.val_bpb for r in keeps if r.val_bpb is not None] + [r.test_bpb for r in keeps if r.test_bpb]
+def _y_range(keeps: list[Row], discards: list[Row], floor: float | None, sign: int = 1) -> tuple[float, float]:
+    """Frame the kept points and their test figures, and the discards near them; discards far worse are pinned to
+    the worse edge instead, so one diverged run cannot flatten the story of the kept changes. `sign`: +1 where
+    lower is better, -1 where higher is (the frame is found on sign * figure, where larger is worse)."""
+    values = [sign * v for r in keeps for v in (r.val_bpb, r.test_bpb) if v is not None]
     if not values:
         return (floor or 0.0) - 0.1, (floor or 0.0) + 1.0
     lo, hi = min(values), max(values)
-    span = max(hi - lo, 0.02 * hi, 1e-3)
-    hi = max([hi] + [r.val_bpb for r in discards if r.val_bpb is not None and r.val_bpb <= hi + 2 * span])
-    if floor is not None and lo - floor < 1.5 * span:  # the floor is near enough to show without squashing the data
-        lo = min(lo, floor)
+    span = max(hi - lo, 0.02 * abs(hi), 1e-3)
+    hi = max([hi] + [sign * r.val_bpb for r in discards if r.val_bpb is not None and sign * r.val_bpb <= hi + 2 * span])
+    if floor is not None and lo - sign * floor < 1.5 * span:  # the floor is near enough to show without squashing
+        lo = min(lo, sign * floor)
     span = max(hi - lo, span)
-    return lo - 0.12 * span, hi + 0.3 * span  # headroom for the labels
+    bottom, top = sorted((sign * lo, sign * hi))
+    return bottom - 0.12 * span, top + 0.3 * span  # headroom for the labels
 
 
 def _label_keeps(ax, keeps: list[Row], last_x: int) -> None:
