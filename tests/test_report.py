@@ -272,10 +272,13 @@ def test_a_maximized_metric_is_drawn_with_the_worse_end_at_the_bottom(tmp_path):
     j.update_run(TAG, info={"metric": {"name": "accuracy", "goal": "maximize"}})
     plan = [(1, "keep", 0.80), (2, "keep", 0.85), (3, "discard", 0.70), (4, "discard", 0.10), (5, "crash", None),
             (6, "keep", 0.90)]
+    parent = "c" * 40
     for number, status, value in plan:
-        rec = j.add_experiment(TAG, number, 0, "baseline" if number == 1 else f"change {number}", "x", "c" * 40)
+        rec = j.add_experiment(TAG, number, 0, "baseline" if number == 1 else f"change {number}", "x", parent)
+        sha = parent if number == 1 else str(number) * 40
         j.update(rec.id, state="done", status=status, outcome="ok" if value is not None else "crash",
-                 val_bpb=value, test_bpb=value, finished_at=T0 + number)
+                 val_bpb=value, test_bpb=value, finished_at=T0 + number, commit_sha=sha)
+        parent = sha if status == "keep" else parent
     j.close()
     j = ReadOnlyJournal(journal_path(ws))
     ax, labels = _drawn(gather(j, pick_run(j, None)))
@@ -283,6 +286,7 @@ def test_a_maximized_metric_is_drawn_with_the_worse_end_at_the_bottom(tmp_path):
     lo, hi = ax.get_ylim()
     assert lo < 0.70 and 0.90 < hi < 1.2, (lo, hi)  # the keeps and the near discard framed, the far one not
     assert "accuracy (higher is better)" == ax.get_ylabel()
+    assert "accuracy 0.8000 → 0.9000 (+12.5%)" in ax.get_title(loc="left")  # up, as the accuracy went
     by_label = {c.get_label(): c.get_offsets()[:, 1] for c in ax.collections}
     off = next(v for k, v in by_label.items() if k.startswith("discarded, off the chart"))
     crashed = next(v for k, v in by_label.items() if k.startswith("crashed"))

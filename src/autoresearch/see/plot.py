@@ -140,8 +140,8 @@ def _title(facts: Facts) -> str:
     if s.baseline is None or s.best is None:
         return f"{head}: {s.experiments} experiments, nothing kept yet"
     line = f"{head}: {s.metric} {s.baseline:.4f} → {s.best:.4f}"
-    if s.gain_pct:
-        line += f" ({-s.gain_pct:+.1f}%)"
+    if s.gain_pct:  # the figure's own change: down for val_bpb, up for a maximized metric (as report.py says it)
+        line += f" ({s.gain_pct if s.goal == 'maximize' else -s.gain_pct:+.1f}%)"
     return line + f" | {s.experiments} experiments, {s.kept} kept"
 
 
