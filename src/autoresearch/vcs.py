@@ -77,6 +77,13 @@ def commit_file(repo: Path, name: str, message: str) -> str:
     return head(repo)
 
 
+def commit_files(repo: Path, names: list[str], message: str) -> str:
+    """Commit exactly these files (an experiment's train.py and the other editable files it changes)."""
+    git(repo, "add", "--", *names)
+    git(repo, "commit", "-q", "--no-verify", "-m", message, "--", *names)
+    return head(repo)
+
+
 def status_porcelain(repo: Path) -> list[str]:
     """Changed and untracked (not ignored) paths, one `XY path` entry each."""
     out = git(repo, "status", "--porcelain", "--untracked-files=all", "-z")
@@ -92,6 +99,13 @@ def diff_texts(old: str, new: str, name: str = "train.py") -> str:
 
     return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                         fromfile=f"a/{name}", tofile=f"b/{name}"))
+
+
+def diff_files(old: dict[str, str], new: dict[str, str]) -> str:
+    """One unified diff of several files (path -> text), train.py first, the rest by path; a file missing on one
+    side is empty there."""
+    names = sorted(set(old) | set(new), key=lambda n: (n != "train.py", n))
+    return "".join(diff_texts(old.get(n, ""), new.get(n, ""), n) for n in names if old.get(n) != new.get(n))
 
 
 def clear_stale_lock(repo: Path) -> bool:

@@ -1,0 +1,157 @@
+"""A task whose agent may change two files (editable = ["train.py", "model.py"]): every agent reaches model.py.
+
+`search` tunes model.py's CAPS constants as it tunes train.py's; a scripted LLM edits model.py with a SEARCH/REPLACE
+block under the file's name; a command agent edits it in its checkout, and one that edits the evaluator is refused
+with the reason shown in the next prompt; what is kept is committed as every file it changed, the journal holds the
+files and one diff over all of them, and a resume continues from the kept files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fakellm import Reply, fake_llm  # noqa: F401  (fixture)
+from taskkit import TOML, TRAIN, make_task, scripted_agent
+
+from autoresearch.cli import cli
+from autoresearch.loop.journal import Journal
+from autoresearch.loop.merge import merge_files
+
+pytestmark = pytest.mark.timeout(600)
+
+MODEL = """\
+BIAS = 2.0  # added to the decision value: 0 is best
+SCALE = 1.0  # the learned weights times this
+"""
+# train.py takes its constants from model.py: it has none of its own, so whatever `search` changes is in model.py
+TRAIN_M = TRAIN.replace("BIAS = 0.0  # added to the decision value: 0 is best\n", "").replace(
+    "SCALE = 1.0  # the learned weights times this\n", "").replace("import numpy as np\n",
+                                                                     "import numpy as np\nfrom model import BIAS, SCALE\n")
+GOOD_MODEL = MODEL.replace("BIAS = 2.0", "BIAS = 0.0")
+TWO_FILES = TOML.replace('editable = ["train.py"]', 'editable = ["train.py", "model.py"]')
+
+
+def invoke(*args: str):
+    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def rows(ws: Path) -> list[dict]:
+    with open(ws / "results.tsv", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def records(ws: Path, tag: str):
+    journal = Journal(ws / ".autoresearch" / "journal.db")
+    try:
+        return journal.final_attempts(tag)
+    finally:
+        journal.close()
+
+
+def at(ws: Path, ref: str, name: str) -> str:
+    return subprocess.run(["git", "show", f"{ref}:{name}"], cwd=ws, capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    assert "BIAS" not in TRAIN_M.split("from model import")[0] and "from model import BIAS, SCALE" in TRAIN_M
+    task = make_task(tmp_path / "line", toml=TWO_FILES, train_py=TRAIN_M, model_py=MODEL)
+    ws = tmp_path / "ws"
+    invoke("init", str(ws), "--task", str(task))
+    monkeypatch.chdir(ws)
+    return ws
+
+
+def test_merge_files_applies_each_files_change_and_says_when_one_conflicts():
+    base = {"model.py": "A = 1\nB = 2\n"}
+    assert merge_files(base, base, {"model.py": "A = 3\nB = 2\n"}) == {"model.py": "A = 3\nB = 2\n"}
+    assert merge_files(base, {"model.py": "A = 1\nB = 5\n"}, {"model.py": "A = 3\nB = 2\n"}) == {
+        "model.py": "A = 3\nB = 5\n"}  # two constants: merged by name
+    assert merge_files(base, {"model.py": "A = 4\nB = 2\n"}, {"model.py": "A = 3\nB = 2\n"}) is None
+    assert merge_files(base, {"model.py": "A = 4\nB = 2\n"}, base) == {"model.py": "A = 4\nB = 2\n"}
+    assert merge_files({}, {}, {}) == {}
+
+
+@pytest.mark.slow
+def test_search_tunes_a_constant_of_model_py_and_the_keep_commits_it(ws):
+    invoke("run", "--tag", "s", "--agent", "search", "--policy", "greedy", "--noise-runs", "0",
+           "--max-experiments", "4")
+    recs = records(ws, "s")
+    assert [r.number for r in recs] == [1, 2, 3, 4]
+    assert recs[0].files == {"model.py": MODEL} and recs[0].train_py == TRAIN_M
+    for r in recs[1:]:
+        assert r.train_py == TRAIN_M and r.files["model.py"] != MODEL, r.description  # model.py's constants move
+        assert "b/model.py" in r.diff and ("BIAS" in r.description or "SCALE" in r.description)
+        assert r.status in ("keep", "discard"), r.reason
+    kept = [r for r in recs[1:] if r.status == "keep"]
+    assert kept, [(r.description, r.val_bpb) for r in recs]
+    tip = kept[-1]
+    assert at(ws, tip.commit_sha, "model.py") == tip.files["model.py"] == at(ws, "autoresearch/s", "model.py")
+    assert at(ws, "autoresearch/s", "train.py") == TRAIN_M
+    assert tip.val_bpb > recs[0].val_bpb  # the task maximizes accuracy
+
+
+@pytest.mark.slow
+def test_a_scripted_llm_edits_model_py_by_name_and_it_is_kept(ws, fake_llm, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    fake_llm.push(Reply("The bias hurts.\nDescription: no bias\n\nmodel.py\n<<<<<<< SEARCH\nBIAS = 2.0  # added "
+                        "to the decision value: 0 is best\n=======\nBIAS = 0.0  # added to the decision value: 0 is "
+                        "best\n>>>>>>> REPLACE\n"))
+    invoke("run", "--tag", "l", "--agent", "anthropic:test-model", "--base-url", fake_llm.url, "--policy",
+           "greedy", "--noise-runs", "0", "--max-experiments", "2")
+    prompt = json.dumps(fake_llm.requests[0].body)
+    assert "model.py" in prompt and json.dumps(MODEL)[1:-1] in prompt  # the whole file is in the prompt
+    got = rows(ws)
+    assert [(r["description"], r["status"]) for r in got] == [("baseline", "keep"), ("no bias", "keep")]
+    assert float(got[1]["accuracy"]) > float(got[0]["accuracy"])
+    assert at(ws, "autoresearch/l", "model.py") == GOOD_MODEL and at(ws, "autoresearch/l", "train.py") == TRAIN_M
+    rec = records(ws, "l")[1]
+    assert rec.files == {"model.py": GOOD_MODEL} and "-BIAS = 2.0" in rec.diff and "+BIAS = 0.0" in rec.diff
+
+
+@pytest.mark.slow
+def test_a_command_agent_changes_model_py_and_one_that_changes_the_evaluator_is_refused(ws, tmp_path):
+    agent = scripted_agent(tmp_path, [("no bias", {"model.py": GOOD_MODEL}),
+                                      ("a kinder evaluator", {"evaluate.py": "print('{\"accuracy\": 1.0}')\n"})])
+    invoke("run", "--tag", "c", "--agent", agent, "--no-agent-sandbox", "--policy", "greedy", "--noise-runs", "0",
+           "--fix-attempts", "0", "--max-experiments", "4")
+    got = rows(ws)
+    assert [(r["description"], r["status"]) for r in got][:3] == [
+        ("baseline", "keep"), ("no bias", "keep"), ("a kinder evaluator", "crash")]
+    assert float(got[1]["accuracy"]) > float(got[0]["accuracy"])
+    assert at(ws, "autoresearch/c", "model.py") == GOOD_MODEL
+    recs = records(ws, "c")
+    assert recs[2].status == "rejected" and "fixed file(s) evaluate.py" in recs[2].reason
+    assert "evaluate.py" not in recs[2].files
+    shown = (tmp_path / "prompts" / "4.txt").read_text()  # the next prompt: the refusal, with its reason
+    assert "fixed file(s) evaluate.py" in shown and "model.py" in shown
+    first = (tmp_path / "prompts" / "2.txt").read_text()
+    assert MODEL in first and "model.py" in first  # the command agent is told the files it may change
+    assert "print('{" not in at(ws, "autoresearch/c", "evaluate.py")
+
+
+@pytest.mark.slow
+def test_a_resume_after_a_keep_of_model_py_continues_from_the_kept_files(ws, tmp_path):
+    tweak = TRAIN_M.replace("print(\"accuracy", "# a comment\nprint(\"accuracy")
+    agent = scripted_agent(tmp_path, [("no bias", {"model.py": GOOD_MODEL}), ("a comment", {"train.py": tweak})])
+    invoke("run", "--tag", "r", "--agent", agent, "--no-agent-sandbox", "--policy", "greedy", "--noise-runs", "0",
+           "--max-experiments", "2")
+    assert at(ws, "autoresearch/r", "model.py") == GOOD_MODEL
+    invoke("run", "--resume", "--tag", "r", "--max-experiments", "3")
+    recs = records(ws, "r")
+    assert [r.number for r in recs] == [1, 2, 3]
+    third = recs[2]
+    assert third.parent_commit == recs[1].commit_sha and third.files == {"model.py": GOOD_MODEL}
+    assert third.train_py == tweak and "model.py" not in third.diff  # its change is train.py's alone
+    assert third.val_bpb == recs[1].val_bpb  # it ran with the kept model.py (the old one scores lower)
+    assert GOOD_MODEL in (tmp_path / "prompts" / "3.txt").read_text()
+    assert (ws / "model.py").read_text() == GOOD_MODEL and os.path.exists(ws / "results.tsv")
