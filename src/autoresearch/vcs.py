@@ -70,17 +70,11 @@ def reset_hard(repo: Path, commit: str) -> None:
     git(repo, "reset", "-q", "--hard", commit)
 
 
-def commit_file(repo: Path, name: str, message: str) -> str:
-    """Commit exactly one file (the experiment's train.py), whatever else the index holds."""
-    git(repo, "add", "--", name)
-    git(repo, "commit", "-q", "--no-verify", "-m", message, "--", name)
-    return head(repo)
-
-
-def commit_files(repo: Path, names: list[str], message: str) -> str:
-    """Commit exactly these files (an experiment's train.py and the other editable files it changes)."""
-    git(repo, "add", "--", *names)
-    git(repo, "commit", "-q", "--no-verify", "-m", message, "--", *names)
+def commit_file(repo: Path, name: str, message: str, *more: str) -> str:
+    """Commit exactly one file (the experiment's train.py), and `more` (a task's other editable files it changes),
+    whatever else the index holds."""
+    git(repo, "add", "--", name, *more)
+    git(repo, "commit", "-q", "--no-verify", "-m", message, "--", name, *more)
     return head(repo)
 
 

@@ -110,7 +110,7 @@ COMMAND_INSTRUCTIONS = """
 ## How to deliver your change (this replaces the reply format above)
 You run non-interactively; your current working directory is the workspace. Do not reply with the file or with
 SEARCH/REPLACE blocks: make the change yourself.
-- Edit {files} in place, in the current directory. Change, create or delete no other file.
+- Edit `train.py` in place, in the current directory. Change, create or delete no other file.
 - Do not run train.py, training, benchmarks or any other experiment, and do not use git: the loop runs the
   experiment after you finish and keeps or reverts your change.
 - Leave train.py complete and runnable.
@@ -129,7 +129,7 @@ def base_prompt(ctx: Context) -> str:
 
 def command_prompt(ctx: Context) -> str:
     files = ", ".join(f"`{n}`" for n in ["train.py", *sorted(ctx.files)]) + (" (any of them)" if ctx.files else "")
-    return base_prompt(ctx).rstrip() + "\n" + COMMAND_INSTRUCTIONS.format(files=files)
+    return base_prompt(ctx).rstrip() + "\n" + COMMAND_INSTRUCTIONS.replace("`train.py` in place", f"{files} in place")
 
 
 @dataclass

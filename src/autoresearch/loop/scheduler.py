@@ -317,8 +317,8 @@ class Scheduler:
             (checkout / name).write_text(text)
         if not vcs.status_porcelain(checkout):
             return parent
-        return vcs.commit_files(checkout, [EDITABLE, *sorted(files or {})],
-                                " ".join(description.split())[:200] or "unnamed change")
+        return vcs.commit_file(checkout, EDITABLE, " ".join(description.split())[:200] or "unnamed change",
+                               *sorted(files or {}))
 
     def run_dir(self, rec: ExperimentRecord) -> Path:
         return self.loop.ws / RUN_DIR / "runs" / self.loop.tag / f"{rec.number:04d}-{rec.attempt}"
