@@ -137,6 +137,8 @@ def test_a_command_agent_changes_model_py_and_one_that_changes_the_evaluator_is_
     first = (tmp_path / "prompts" / "2.txt").read_text()
     assert MODEL in first and "model.py" in first  # the command agent is told the files it may change
     assert "print('{" not in at(ws, "autoresearch/c", "evaluate.py")
+    out = invoke("ablate", "--seeds", "1").output  # taking the kept change out of model.py is measured
+    assert "no bias" in out and "helps" in out, out
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -93,6 +94,12 @@ def diff_texts(old: str, new: str, name: str = "train.py") -> str:
 
     return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                         fromfile=f"a/{name}", tofile=f"b/{name}"))
+
+
+def files_at(repo: Path, commit: str, wanted: Callable[[str], bool]) -> dict[str, str]:
+    """The text of every file of `commit` whose path is `wanted` (a task's editable files beyond train.py)."""
+    names = git(repo, "ls-tree", "-r", "-z", "--name-only", commit).split("\0")
+    return {n: show(repo, commit, n) for n in names if n and wanted(n)}
 
 
 def diff_files(old: dict[str, str], new: dict[str, str]) -> str:

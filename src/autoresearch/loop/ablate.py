@@ -33,7 +33,8 @@ from autoresearch.loop.measure import (
     stop_study,
     study_root,
 )
-from autoresearch.loop.merge import apply_by_name, constant_change, constant_values, merge, same_value, spans
+from autoresearch.loop.merge import (apply_by_name, constant_change, constant_values, merge, merge_files, same_value,
+                                     spans)
 from autoresearch.settings import Settings
 
 VERDICTS = {1: "helps", 0: "worth nothing", -1: "hurts"}
@@ -99,10 +100,14 @@ def plan(subject: Subject) -> tuple[list[Change], list[Variant]]:
     its values (one that a later change set again is that change's now); any other change is reverted by a
     three-way merge of lines."""
     best = subject.best.train_py
+    best_files = subject.files_at(subject.best.commit_sha or subject.best.parent_commit)
     keeps = list(subject.keeps())
     changes, variants = [], []
     for i, keep in enumerate(keeps):
         before = subject.source_at(keep.parent_commit)
+        # A task's other editable files: the change taken out of each of the best's by a three-way merge
+        files = merge_files(subject.files_at(keep.commit_sha or keep.parent_commit), best_files,
+                            subject.files_at(keep.parent_commit))
         change = Change(number=keep.number, description=keep.description, status="measured")
         revert = constant_change(keep.train_py, before)  # by name: from this change's values back to the old
         if revert is not None:
@@ -123,11 +128,15 @@ def plan(subject: Subject) -> tuple[list[Change], list[Variant]]:
                 change.status, change.note = "conflict", (f"its revert and a later change touch the same or "
                                                           f"adjacent lines ({where}), so it cannot be taken out "
                                                           "alone: skipped")
-        if reverted == best and change.status == "measured":
+        if files is None and change.status == "measured":
+            change.status, change.note = "conflict", ("its revert and a later change touch the same or adjacent "
+                                                      "lines of another editable file, so it cannot be taken out "
+                                                      "alone: skipped")
+        if reverted == best and files == best_files and change.status == "measured":
             change.status = "gone"
             change.note = change.note or "reverting it leaves the best as it is: a later change undid it"
-        elif reverted is not None and change.status == "measured":
-            variants.append(Variant(f"without #{keep.number}", reverted))
+        elif reverted is not None and files is not None and change.status == "measured":
+            variants.append(Variant(f"without #{keep.number}", reverted, files))
         changes.append(change)
     return changes, variants
 
@@ -169,7 +178,8 @@ def ablate(ws: Path, settings: Settings, *, tag: str | None = None, seeds: int =
                 bench = Bench(subject, study.id, study_root(subject, "ablate", study.id), backend, settings,
                               cache=cache, timeout=timeout, eval_rate=subject.eval_rate(),
                               first_answer_limit=subject.first_answer_limit(), on_run=on_run)
-                stats = bench.measure([Variant("best", subject.best.train_py), *variants], seeds)
+                best_files = subject.files_at(subject.best.commit_sha or subject.best.parent_commit)
+                stats = bench.measure([Variant("best", subject.best.train_py, best_files), *variants], seeds)
                 judge(ablation, stats, metric_of(subject.run.info).sign)
         except BaseException as e:
             stop_study(subject, study.id, f"interrupted: {type(e).__name__}")

@@ -65,9 +65,8 @@ class Ledger:
             return {}
         with self.lock:
             if commit not in self._files:
-                names = vcs.git(self.ws, "ls-tree", "-r", "-z", "--name-only", commit).split("\0")
-                self._files[commit] = {n: vcs.show(self.ws, commit, n) for n in names
-                                       if n and n != EDITABLE and self.task.is_editable(n)}
+                task = self.task
+                self._files[commit] = vcs.files_at(self.ws, commit, lambda n: n != EDITABLE and task.is_editable(n))
             return dict(self._files[commit])
 
     def info(self) -> dict:
