@@ -157,3 +157,17 @@ def test_a_resume_after_a_keep_of_model_py_continues_from_the_kept_files(ws, tmp
     assert third.val_bpb == recs[1].val_bpb  # it ran with the kept model.py (the old one scores lower)
     assert GOOD_MODEL in (tmp_path / "prompts" / "3.txt").read_text()
     assert (ws / "model.py").read_text() == GOOD_MODEL and os.path.exists(ws / "results.tsv")
+
+
+@pytest.mark.slow
+def test_two_workers_merge_model_py_changes_and_every_keep_is_what_was_measured(ws):
+    invoke("run", "--tag", "w", "--agent", "search", "--policy", "greedy", "--noise-runs", "0", "--workers", "2",
+           "--max-experiments", "7")
+    recs = records(ws, "w")
+    assert len(recs) == 7 and {r.worker for r in recs if r.number > 1} == {1, 2}
+    for r in recs:
+        if r.status == "keep":  # the commit holds exactly the files the journal says were measured
+            assert at(ws, r.commit_sha, "model.py") == r.files["model.py"]
+            assert at(ws, r.commit_sha, "train.py") == r.train_py == TRAIN_M
+    kept = [r for r in recs if r.status == "keep"]
+    assert at(ws, "autoresearch/w", "model.py") == kept[-1].files["model.py"]

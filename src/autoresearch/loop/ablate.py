@@ -6,8 +6,9 @@ where the best still holds the change's (a constant a later change set again bel
 with nothing of its own left is no longer in the best). Any other change is reverted by a three-way merge with the
 change's train.py as the base, the best as ours and the train.py it was made on as theirs (loop/merge.py); where
 it and a later change touch the same or adjacent lines the revert conflicts, and the change is reported with
-those lines and skipped, never forced. The best
-and each ablated source then run with the same K seeds. A change's worth is the mean test_bpb without it minus the
+those lines and skipped, never forced. A task's other editable files are reverted the same way, each by a
+three-way merge of its own (a conflict in any skips the change). The best and each ablated source then run with the
+same K seeds. A change's worth is the mean test_bpb without it minus the
 best's: positive, it helps on the held-out split. Within the noise (loop/measure.py) it is worth nothing: kept on
 a lucky draw, or made redundant by a later change.
 """

@@ -8,10 +8,11 @@ best as it stands when the run ends:
 
 - it started from the current best: a keep fast-forwards `autoresearch/<tag>` to its commit;
 - a newer best landed meanwhile: it must clear the policy against that newer best with the figures it has, or it
-  is discarded. If it does, its one-file change is merged onto the newer best (loop/merge.py: git merge-file, or
-  by name where the changes only set constants). When the merge is clean, the combination has never run, so it
-  runs now, and only its own figures decide. When the two changes conflict, the file that was measured is
-  committed on top of the newer best: it beat it as it is.
+  is discarded. If it does, its change (train.py, and a task's other editable files, each on its own) is merged
+  onto the newer best (loop/merge.py: git merge-file, or by name where the changes only set constants). When the
+  merge is clean, the combination has never run, so it runs now, and only its own figures decide. When the two
+  changes conflict in any file, the files that were measured are committed on top of the newer best: they beat it
+  as they are.
 
 So the branch only moves forward, through keeps, and always to a train.py whose figures are on record.
 
