@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,8 +33,8 @@ SCALE = 1.0  # the learned weights times this
 """
 # train.py takes its constants from model.py: it has none of its own, so whatever `search` changes is in model.py
 TRAIN_M = TRAIN.replace("BIAS = 0.0  # added to the decision value: 0 is best\n", "").replace(
-    "SCALE = 1.0  # the learned weights times this\n", "").replace("import numpy as np\n",
-                                                                     "import numpy as np\nfrom model import BIAS, SCALE\n")
+    "SCALE = 1.0  # the learned weights times this\n", "").replace(
+    "import numpy as np\n", "import numpy as np\nfrom model import BIAS, SCALE\n")
 GOOD_MODEL = MODEL.replace("BIAS = 2.0", "BIAS = 0.0")
 TWO_FILES = TOML.replace('editable = ["train.py"]', 'editable = ["train.py", "model.py"]')
 
@@ -175,3 +177,38 @@ def test_two_workers_merge_model_py_changes_and_every_keep_is_what_was_measured(
     finally:
         journal.close()
     assert best is not None and at(ws, "autoresearch/w", "model.py") == best.files["model.py"]
+
+
+KILL_AFTER_COMMIT = """\
+import os, signal, sys
+from autoresearch import vcs
+commit = vcs.commit_file
+def commit_then_die(*a, **k):  # experiment 2 is committed in its worker's checkout; the journal does not know
+    commit(*a, **k)
+    os.kill(os.getpid(), signal.SIGKILL)
+vcs.commit_file = commit_then_die
+from autoresearch.cli import main
+sys.argv = ["autoresearch", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_a_resume_after_kill_9_runs_the_recorded_model_py_change_again(ws, tmp_path):
+    agent = scripted_agent(tmp_path, [("no bias", {"model.py": GOOD_MODEL})])
+    (tmp_path / "wrapper.py").write_text(KILL_AFTER_COMMIT)
+    proc = subprocess.run([sys.executable, str(tmp_path / "wrapper.py"), "run", "--tag", "k", "--agent", agent,
+                           "--no-agent-sandbox", "--policy", "greedy", "--noise-runs", "0", "--max-experiments",
+                           "2"], cwd=ws, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:] + proc.stderr[-2000:]
+    journal = Journal(ws / ".autoresearch" / "journal.db")
+    try:
+        pending = [r for r in journal.experiments("k") if r.state != "done"]
+    finally:
+        journal.close()
+    assert [(r.number, r.files) for r in pending] == [(2, {"model.py": GOOD_MODEL})]
+    invoke("run", "--resume", "--tag", "k")
+    got = rows(ws)
+    assert [(r["description"], r["status"]) for r in got] == [("baseline", "keep"), ("no bias", "keep")]
+    assert at(ws, "autoresearch/k", "model.py") == GOOD_MODEL and (ws / "model.py").read_text() == GOOD_MODEL
+    assert [p.name for p in (tmp_path / "prompts").iterdir()] == ["2.txt"]  # run again, not proposed again

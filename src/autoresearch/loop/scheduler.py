@@ -303,7 +303,8 @@ class Scheduler:
                                  device=slot.device)
         self.view.experiment_started(rec, self.loop.settings.time_budget)
         result = self.run(rec, rec.train_py, run_dir, slot)
-        decision = self.decider.decide(rec, result, run_dir, lambda src, d, runs, at=None: self.run(rec, src, d, slot, runs, at))
+        decision = self.decider.decide(rec, result, run_dir,
+                                       lambda src, d, runs, at=None: self.run(rec, src, d, slot, runs, at))
         return self.settle(rec, result, decision, slot, run_dir, t0)
 
     def commit(self, slot: Slot, parent: str, source: str, description: str,
@@ -404,7 +405,8 @@ class Scheduler:
                                  evidence={"rebased": {"from": rec.parent_commit, "runs": decision.runs}})
         run_dir = run_dir.with_name(f"{run_dir.name}-rebase{rebases + 1}")
         result = self.run(rec, merged, run_dir, slot)
-        decision = self.decider.decide(rec, result, run_dir, lambda src, d, runs, at=None: self.run(rec, src, d, slot, runs, at))
+        decision = self.decider.decide(rec, result, run_dir,
+                                       lambda src, d, runs, at=None: self.run(rec, src, d, slot, runs, at))
         decision.evidence["rebased"] = {"from": rec.started_from, "runs_before": rec.evidence["rebased"]["runs"]}
         return self.settle(rec, result, decision, slot, run_dir, t0, rebases + 1)
 

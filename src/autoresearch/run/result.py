@@ -1,7 +1,7 @@
 """What one experiment is, and what comes back: Experiment, RunResult, and the parsing of what train.py prints.
 
-An experiment is a value (the train.py source, a task's other editable files, and the workspace it is measured in), so it could be shipped to
-another machine; a RunResult comes back for every outcome. Nothing here imports torch.
+An experiment is a value (the train.py source, a task's other editable files, and the workspace it is measured
+in), so it could be shipped to another machine; a RunResult comes back for every outcome. Nothing here imports torch.
 """
 
 from __future__ import annotations
