@@ -212,3 +212,19 @@ def test_a_resume_after_kill_9_runs_the_recorded_model_py_change_again(ws, tmp_p
     assert [(r["description"], r["status"]) for r in got] == [("baseline", "keep"), ("no bias", "keep")]
     assert at(ws, "autoresearch/k", "model.py") == GOOD_MODEL and (ws / "model.py").read_text() == GOOD_MODEL
     assert [p.name for p in (tmp_path / "prompts").iterdir()] == ["2.txt"]  # run again, not proposed again
+
+
+@pytest.mark.slow
+def test_an_editable_file_made_a_link_to_what_the_agent_may_not_read_is_refused(ws, tmp_path):
+    """The proposer reads a command agent's files outside the agent's confinement: a link must not carry a hidden
+    file (the labels) into a commit the experiment can read."""
+    (tmp_path / "secret.txt").write_text("SECRET = 42\n")
+    agent = tmp_path / "linker.py"
+    agent.write_text(f"import os\nos.remove('model.py')\nos.symlink({str(tmp_path / 'secret.txt')!r}, 'model.py')\n"
+                     "print('Description: a linked model')\n")
+    invoke("run", "--tag", "x", "--agent", f"cmd:{sys.executable} {agent}", "--no-agent-sandbox", "--policy",
+           "greedy", "--noise-runs", "0", "--fix-attempts", "0", "--max-experiments", "2")
+    rec = records(ws, "x")[1]
+    assert rec.status == "rejected" and "model.py a symbolic link" in rec.reason
+    assert "SECRET" not in rec.files.get("model.py", "") and "SECRET" not in rec.diff
+    assert at(ws, "autoresearch/x", "model.py") == MODEL

@@ -125,6 +125,11 @@ class Proposer:
                 files[name] = (checkout / name).read_text()
             except (OSError, UnicodeDecodeError) as e:
                 return files, f"the agent left {name} unreadable as text ({e})"
+        root = checkout.resolve()
+        for name in (EDITABLE, *files):  # a link would have the loop read what the agent may not (hidden labels)
+            path = checkout / name
+            if path.is_symlink() or (path.exists() and not path.resolve().is_relative_to(root)):
+                return {}, f"the agent made {name} a symbolic link: a proposal's files must be plain files"
         outside = sorted(f for f in files if f.startswith("/") or ".." in f.split("/") or f == EDITABLE)
         if outside:
             return {}, f"the proposal names file(s) {', '.join(outside)}: only paths inside the workspace, besides " \
