@@ -83,6 +83,40 @@ def test_merge_files_applies_each_files_change_and_says_when_one_conflicts():
     assert merge_files({}, {}, {}) == {}
 
 
+def test_a_reply_edits_another_file_under_its_name_and_an_unknown_name_is_sent_back():
+    from autoresearch.agents.base import Context
+    from autoresearch.agents.prompt import ReplyError, build_prompt, parse_reply, parse_reply_files
+
+    files = {"model.py": MODEL}
+    edit = "<<<<<<< SEARCH\nBIAS = 2.0  # added to the decision value: 0 is best\n=======\nBIAS = 0.0\n>>>>>>> REPLACE\n"
+    train, changed, description, _ = parse_reply_files(f"Description: no bias\n`model.py`\n{edit}", TRAIN_M, files)
+    assert train == TRAIN_M and changed == {"model.py": MODEL.replace(
+        "BIAS = 2.0  # added to the decision value: 0 is best", "BIAS = 0.0")} and description == "no bias"
+    with pytest.raises(ReplyError, match="evaluate.py, which is not an editable file"):
+        parse_reply_files(f"Description: x\nevaluate.py\n{edit}", TRAIN_M, files)
+    with pytest.raises(ReplyError, match="not found in the current train.py"):  # no name: train.py's edit
+        parse_reply_files(f"Description: x\n\n{edit}", TRAIN_M, files)
+    gpt = "A = 1\n" * 5
+    reply = "Description: a\nv0.5\n<<<<<<< SEARCH\n" + gpt + "=======\nA = 2\n>>>>>>> REPLACE\n"
+    assert parse_reply(reply, gpt)[0] == "A = 2\n"  # a version number is prose, not a file's name
+    prompt = build_prompt(Context(program="", train_py=TRAIN_M, harness_surface="", files=files, task="line"))
+    assert MODEL.strip() in prompt and "Current model.py" in prompt and "train.py and the other editable" in prompt
+    assert "model.py" not in build_prompt(Context(program="", train_py=TRAIN_M, harness_surface=""))
+
+
+def test_search_names_another_files_constants_by_path_and_keeps_train_py_keys_as_they_were():
+    import hashlib
+
+    from autoresearch.agents.search import constants_of, setting_key
+    from autoresearch.workspace import read_constants
+
+    assert constants_of(TRAIN, {"model.py": MODEL, "notes.md": "X = 1\n"}) == {
+        "BIAS": 0.0, "SCALE": 1.0, "model.py:BIAS": 2.0, "model.py:SCALE": 1.0}
+    old = hashlib.sha1(repr(sorted((k, repr(v)) for k, v in read_constants(TRAIN).items())).encode()).hexdigest()[:16]
+    assert setting_key(TRAIN) == setting_key(TRAIN, {}) == old  # an existing search.db's keys
+    assert setting_key(TRAIN, {"model.py": MODEL}) != setting_key(TRAIN, {"model.py": GOOD_MODEL})
+
+
 @pytest.mark.slow
 def test_search_tunes_a_constant_of_model_py_and_the_keep_commits_it(ws):
     invoke("run", "--tag", "s", "--agent", "search", "--policy", "greedy", "--noise-runs", "0",
