@@ -88,7 +88,8 @@ def test_a_reply_edits_another_file_under_its_name_and_an_unknown_name_is_sent_b
     from autoresearch.agents.prompt import ReplyError, build_prompt, parse_reply, parse_reply_files
 
     files = {"model.py": MODEL}
-    edit = "<<<<<<< SEARCH\nBIAS = 2.0  # added to the decision value: 0 is best\n=======\nBIAS = 0.0\n>>>>>>> REPLACE\n"
+    edit = ("<<<<<<< SEARCH\nBIAS = 2.0  # added to the decision value: 0 is best\n=======\nBIAS = 0.0\n"
+            ">>>>>>> REPLACE\n")
     train, changed, description, _ = parse_reply_files(f"Description: no bias\n`model.py`\n{edit}", TRAIN_M, files)
     assert train == TRAIN_M and changed == {"model.py": MODEL.replace(
         "BIAS = 2.0  # added to the decision value: 0 is best", "BIAS = 0.0")} and description == "no bias"
