@@ -263,3 +263,43 @@ def test_an_editable_file_made_a_link_to_what_the_agent_may_not_read_is_refused(
     assert rec.status == "rejected" and "model.py a symbolic link" in rec.reason
     assert "SECRET" not in rec.files.get("model.py", "") and "SECRET" not in rec.diff
     assert at(ws, "autoresearch/x", "model.py") == MODEL
+
+
+CLAIMING_AGENT = """\
+import os, pathlib, sys
+steps = {steps!r}
+root = pathlib.Path({root!r})
+for k, (description, files) in enumerate(steps):  # the first free step, whichever worker asks first
+    try:
+        os.close(os.open(root / f"claim{{k}}", os.O_CREAT | os.O_EXCL))
+        break
+    except FileExistsError:
+        continue
+else:
+    sys.exit("no step left")
+for name, text in files.items():
+    pathlib.Path(name).write_text(text)
+print("Description: " + description)
+"""
+
+
+@pytest.mark.slow
+def test_a_train_py_change_that_beat_its_start_is_merged_with_a_newer_model_py_keep(ws, tmp_path):
+    """Two workers: a slow change of train.py and a quick one of model.py start from the baseline; the quick one is
+    kept first, the slow one beats it too, so the two are merged (each file on its own) and the combination runs:
+    the branch ends with both files' changes, and the record says what ran."""
+    slow = TRAIN_M.replace("import os\n", "import os, time\ntime.sleep(6)\n").replace("* SCALE + BIAS", "* SCALE")
+    better_model = MODEL.replace("BIAS = 2.0", "BIAS = 1.5")
+    agent = tmp_path / "claimer.py"
+    agent.write_text(CLAIMING_AGENT.format(steps=[("no bias in train.py", {"train.py": slow}),
+                                                  ("less bias", {"model.py": better_model})], root=str(tmp_path)))
+    invoke("run", "--tag", "m", "--agent", f"cmd:{sys.executable} {agent}", "--no-agent-sandbox", "--policy",
+           "greedy", "--noise-runs", "0", "--workers", "2", "--max-experiments", "3")
+    recs = {r.description: r for r in records(ws, "m")}
+    quick, merged = recs["less bias"], recs["no bias in train.py"]
+    assert quick.status == "keep" and merged.status == "keep", [(r.description, r.status, r.reason) for r in
+                                                                 recs.values()]
+    assert "rebased" in merged.evidence and merged.parent_commit == quick.commit_sha
+    assert (merged.train_py, merged.files) == (slow, {"model.py": better_model})  # the combination, as it ran
+    assert "b/train.py" in merged.diff and "model.py" not in merged.diff  # its change on the newer best
+    assert at(ws, "autoresearch/m", "train.py") == slow and at(ws, "autoresearch/m", "model.py") == better_model
