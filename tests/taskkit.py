@@ -3,6 +3,8 @@ least-squares classifier and writes its predictions; evaluate.py scores them aga
 
 from __future__ import annotations
 
+import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -72,3 +74,26 @@ def make_task(root: Path, toml: str = TOML, **files: str) -> Path:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(textwrap.dedent(text))
     return root
+
+
+def scripted_agent(tmp: Path, steps: list[tuple[str, dict[str, str]]]) -> str:
+    """A command agent that, for experiment k + 2, writes the k-th step's files into its checkout (train.py through
+    AUTORESEARCH_TRAIN_PY, any other file by its path; past the plan, the last step) and keeps the prompt it was
+    given in prompts/<experiment>.txt (run it with --no-agent-sandbox: it writes outside the workspace)."""
+    plan = tmp / "plan.json"
+    plan.write_text(json.dumps(steps))
+    agent = tmp / "agent.py"
+    agent.write_text(f"""\
+import json, os, pathlib, sys
+plan = json.loads(pathlib.Path({str(plan)!r}).read_text())
+n = int(os.environ["AUTORESEARCH_EXPERIMENT"])
+k = n - 2
+prompts = pathlib.Path({str(tmp / 'prompts')!r}); prompts.mkdir(exist_ok=True)
+(prompts / f"{{n}}.txt").write_text(pathlib.Path(os.environ["AUTORESEARCH_PROMPT_FILE"]).read_text())
+description, files = plan[min(k, len(plan) - 1)]
+train = pathlib.Path(os.environ["AUTORESEARCH_TRAIN_PY"])
+for name, text in files.items():
+    (train if name == "train.py" else train.parent / name).write_text(text)
+print("Description: " + description)
+""")
+    return f"cmd:{sys.executable} {agent}"

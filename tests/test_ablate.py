@@ -212,6 +212,27 @@ class _Subject:
     def source_at(self, commit: str) -> str:
         return self.sources[commit]
 
+    def files_at(self, commit: str) -> dict[str, str]:  # a task's other editable files (none here: the GPT task)
+        return getattr(self, "files", {}).get(commit, {})
+
+
+def test_a_change_to_another_editable_file_is_taken_out_of_that_file():
+    """A task's keep that changed model.py alone: the best without it has model.py as it was before, train.py as
+    the best has it; one that a later change built on conflicts and is skipped, never forced."""
+    from autoresearch.loop.ablate import plan
+
+    subject = _Subject("A = 1\n", ("A = 1\n", "model width"), ("A = 2\n", "a of two"))
+    subject.files = {"c1": {"model.py": "W = 8\n"}, "c2": {"model.py": "W = 16\n"}, "c3": {"model.py": "W = 16\n"}}
+    changes, variants = plan(subject)
+    assert [c.status for c in changes] == ["measured", "measured"]
+    without = {v.name: v for v in variants}
+    assert (without["without #2"].source, without["without #2"].files) == ("A = 2\n", {"model.py": "W = 8\n"})
+    assert (without["without #3"].source, without["without #3"].files) == ("A = 1\n", {"model.py": "W = 16\n"})
+    subject.files["c3"] = {"model.py": "W = 17\n"}  # the later change moved the same line
+    changes, variants = plan(subject)
+    assert changes[0].status == "conflict" and "another editable file" in changes[0].note
+    assert [v.name for v in variants] == ["without #3"]
+
 
 def test_a_change_to_a_constant_beside_another_change_is_reverted_by_name():
     """The search agent changes CAPS constants on neighbouring lines: taking one out of the best must not need the

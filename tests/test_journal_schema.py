@@ -21,9 +21,12 @@ def test_a_journal_from_before_versioning_is_migrated_and_keeps_its_records(tmp_
     old.commit()
     old.close()
     j = Journal(path)
-    assert j.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert j.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     rec = j.experiments("t")[0]
     assert rec.description == "baseline" and rec.steps is None and rec.tokens_per_second is None
+    assert rec.files == {} and rec.train_py == "print()"  # an old record: train.py only
+    j.update(rec.id, files={"model.py": "WIDTH = 8\n"})
+    assert j.get(rec.id).files == {"model.py": "WIDTH = 8\n"}
     j.update(rec.id, steps=12, tokens_per_second=345.0, train_tokens=4096, startup_seconds=2.5)
     assert (j.get(rec.id).steps, j.get(rec.id).tokens_per_second) == (12, 345.0)
     j.close()

@@ -7,7 +7,6 @@ orchestrator."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from taskkit import TRAIN, make_task
+from taskkit import TRAIN, make_task, scripted_agent
 
 from autoresearch.cli import cli
 from autoresearch.loop.policy import GreedyPolicy, NoisePolicy
@@ -38,29 +37,6 @@ def invoke(*args: str, ok: bool = True):
 def rows(ws: Path) -> list[dict]:
     with open(ws / "results.tsv", newline="") as f:
         return list(csv.DictReader(f, delimiter="\t"))
-
-
-def scripted_agent(tmp: Path, steps: list[tuple[str, dict[str, str]]]) -> str:
-    """A command agent that, for experiment k + 2, writes the k-th step's files into its checkout (train.py through
-    AUTORESEARCH_TRAIN_PY, any other file by its path; past the plan, the last step) and keeps the prompt it was
-    given in prompts/<experiment>.txt (run it with --no-agent-sandbox: it writes outside the workspace)."""
-    plan = tmp / "plan.json"
-    plan.write_text(json.dumps(steps))
-    agent = tmp / "agent.py"
-    agent.write_text(f"""\
-import json, os, pathlib, sys
-plan = json.loads(pathlib.Path({str(plan)!r}).read_text())
-n = int(os.environ["AUTORESEARCH_EXPERIMENT"])
-k = n - 2
-prompts = pathlib.Path({str(tmp / 'prompts')!r}); prompts.mkdir(exist_ok=True)
-(prompts / f"{{n}}.txt").write_text(pathlib.Path(os.environ["AUTORESEARCH_PROMPT_FILE"]).read_text())
-description, files = plan[min(k, len(plan) - 1)]
-train = pathlib.Path(os.environ["AUTORESEARCH_TRAIN_PY"])
-for name, text in files.items():
-    (train if name == "train.py" else train.parent / name).write_text(text)
-print("Description: " + description)
-""")
-    return f"cmd:{sys.executable} {agent}"
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -70,10 +71,11 @@ def reset_hard(repo: Path, commit: str) -> None:
     git(repo, "reset", "-q", "--hard", commit)
 
 
-def commit_file(repo: Path, name: str, message: str) -> str:
-    """Commit exactly one file (the experiment's train.py), whatever else the index holds."""
-    git(repo, "add", "--", name)
-    git(repo, "commit", "-q", "--no-verify", "-m", message, "--", name)
+def commit_file(repo: Path, name: str, message: str, *more: str) -> str:
+    """Commit exactly one file (the experiment's train.py), and `more` (a task's other editable files it changes),
+    whatever else the index holds."""
+    git(repo, "add", "--", name, *more)
+    git(repo, "commit", "-q", "--no-verify", "-m", message, "--", name, *more)
     return head(repo)
 
 
@@ -92,6 +94,19 @@ def diff_texts(old: str, new: str, name: str = "train.py") -> str:
 
     return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                         fromfile=f"a/{name}", tofile=f"b/{name}"))
+
+
+def files_at(repo: Path, commit: str, wanted: Callable[[str], bool]) -> dict[str, str]:
+    """The text of every file of `commit` whose path is `wanted` (a task's editable files beyond train.py)."""
+    names = git(repo, "ls-tree", "-r", "-z", "--name-only", commit).split("\0")
+    return {n: show(repo, commit, n) for n in names if n and wanted(n)}
+
+
+def diff_files(old: dict[str, str], new: dict[str, str]) -> str:
+    """One unified diff of several files (path -> text), train.py first, the rest by path; a file missing on one
+    side is empty there."""
+    names = sorted(set(old) | set(new), key=lambda n: (n != "train.py", n))
+    return "".join(diff_texts(old.get(n, ""), new.get(n, ""), n) for n in names if old.get(n) != new.get(n))
 
 
 def clear_stale_lock(repo: Path) -> bool:

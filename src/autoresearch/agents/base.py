@@ -1,7 +1,8 @@
 """The one small interface every agent implements, and what it is given.
 
-An agent reads the context and returns a proposal: the complete new train.py and a one-line description (plus
-its reasoning and what it cost). It never runs experiments and never touches git; the loop does both.
+An agent reads the context and returns a proposal: the complete new train.py, the complete text of any other
+editable file of a task it changes (`files`), and a one-line description (plus its reasoning and what it cost).
+It never runs experiments and never touches git; the loop does both.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class HistoryEntry:
     diff: str = ""  # the change relative to the best train.py at the time (may be abbreviated)
     train_py: str = ""  # the complete source that was tried (agents that search need it; prompts use the diff)
     agent: str = ""  # who proposed it (a hybrid agent's part: the LLM or the tuner)
+    files: dict[str, str] = field(default_factory=dict)  # a task's other editable files as tried (see Context.files)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Failure:
     reason: str
     error_tail: str
     train_py: str
+    files: dict[str, str] = field(default_factory=dict)  # the other editable files of the failed attempt
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class InFlight:
     diff: str = ""  # its change relative to the best it started from
     train_py: str = ""
     agent: str = ""
+    files: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,9 @@ class Context:
     task: str = ""  # a task's name (init --task); "" for the GPT task
     # timeout, fixed work: a task without a time budget (the script decides its work; `timeout` caps it)
     fixed_work: bool = False
+    # A task's editable files other than train.py, path -> complete text, as the best has them ({} for the GPT
+    # task, whose only editable file is train.py). A proposal may change any of them (Proposal.files).
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def sign(self) -> int:
@@ -116,6 +123,9 @@ class Proposal:
     rationale: str = ""
     usage: Usage = field(default_factory=Usage)
     by: str = ""  # which agent proposed it, when an agent is made of parts (the hybrid); else the agent's name
+    # The other editable files of a task it changes, path -> complete new text; a file not named stays as the best
+    # has it. Only files the task declares editable may be named (any other is refused with the reason).
+    files: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable

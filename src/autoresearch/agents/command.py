@@ -7,9 +7,9 @@ Choose one with `claude-code`, `codex`, or `cmd:"<command line>"` (split like a 
 
 The protocol every command follows:
 
-- It runs with the workspace as its working directory and edits `train.py` there, in place. It changes no other
-  file (the loop verifies this and restores anything else). When the agent is asked to fix its own failed attempt,
-  train.py holds that attempt when the command starts.
+- It runs in a scratch checkout of the best and edits `train.py` there, in place, and any other file a task declares
+  editable (the prompt shows each). It changes no other file (the loop verifies this and refuses such a change with
+  the reason). When it is asked to fix its own failed attempt, the files hold that attempt when it starts.
 - The prompt reaches it twice: on standard input (closed after the prompt) and in a file named by the environment
   variable `AUTORESEARCH_PROMPT_FILE` (a temporary file outside the workspace, deleted afterwards). It also finds
   `AUTORESEARCH_TRAIN_PY` (the absolute path of train.py) and `AUTORESEARCH_EXPERIMENT` (the number of the
@@ -20,8 +20,8 @@ The protocol every command follows:
   rationale.
 - Optionally it reports what the edit cost with lines `Cost: <usd>` and `Tokens: <input> <output>` on standard
   output (the last of each counts; a failed round is charged too). Without them the usage is recorded as zero.
-- Exit code 0 means a proposal was made; train.py must then differ from before. A non-zero exit is a failed round:
-  the loop may skip it. After any failed round autoresearch puts train.py back as it was.
+- Exit code 0 means a proposal was made; train.py or another editable file must then differ from before. A
+  non-zero exit is a failed round: the loop may skip it. After any failed round autoresearch puts the files back.
 - It has a time limit (default 900 s). Past it, its whole process group gets SIGTERM, then SIGKILL after a grace
   period, and the round fails.
 - A command that cannot be found stops the loop before it starts, with a message saying how to install it.
@@ -34,6 +34,7 @@ The protocol every command follows:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -49,6 +50,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch import vcs
 from autoresearch.agents.base import AgentError, Context, Proposal, Usage
 from autoresearch.agents.preflight import check_cli
 from autoresearch.agents.prompt import build_prompt
@@ -126,7 +128,8 @@ def base_prompt(ctx: Context) -> str:
 
 
 def command_prompt(ctx: Context) -> str:
-    return base_prompt(ctx).rstrip() + "\n" + COMMAND_INSTRUCTIONS
+    files = ", ".join(f"`{n}`" for n in ["train.py", *sorted(ctx.files)]) + (" (any of them)" if ctx.files else "")
+    return base_prompt(ctx).rstrip() + "\n" + COMMAND_INSTRUCTIONS.replace("`train.py` in place", f"{files} in place")
 
 
 @dataclass
@@ -173,28 +176,33 @@ class CommandAgent:
         workspace = Path(ctx.workspace).resolve()
         train = workspace / "train.py"
         try:
-            original = train.read_bytes()
+            before = {train: train.read_bytes(),  # and the other editable files, to put back after a failed round
+                      **{workspace / n: (workspace / n).read_bytes() for n in ctx.files if (workspace / n).exists()}}
         except OSError as e:
             raise AgentError(f"agent {self.name}: cannot read {train}: {e}", fatal=True) from e
         argv = [self.executable(workspace), *self.argv[1:]]
         prompt = command_prompt(ctx)
-        # The file on disk must be the one the prompt describes: when fixing a failed attempt, that attempt.
         start = ctx.failure.train_py if ctx.failure and ctx.failure.train_py else ctx.train_py
+        start_files = {**ctx.files, **(ctx.failure.files if ctx.failure else {})}
         fd, prompt_path = tempfile.mkstemp(prefix="autoresearch-prompt-", suffix=".md")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(prompt)
-            if original != start.encode("utf-8"):
-                train.write_text(start, encoding="utf-8")
+            # The files on disk must be the ones the prompt describes: when fixing a failed attempt, that attempt.
+            for path, text in ((train, start), *((workspace / n, t) for n, t in start_files.items())):
+                if before.get(path) != text.encode("utf-8"):
+                    path.write_text(text, encoding="utf-8")
+            status = vcs.git(workspace, "status", "--porcelain", check=False)
             env = {**{k: v for k, v in os.environ.items() if not k.upper().startswith(TRACKER_PREFIXES)},
                    PROMPT_ENV: prompt_path, TRAIN_PY_ENV: str(train), EXPERIMENT_ENV: str(ctx.experiment)}
             prefix = confinement(self.name, workspace, self.cache, self.hidden) if self.confine else []
             out = _run([*prefix, *argv], workspace, env, prompt, self.timeout, self.grace)
             if prefix:
                 self._check_launcher(out)
-            return self._proposal(out, train, unchanged=(start, ctx.train_py))
+            return self._proposal(out, train, unchanged=(start, ctx.train_py), files=(start_files, ctx.files, status))
         except BaseException:
-            _restore(train, original)
+            for path, original in before.items():
+                _restore(path, original)
             raise
         finally:
             Path(prompt_path).unlink(missing_ok=True)
@@ -208,7 +216,8 @@ class CommandAgent:
             raise AgentError(f"agent {self.name} could not be confined (exit {out.returncode}){_tail(out.stderr)}\n"
                              f"{SANDBOX_OFF_HINT}", usage=out.usage, fatal=True)
 
-    def _proposal(self, out: _Output, train: Path, unchanged: tuple[str, ...]) -> Proposal:
+    def _proposal(self, out: _Output, train: Path, unchanged: tuple[str, ...],
+                  files: tuple[dict, dict, str] = ({}, {}, "")) -> Proposal:  # as started, best's; git status
         if self.claude_json:
             _read_claude_json(out)
 
@@ -221,16 +230,20 @@ class CommandAgent:
             how = (f"was killed by signal {-out.returncode}" if out.returncode < 0
                    else f"exited with code {out.returncode}")
             raise fail(how, out.stderr or out.stdout)
+        start, best, status = files
         try:
             source = train.read_bytes().decode("utf-8")
+            now = {name: (train.parent / name).read_bytes().decode("utf-8") for name in start}
         except OSError as e:
-            raise fail(f"exited 0 but train.py is gone: {e}") from e
+            raise fail(f"exited 0 but {Path(e.filename or train).name} is gone: {e}") from e
         except UnicodeDecodeError as e:
-            raise fail(f"left train.py that is not UTF-8 text: {e}") from e
-        if source in unchanged:  # the file it started from, or the current best
-            raise fail("exited 0 but made no change to train.py", out.stderr)
+            raise fail(f"left train.py or another editable file that is not UTF-8 text: {e}") from e
+        moved = vcs.git(train.parent, "status", "--porcelain", check=False) != status  # a fixed file: refused later
+        if source in unchanged and all(now[n] in (start[n], best.get(n)) for n in now) and not moved:
+            raise fail(f"exited 0 but made no change to {'any editable file' if now else 'train.py'}", out.stderr)
         return Proposal(train_py=source, description=out.description or f"edit by {self.name}",
-                        rationale=out.rationale(), usage=out.usage)
+                        rationale=out.rationale(), usage=out.usage,
+                        files={n: t for n, t in now.items() if t != best.get(n)})
 
 
 def make_command_agent(spec: str, *, timeout: float = DEFAULT_TIMEOUT, confine: bool = True,
@@ -476,12 +489,10 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def _restore(train: Path, original: bytes) -> None:
-    try:
-        if not train.exists() or train.read_bytes() != original:
-            train.write_bytes(original)
-    except OSError:
-        pass  # the loop's own check restores the workspace from git
+def _restore(path: Path, original: bytes) -> None:
+    with contextlib.suppress(OSError):  # the loop's own check restores the workspace from git
+        if not path.exists() or path.read_bytes() != original:
+            path.write_bytes(original)
 
 
 def _tail(lines: list[str]) -> str:

@@ -33,10 +33,11 @@ from autoresearch.agents.pricing import Price, Pricer
 from autoresearch.agents.prompt import (
     SYSTEM_PROMPT,
     ReplyError,
+    base_files,
     base_source,
     build_prompt,
     correction_message,
-    parse_reply,
+    parse_reply_files,
     system_prompt,
 )
 
@@ -107,7 +108,7 @@ class LLMAgent:
                                      "which are much shorter than the complete file")
                 if not text:
                     raise ReplyError("the reply was empty")
-                train_py, description, rationale = parse_reply(text, source)
+                train_py, changed, description, rationale = parse_reply_files(text, source, base_files(ctx))
             except ReplyError as err:
                 if turn == 1:
                     raise AgentError(f"{self.name}: two replies in a row could not be used; the last one: {err}",
@@ -116,7 +117,8 @@ class LLMAgent:
                 messages += [{"role": "assistant", "content": text or "(empty reply)"},
                              {"role": "user", "content": correction_message(err)}]
                 continue
-            return Proposal(train_py, description, rationale, usage)
+            files = {n: t for n, t in {**base_files(ctx), **changed}.items() if t != ctx.files.get(n)}
+            return Proposal(train_py, description, rationale, usage, files=files)
         raise AssertionError("unreachable")
 
     def _call(self, messages: list[dict[str, str]], usage: Usage) -> Completion:

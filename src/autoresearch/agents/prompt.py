@@ -7,6 +7,10 @@ A reply is accepted in two forms. The full file (always accepted): a `Descriptio
 train.py in one ```python block. The edit form (cheaper for small changes): SEARCH/REPLACE blocks applied to the
 current file. `parse_reply` turns either into the complete new source or raises a ReplyError whose message is
 written for the model, so the agent can send it back as a correction.
+
+A task may declare more editable files than train.py (Context.files): the prompt shows each in full, and an edit
+block preceded by a line holding only a file's name (`model.py`) applies to that file; `parse_reply_files` returns
+the files a reply changes beside the new train.py. The complete-file form is train.py's.
 """
 
 from __future__ import annotations
@@ -55,6 +59,11 @@ def base_source(ctx: Context) -> str:
     return ctx.failure.train_py if ctx.failure and ctx.failure.train_py else ctx.train_py
 
 
+def base_files(ctx: Context) -> dict[str, str]:
+    """The other editable files a reply edits: the failed attempt's when fixing one, otherwise the best's."""
+    return {**ctx.files, **(ctx.failure.files if ctx.failure else {})}
+
+
 def build_prompt(ctx: Context) -> str:
     """The whole prompt as one text, ending with the reply format (command agents append their own instead)."""
     parts = [
@@ -74,6 +83,11 @@ def build_prompt(ctx: Context) -> str:
                               _fenced(ctx.train_py, "python")))
     else:
         parts.append(_failure(ctx))
+    failed = ctx.failure.files if ctx.failure and ctx.failure.files else {}
+    for name, text in sorted(base_files(ctx).items()):
+        how = "as in the failed attempt" if failed else "as the best has it"
+        parts.append(_section(f"Current {name} (editable too, {how}; name it above an edit to change it)",
+                              _fenced(text, "python" if name.endswith(".py") else "")))
     parts.append(_reply_format(ctx))
     return "\n\n".join(parts) + "\n"
 
@@ -123,12 +137,19 @@ its output directory ($AUTORESEARCH_OUTPUT). A change is kept only if it beats t
 otherwise it is reverted.{number}
 
 Rules:
-- Change only train.py. Every other file (the evaluator, the data, task.toml) is fixed: a change to one is refused.
+- Change only {_editable(ctx)}. Every other file (the evaluator, the data, task.toml) is fixed: a change to one is
+  refused.
 - The evaluation's labels are hidden from the script: it cannot read them, and numbers it prints decide nothing.
 - Keep writing the predictions the evaluator reads, in the same files and format.
 - Test one idea per experiment so its effect can be told apart.
 - Do not repeat an idea from the results below unless you change it in a way you explain.
 - A crash wastes a run: keep the code runnable."""
+
+
+def _editable(ctx: Context) -> str:
+    if not ctx.files:
+        return "train.py"
+    return "train.py and the other editable files shown below (" + ", ".join(sorted(ctx.files)) + ")"
 
 
 def _section(title: str, body: str) -> str:
@@ -231,7 +252,17 @@ and then EITHER
 >>>>>>> REPLACE
 
 Every SEARCH part must match the current train.py exactly once, character for character, indentation included.
-Form (b) is cheaper for small changes. Do not mix the two forms."""
+Form (b) is cheaper for small changes. Do not mix the two forms.{_other_files(ctx)}"""
+
+
+def _other_files(ctx: Context | None) -> str:
+    if ctx is None or not ctx.files:
+        return ""
+    names = ", ".join(sorted(ctx.files))
+    return f"""
+To edit another editable file ({names}), use form (b) and put the file's name alone on the line just before
+`<<<<<<< SEARCH` (for example `{min(ctx.files)}`); its SEARCH parts must then match that file. An edit without a
+name applies to train.py. Form (a) is for train.py only; with form (b) you may edit several files in one reply."""
 
 
 def _one_line(text: str) -> str:
@@ -257,6 +288,8 @@ _DIVIDER = re.compile(r"^\s*={5,9}\s*$")
 _REPLACE = re.compile(r"^\s*>{5,9}\s*REPLACE\s*$")
 _DESCRIPTION = re.compile(r"^\s*(?:[-*>#]+\s*)?(?:\*\*|__)?description(?:\*\*|__)?\s*:\s*(.*)$", re.IGNORECASE)
 _PYTHON = {"python", "py", "python3", ""}
+_FILE_SUFFIX = re.compile(r"\.(py|toml|json|ya?ml|txt|md|cfg|ini|sh|csv|npy|npz)$", re.IGNORECASE)
+_FILE_NAME = re.compile(r"^\s*(?:[#*>-]+\s*)?(?:file\s*:\s*)?[`*]*([\w][\w./-]*\.\w+)[`*:]*\s*$", re.IGNORECASE)
 _ELIDED = re.compile(r"^\s*#.*(\.\.\.|…).*\b(unchanged|rest of|existing code|remaining code|as before|same as)\b",
                      re.IGNORECASE)
 
@@ -270,18 +303,31 @@ class _Block:
 
 def parse_reply(text: str, current_train_py: str) -> tuple[str, str, str]:
     """(new train.py, one-line description, rationale) from a reply, or ReplyError saying what to fix."""
+    train_py, _, description, rationale = parse_reply_files(text, current_train_py, {})
+    return train_py, description, rationale
+
+
+def parse_reply_files(text: str, current_train_py: str,
+                      files: dict[str, str]) -> tuple[str, dict[str, str], str, str]:
+    """(new train.py, the other editable files it changes (complete new texts), one-line description, rationale)
+    from a reply, or ReplyError saying what to fix. `files`: the other editable files as they are now."""
     lines = text.splitlines()
     fenced = _fenced_blocks(lines)
-    edits, edit_lines = _edit_blocks(lines)
+    edits, edit_lines = _edit_blocks(lines, {"train.py", *files})
     in_fence = {i for _, span in fenced for i in span}
     prose = [line for i, line in enumerate(lines) if i not in in_fence and i not in edit_lines]
     description, rationale = _description(prose)
+    changed: dict[str, str] = {}
     if edits:
-        train_py = _apply_edits(current_train_py, edits)
+        current = {"train.py": current_train_py, **files}
+        for name in dict.fromkeys(name for name, _, _ in edits):
+            changed[name] = _apply_edits(current[name], [(s, r) for n, s, r in edits if n == name], name)
+        train_py = changed.pop("train.py", current_train_py)
     else:
         train_py = _full_file([b for b, _ in fenced], current_train_py)
-    _check(train_py, current_train_py)
-    return train_py, description, rationale
+    changed = {n: t for n, t in changed.items() if _normalized(t) != _normalized(files[n])}
+    _check(train_py, current_train_py, changed)
+    return train_py, changed, description, rationale
 
 
 def _fenced_blocks(lines: list[str]) -> list[tuple[_Block, range]]:
@@ -307,8 +353,9 @@ def _closes(line: str, fence: str) -> bool:
     return len(s) >= len(fence) and set(s) == {fence[0]}
 
 
-def _edit_blocks(lines: list[str]) -> tuple[list[tuple[list[str], list[str]]], set[int]]:
-    edits: list[tuple[list[str], list[str]]] = []
+def _edit_blocks(lines: list[str], names: set[str]) -> tuple[list[tuple[str, list[str], list[str]]], set[int]]:
+    """The SEARCH/REPLACE edits as (file, search, replace), and the lines they take (a file's name line too)."""
+    edits: list[tuple[str, list[str], list[str]]] = []
     used: set[int] = set()
     i = 0
     while i < len(lines):
@@ -316,6 +363,13 @@ def _edit_blocks(lines: list[str]) -> tuple[list[tuple[list[str], list[str]]], s
             i += 1
             continue
         start, search, replace, j = i, [], [], i + 1
+        name = _FILE_NAME.match(lines[i - 1]) if i > 0 and i - 1 not in used else None
+        name = name if name and (name[1] in names or _FILE_SUFFIX.search(name[1])) else None  # v0.5 is prose
+        if name and name[1] not in names:
+            raise ReplyError(f"edit {len(edits) + 1} names {name[1]}, which is not an editable file; the editable "
+                             f"files are {', '.join(sorted(names))}")
+        if name:
+            start -= 1
         while j < len(lines) and not _DIVIDER.match(lines[j]):
             if _SEARCH.match(lines[j]) or _REPLACE.match(lines[j]):
                 break
@@ -332,24 +386,24 @@ def _edit_blocks(lines: list[str]) -> tuple[list[tuple[list[str], list[str]]], s
         if j >= len(lines) or not _REPLACE.match(lines[j]):
             raise ReplyError(f"edit {len(edits) + 1} is not closed with a `>>>>>>> REPLACE` line "
                              "(if the reply was cut off, send fewer or smaller edits)")
-        edits.append((search, replace))
+        edits.append((name[1] if name else "train.py", search, replace))
         used.update(range(start, j + 1))
         i = j + 1
     return edits, used
 
 
-def _apply_edits(source: str, edits: list[tuple[list[str], list[str]]]) -> str:
+def _apply_edits(source: str, edits: list[tuple[list[str], list[str]]], name: str = "train.py") -> str:
     lines = source.splitlines()
     for n, (search, replace) in enumerate(edits, 1):
         if not any(s.strip() for s in search):
-            raise ReplyError(f"edit {n} has an empty SEARCH part; copy the lines to replace from the current train.py")
+            raise ReplyError(f"edit {n} has an empty SEARCH part; copy the lines to replace from the current {name}")
         at = _find(lines, search, exact=True) or _find(lines, search, exact=False)  # tolerate trailing spaces
         if not at:
-            raise ReplyError(f"edit {n}: the SEARCH text was not found in the current train.py (it starts with "
+            raise ReplyError(f"edit {n}: the SEARCH text was not found in the current {name} (it starts with "
                              f"{search[0].strip()!r}). Copy the lines exactly, indentation included, from the "
-                             "current train.py.")
+                             f"current {name}.")
         if len(at) > 1:
-            raise ReplyError(f"edit {n}: the SEARCH text matches {len(at)} places in train.py (lines "
+            raise ReplyError(f"edit {n}: the SEARCH text matches {len(at)} places in {name} (lines "
                              f"{', '.join(str(i + 1) for i in at)}); include more surrounding lines so it matches "
                              "exactly once.")
         lines[at[0]:at[0] + len(search)] = replace
@@ -395,17 +449,18 @@ def _looks_complete(block: _Block, current: str) -> bool:
     return len(block.lines) >= max(5, 0.3 * len(current.splitlines()))
 
 
-def _check(train_py: str, current: str) -> None:
-    if _normalized(train_py) == _normalized(current):
+def _check(train_py: str, current: str, files: dict[str, str] | None = None) -> None:
+    if _normalized(train_py) == _normalized(current) and not files:
         raise ReplyError("no change: the new train.py is identical to the current one; propose an actual change")
-    try:
-        compile(train_py, "train.py", "exec")
-    except SyntaxError as e:
-        where = f" at line {e.lineno}" if e.lineno else ""
-        line = f": {e.text.strip()!r}" if e.text and e.text.strip() else ""
-        raise ReplyError(f"the new train.py is not valid Python ({e.msg}{where}{line})") from None
-    except ValueError as e:  # e.g. a NUL byte
-        raise ReplyError(f"the new train.py is not valid Python ({e})") from None
+    for name, source in {"train.py": train_py, **{n: t for n, t in (files or {}).items() if n.endswith(".py")}}.items():
+        try:
+            compile(source, name, "exec")
+        except SyntaxError as e:
+            where = f" at line {e.lineno}" if e.lineno else ""
+            line = f": {e.text.strip()!r}" if e.text and e.text.strip() else ""
+            raise ReplyError(f"the new {name} is not valid Python ({e.msg}{where}{line})") from None
+        except ValueError as e:  # e.g. a NUL byte
+            raise ReplyError(f"the new {name} is not valid Python ({e})") from None
 
 
 def _normalized(source: str) -> list[str]:

@@ -1,5 +1,9 @@
 """The built-in `search` agent: no model, no network; Optuna tunes train.py's CAPS constants through ask and tell.
 
+In a task whose `editable` lists more Python files, their CAPS constants are tuned too, named `path:NAME`
+(`model.py:WIDTH` beside train.py's `LR`); train.py's keep their bare names, so a train.py-only space, its study
+and its settings' keys are what they always were.
+
 The space (types, ranges, invariants) is `space.py`; the sampler is Optuna's: TPE by default, CMA-ES or random
 search on request. The study lives in the workspace (`.autoresearch/search.db`, next to the journal), one per run,
 so `--resume` continues it and the workers of a run share it. The journal stays the record: before each ask the
@@ -49,9 +53,24 @@ _ASKED: dict[tuple[str, str], set[int]] = {}  # trials this process asked; other
 _MEMORY = itertools.count()  # an agent without a workspace gets a study of its own (id() is reused after a gc)
 
 
-def setting_key(source: str) -> str:
-    consts = read_constants(source)
+def constants_of(source: str, files: dict[str, str] | None = None) -> dict[str, Any]:
+    """train.py's CAPS constants by name, and those of a task's other editable Python files as `path:NAME`."""
+    out = dict(read_constants(source))
+    for path, text in sorted((files or {}).items()):
+        if path.endswith(".py"):
+            out.update({f"{path}:{k}": v for k, v in read_constants(text).items()})
+    return out
+
+
+def setting_key(source: str, files: dict[str, str] | None = None) -> str:
+    consts = constants_of(source, files)
     return hashlib.sha1(repr(sorted((k, repr(v)) for k, v in consts.items())).encode()).hexdigest()[:16]
+
+
+def _entry(e) -> str:
+    """The journal entry told to the study; train.py's digest alone where no other file is recorded (as always)."""
+    files = "".join(f"\0{p}\0{t}" for p, t in sorted(e.files.items()))
+    return f"{e.number}:{_digest(e.train_py + files)}"
 
 
 def _digest(text: str) -> str:
@@ -125,11 +144,11 @@ class SearchAgent:
             url = self._url(ctx)
             self._storage = _storage(url)
             first = min((e for e in ctx.history if e.train_py), key=lambda e: e.number, default=None)
-            start = first.train_py if first else ctx.train_py
+            start, start_files = (first.train_py, first.files) if first else (ctx.train_py, ctx.files)
             study = optuna.create_study(storage=self._storage, study_name=self.tag or f"search-{_digest(start)}",
                                         direction="minimize", load_if_exists=True)
             if "space" not in study.user_attrs:  # a new run: the space is centred on the train.py it starts from
-                consts = read_constants(start)
+                consts = constants_of(start, start_files)
                 space = Space.around(consts)
                 study.set_user_attr("space", space.to_json())
                 study.set_user_attr("x0", space.params(consts))
@@ -176,11 +195,11 @@ class SearchAgent:
         for e in sorted(ctx.history, key=lambda e: e.number):
             if not e.train_py:
                 continue
-            entry = f"{e.number}:{_digest(e.train_py)}"
+            entry = _entry(e)
             if entry in told:
                 continue
             told.add(entry)
-            key, value = setting_key(e.train_py), _value(e.status, e.val_bpb)
+            key, value = setting_key(e.train_py, e.files), _value(e.status, e.val_bpb)
             value = None if value is None else ctx.sign * value  # the study minimizes: a maximized metric, negated
             if running.get(key):  # a trial of this study (this agent or another worker's)
                 trial = running[key].pop(0)
@@ -190,7 +209,7 @@ class SearchAgent:
                 else:
                     study.tell(trial.number, value)
                 continue
-            params = space.params(read_constants(e.train_py))
+            params = space.params(constants_of(e.train_py, e.files))
             if params is None:
                 continue
             try:  # the baseline, or another agent's change: a trial of its own where it lies inside the space
@@ -200,7 +219,7 @@ class SearchAgent:
                     user_attrs={ENTRY: entry, KEY: key}))
             except ValueError:
                 pass  # outside the ranges
-        flying = {setting_key(f.train_py) for f in ctx.in_flight if f.train_py}
+        flying = {setting_key(f.train_py, f.files) for f in ctx.in_flight if f.train_py}
         for key, left in running.items():
             for trial in left:
                 if trial.number not in self._asked and key not in flying:  # asked by a session that stopped before
@@ -209,17 +228,17 @@ class SearchAgent:
     # -- proposing --------------------------------------------------------------------------------------------
 
     def propose(self, ctx: Context) -> Proposal:
-        source = _best_source(ctx)
-        best = read_constants(source)
+        source, files = _best_source(ctx)
+        best = constants_of(source, files)
         with _LOCK:
             study, space = self.study(ctx)
             if not space.distributions:
-                raise AgentError("train.py has no tunable CAPS constants (top-level `NAME = literal` lines such as "
-                                 "`MATRIX_LR = 0.04`), so the search agent has nothing to change; restore them or "
-                                 "use an LLM agent", fatal=True)
+                raise AgentError("train.py (and any other editable Python file of the task) has no tunable CAPS "
+                                 "constants (top-level `NAME = literal` lines such as `MATRIX_LR = 0.04`), so the "
+                                 "search agent has nothing to change; restore them or use an LLM agent", fatal=True)
             self.tell(study, space, ctx)
-            taken = {setting_key(source)} | {setting_key(e.train_py) for e in ctx.history if e.train_py}
-            taken |= {setting_key(f.train_py) for f in ctx.in_flight if f.train_py}
+            taken = {setting_key(source, files)} | {setting_key(e.train_py, e.files) for e in ctx.history if e.train_py}
+            taken |= {setting_key(f.train_py, f.files) for f in ctx.in_flight if f.train_py}
             trials = study.get_trials(deepcopy=False)
             taken |= {t.user_attrs.get(KEY) for t in trials if t.state == TrialState.RUNNING}
             finished = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -230,8 +249,8 @@ class SearchAgent:
                     study.sampler, opened = self._few(space, best, len(finished), rng)
                 trial = view.ask(space.distributions)
                 new = space.constants(trial.params, best, ctx.max_seq_len)
-                train_py = _write(source, best, new) if new is not None else None
-                key = setting_key(train_py) if train_py else None
+                train_py, changed = _write(source, files, best, new) if new is not None else (None, {})
+                key = setting_key(train_py, {**files, **changed}) if train_py else None
                 if key is None or key in taken:  # no such setting, or one that ran, runs or is the best
                     view.tell(trial, state=TrialState.FAIL)
                     continue
@@ -243,11 +262,11 @@ class SearchAgent:
                                  f"all been tried ({len(taken)} taken); use an LLM agent to change the code, or start "
                                  "from another train.py", fatal=True)
         assert new is not None and train_py is not None
-        spelled = spellings(source)
-        changed = [name for name in best if new.get(name) != best[name]]
+        spelled = _spellings(source, files)
+        moved = [name for name in best if new.get(name) != best[name]]
         description = ", ".join(f"{name} {show(name, best[name], spelled.get(name, ''))} -> "
                                 f"{show(name, new[name], spell(new[name], spelled.get(name, '')))}"
-                                for name in changed)
+                                for name in moved)
         how = {"tpe": "TPE", "cmaes": "CMA-ES", "random": "random search"}[self.sampler]
         if i >= SAMPLER_ASKS:
             how = f"random search (the {how} sampler kept drawing settings already tried)"
@@ -257,20 +276,33 @@ class SearchAgent:
         known = (f"{len(finished)} finished trial{'s' if len(finished) != 1 else ''}, best {ctx.metric} "
                  f"{ctx.sign * min(t.value for t in finished):.4f}" if finished else "no finished trial yet")
         rationale = f"Optuna {how}, trial {trial.number} of study {study.study_name!r} ({known})."
-        return Proposal(train_py=train_py, description=description, rationale=rationale, usage=Usage())
+        return Proposal(train_py=train_py, description=description, rationale=rationale, usage=Usage(),
+                        files=changed)
 
 
-def _write(source: str, best: dict[str, Any], new: dict[str, Any]) -> str:
-    spelled = spellings(source)
+def _spellings(source: str, files: dict[str, str]) -> dict[str, str]:
+    return {**spellings(source), **{f"{path}:{name}": code for path, text in files.items()
+                                    for name, code in spellings(text).items()}}
+
+
+def _write(source: str, files: dict[str, str], best: dict[str, Any], new: dict[str, Any]) -> tuple[str, dict]:
+    """The new train.py, and the other files whose constants moved (complete new texts)."""
+    spelled = _spellings(source, files)
     code = {name: Code(spell(v, spelled.get(name, ""))) for name, v in new.items() if v != best.get(name)
             or type(v) is not type(best.get(name))}
-    return set_constants(source, code) if code else source
+    own = {name: c for name, c in code.items() if ":" not in name}
+    changed = {}
+    for path in sorted({name.rpartition(":")[0] for name in code if ":" in name}):
+        changed[path] = set_constants(files[path], {name.rpartition(":")[2]: c for name, c in code.items()
+                                                    if name.rpartition(":")[0] == path})
+    return (set_constants(source, own) if own else source), changed
 
 
-def _best_source(ctx: Context) -> str:
-    """The train.py to change: the best, also when asked to fix a failure (the loop then shows the failed one)."""
+def _best_source(ctx: Context) -> tuple[str, dict[str, str]]:
+    """The train.py and other editable files to change: the best's, also when asked to fix a failure (the loop
+    then shows the failed one)."""
     if ctx.failure is not None and ctx.train_py == ctx.failure.train_py:
         kept = [e for e in sorted(ctx.history, key=lambda e: e.number) if e.status == "keep" and e.train_py]
         if kept:
-            return kept[-1].train_py
-    return ctx.train_py
+            return kept[-1].train_py, {**ctx.files, **kept[-1].files}
+    return ctx.train_py, ctx.files

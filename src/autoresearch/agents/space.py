@@ -176,6 +176,7 @@ GENERIC_FLOAT, GENERIC_INT = Log(4.0, lo=0.0, hi=math.inf), Ints(log=True)  # nu
 
 
 def _knob(name: str, v: Any) -> Knob | tuple[Knob, ...] | None:
+    name = name.rpartition(":")[2]  # another editable file's constant, `model.py:DEPTH`, is known by its name
     if name in FROZEN:
         return None
     if name in KNOBS:

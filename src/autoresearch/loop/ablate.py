@@ -6,8 +6,9 @@ where the best still holds the change's (a constant a later change set again bel
 with nothing of its own left is no longer in the best). Any other change is reverted by a three-way merge with the
 change's train.py as the base, the best as ours and the train.py it was made on as theirs (loop/merge.py); where
 it and a later change touch the same or adjacent lines the revert conflicts, and the change is reported with
-those lines and skipped, never forced. The best
-and each ablated source then run with the same K seeds. A change's worth is the mean test_bpb without it minus the
+those lines and skipped, never forced. A task's other editable files are reverted the same way, each by a
+three-way merge of its own (a conflict in any skips the change). The best and each ablated source then run with the
+same K seeds. A change's worth is the mean test_bpb without it minus the
 best's: positive, it helps on the held-out split. Within the noise (loop/measure.py) it is worth nothing: kept on
 a lucky draw, or made redundant by a later change.
 """
@@ -33,7 +34,8 @@ from autoresearch.loop.measure import (
     stop_study,
     study_root,
 )
-from autoresearch.loop.merge import apply_by_name, constant_change, constant_values, merge, same_value, spans
+from autoresearch.loop.merge import (apply_by_name, constant_change, constant_values, merge, merge_files, same_value,
+                                     spans)
 from autoresearch.settings import Settings
 
 VERDICTS = {1: "helps", 0: "worth nothing", -1: "hurts"}
@@ -99,10 +101,14 @@ def plan(subject: Subject) -> tuple[list[Change], list[Variant]]:
     its values (one that a later change set again is that change's now); any other change is reverted by a
     three-way merge of lines."""
     best = subject.best.train_py
+    best_files = subject.files_at(subject.best.commit_sha or subject.best.parent_commit)
     keeps = list(subject.keeps())
     changes, variants = [], []
     for i, keep in enumerate(keeps):
         before = subject.source_at(keep.parent_commit)
+        # A task's other editable files: the change taken out of each of the best's by a three-way merge
+        files = merge_files(subject.files_at(keep.commit_sha or keep.parent_commit), best_files,
+                            subject.files_at(keep.parent_commit))
         change = Change(number=keep.number, description=keep.description, status="measured")
         revert = constant_change(keep.train_py, before)  # by name: from this change's values back to the old
         if revert is not None:
@@ -123,11 +129,15 @@ def plan(subject: Subject) -> tuple[list[Change], list[Variant]]:
                 change.status, change.note = "conflict", (f"its revert and a later change touch the same or "
                                                           f"adjacent lines ({where}), so it cannot be taken out "
                                                           "alone: skipped")
-        if reverted == best and change.status == "measured":
+        if files is None and change.status == "measured":
+            change.status, change.note = "conflict", ("its revert and a later change touch the same or adjacent "
+                                                      "lines of another editable file, so it cannot be taken out "
+                                                      "alone: skipped")
+        if reverted == best and files == best_files and change.status == "measured":
             change.status = "gone"
             change.note = change.note or "reverting it leaves the best as it is: a later change undid it"
-        elif reverted is not None and change.status == "measured":
-            variants.append(Variant(f"without #{keep.number}", reverted))
+        elif reverted is not None and files is not None and change.status == "measured":
+            variants.append(Variant(f"without #{keep.number}", reverted, files))
         changes.append(change)
     return changes, variants
 
@@ -169,7 +179,8 @@ def ablate(ws: Path, settings: Settings, *, tag: str | None = None, seeds: int =
                 bench = Bench(subject, study.id, study_root(subject, "ablate", study.id), backend, settings,
                               cache=cache, timeout=timeout, eval_rate=subject.eval_rate(),
                               first_answer_limit=subject.first_answer_limit(), on_run=on_run)
-                stats = bench.measure([Variant("best", subject.best.train_py), *variants], seeds)
+                best_files = subject.files_at(subject.best.commit_sha or subject.best.parent_commit)
+                stats = bench.measure([Variant("best", subject.best.train_py, best_files), *variants], seeds)
                 judge(ablation, stats, metric_of(subject.run.info).sign)
         except BaseException as e:
             stop_study(subject, study.id, f"interrupted: {type(e).__name__}")

@@ -17,8 +17,9 @@ from autoresearch.run.result import RunResult
 from autoresearch.settings import Settings
 from autoresearch.workspace import read_constants, set_constants
 
-# Runs one more time: (source, run directory, earlier val_bpb of this change or None) -> RunResult
-RunFn = Callable[[str, Path, "list[float] | None"], RunResult]
+# Runs one more time: (source, run directory, earlier val_bpb of this change or None) -> RunResult; a re-measure of
+# the best passes at=<the best's commit> too, so a task's other editable files are the best's, not the change's.
+RunFn = Callable[..., RunResult]
 
 
 @dataclass
@@ -117,7 +118,8 @@ class Decider:
             self.message(f"experiment {rec.number}: its threads waited {_wait(here)} s per CPU second for a core, "
                          f"the best's {_wait(ref.load)} (a stretch more than {tol:.0%} apart, or unknown): running "
                          "the best again under the current load before deciding")
-            fresh = run(best.train_py, run_dir.with_name(f"{run_dir.name}-ref"), None)
+            fresh = run(best.train_py, run_dir.with_name(f"{run_dir.name}-ref"), None,
+                        at=best.commit_sha or best.parent_commit)
             if not fresh.ok:  # cannot tell load from code: keep the decision, and say so
                 return decision, {**evidence, "load_flag": f"the load moved by more than {tol:.0%}; re-measuring "
                                                            f"the best failed: {fresh.reason}"}

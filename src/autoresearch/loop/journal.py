@@ -142,6 +142,9 @@ MIGRATIONS: list[list[str]] = [
             created_at REAL NOT NULL
         )""",
     ],
+    [  # 6: a task's editable files other than train.py, as the experiment has them: JSON, path -> complete text
+        "ALTER TABLE experiments ADD COLUMN files TEXT NOT NULL DEFAULT '{}'",  # {}: train.py only (the GPT task)
+    ],
 ]
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -193,6 +196,7 @@ class ExperimentRecord:
     device: str = ""
     node: str = ""
     started_from: str | None = None
+    files: dict = field(default_factory=dict)  # beside train_py: the other editable files (schema 6; {} before)
 
     @property
     def tsv_status(self) -> str:
@@ -252,7 +256,7 @@ class MeasurementRecord:
     created_at: float
 
 
-_JSON_FIELDS = {"metrics", "evidence", "settings", "info", "options", "plan", "findings"}
+_JSON_FIELDS = {"metrics", "evidence", "settings", "info", "options", "plan", "findings", "files"}
 _EXPERIMENT_COLUMNS = {f.name for f in fields(ExperimentRecord)} - {"id"}
 
 
@@ -387,11 +391,9 @@ class Journal:
         return [last[n] for n in sorted(last)]
 
     def proposed_by_agent(self, train_py: str) -> bool:
-        """Whether an agent proposed exactly this train.py in any run of the workspace (experiment 1 of a run is
-        its baseline, the rest are proposals)."""
-        row = self.db.execute("SELECT 1 FROM experiments WHERE number > 1 AND train_py = ? LIMIT 1",
-                              (train_py,)).fetchone()
-        return row is not None
+        """Whether an agent proposed exactly this train.py in any run of the workspace (number 1: a baseline)."""
+        sql = "SELECT 1 FROM experiments WHERE number > 1 AND train_py = ? LIMIT 1"
+        return self.db.execute(sql, (train_py,)).fetchone() is not None
 
     def best(self, tag: str) -> ExperimentRecord | None:
         """The last keep decided (the branch's tip): each keep beats the one before it."""

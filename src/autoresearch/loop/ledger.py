@@ -4,6 +4,10 @@ Workers run side by side, each in its own thread, but every record and every mov
 through here, one at a time. Each step is recorded in the journal before or after its git action in an order
 `loop/resume.py` can finish from any interruption (even kill -9): the branch of record only ever moves forward, by
 a keep, to a commit whose train.py is exactly what was measured.
+
+What an experiment changes is train.py and, in a task workspace, any other editable file (the record's `files`,
+path -> complete text): files_at(commit) says what a commit holds of them, so the GPT task's records stay train.py
+only and a task's carry every file its agent may change.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from autoresearch import vcs
 from autoresearch.loop import load, results
 from autoresearch.loop.policy import pooled_sd
 from autoresearch.loop.journal import ExperimentRecord, Journal, RunRecord
+from autoresearch.task.store import is_task_workspace, workspace_task
 from autoresearch.workspace import EDITABLE
 
 
@@ -28,6 +33,8 @@ class Ledger:
         # Called with each decided record, under the lock, right after it is recorded (live logging to trackers,
         # see/track/lanes.py). A watcher must be quick: the loop waits for it.
         self.watchers: list[Callable[[ExperimentRecord], None]] = []
+        self.task = workspace_task(ws) if is_task_workspace(ws) else None  # None: the GPT task (train.py only)
+        self._files: dict[str, dict[str, str]] = {}  # commit -> its editable files beyond train.py (immutable)
 
     # -- reading -------------------------------------------------------------------------------------------------
 
@@ -51,6 +58,16 @@ class Ledger:
 
     def source_at(self, commit: str) -> str:
         return vcs.show(self.ws, commit, EDITABLE)
+
+    def files_at(self, commit: str) -> dict[str, str]:
+        """A task's editable files other than train.py as `commit` holds them, path -> text ({}: the GPT task)."""
+        if self.task is None:
+            return {}
+        with self.lock:
+            if commit not in self._files:
+                task = self.task
+                self._files[commit] = vcs.files_at(self.ws, commit, lambda n: n != EDITABLE and task.is_editable(n))
+            return dict(self._files[commit])
 
     def info(self) -> dict:
         return self.run().info or {}

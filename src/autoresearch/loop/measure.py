@@ -41,6 +41,7 @@ class StudyError(Exception):
 class Variant:
     name: str  # best | baseline | without #N
     source: str
+    files: dict[str, str] = field(default_factory=dict)  # a task's other editable files ({}: the workspace's)
 
     @property
     def slug(self) -> str:
@@ -181,6 +182,17 @@ class Subject:
 
         return vcs.show(self.ws, commit, EDITABLE)
 
+    def files_at(self, commit: str) -> dict[str, str]:
+        """A task's editable files other than train.py at a commit of the run ({} for the GPT task)."""
+        from autoresearch import vcs
+        from autoresearch.task.store import is_task_workspace, workspace_task
+        from autoresearch.workspace import EDITABLE
+
+        if not is_task_workspace(self.ws):
+            return {}
+        task = workspace_task(self.ws)
+        return vcs.files_at(self.ws, commit, lambda n: n != EDITABLE and task.is_editable(n))
+
     def eval_rate(self) -> float | None:
         """Evaluation tokens/s of the baseline run, as the loop gives its experiments (loop/core.py)."""
         h = (self.baseline.metrics or {}).get("harness") or {}
@@ -294,7 +306,7 @@ class Bench:
         exp = Experiment(source=with_seed(variant.source, k), workspace=self.subject.ws, settings=self.settings,
                          run_dir=self.root / f"{variant.slug}-s{k}", timeout=self.timeout, cache=self.cache,
                          compile_cache=self.subject.ws / RUN_DIR / SEED_DIR, eval_rate=self.eval_rate,
-                         first_answer_limit=self.first_answer_limit)
+                         first_answer_limit=self.first_answer_limit, files=tuple(sorted(variant.files.items())))
         return self.backend.run(exp, slot)
 
     def _record(self, variant: Variant, k: int, result: RunResult, stats: Stats) -> None:

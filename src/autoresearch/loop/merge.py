@@ -114,3 +114,18 @@ def spans(lines: list[tuple[int, int]]) -> str:
     if not parts:
         return "lines"
     return ("line " if len(parts) == 1 and "-" not in parts[0] else "lines ") + ", ".join(parts)
+
+
+def merge_files(base: dict[str, str], ours: dict[str, str], theirs: dict[str, str]) -> dict[str, str] | None:
+    """merge() of each of a task's other editable files (path -> text): `ours` with `theirs`' changes from `base`
+    applied too; None when a file's two changes conflict. A file one side lacks is empty there."""
+    out = dict(ours)
+    for name in sorted(set(base) | set(ours) | set(theirs)):
+        b, o, t = base.get(name, ""), ours.get(name, ""), theirs.get(name, "")
+        if t == b or t == o:  # theirs leaves it, or both changed it alike
+            continue
+        text = t if o == b else merge(b, o, t).text
+        if text is None:
+            return None
+        out[name] = text
+    return out

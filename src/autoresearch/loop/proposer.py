@@ -1,6 +1,11 @@
-"""Asking an agent for the next change, in a worker's own checkout: the context it gets (the best train.py, the
-compacted history, the experiments in flight on the other workers), the waits after provider errors, and the
-checks a proposal must pass before anything runs."""
+"""Asking an agent for the next change, in a worker's own checkout: the context it gets (the best train.py and a
+task's other editable files, the compacted history, the experiments in flight on the other workers), the waits
+after provider errors, and the checks a proposal must pass before anything runs.
+
+A proposal changes train.py and, in a task workspace, any other file the task declares editable: those the agent
+names in Proposal.files, and those a command agent changed in its checkout. The record keeps every other editable
+file as the proposal has them (`files`, complete texts) and one diff covering them all; a file that is not
+editable, a path outside the workspace or a deleted file is refused with the reason, which the next prompt shows."""
 
 from __future__ import annotations
 
@@ -44,8 +49,10 @@ class Proposer:
             vcs.detach_at(checkout, parent)
         ctx = self.context(checkout, parent, number, failure)
         best_source, guess = ctx.train_py, ctx.experiment
-        if failure is not None:  # a command agent edits the file on disk: show it the failed attempt
-            (checkout / EDITABLE).write_text(failure.train_py)
+        if failure is not None:  # a command agent edits the files on disk: show it the failed attempt
+            for name, text in {EDITABLE: failure.train_py, **failure.files}.items():
+                (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+                (checkout / name).write_text(text)
         before = set(vcs.status_porcelain(checkout))
         last, same = "", 0  # the last error, and how often in a row it came
         for wait in _backoff():
@@ -71,13 +78,15 @@ class Proposer:
         if self.stop.is_set():
             raise Stopped
         agent_seconds = time.monotonic() - t0
-        rejection = self.check(proposal, best_source, checkout, before)
+        files, rejection = self.gather(proposal, checkout, before)
+        rejection = rejection or self.check(proposal, best_source, ctx.files, files)
+        files = {**ctx.files, **{f: t for f, t in files.items() if self._editable(f)}}  # complete, as proposed
         rec = self.ledger.add(
             number, attempt, _one_line(proposal.description), proposal.train_py, parent,
             rationale=proposal.rationale, agent=proposal.by or agent.name, agent_seconds=agent_seconds,
             input_tokens=proposal.usage.input_tokens, output_tokens=proposal.usage.output_tokens,
-            cost_usd=proposal.usage.cost_usd, diff=vcs.diff_texts(best_source, proposal.train_py),
-            worker=worker, device=device)
+            cost_usd=proposal.usage.cost_usd, files=files, worker=worker, device=device,
+            diff=vcs.diff_files({EDITABLE: best_source, **ctx.files}, {EDITABLE: proposal.train_py, **files}))
         if rejection:
             vcs.detach_at(checkout, parent)
             return self.ledger.finish(rec.id, status="rejected", outcome="rejected", reason=rejection, evidence={})
@@ -93,45 +102,79 @@ class Proposer:
             "max_seq_len": None, "token_budget": None, "harness_surface": _budget_surface()}
         return Context(**{**dict(
             program=_read(checkout / (task.program if task else "program.md")), train_py=self.ledger.source_at(parent),
+            files=self.ledger.files_at(parent),
             harness_surface=harness_surface(), history=self.history(), best_val_bpb=self.ledger.best_val(),
             time_budget=self.settings.time_budget, token_budget=self.settings.token_budget or None,
             failure=failure, workspace=checkout, experiment=guess, max_seq_len=self.settings.max_seq_len,
             in_flight=self.in_flight(), noise_sd=self.ledger.noise_sigma()), **own})
 
-    def check(self, proposal: Proposal, best_source: str, checkout: Path, before: set[str]) -> str:
-        """Why the proposal cannot run ('' if it can): only train.py may change, and it must parse."""
-        if proposal.train_py == best_source:
+    def _editable(self, name: str) -> bool:
+        return self.task is not None and name != EDITABLE and self.task.is_editable(name)
+
+    def gather(self, proposal: Proposal, checkout: Path, before: set[str]) -> tuple[dict[str, str], str]:
+        """The other files the proposal changes: those it names, and those the agent changed in its checkout (a
+        command agent); and why they cannot be (a fixed file, a path outside the workspace, a deleted file)."""
+        files = dict(proposal.files)
+        for entry in sorted(set(vcs.status_porcelain(checkout)) - before):
+            name = entry[3:]
+            if name == EDITABLE or name in files:
+                continue
+            if not (checkout / name).is_file():
+                return files, f"the agent deleted {name}: a proposal may change files, not delete them"
+            try:
+                files[name] = (checkout / name).read_text()
+            except (OSError, UnicodeDecodeError) as e:
+                return files, f"the agent left {name} unreadable as text ({e})"
+        root = checkout.resolve()
+        for name in (EDITABLE, *files):  # a link would have the loop read what the agent may not (hidden labels)
+            path = checkout / name
+            if path.is_symlink() or (path.exists() and not path.resolve().is_relative_to(root)):
+                return {}, f"the agent made {name} a symbolic link: a proposal's files must be plain files"
+        outside = sorted(f for f in files if f.startswith("/") or ".." in f.split("/") or f == EDITABLE)
+        if outside:
+            return {}, f"the proposal names file(s) {', '.join(outside)}: only paths inside the workspace, besides " \
+                       f"{EDITABLE}, may be given as other files"
+        bad = sorted(f for f in files if not self._editable(f))
+        if bad and self.task is not None:  # the evaluator, its data, any fixed file: refused, with the reason
+            return files, refused(self.task, {f: "" for f in bad})
+        if bad:
+            return files, f"the agent changed files other than {EDITABLE}: {', '.join(bad)}"
+        return files, ""
+
+    def check(self, proposal: Proposal, best_source: str, best_files: dict[str, str], files: dict[str, str]) -> str:
+        """Why the proposal cannot run ('' if it can): something must change, and every Python file it changes
+        must parse and import only what is allowed."""
+        changed = {f: t for f, t in files.items() if best_files.get(f) != t}
+        if proposal.train_py == best_source and not changed:
             return f"no change: the proposed {EDITABLE} is the current best"
-        changed = [e[3:] for e in set(vcs.status_porcelain(checkout)) - before if e[3:] != EDITABLE]
-        if changed and self.task is not None:  # the evaluator, its data, any fixed file: refused, with the reason
-            return refused(self.task, {f: "" for f in changed}) or \
-                f"the agent changed files other than {EDITABLE}: {', '.join(sorted(changed))}"
-        if changed:
-            return f"the agent changed files other than {EDITABLE}: {', '.join(sorted(changed))}"
-        try:
-            ast.parse(proposal.train_py, filename=EDITABLE)
-        except SyntaxError as e:
-            return f"{EDITABLE} does not parse: {e.msg} (line {e.lineno})"
+        problems: list[str] = []
+        for name, text, before in ((EDITABLE, proposal.train_py, best_source),
+                                   *((f, t, best_files.get(f, "")) for f, t in sorted(changed.items()))):
+            if name != EDITABLE and not name.endswith(".py"):
+                continue
+            try:
+                ast.parse(text, filename=name)
+            except (SyntaxError, ValueError) as e:
+                return f"{name} does not parse: {getattr(e, 'msg', e)} (line {getattr(e, 'lineno', '?')})"
+            found = (guard.check_source(text, self.settings.allowed_imports) if self.task is None
+                     else guard.check_task_source(text, (*self.task.allowed_imports, *guard.imported_modules(before),
+                                                         *guard.imported_modules(best_source))))
+            problems += [p if name == EDITABLE else f"{name}: {p}" for p in found]
         if not proposal.description.strip():
             return "the proposal has no description"
-        problems = (guard.check_source(proposal.train_py, self.settings.allowed_imports) if self.task is None
-                    else guard.check_task_source(proposal.train_py, (*self.task.allowed_imports,
-                                                                       *guard.imported_modules(best_source))))
-        if problems:
-            return "; ".join(problems)
-        return ""
+        return "; ".join(problems)
 
     def history(self) -> tuple[HistoryEntry, ...]:
         return tuple(
             HistoryEntry(number=e.number, status=e.status or "crash", description=e.description, val_bpb=e.val_bpb,
                          memory_gb=e.memory_gb, reason=e.reason if e.status in ("crash", "rejected") else "",
-                         diff=e.diff, train_py=e.train_py, agent=e.agent)
+                         diff=e.diff, train_py=e.train_py, agent=e.agent, files=e.files)
             for e in self.ledger.experiments(done_only=True) if e.status is not None
         )
 
     def in_flight(self) -> tuple[InFlight, ...]:
         return tuple(InFlight(number=e.number, description=e.description, diff=e.diff, train_py=e.train_py,
-                              agent=e.agent) for e in self.ledger.in_flight())
+                              agent=e.agent, files=e.files) for e in self.ledger.in_flight())
 
 
 def _backoff():

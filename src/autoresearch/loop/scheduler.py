@@ -8,10 +8,11 @@ best as it stands when the run ends:
 
 - it started from the current best: a keep fast-forwards `autoresearch/<tag>` to its commit;
 - a newer best landed meanwhile: it must clear the policy against that newer best with the figures it has, or it
-  is discarded. If it does, its one-file change is merged onto the newer best (loop/merge.py: git merge-file, or
-  by name where the changes only set constants). When the merge is clean, the combination has never run, so it
-  runs now, and only its own figures decide. When the two changes conflict, the file that was measured is
-  committed on top of the newer best: it beat it as it is.
+  is discarded. If it does, its change (train.py, and a task's other editable files, each on its own) is merged
+  onto the newer best (loop/merge.py: git merge-file, or by name where the changes only set constants). When the
+  merge is clean, the combination has never run, so it runs now, and only its own figures decide. When the two
+  changes conflict in any file, the files that were measured are committed on top of the newer best: they beat it
+  as they are.
 
 So the branch only moves forward, through keeps, and always to a train.py whose figures are on record.
 
@@ -37,7 +38,7 @@ from autoresearch.backends.base import Backend, Slot, join_workers
 from autoresearch.loop.decider import Decider, Decision, TestWanted, with_seed
 from autoresearch.loop.journal import ExperimentRecord
 from autoresearch.loop.ledger import Ledger
-from autoresearch.loop.merge import merge
+from autoresearch.loop.merge import merge, merge_files
 from autoresearch.loop.options import LoopConfig
 from autoresearch.loop.policy import GreedyPolicy, NoisePolicy
 from autoresearch.loop.proposer import Proposer, Stopped
@@ -207,7 +208,8 @@ class Scheduler:
         if rec is None:
             source = (self.loop.ws / EDITABLE).read_text()
             parent = self.ledger.best_commit()
-            rec = self.ledger.add(1, attempt, "baseline", source, parent, agent="baseline")
+            rec = self.ledger.add(1, attempt, "baseline", source, parent, agent="baseline",
+                                  files=self.ledger.files_at(parent))
         slots = self.slots
         total = max(1 + self.loop.policy.noise_runs, len(slots))
         total = -(-total // len(slots)) * len(slots)  # every batch fills every slot
@@ -282,7 +284,8 @@ class Scheduler:
                     and rec.attempt < self.loop.config.fix_attempts and getattr(agent, "can_fix", True)):
                 return rec
             failure = Failure(description=rec.description, status=rec.outcome or rec.status or "crash",
-                              reason=rec.reason, error_tail=rec.error_tail, train_py=rec.train_py)
+                              reason=rec.reason, error_tail=rec.error_tail, train_py=rec.train_py,
+                              files=rec.files)
             self.view.message(f"experiment {rec.number}: {rec.outcome}; asking the agent to fix it "
                               f"(attempt {rec.attempt + 1} of {self.loop.config.fix_attempts})")
             # On the best the change was made on: a newer best is then merged in settle(), never overwritten.
@@ -294,30 +297,38 @@ class Scheduler:
         if rec.state == "done":  # rejected at proposal time
             return rec
         t0 = time.monotonic()
-        sha = self.commit(slot, rec.parent_commit, rec.train_py, rec.description)
+        sha = self.commit(slot, rec.parent_commit, rec.train_py, rec.description, rec.files)
         run_dir = self.run_dir(rec)
         rec = self.ledger.update(rec.id, state="running", commit_sha=sha, run_dir=str(run_dir), worker=slot.index,
                                  device=slot.device)
         self.view.experiment_started(rec, self.loop.settings.time_budget)
         result = self.run(rec, rec.train_py, run_dir, slot)
-        decision = self.decider.decide(rec, result, run_dir, lambda src, d, runs: self.run(rec, src, d, slot, runs))
+        decision = self.decider.decide(rec, result, run_dir,
+                                       lambda src, d, runs, at=None: self.run(rec, src, d, slot, runs, at))
         return self.settle(rec, result, decision, slot, run_dir, t0)
 
-    def commit(self, slot: Slot, parent: str, source: str, description: str) -> str:
-        """The change as a commit on `parent`, made in the worker's own checkout (no branch moves)."""
+    def commit(self, slot: Slot, parent: str, source: str, description: str,
+               files: dict[str, str] | None = None) -> str:
+        """The change as a commit on `parent`, made in the worker's own checkout (no branch moves): train.py and
+        a task's other editable `files` (path -> text, checked by the proposer), every one it changed."""
         checkout = self.checkout(slot)
         vcs.detach_at(checkout, parent)
         (checkout / EDITABLE).write_text(source)
+        for name, text in sorted((files or {}).items()):
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            (checkout / name).write_text(text)
         if not vcs.status_porcelain(checkout):
             return parent
-        return vcs.commit_file(checkout, EDITABLE, " ".join(description.split())[:200] or "unnamed change")
+        return vcs.commit_file(checkout, EDITABLE, " ".join(description.split())[:200] or "unnamed change",
+                               *sorted(files or {}))
 
     def run_dir(self, rec: ExperimentRecord) -> Path:
         return self.loop.ws / RUN_DIR / "runs" / self.loop.tag / f"{rec.number:04d}-{rec.attempt}"
 
     def run(self, rec: ExperimentRecord, source: str, run_dir: Path, slot: Slot,
-            runs: list[float] | None = None) -> RunResult:
-        """One run of `source` on `slot`; `runs`: the val_bpb of this change's earlier runs (seed repeats)."""
+            runs: list[float] | None = None, at: str | None = None) -> RunResult:
+        """One run of `source` on `slot`, with a task's other editable files as the commit `at` holds them (by
+        default the experiment's own); `runs`: the val_bpb of this change's earlier runs (seed repeats)."""
         loop = self.loop
         best = self.ledger.best()
         wants_test = TestWanted(loop.policy, self.ledger.reference(best).val_bpb if best else None, tuple(runs or ()))
@@ -326,7 +337,8 @@ class Scheduler:
                          timeout=loop.config.timeout, cache=loop.config.cache,
                          compile_cache=loop.ws / RUN_DIR / SEED_DIR, fills_compile_cache=human,
                          eval_rate=loop.eval_rate(), wants_test=wants_test,
-                         first_answer_limit=None if human else loop.first_answer_limit())
+                         first_answer_limit=None if human else loop.first_answer_limit(),
+                         files=tuple(sorted(self.ledger.files_at(at or rec.commit_sha or rec.parent_commit).items())))
         for lost in range(LOST_RERUNS + 1):
             result = self.backend.run(exp, slot, on_line=lambda line: self.view.line(line, rec),
                                       on_progress=lambda p: self.view.progress(p, rec))
@@ -365,29 +377,36 @@ class Scheduler:
                                    reason=f"beat the best it started from, not the newer best (experiment "
                                           f"{best.number})")
             parent_src, best_src = self.ledger.source_at(rec.parent_commit), self.ledger.source_at(best_commit)
+            best_files = self.ledger.files_at(best_commit)
+            mine = {**self.ledger.files_at(rec.parent_commit), **rec.files}  # a task's other files, as measured
             merged = merge(parent_src, best_src, rec.train_py).text  # by name where only constants changed
-            if merged == best_src:
+            files = merge_files(self.ledger.files_at(rec.parent_commit), best_files, mine)
+            merged = merged if files is not None else None  # a conflict in any file is a conflict
+            if merged == best_src and files == best_files:
                 return self.finish(rec, result, Decision("discard", evidence, decision.runs, best), t0=t0,
                                    reason=f"its change is already in the newer best (experiment {best.number})")
-            if merged is None or merged == rec.train_py or rebases >= MAX_REBASES:
-                if merged is not None and merged != rec.train_py:  # the best kept moving
+            if merged is None or (merged, files) == (rec.train_py, mine) or rebases >= MAX_REBASES:
+                if merged is not None and (merged, files) != (rec.train_py, mine):  # the best kept moving
                     return self.finish(rec, result, Decision("discard", evidence, decision.runs, best), t0=t0,
                                        reason=f"the best moved {rebases + 1} times while it ran")
-                sha = self.commit(slot, best_commit, rec.train_py, rec.description)
+                sha = self.commit(slot, best_commit, rec.train_py, rec.description, mine)
                 evidence["rebase"] = "conflict: the measured train.py kept as it is" if merged is None else "none"
-                rec = self.ledger.update(rec.id, parent_commit=best_commit, diff=vcs.diff_texts(best_src, rec.train_py))
+                rec = self.ledger.update(rec.id, parent_commit=best_commit, files=mine, diff=vcs.diff_files(
+                    {EDITABLE: best_src, **best_files}, {EDITABLE: rec.train_py, **mine}))
                 return self.finish(rec, result, Decision("keep", evidence, decision.runs, best), keep_commit=sha,
                                    t0=t0)
         # A clean merge: the combination never ran. Run it on the newer best; only its own figures decide.
         self.view.message(f"experiment {rec.number}: beat its starting point while experiment {best.number} was "
                           "kept; its change applies cleanly on the new best, so the combination runs now")
-        sha = self.commit(slot, best_commit, merged, rec.description)
-        rec = self.ledger.update(rec.id, train_py=merged, diff=vcs.diff_texts(best_src, merged),
-                                 parent_commit=best_commit, commit_sha=sha,
+        assert files is not None
+        sha = self.commit(slot, best_commit, merged, rec.description, files)
+        rec = self.ledger.update(rec.id, train_py=merged, files=files, parent_commit=best_commit, commit_sha=sha,
+                                 diff=vcs.diff_files({EDITABLE: best_src, **best_files}, {EDITABLE: merged, **files}),
                                  evidence={"rebased": {"from": rec.parent_commit, "runs": decision.runs}})
         run_dir = run_dir.with_name(f"{run_dir.name}-rebase{rebases + 1}")
         result = self.run(rec, merged, run_dir, slot)
-        decision = self.decider.decide(rec, result, run_dir, lambda src, d, runs: self.run(rec, src, d, slot, runs))
+        decision = self.decider.decide(rec, result, run_dir,
+                                       lambda src, d, runs, at=None: self.run(rec, src, d, slot, runs, at))
         decision.evidence["rebased"] = {"from": rec.started_from, "runs_before": rec.evidence["rebased"]["runs"]}
         return self.settle(rec, result, decision, slot, run_dir, t0, rebases + 1)
 

@@ -131,8 +131,9 @@ def transfer(ws: Path, settings: Settings, overrides: dict[str, Any], *, tag: st
             raise StudyError(f"run {subject.run.tag} kept no change after its baseline: there is no gain to transfer")
         base_src, best_src = subject.baseline.train_py, subject.best.train_py
         both = sorted(set(read_constants(base_src)) & set(read_constants(best_src)))
-        variants = [Variant("baseline", with_overrides(base_src, overrides, "baseline", ", ".join(both))),
-                    Variant("best", with_overrides(best_src, overrides, "best", ", ".join(both)))]
+        files = [subject.files_at(e.commit_sha or e.parent_commit) for e in (subject.baseline, subject.best)]
+        variants = [Variant("baseline", with_overrides(base_src, overrides, "baseline", ", ".join(both)), files[0]),
+                    Variant("best", with_overrides(best_src, overrides, "best", ", ".join(both)), files[1])]
         backend = local_backend(settings, workers, per_device)
         study = subject.journal.add_study(subject.run.tag, "transfer", subject.best.number, plan={
             "seeds": seeds, "set": overrides, "budget": settings.budget_label,

@@ -1,7 +1,7 @@
 """What one experiment is, and what comes back: Experiment, RunResult, and the parsing of what train.py prints.
 
-An experiment is a value (the train.py source plus the workspace it is measured in), so it could be shipped to
-another machine; a RunResult comes back for every outcome. Nothing here imports torch.
+An experiment is a value (the train.py source, a task's other editable files, and the workspace it is measured
+in), so it could be shipped to another machine; a RunResult comes back for every outcome. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ class Experiment:
     # Extra environment of the experiment's processes (train.py and its scorer): the worker's device
     # (CUDA_VISIBLE_DEVICES) and its share of the CPU cores (OMP_NUM_THREADS). Pairs, so the value stays hashable.
     env: tuple[tuple[str, str], ...] = ()
+    # A task's editable files other than train.py, (path, complete text) pairs, as this experiment runs them (its
+    # commit's). Empty: as the workspace holds them (the GPT task has none).
+    files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass

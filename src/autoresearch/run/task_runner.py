@@ -55,13 +55,15 @@ def run_task(task: Task, workspace: Path, files: dict[str, str], run_dir: Path, 
 
 
 def run_task_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None) -> RunResult:
-    """The loop's entry (run/supervisor.py sends a task workspace's experiments here): exp.source is train.py."""
+    """The loop's entry (run/supervisor.py sends a task workspace's experiments here): exp.source is train.py,
+    exp.files the other editable files."""
     task = workspace_task(exp.workspace)
     editable = task.editable_files(exp.workspace)
     main = "train.py" if "train.py" in editable or not editable else editable[0]
     timeout = min(task.timeout, exp.timeout) if exp.timeout else task.timeout
-    # The agents change train.py; any other editable file runs as the workspace holds it (the best's commit).
-    files = {f: (exp.workspace / f).read_text() for f in editable if f != main}
+    # The other editable files as the experiment's commit holds them (exp.files); any it does not name, as the
+    # workspace holds them. A name that is not editable is refused by run_task_files with the reason.
+    files = {**{f: (exp.workspace / f).read_text() for f in editable if f != main}, **dict(exp.files)}
     return run_task_files(task, exp.workspace, {**files, main: exp.source}, exp.run_dir, seed=seed_of(exp),
                           sandbox=exp.settings.sandbox, wants_test=exp.wants_test, on_line=on_line,
                           env=dict(exp.env), timeout=timeout)

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from autoresearch.loop.journal import ExperimentRecord
 from autoresearch.see.facts import Facts, ReadOnlyJournal, gather, journal_path, pick_run, read_loss
-from autoresearch.vcs import diff_texts
+from autoresearch.vcs import diff_files
 
 ASSETS = Path(__file__).parent / "dashboard"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -124,7 +124,9 @@ def _best(facts: Facts) -> dict | None:
     best, first = facts.record(last), facts.record(keeps[0])
     return {"number": best.number, "attempt": best.attempt, "commit": (best.commit_sha or best.parent_commit)[:7],
             "val_bpb": best.val_bpb, "test_bpb": best.test_bpb, "description": best.description, "diff": best.diff,
-            "diff_from_baseline": diff_texts(first.train_py, best.train_py) if best is not first else ""}
+            "diff_from_baseline": diff_files({"train.py": first.train_py, **first.files},
+                                             {"train.py": best.train_py, **(best.files if first.files else {})})
+                                  if best is not first else ""}  # an older baseline's record has train.py alone
 
 
 def _current(facts: Facts) -> dict | None:
