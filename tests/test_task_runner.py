@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from taskkit import TRAIN, make_task
 
-from autoresearch.run.task_runner import run_task
+from autoresearch.run.task_runner import run_task, run_task_files
 from autoresearch.task.store import init_task_workspace, judge_dir, workspace_task
 
 pytestmark = pytest.mark.slow  # trains, or runs the loop on real runs
@@ -43,3 +43,17 @@ def test_a_proposal_touching_a_fixed_file_is_refused(tmp_path):
     for f in ("evaluate.py", "data/val_x.npy", "task.toml"):
         status, reason, _, _ = run_task(task, ws, {"train.py": TRAIN, f: "x"}, tmp_path / "run")
         assert status == "rejected" and f in reason
+
+
+@pytest.mark.timeout(180)
+def test_a_task_experiment_s_memory_is_the_runner_s_measurement_of_its_processes(tmp_path):
+    """results.tsv's memory_gb of a task: the peak resident memory of the experiment's processes, as sampled by the
+    runner (it was 0.0); what the script or its evaluator prints does not set it."""
+    ws, task = _ws(tmp_path)
+    hog = TRAIN.replace("import numpy as np\n", "import numpy as np\nimport time\n"
+                        "held = np.ones(40_000_000)  # 305 MiB, held while the runner samples\ntime.sleep(1.0)\n")
+    small = run_task_files(task, ws, {"train.py": TRAIN}, tmp_path / "small")
+    big = run_task_files(task, ws, {"train.py": hog}, tmp_path / "big")
+    assert small.ok and big.ok, (small.reason, big.reason)
+    assert 0.0 < small.memory_gb < 0.25, small.memory_gb  # python and numpy
+    assert big.memory_gb > small.memory_gb + 0.25, (small.memory_gb, big.memory_gb)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from autoresearch.harness.budget import BUDGET_ENV, BUDGET_FD_ENV
 from autoresearch.run.evaluator import Evaluation, evaluate
+from autoresearch.run.proctree import tree_rss_mb
 from autoresearch.run.result import Experiment, RunResult, parse_summary
 from autoresearch.task.declaration import GRACE_SECONDS, OUTPUT_ENV, Task
 from autoresearch.task.store import workspace_task
@@ -129,7 +130,7 @@ def run_task_files(task: Task, workspace: Path, files: dict[str, str], run_dir: 
         os.close(mark_write)
         reader = threading.Thread(target=_pump, args=(proc, log, lines, on_line), daemon=True)
         reader.start()
-        code, started, why = _wait(proc, mark_read, t0, limit, task.time_budget)
+        code, started, why, peak_mb = _wait(proc, mark_read, t0, limit, task.time_budget)
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # nothing of it survives the run
         except OSError:
@@ -153,28 +154,32 @@ def run_task_files(task: Task, workspace: Path, files: dict[str, str], run_dir: 
     test = None
     if task.holdout and (wants_test is None or wants_test(val.value)):
         test = evaluate(task, workspace, output, task.holdout, sandbox=sandbox)
-    figures = {**val.figures, **({f"holdout_{k}": v for k, v in test.figures.items()} if test else {})}
+    figures = {**val.figures, **({f"holdout_{k}": v for k, v in test.figures.items()} if test else {}),
+               "peak_memory_mb": peak_mb}  # the runner's measurement (RunResult.memory_gb), whatever was printed
     timing["wall_seconds"] = time.monotonic() - t0
     return RunResult(status="ok", val_bpb=val.value, test_bpb=test.value if test and test.ok else None,
                      test_wanted=test is not None, harness=figures, eval_seconds=time.monotonic() - ended, **timing)
 
 
 def _wait(proc: subprocess.Popen, marks: int, t0: float, timeout: float,
-          budget: float | None) -> tuple[int | None, float | None, str]:
-    """Wait for the script: -> (exit code or None when stopped, when training started, why it was stopped)."""
+          budget: float | None) -> tuple[int | None, float | None, str, float]:
+    """Wait for the script: -> (exit code or None when stopped, when training started, why it was stopped, the
+    peak resident memory of its process tree in MiB, sampled every 0.2 s: what results.tsv's memory_gb shows)."""
     started: float | None = None
     listening = True
+    peak = 0.0
     while True:
+        peak = max(peak, tree_rss_mb(proc.pid))
         code = proc.poll()
         if code is not None:
-            return code, started, ""
+            return code, started, "", peak
         now = time.monotonic()
         if now - t0 > timeout:
-            return None, started, f"the experiment ran past its timeout ({timeout:g}s)"
+            return None, started, f"the experiment ran past its timeout ({timeout:g}s)", peak
         if budget and now - (started or t0) > budget + GRACE_SECONDS:
             since = "after training started" if started else "after launch (it never called budget.start())"
             return None, started, (f"the experiment ran past its time budget ({budget:g}s + {GRACE_SECONDS:g}s "
-                                   f"grace {since}): stop training when budget.over() is True")
+                                   f"grace {since}): stop training when budget.over() is True"), peak
         if not listening:
             time.sleep(0.2)
             continue
