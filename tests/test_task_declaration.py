@@ -33,6 +33,8 @@ def test_a_task_table_in_autoresearch_toml_is_read_too(tmp_path):
         .replace('prepare = "python prepare.py"\n', "").replace('readable = ["data/train_*.npy", "data/val_x.npy", '
                                                                  '"data/test_x.npy"]\n', "")
         .replace('hidden = ["data/val_y.npy", "data/test_y.npy"]\n', ""), "evaluate", "does not exist"),
+    (lambda s: s.replace('editable = ["train.py"]', 'editable = ["*.py"]'), "editable", "evaluate.py is the "
+     "evaluator's script"),  # with several editable files a glob is natural, and it must not take the evaluator
     (lambda s: s.replace("timeout = 120", "timeout = -3"), "timeout", "positive number of seconds"),
     (lambda s: s.replace("timeout = 120", 'colour = "blue"'), "unknown key(s) colour", "the keys are"),
     (lambda s: s.replace('readable = ["data/train_*.npy"', 'readable = ["../elsewhere/*"'), "readable",

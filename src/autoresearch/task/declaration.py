@@ -233,6 +233,10 @@ def _check_before_prepare(task: Task, bad) -> None:
         script = script_of(task.argv(value))
         if script and not (task.root / script).is_file() and task.prepare is None:
             raise bad(key, f"{script!r} does not exist in {task.root}: create it, or fix the command")
+        if script and key != "command" and matches(script, task.editable):
+            raise bad("editable", f"{script} is the evaluator's script ({key} = {value!r}) and an editable glob "
+                      "matches it: the evaluator is fixed, so name the agent's files without it (e.g. "
+                      '["train.py", "model.py"] rather than ["*.py"])')
     for key in ("readable", "hidden"):
         if task.prepare is None:  # without prepare, data must be there already
             _globs_match(task, key, files, bad)
