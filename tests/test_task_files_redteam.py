@@ -1,0 +1,188 @@
+"""Red team of multi-file proposals (issue 17): the clever agent that has read our source, through the paths a
+task's other editable files take (Proposal.files as any agent or plugin may fill it, a command agent's checkout,
+the commit, the merge of two workers, init's warnings about the evaluator).
+
+Each test asserts the real outcome: what the proposer refuses and why, what the record would hold, what git holds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from taskkit import EVALUATE, TOML, TRAIN, make_task
+from test_task_files import MODEL, TRAIN_M, invoke
+
+from autoresearch import vcs
+from autoresearch.agents.base import Proposal
+from autoresearch.loop.proposer import Proposer
+from autoresearch.task.store import judge_dir, workspace_task
+from autoresearch.task.warnings import evaluator_warnings
+
+pytestmark = pytest.mark.timeout(300)
+
+SECRET = "SECRET_LABELS = [0, 1, 1, 0]\n"
+# model.py, any *_model.py (new ones too), and everything under models/ are the agent's
+GLOBS = TOML.replace('editable = ["train.py"]', 'editable = ["train.py", "model.py", "*_model.py", "models"]')
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("redteam")
+    task = make_task(tmp / "line", toml=GLOBS, train_py=TRAIN_M, model_py=MODEL, x_model_py="X = 1\n",
+                     models__a_py="A = 1\n")
+    ws = tmp / "ws"
+    invoke("init", str(ws), "--task", str(task))
+    return ws
+
+
+@pytest.fixture
+def checkout(ws):
+    """The workspace as a worker's checkout, put back clean after each test."""
+    yield ws
+    vcs.detach_at(ws, vcs.head(ws))
+
+
+def proposer(ws: Path) -> Proposer:
+    p = Proposer.__new__(Proposer)  # gather and check need only the task (and the settings for the GPT task)
+    p.ws, p.task, p.settings = ws, workspace_task(ws), None
+    return p
+
+
+def gather(ws: Path, files: dict[str, str], before: set[str] | None = None, train_py: str = TRAIN_M):
+    before = set(vcs.status_porcelain(ws)) if before is None else before
+    return proposer(ws).gather(Proposal(train_py=train_py, description="x", files=files), ws, before)
+
+
+def test_the_tiny_task_declares_the_globs_the_attacks_use(ws):
+    task = workspace_task(ws)
+    assert task.editable_files(ws) == ["model.py", "models/a.py", "train.py", "x_model.py"]
+    assert {"evaluate.py", "task.toml", "data/train_x.npy"} <= set(task.fixed_files(ws))
+    assert not (ws / "data" / "val_y.npy").exists() and (judge_dir(ws) / "data" / "val_y.npy").exists()
+
+
+@pytest.mark.parametrize("name", ["/tmp/x_model.py", "../ws/x_model.py", "models/../evaluate.py",
+                                  "models/../../x_model.py"])
+def test_a_named_file_outside_the_workspace_is_refused(checkout, name):
+    files, why = gather(checkout, {name: "X = 2\n"})
+    assert files == {} and "only paths inside the workspace" in why and name in why
+
+
+@pytest.mark.parametrize("name", ["./evaluate.py", "mоdel.py", "model.py ", "evaluate.py\u200b", "task.toml",
+                                  "data/train_x.npy", "data/val_y.npy", "./data/val_y.npy", "program.md"])
+def test_a_fixed_or_hidden_file_under_another_spelling_is_refused_as_fixed(checkout, name):
+    """A look-alike (Cyrillic о), a trailing space, a zero-width space, ./: none matches an editable glob."""
+    files, why = gather(checkout, {name: "X = 2\n"})
+    assert "fixed file(s)" in why and name in why
+
+
+@pytest.mark.parametrize("name, canonical", [("./x_model.py", "x_model.py"), ("models//a.py", "models/a.py"),
+                                             ("models/./a.py", "models/a.py"), ("./new_model.py", "new_model.py")])
+def test_a_second_spelling_of_an_editable_file_is_refused_with_its_one_name(checkout, name, canonical):
+    """`./x_model.py` matches `*_model.py`: the record would hold it beside `x_model.py` (the best's text), the
+    commit writes both to one path (the last in order wins: x_model.py, the old text), so what the journal says
+    ran (the diff of ./x_model.py) is not what git holds and the run measured. One name per file."""
+    files, why = gather(checkout, {name: "X = 2\n"})
+    assert why and f"give it as {canonical}" in why, why
+
+
+@pytest.mark.parametrize("name", ["x\0_model.py", "x\n_model.py", "models/a\tb.py"])
+def test_a_name_with_a_control_character_is_refused(checkout, name):
+    """fnmatch's `*` matches a newline; a NUL would make the commit's write raise in the orchestrator."""
+    files, why = gather(checkout, {name: "X = 2\n"})
+    assert files == {} and "control character" in why, why
+
+
+@pytest.mark.parametrize("name, what", [("models", "a directory"), ("model.py/x.py", "model.py is a file")])
+def test_a_name_that_cannot_be_a_file_is_refused_before_it_reaches_the_commit(checkout, name, what):
+    """`models` (a directory glob) is editable, and so is `model.py/x.py` (matches() covers a glob's subtree):
+    writing either in the worker's checkout raises (IsADirectoryError, NotADirectoryError) in the orchestrator,
+    after the journal has the record: the run stops, and its resume meets the same record again."""
+    files, why = gather(checkout, {name: "X = 2\n"})
+    assert why and what in why, why
+
+
+def test_a_new_file_that_an_editable_glob_matches_is_the_agents(checkout):
+    files, why = gather(checkout, {"helper_model.py": "H = 1\n", "models/sub/b.py": "B = 2\n"})
+    assert why == "" and files == {"helper_model.py": "H = 1\n", "models/sub/b.py": "B = 2\n"}
+
+
+def test_a_new_file_no_editable_glob_matches_is_refused_as_fixed(checkout):
+    (checkout / "helpers.py").write_text("H = 1\n")  # as a command agent leaves it: found by git status
+    files, why = gather(checkout, {}, before=set())
+    assert "fixed file(s) helpers.py" in why
+
+
+def test_a_new_editable_file_that_is_not_utf8_is_refused(checkout):
+    before = set(vcs.status_porcelain(checkout))
+    (checkout / "bin_model.py").write_bytes(b"X = '\xff\xfe'\n")
+    files, why = gather(checkout, {}, before=before)
+    assert "bin_model.py unreadable as text" in why
+
+
+def test_a_link_to_a_hidden_file_hidden_behind_an_earlier_refusal_does_not_carry_its_text(checkout, tmp_path):
+    """The command agent reads model.py through the link (Proposal.files holds the secret); deleting a fixed file
+    too made gather return on the deletion, before its check for links, with the secret in the files it returns:
+    the record (and its diff, which the next prompt shows) would hold it."""
+    (tmp_path / "secret.txt").write_text(SECRET)
+    before = set(vcs.status_porcelain(checkout))
+    (checkout / "model.py").unlink()
+    os.symlink(tmp_path / "secret.txt", checkout / "model.py")
+    (checkout / "program.md").unlink()  # sorts before model.py's entry
+    files, why = gather(checkout, {"model.py": SECRET}, before=before)
+    assert "a symbolic link" in why and all("SECRET" not in t for t in files.values()), (files, why)
+
+
+def test_a_directory_made_a_link_outside_does_not_carry_its_text(checkout, tmp_path):
+    """models/ replaced by a link to a directory the agent may not read: models/a.py is no link itself, and the
+    link (git's `?? models`) reads as a deleted file; neither may bring the outside text into the record."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.py").write_text(SECRET)
+    before = set(vcs.status_porcelain(checkout))
+    import shutil
+
+    shutil.rmtree(checkout / "models")
+    os.symlink(outside, checkout / "models")
+    files, why = gather(checkout, {"models/a.py": SECRET}, before=before)
+    assert why and all("SECRET" not in t for t in files.values()), (files, why)
+
+
+def test_a_hard_link_to_a_fixed_file_is_its_own_copy_in_the_commit(checkout, tmp_path):
+    """A hard link is a plain file the agent could read anyway; the commit holds its text, and the fixed file in
+    the judge (what the evaluator reads) is untouched."""
+    before = set(vcs.status_porcelain(checkout))
+    (checkout / "x_model.py").unlink()
+    os.link(checkout / "program.md", checkout / "x_model.py")
+    files, why = gather(checkout, {}, before=before)
+    assert why == "" and files == {"x_model.py": (checkout / "program.md").read_text()}
+    assert (judge_dir(checkout) / "evaluate.py").read_text() == EVALUATE
+
+
+@pytest.mark.xfail(strict=True, reason="open: no size cap on an editable file; the journal keeps every record's "
+                                       "complete files and the next prompt shows them")
+def test_a_huge_editable_file_is_refused(checkout):
+    files, why = gather(checkout, {"models/big.txt": "x" * (64 << 20)})
+    assert why
+
+
+def test_check_parses_every_changed_python_file_and_names_the_one_that_does_not_parse(ws):
+    p = proposer(ws)
+    why = p.check(Proposal(train_py=TRAIN_M, description="d", files={"x_model.py": "def (:\n"}), TRAIN_M,
+                  {"x_model.py": "X = 1\n"}, {"x_model.py": "def (:\n"})
+    assert why.startswith("x_model.py does not parse")
+    why = p.check(Proposal(train_py=TRAIN_M, description="d"), TRAIN_M, {}, {"x_model.py": "import requests\n"})
+    assert "x_model.py: line 1: `import requests` is not allowed" in why
+
+
+def test_an_evaluator_that_imports_an_editable_module_is_warned_about(tmp_path):
+    evaluate = "import model\nfrom models import a\n" + EVALUATE
+    task = make_task(tmp_path / "line", toml=GLOBS, train_py=TRAIN, model_py=MODEL, x_model_py="X = 1\n",
+                     models__a_py="A = 1\n", evaluate_py=evaluate)
+    t = workspace_task  # noqa: F841  (the warnings read the declaration as init does)
+    from autoresearch.task.declaration import load_task
+
+    found = evaluator_warnings(load_task(task), task, load_task(task).editable_files())
+    assert any("imports model, an editable file" in w for w in found), found
+    assert any("imports models.a, an editable file" in w for w in found), found
