@@ -10,6 +10,7 @@ editable, a path outside the workspace or a deleted file is refused with the rea
 from __future__ import annotations
 
 import ast
+import posixpath
 import threading
 import time
 from pathlib import Path
@@ -113,27 +114,37 @@ class Proposer:
 
     def gather(self, proposal: Proposal, checkout: Path, before: set[str]) -> tuple[dict[str, str], str]:
         """The other files the proposal changes: those it names, and those the agent changed in its checkout (a
-        command agent); and why they cannot be (a fixed file, a path outside the workspace, a deleted file)."""
+        command agent); and why they cannot be (a name that is not one path's one spelling, a link, a fixed file, a
+        path outside the workspace, a deleted file). Nothing read through a link is returned: the record (and the
+        next prompt) shows what is returned, refused or not."""
         files = dict(proposal.files)
-        for entry in sorted(set(vcs.status_porcelain(checkout)) - before):
-            name = entry[3:]
-            if name == EDITABLE or name in files:
-                continue
+        outside = sorted(f for f in files if f.startswith("/") or ".." in f.split("/") or f == EDITABLE)
+        if outside:
+            return {}, f"the proposal names file(s) {', '.join(outside)}: only paths inside the workspace, besides " \
+                       f"{EDITABLE}, may be given as other files"
+        for name in sorted(files):
+            why = _name_problem(name)
+            if why:
+                return {}, why
+        found = [e[3:] for e in sorted(set(vcs.status_porcelain(checkout)) - before)]
+        found = [n for n in found if n != EDITABLE and n not in files]
+        for name in (EDITABLE, *files, *found):  # a link would have the loop read what the agent may not (labels)
+            if _through_link(checkout, name):
+                return {}, f"the agent made {name} a symbolic link: a proposal's files must be plain files"
+        for name in found:
             if not (checkout / name).is_file():
                 return files, f"the agent deleted {name}: a proposal may change files, not delete them"
             try:
                 files[name] = (checkout / name).read_text()
             except (OSError, UnicodeDecodeError) as e:
                 return files, f"the agent left {name} unreadable as text ({e})"
-        root = checkout.resolve()
-        for name in (EDITABLE, *files):  # a link would have the loop read what the agent may not (hidden labels)
+        for name in sorted(files):
             path = checkout / name
-            if path.is_symlink() or (path.exists() and not path.resolve().is_relative_to(root)):
-                return {}, f"the agent made {name} a symbolic link: a proposal's files must be plain files"
-        outside = sorted(f for f in files if f.startswith("/") or ".." in f.split("/") or f == EDITABLE)
-        if outside:
-            return {}, f"the proposal names file(s) {', '.join(outside)}: only paths inside the workspace, besides " \
-                       f"{EDITABLE}, may be given as other files"
+            if path.is_dir():
+                return {}, f"the proposal names {name}, which is a directory: name the files in it"
+            parent = next((q for q in path.relative_to(checkout).parents if (checkout / q).is_file()), None)
+            if parent is not None:
+                return {}, f"the proposal names {name}, but {parent.as_posix()} is a file: a file holds no files"
         bad = sorted(f for f in files if not self._editable(f))
         if bad and self.task is not None:  # the evaluator, its data, any fixed file: refused, with the reason
             return files, refused(self.task, {f: "" for f in bad})
@@ -175,6 +186,26 @@ class Proposer:
     def in_flight(self) -> tuple[InFlight, ...]:
         return tuple(InFlight(number=e.number, description=e.description, diff=e.diff, train_py=e.train_py,
                               agent=e.agent, files=e.files) for e in self.ledger.in_flight())
+
+
+def _name_problem(name: str) -> str:
+    """Why `name` is not a file's one name ('' if it is): one path has one spelling in the record, the commit and
+    the run (`./m.py` beside `m.py` would be two files in the journal and one in git, the last written winning)."""
+    if any(not c.isprintable() for c in name):
+        return f"the proposal names {name!r}, which holds a control character: name files by their plain paths"
+    canonical = posixpath.normpath(name)
+    if canonical != name or not name:
+        return f"the proposal names {name!r}, a second spelling of a path: give it as {canonical}"
+    return ""
+
+
+def _through_link(checkout: Path, name: str) -> bool:
+    """`name`, or a directory on its way, is a symbolic link (or leads outside the checkout)."""
+    path = checkout / name
+    root = checkout.resolve()
+    if any((checkout / q).is_symlink() for q in (Path(name), *Path(name).parents) if q != Path(".")):
+        return True
+    return path.exists() and not path.resolve().is_relative_to(root)
 
 
 def _backoff():
