@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-from taskkit import EVALUATE, TOML, TRAIN, make_task
-from test_task_files import MODEL, TRAIN_M, invoke
+from taskkit import EVALUATE, TOML, TRAIN, make_task, scripted_agent
+from test_task_files import MODEL, TRAIN_M, invoke, records
 
 from autoresearch import vcs
 from autoresearch.agents.base import Proposal
@@ -190,3 +190,35 @@ def test_an_evaluator_that_imports_an_editable_module_is_warned_about(tmp_path):
     found = evaluator_warnings(load_task(task), task, load_task(task).editable_files())
     assert any("imports model, an editable file" in w for w in found), found
     assert any("imports models.a, an editable file" in w for w in found), found
+
+
+@pytest.fixture
+def fresh(tmp_path, monkeypatch):
+    task = make_task(tmp_path / "line", toml=GLOBS, train_py=TRAIN_M, model_py=MODEL, x_model_py="X = 1\n",
+                     models__a_py="A = 1\n")
+    ws = tmp_path / "ws"
+    invoke("init", str(ws), "--task", str(task))
+    monkeypatch.chdir(ws)
+    return ws
+
+
+@pytest.mark.slow
+def test_a_file_left_in_the_main_workspace_that_no_commit_holds_does_not_run(fresh, tmp_path):
+    """A command agent's checkout is .worktrees/<tag>/w<k> inside the workspace, which its confinement leaves
+    writable. It writes helper_model.py (an editable glob matches it) into the workspace itself, and a train.py
+    that imports it into its checkout: the commit holds train.py only. The runner took every editable file the
+    commit does not hold from the workspace's own tree, so the run imported a file that no commit, record or diff
+    holds (and that every later run would import too)."""
+    helper = "BIAS_FIX = 0.0\n"
+    uses = TRAIN_M.replace("from model import BIAS, SCALE\n", "from model import BIAS, SCALE\n"
+                           "BIAS_FIX = __import__('helper_model').BIAS_FIX\n")  # the import check reads statements
+    agent = scripted_agent(tmp_path, [("a helper", {"train.py": uses, "../../../helper_model.py": helper})])
+    invoke("run", "--tag", "h", "--agent", agent, "--no-agent-sandbox", "--policy", "greedy", "--noise-runs", "0",
+           "--fix-attempts", "0", "--max-experiments", "2")
+    assert (fresh / "helper_model.py").read_text() == helper  # the agent did write it there
+    rec = records(fresh, "h")[1]
+    assert rec.commit_sha, (rec.status, rec.reason)
+    assert "helper_model.py" not in rec.files and "helper_model" not in vcs.git(fresh, "ls-tree", "-r",
+                                                                                 "--name-only", rec.commit_sha)
+    assert rec.status == "crash" and "helper_model" in (rec.reason + (rec.error_tail or "")), (rec.status,
+                                                                                              rec.reason)
