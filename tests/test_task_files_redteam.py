@@ -222,3 +222,33 @@ def test_a_file_left_in_the_main_workspace_that_no_commit_holds_does_not_run(fre
                                                                                  "--name-only", rec.commit_sha)
     assert rec.status == "crash" and "helper_model" in (rec.reason + (rec.error_tail or "")), (rec.status,
                                                                                               rec.reason)
+
+
+@pytest.mark.parametrize("name", ["models/__pycache__/a.py", "models/run.log", "models/results.tsv",
+                                  "models/.autoresearch/a.py", "models/.worktrees/a.py"])
+def test_a_name_git_ignores_is_refused_before_the_commit_fails(checkout, name):
+    """An editable glob (`models`) matches it, but .gitignore lists it: `git add` refuses it in the orchestrator,
+    after the journal has the record, and the resume meets the same record again."""
+    files, why = gather(checkout, {name: "X = 2\n"})
+    assert files == {} and "git ignores" in why and name in why, why
+    assert "git ignores" not in gather(checkout, {"models/b.py": "B = 1\n"})[1]
+
+
+@pytest.mark.parametrize("name", ["models/.git/config", "models/.git", ".git/config"])
+def test_a_name_inside_a_git_directory_is_refused(checkout, name):
+    files, why = gather(checkout, {name: "[core]\n"})
+    assert files == {} and why, why
+    assert not (checkout / "models" / ".git").exists()
+
+
+def test_a_new_editable_module_may_be_imported_by_train_py(ws):
+    """A new file an editable glob matches is the agent's code: train.py may import it (only what the task allows
+    and the best imports could be, so a helper module was refused as a disallowed import)."""
+    uses = TRAIN_M.replace("from model import BIAS, SCALE\n", "from model import BIAS, SCALE\nfrom helper_model "
+                           "import FIX\nimport models.b\n")
+    files = {"helper_model.py": "FIX = 0.0\n", "models/b.py": "B = 1\n"}
+    why = proposer(ws).check(Proposal(train_py=uses, description="d", files=files), TRAIN_M,
+                             {"model.py": MODEL}, files)
+    assert why == "", why
+    why = proposer(ws).check(Proposal(train_py=uses, description="d"), TRAIN_M, {"model.py": MODEL}, {})
+    assert "`import helper_model` is not allowed" in why  # a module no editable file is

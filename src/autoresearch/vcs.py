@@ -85,6 +85,15 @@ def status_porcelain(repo: Path) -> list[str]:
     return [entry for entry in out.split("\0") if entry]
 
 
+def ignored(repo: Path, names) -> list[str]:
+    """The paths among `names` that git's ignore rules exclude (`git add` refuses them)."""
+    names = list(names)
+    if not names:
+        return []
+    out = git(repo, "check-ignore", "--stdin", "-z", check=False, input="\0".join(names) + "\0")
+    return [n for n in out.split("\0") if n]
+
+
 def show(repo: Path, commit: str, name: str) -> str:
     return git(repo, "show", f"{commit}:{name}")
 

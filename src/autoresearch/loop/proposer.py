@@ -150,6 +150,10 @@ class Proposer:
             return files, refused(self.task, {f: "" for f in bad})
         if bad:
             return files, f"the agent changed files other than {EDITABLE}: {', '.join(bad)}"
+        ignored = vcs.ignored(checkout, sorted(files))
+        if ignored:  # results.tsv, run.log, __pycache__/, .autoresearch/: git add would refuse them in the commit
+            return {}, f"the proposal names {', '.join(ignored)}, which git ignores (.gitignore): no commit can " \
+                       "hold it; name another path"
         return files, ""
 
     def check(self, proposal: Proposal, best_source: str, best_files: dict[str, str], files: dict[str, str]) -> str:
@@ -159,6 +163,9 @@ class Proposer:
         if proposal.train_py == best_source and not changed:
             return f"no change: the proposed {EDITABLE} is the current best"
         problems: list[str] = []
+        # what the task allows, what the best imports, and the editable modules themselves (a new helper too)
+        own = (*(self.task.allowed_imports if self.task else ()), *guard.imported_modules(best_source),
+               *(Path(f).parts[0].removesuffix(".py") for f in {**best_files, **files} if f.endswith(".py")))
         for name, text, before in ((EDITABLE, proposal.train_py, best_source),
                                    *((f, t, best_files.get(f, "")) for f, t in sorted(changed.items()))):
             if name != EDITABLE and not name.endswith(".py"):
@@ -168,8 +175,7 @@ class Proposer:
             except (SyntaxError, ValueError) as e:
                 return f"{name} does not parse: {getattr(e, 'msg', e)} (line {getattr(e, 'lineno', '?')})"
             found = (guard.check_source(text, self.settings.allowed_imports) if self.task is None
-                     else guard.check_task_source(text, (*self.task.allowed_imports, *guard.imported_modules(before),
-                                                         *guard.imported_modules(best_source))))
+                     else guard.check_task_source(text, (*own, *guard.imported_modules(before))))
             problems += [p if name == EDITABLE else f"{name}: {p}" for p in found]
         if not proposal.description.strip():
             return "the proposal has no description"
@@ -193,6 +199,8 @@ def _name_problem(name: str) -> str:
     the run (`./m.py` beside `m.py` would be two files in the journal and one in git, the last written winning)."""
     if any(not c.isprintable() for c in name):
         return f"the proposal names {name!r}, which holds a control character: name files by their plain paths"
+    if ".git" in name.lower().split("/"):
+        return f"the proposal names {name}, inside a .git directory: git keeps no such file; name another path"
     canonical = posixpath.normpath(name)
     if canonical != name or not name:
         return f"the proposal names {name!r}, a second spelling of a path: give it as {canonical}"
