@@ -8,6 +8,7 @@ Each test asserts the real outcome: what the proposer refuses and why, what the 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,29 @@ def test_a_new_editable_module_may_be_imported_by_train_py(ws):
     assert why == "", why
     why = proposer(ws).check(Proposal(train_py=uses, description="d"), TRAIN_M, {"model.py": MODEL}, {})
     assert "`import helper_model` is not allowed" in why  # a module no editable file is
+
+
+@pytest.mark.slow
+def test_a_conflicting_keep_on_a_newer_best_commits_exactly_the_files_it_ran_with(fresh, tmp_path):
+    """Two workers from the baseline: a quick change sets model.py's BIAS and adds helper_model.py, and is kept;
+    a slow one sets BIAS otherwise (a conflict) and beats the newer best too, so the files it ran with are
+    committed on top of it. That commit kept the newer best's helper_model.py, which the run never had: the keep
+    was not what was measured, and the record's files were not the commit's."""
+    from test_task_files import CLAIMING_AGENT
+
+    slow = MODEL.replace("BIAS = 2.0", "import time\ntime.sleep(6)\nBIAS = 0.0")
+    quick = {"model.py": MODEL.replace("BIAS = 2.0", "BIAS = 1.5"), "helper_model.py": "H = 1\n"}
+    agent = tmp_path / "claimer.py"
+    agent.write_text(CLAIMING_AGENT.format(steps=[("no bias, slowly", {"model.py": slow}), ("less bias", quick)],
+                                           root=str(tmp_path)))
+    invoke("run", "--tag", "m", "--agent", f"cmd:{sys.executable} {agent}", "--no-agent-sandbox", "--policy",
+           "greedy", "--noise-runs", "0", "--workers", "2", "--max-experiments", "3")
+    recs = {r.description: r for r in records(fresh, "m")}
+    first, late = recs["less bias"], recs["no bias, slowly"]
+    assert first.status == "keep" and late.status == "keep", [(r.description, r.status, r.reason)
+                                                               for r in recs.values()]
+    assert late.parent_commit == first.commit_sha and "conflict" in late.evidence.get("rebase", "")
+    tree = vcs.git(fresh, "ls-tree", "-r", "--name-only", late.commit_sha).split()
+    held = {n: vcs.show(fresh, late.commit_sha, n) for n in tree if n not in ("train.py",)
+            and workspace_task(fresh).is_editable(n)}
+    assert held == late.files and "helper_model.py" not in tree
