@@ -279,3 +279,31 @@ def test_a_conflicting_keep_on_a_newer_best_commits_exactly_the_files_it_ran_wit
     held = {n: vcs.show(fresh, late.commit_sha, n) for n in tree if n not in ("train.py",)
             and workspace_task(fresh).is_editable(n)}
     assert held == late.files and "helper_model.py" not in tree
+
+
+@pytest.mark.parametrize("dir_link", [False, True])
+def test_a_failed_command_agent_round_restores_no_file_through_a_link_it_made(checkout, tmp_path, dir_link):
+    """After a failed round the command agent's runner puts the editable files back, unconfined. The agent made
+    model.py (or models/, a directory) a link to a file it may not even see, and failed: the original text was
+    written through the link, over whatever it named (the judge's evaluator, the journal, a user's file)."""
+    from autoresearch.agents.base import AgentError, Context
+    from autoresearch.agents.command import make_command_agent
+
+    target = tmp_path / "victim"
+    target.mkdir()
+    (target / "a.py").write_text("precious\n")
+    (target / "model.py").write_text("precious\n")
+    link = "import os, shutil\n" + (f"shutil.rmtree('models')\nos.symlink({str(target)!r}, 'models')\n" if dir_link
+                                    else f"os.remove('model.py')\nos.symlink({str(target / 'model.py')!r}, "
+                                         "'model.py')\n")
+    script = tmp_path / "linker.py"
+    script.write_text(link + "raise SystemExit(1)\n")
+    agent = make_command_agent(f"cmd:{sys.executable} {script}", confine=False, timeout=60)
+    files = {"model.py": MODEL, "models/a.py": "A = 1\n", "x_model.py": "X = 1\n"}
+    ctx = Context(program="", train_py=TRAIN_M, harness_surface="", files=files, task="line", workspace=checkout,
+                  experiment=2)
+    with pytest.raises(AgentError, match="exited with code 1"):
+        agent.propose(ctx)
+    assert (target / "model.py").read_text() == "precious\n" and (target / "a.py").read_text() == "precious\n"
+    if not dir_link:  # the link itself is gone, the file put back
+        assert not (checkout / "model.py").is_symlink() and (checkout / "model.py").read_text() == MODEL

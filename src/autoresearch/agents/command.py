@@ -202,7 +202,7 @@ class CommandAgent:
             return self._proposal(out, train, unchanged=(start, ctx.train_py), files=(start_files, ctx.files, status))
         except BaseException:
             for path, original in before.items():
-                _restore(path, original)
+                _restore(path, original, workspace)
             raise
         finally:
             Path(prompt_path).unlink(missing_ok=True)
@@ -489,9 +489,15 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def _restore(path: Path, original: bytes) -> None:
-    with contextlib.suppress(OSError):  # the loop's own check restores the workspace from git
-        if not path.exists() or path.read_bytes() != original:
+def _restore(path: Path, original: bytes, root: Path) -> None:
+    """Put back a file of `root`, never through a link the agent made (of it or a directory on its way: unconfined,
+    that writes where it points, the judge or the journal); the loop restores the checkout from git anyway."""
+    with contextlib.suppress(OSError, ValueError):
+        if path.is_symlink():
+            path.unlink()
+        rel = path.parent.relative_to(root)
+        if not any((root / q).is_symlink() for q in (rel, *rel.parents) if q != Path(".")) and (
+                not path.exists() or path.read_bytes() != original):
             path.write_bytes(original)
 
 
