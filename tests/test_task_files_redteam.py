@@ -307,3 +307,28 @@ def test_a_failed_command_agent_round_restores_no_file_through_a_link_it_made(ch
     assert (target / "model.py").read_text() == "precious\n" and (target / "a.py").read_text() == "precious\n"
     if not dir_link:  # the link itself is gone, the file put back
         assert not (checkout / "model.py").is_symlink() and (checkout / "model.py").read_text() == MODEL
+
+
+def test_an_evaluator_that_imports_a_module_only_an_editable_glob_would_match_is_warned_about(tmp_path):
+    """No helper_model.py exists at init, but `*_model.py` hands the agent any such file: an evaluator that
+    imports helper_model imports the agent's code as soon as one is written."""
+    from autoresearch.task.declaration import load_task
+
+    evaluate = "import helper_model\nimport models.sub.c\n" + EVALUATE
+    task = make_task(tmp_path / "line", toml=GLOBS, train_py=TRAIN, model_py=MODEL, x_model_py="X = 1\n",
+                     models__a_py="A = 1\n", evaluate_py=evaluate)
+    t = load_task(task)
+    found = evaluator_warnings(t, task, t.editable_files())
+    assert any("imports helper_model, an editable file" in w for w in found), found
+    assert any("imports models.sub.c, an editable file" in w for w in found), found
+    assert not any("numpy" in w for w in found), found
+
+
+def test_an_evaluator_importing_an_installed_module_that_a_broad_glob_would_match_is_not_warned_about(tmp_path):
+    from autoresearch.task.declaration import load_task
+
+    toml = GLOBS.replace('"models"]', '"models", "[jn]*.py"]')
+    task = make_task(tmp_path / "line", toml=toml, train_py=TRAIN, model_py=MODEL, x_model_py="X = 1\n",
+                     models__a_py="A = 1\n", j_py="J = 1\n", evaluate_py="import json\n" + EVALUATE)
+    t = load_task(task)
+    assert evaluator_warnings(t, task, t.editable_files()) == []

@@ -19,6 +19,7 @@ from autoresearch import vcs
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, InFlight, Proposal
 from autoresearch.loop.journal import ExperimentRecord
 from autoresearch.loop.ledger import Ledger
+from autoresearch.paths import through_link
 from autoresearch.run import guard
 from autoresearch.run.task_runner import refused
 from autoresearch.settings import Settings
@@ -129,7 +130,7 @@ class Proposer:
         found = [e[3:] for e in sorted(set(vcs.status_porcelain(checkout)) - before)]
         found = [n for n in found if n != EDITABLE and n not in files]
         for name in (EDITABLE, *files, *found):  # a link would have the loop read what the agent may not (labels)
-            if _through_link(checkout, name):
+            if through_link(checkout, name):
                 return {}, f"the agent made {name} a symbolic link: a proposal's files must be plain files"
         for name in found:
             if not (checkout / name).is_file():
@@ -205,15 +206,6 @@ def _name_problem(name: str) -> str:
     if canonical != name or not name:
         return f"the proposal names {name!r}, a second spelling of a path: give it as {canonical}"
     return ""
-
-
-def _through_link(checkout: Path, name: str) -> bool:
-    """`name`, or a directory on its way, is a symbolic link (or leads outside the checkout)."""
-    path = checkout / name
-    root = checkout.resolve()
-    if any((checkout / q).is_symlink() for q in (Path(name), *Path(name).parents) if q != Path(".")):
-        return True
-    return path.exists() and not path.resolve().is_relative_to(root)
 
 
 def _backoff():
