@@ -332,3 +332,18 @@ def test_an_evaluator_importing_an_installed_module_that_a_broad_glob_would_matc
                      models__a_py="A = 1\n", j_py="J = 1\n", evaluate_py="import json\n" + EVALUATE)
     t = load_task(task)
     assert evaluator_warnings(t, task, t.editable_files()) == []
+
+
+def test_a_rename_the_agent_staged_is_a_deletion_named_rightly(checkout):
+    """`git mv` in its checkout: status -z gives the rename's original path as a field of its own, which was read
+    as an entry (its first three characters cut: 'the agent deleted odel.py')."""
+    before = set(vcs.status_porcelain(checkout))
+    vcs.git(checkout, "mv", "x_model.py", "y_model.py")
+    files, why = gather(checkout, {}, before=before)
+    assert why == "the agent deleted x_model.py: a proposal may change files, not delete them", why
+
+
+@pytest.mark.parametrize("name", ["a" * 300 + "_model.py", "models/" + "d/" * 1500 + "a.py"])
+def test_a_name_too_long_for_the_filesystem_is_refused_before_the_commit_fails(checkout, name):
+    files, why = gather(checkout, {name: "X = 2\n"})
+    assert files == {} and "too long" in why, why[:300]

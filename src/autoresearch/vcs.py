@@ -80,9 +80,18 @@ def commit_file(repo: Path, name: str, message: str, *more: str) -> str:
 
 
 def status_porcelain(repo: Path) -> list[str]:
-    """Changed and untracked (not ignored) paths, one `XY path` entry each."""
-    out = git(repo, "status", "--porcelain", "--untracked-files=all", "-z")
-    return [entry for entry in out.split("\0") if entry]
+    """Changed and untracked (not ignored) paths, one `XY path` entry each (a rename: its new path, and its old
+    one as ` D old`, deleted)."""
+    fields = iter(git(repo, "status", "--porcelain", "--untracked-files=all", "-z").split("\0"))
+    entries = []
+    for entry in fields:
+        if entry:
+            entries.append(entry)
+        if {"R", "C"} & set(entry[:2]):  # a rename or copy: its source follows as a field of its own
+            source = next(fields, "")
+            if "R" in entry[:2] and source:
+                entries.append(f" D {source}")  # renamed away: gone from where it was
+    return entries
 
 
 def ignored(repo: Path, names) -> list[str]:

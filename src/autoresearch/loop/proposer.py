@@ -27,6 +27,7 @@ from autoresearch.task.store import is_task_workspace, workspace_task
 from autoresearch.workspace import EDITABLE, harness_surface
 
 AGENT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # waits after non-fatal agent errors; the last repeats
+MAX_NAME, MAX_PATH = 255, 1024  # bytes of a path's part and of the whole: what every filesystem we run on holds
 AGENT_SAME_ERRORS = 3  # the same non-transient agent error this often in a row will not pass by waiting: stop
 
 
@@ -200,6 +201,9 @@ def _name_problem(name: str) -> str:
     the run (`./m.py` beside `m.py` would be two files in the journal and one in git, the last written winning)."""
     if any(not c.isprintable() for c in name):
         return f"the proposal names {name!r}, which holds a control character: name files by their plain paths"
+    if len(name.encode()) > MAX_PATH or any(len(part.encode()) > MAX_NAME for part in name.split("/")):
+        return f"the proposal names {name[:80]}..., a path too long for the filesystem (a name of at most " \
+               f"{MAX_NAME} bytes, a path of {MAX_PATH}): name a shorter one"
     if ".git" in name.lower().split("/"):
         return f"the proposal names {name}, inside a .git directory: git keeps no such file; name another path"
     canonical = posixpath.normpath(name)
