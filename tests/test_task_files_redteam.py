@@ -347,3 +347,15 @@ def test_a_rename_the_agent_staged_is_a_deletion_named_rightly(checkout):
 def test_a_name_too_long_for_the_filesystem_is_refused_before_the_commit_fails(checkout, name):
     files, why = gather(checkout, {name: "X = 2\n"})
     assert files == {} and "too long" in why, why[:300]
+
+
+def test_an_editable_file_that_is_not_utf8_text_is_refused_by_the_declaration(tmp_path):
+    """Every editable file is text the agent rewrites whole (the prompt, the journal, git show of a commit): a
+    binary one under a directory glob (weights) made the loop's first read of the commit's files raise."""
+    from autoresearch.task.declaration import TaskError, load_task
+
+    task = make_task(tmp_path / "line", toml=GLOBS, train_py=TRAIN_M, model_py=MODEL, x_model_py="X = 1\n",
+                     models__a_py="A = 1\n")
+    (task / "models" / "w.npy").write_bytes(b"\x93NUMPY\x01\x00\xff\xfe")
+    with pytest.raises(TaskError, match=r"editable: models/w\.npy is not UTF-8 text"):
+        load_task(task)
