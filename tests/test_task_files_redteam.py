@@ -359,3 +359,10 @@ def test_an_editable_file_that_is_not_utf8_text_is_refused_by_the_declaration(tm
     (task / "models" / "w.npy").write_bytes(b"\x93NUMPY\x01\x00\xff\xfe")
     with pytest.raises(TaskError, match=r"editable: models/w\.npy is not UTF-8 text"):
         load_task(task)
+
+
+def test_a_command_agents_new_file_with_a_control_character_in_its_name_is_refused(checkout):
+    before = set(vcs.status_porcelain(checkout))
+    (checkout / "x\u200b_model.py").write_text("X = 3\n")  # looks like x_model.py, which the best has
+    files, why = gather(checkout, {}, before=before)
+    assert files == {} and "control character" in why, why

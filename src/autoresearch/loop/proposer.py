@@ -124,12 +124,12 @@ class Proposer:
         if outside:
             return {}, f"the proposal names file(s) {', '.join(outside)}: only paths inside the workspace, besides " \
                        f"{EDITABLE}, may be given as other files"
-        for name in sorted(files):
+        found = [e[3:] for e in sorted(set(vcs.status_porcelain(checkout)) - before)]
+        found = [n for n in found if n != EDITABLE and n not in files]
+        for name in (*sorted(files), *found):  # a command agent's files too: a newline, a zero-width space
             why = _name_problem(name)
             if why:
                 return {}, why
-        found = [e[3:] for e in sorted(set(vcs.status_porcelain(checkout)) - before)]
-        found = [n for n in found if n != EDITABLE and n not in files]
         for name in (EDITABLE, *files, *found):  # a link would have the loop read what the agent may not (labels)
             if through_link(checkout, name):
                 return {}, f"the agent made {name} a symbolic link: a proposal's files must be plain files"
