@@ -366,3 +366,50 @@ def test_a_command_agents_new_file_with_a_control_character_in_its_name_is_refus
     (checkout / "x\u200b_model.py").write_text("X = 3\n")  # looks like x_model.py, which the best has
     files, why = gather(checkout, {}, before=before)
     assert files == {} and "control character" in why, why
+
+
+HOOKER = """\
+import pathlib, subprocess
+common = pathlib.Path(subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                                     capture_output=True, text=True, check=True).stdout.strip())
+hook = common / "hooks" / "post-checkout"  # the workspace's .git, shared by every worktree
+hook.parent.mkdir(exist_ok=True)
+hook.write_text("#!/bin/sh\\ncp {labels} {stolen}\\n")
+hook.chmod(0o755)
+try:
+    open({labels!r}, "rb")
+    print("the agent read the labels itself")
+except OSError:
+    pass
+pathlib.Path("x_model.py").write_text("X = 5\\n")
+print("Description: a hook")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="agents are confined with namespaces on Linux")
+def test_a_confined_agent_cannot_have_the_orchestrators_git_run_a_hook_it_wrote(ws, tmp_path):
+    """The confined agent cannot read the judge's labels, but it can write the workspace's .git (its worktree's
+    common directory): a post-checkout hook there ran, unconfined, at the loop's next `git checkout` of a worker's
+    checkout, and copied the labels out."""
+    from autoresearch.agents.base import Context
+    from autoresearch.agents.command import make_command_agent
+
+    labels, stolen = judge_dir(ws) / "data" / "val_y.npy", tmp_path / "stolen.npy"
+    script = tmp_path / "hooker.py"
+    script.write_text(HOOKER.format(labels=str(labels), stolen=str(stolen)))
+    tree = ws / ".worktrees" / "redteam" / "w0"
+    vcs.add_worktree(ws, tree, vcs.head(ws))
+    hook = ws / ".git" / "hooks" / "post-checkout"
+    try:
+        agent = make_command_agent(f"cmd:{sys.executable} {script}", confine=True, timeout=60,
+                                   cache=tmp_path / "cache")
+        files = {"model.py": MODEL, "models/a.py": "A = 1\n", "x_model.py": "X = 1\n"}
+        proposal = agent.propose(Context(program="", train_py=TRAIN_M, harness_surface="", files=files,
+                                         task="line", workspace=tree, experiment=2))
+        assert proposal.files == {"x_model.py": "X = 5\n"} and hook.exists()
+        assert "read the labels" not in proposal.rationale  # they are out of its sight
+        vcs.detach_at(tree, vcs.head(ws))  # what the loop does next with the checkout
+        assert not stolen.exists()
+    finally:
+        hook.unlink(missing_ok=True)
+        vcs.remove_worktree(ws, tree)

@@ -14,8 +14,13 @@ class VcsError(Exception):
     pass
 
 
+# A command agent may write the workspace's .git (its worktree's common directory): no hook it puts there may run
+# in our unconfined process (post-checkout at the next detach_at, post-commit, reference-transaction).
+NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+
+
 def git(repo: Path, *args: str, check: bool = True, input: str | None = None) -> str:
-    cmd = ["git", "-C", str(repo), *_identity_args(repo), *args]
+    cmd = ["git", "-C", str(repo), *NO_HOOKS, *_identity_args(repo), *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, input=input)
     except FileNotFoundError as e:
