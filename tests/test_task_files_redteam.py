@@ -413,3 +413,42 @@ def test_a_confined_agent_cannot_have_the_orchestrators_git_run_a_hook_it_wrote(
     finally:
         hook.unlink(missing_ok=True)
         vcs.remove_worktree(ws, tree)
+
+
+FILTERER = """\
+import pathlib, subprocess
+common = pathlib.Path(subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                                     capture_output=True, text=True, check=True).stdout.strip())
+subprocess.run(["git", "config", "filter.x.smudge", "cp {labels} {stolen}; cat"], check=True)
+(common / "info").mkdir(exist_ok=True)
+(common / "info" / "attributes").write_text("*.py filter=x\\n")
+pathlib.Path("x_model.py").write_text("X = 5\\n")
+print("Description: a filter")
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="open: a confined command agent may write the workspace's .git/config and "
+                                       ".git/info (a filter driver, core.fsmonitor, gpg.program): our unconfined "
+                                       "git runs the commands they name")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="agents are confined with namespaces on Linux")
+def test_a_confined_agent_cannot_have_the_orchestrators_git_run_a_filter_it_configured(ws, tmp_path):
+    from autoresearch.agents.base import Context
+    from autoresearch.agents.command import make_command_agent
+
+    labels, stolen = judge_dir(ws) / "data" / "val_y.npy", tmp_path / "stolen.npy"
+    script = tmp_path / "filterer.py"
+    script.write_text(FILTERER.format(labels=str(labels), stolen=str(stolen)))
+    tree = ws / ".worktrees" / "redteam" / "w1"
+    vcs.add_worktree(ws, tree, vcs.head(ws))
+    try:
+        agent = make_command_agent(f"cmd:{sys.executable} {script}", confine=True, timeout=60,
+                                   cache=tmp_path / "cache")
+        files = {"model.py": MODEL, "models/a.py": "A = 1\n", "x_model.py": "X = 1\n"}
+        agent.propose(Context(program="", train_py=TRAIN_M, harness_surface="", files=files, task="line",
+                              workspace=tree, experiment=2))
+        vcs.detach_at(tree, vcs.head(ws))  # what the loop does next with the checkout
+        assert not stolen.exists()
+    finally:
+        vcs.git(ws, "config", "--unset", "filter.x.smudge", check=False)
+        (ws / ".git" / "info" / "attributes").unlink(missing_ok=True)
+        vcs.remove_worktree(ws, tree)
