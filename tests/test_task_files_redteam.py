@@ -185,7 +185,6 @@ def test_an_evaluator_that_imports_an_editable_module_is_warned_about(tmp_path):
     evaluate = "import model\nfrom models import a\n" + EVALUATE
     task = make_task(tmp_path / "line", toml=GLOBS, train_py=TRAIN, model_py=MODEL, x_model_py="X = 1\n",
                      models__a_py="A = 1\n", evaluate_py=evaluate)
-    t = workspace_task  # noqa: F841  (the warnings read the declaration as init does)
     from autoresearch.task.declaration import load_task
 
     found = evaluator_warnings(load_task(task), task, load_task(task).editable_files())
