@@ -88,3 +88,27 @@ def eval_key(s: Settings) -> str:
 def load_meta(directory: Path) -> dict:
     path = directory / META_FILE
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+# -- an agent's checkout: links it may have made, to have our unconfined process read or write elsewhere ----------
+
+def through_link(root: Path, name: str) -> bool:
+    """`name` (a path under `root`), or a directory on its way there, is a symbolic link, or it leads outside."""
+    rel = Path(name)
+    if any((Path(root) / q).is_symlink() for q in (rel, *rel.parents) if q != Path(".")):
+        return True
+    path = Path(root) / name
+    return path.exists() and not path.resolve().is_relative_to(Path(root).resolve())
+
+
+def restore_file(root: Path, name: str, original: bytes) -> None:
+    """Put `name` of `root` back as `original`, never through a link: a link of the file is removed first, a file
+    under a linked directory is left (the loop restores the checkout from git). Errors are ignored."""
+    path = Path(root) / name
+    try:
+        if path.is_symlink():
+            path.unlink()
+        if not through_link(root, name) and (not path.exists() or path.read_bytes() != original):
+            path.write_bytes(original)
+    except (OSError, ValueError):
+        pass

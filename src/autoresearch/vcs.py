@@ -14,8 +14,13 @@ class VcsError(Exception):
     pass
 
 
+# A command agent may write the workspace's .git (its worktree's common directory): no hook it puts there may run
+# in our unconfined process (post-checkout at the next detach_at, post-commit, reference-transaction).
+NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+
+
 def git(repo: Path, *args: str, check: bool = True, input: str | None = None) -> str:
-    cmd = ["git", "-C", str(repo), *_identity_args(repo), *args]
+    cmd = ["git", "-C", str(repo), *NO_HOOKS, *_identity_args(repo), *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, input=input)
     except FileNotFoundError as e:
@@ -80,9 +85,27 @@ def commit_file(repo: Path, name: str, message: str, *more: str) -> str:
 
 
 def status_porcelain(repo: Path) -> list[str]:
-    """Changed and untracked (not ignored) paths, one `XY path` entry each."""
-    out = git(repo, "status", "--porcelain", "--untracked-files=all", "-z")
-    return [entry for entry in out.split("\0") if entry]
+    """Changed and untracked (not ignored) paths, one `XY path` entry each (a rename: its new path, and its old
+    one as ` D old`, deleted)."""
+    fields = iter(git(repo, "status", "--porcelain", "--untracked-files=all", "-z").split("\0"))
+    entries = []
+    for entry in fields:
+        if entry:
+            entries.append(entry)
+        if {"R", "C"} & set(entry[:2]):  # a rename or copy: its source follows as a field of its own
+            source = next(fields, "")
+            if "R" in entry[:2] and source:
+                entries.append(f" D {source}")  # renamed away: gone from where it was
+    return entries
+
+
+def ignored(repo: Path, names) -> list[str]:
+    """The paths among `names` that git's ignore rules exclude (`git add` refuses them)."""
+    names = list(names)
+    if not names:
+        return []
+    out = git(repo, "check-ignore", "--stdin", "-z", check=False, input="\0".join(names) + "\0")
+    return [n for n in out.split("\0") if n]
 
 
 def show(repo: Path, commit: str, name: str) -> str:

@@ -34,7 +34,6 @@ The protocol every command follows:
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -54,6 +53,7 @@ from autoresearch import vcs
 from autoresearch.agents.base import AgentError, Context, Proposal, Usage
 from autoresearch.agents.preflight import check_cli
 from autoresearch.agents.prompt import build_prompt
+from autoresearch.paths import restore_file
 from autoresearch.run.proctree import group_members
 from autoresearch.run.secrets import TRACKER_PREFIXES
 from autoresearch.workspace import RUN_DIR
@@ -202,7 +202,7 @@ class CommandAgent:
             return self._proposal(out, train, unchanged=(start, ctx.train_py), files=(start_files, ctx.files, status))
         except BaseException:
             for path, original in before.items():
-                _restore(path, original)
+                restore_file(workspace, path.relative_to(workspace).as_posix(), original)
             raise
         finally:
             Path(prompt_path).unlink(missing_ok=True)
@@ -487,12 +487,6 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _restore(path: Path, original: bytes) -> None:
-    with contextlib.suppress(OSError):  # the loop's own check restores the workspace from git
-        if not path.exists() or path.read_bytes() != original:
-            path.write_bytes(original)
 
 
 def _tail(lines: list[str]) -> str:

@@ -10,6 +10,7 @@ editable, a path outside the workspace or a deleted file is refused with the rea
 from __future__ import annotations
 
 import ast
+import posixpath
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from autoresearch import vcs
 from autoresearch.agents.base import Agent, AgentError, Context, Failure, HistoryEntry, InFlight, Proposal
 from autoresearch.loop.journal import ExperimentRecord
 from autoresearch.loop.ledger import Ledger
+from autoresearch.paths import through_link
 from autoresearch.run import guard
 from autoresearch.run.task_runner import refused
 from autoresearch.settings import Settings
@@ -25,6 +27,7 @@ from autoresearch.task.store import is_task_workspace, workspace_task
 from autoresearch.workspace import EDITABLE, harness_surface
 
 AGENT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # waits after non-fatal agent errors; the last repeats
+MAX_NAME, MAX_PATH = 255, 1024  # bytes of a path's part and of the whole: what every filesystem we run on holds
 AGENT_SAME_ERRORS = 3  # the same non-transient agent error this often in a row will not pass by waiting: stop
 
 
@@ -113,32 +116,46 @@ class Proposer:
 
     def gather(self, proposal: Proposal, checkout: Path, before: set[str]) -> tuple[dict[str, str], str]:
         """The other files the proposal changes: those it names, and those the agent changed in its checkout (a
-        command agent); and why they cannot be (a fixed file, a path outside the workspace, a deleted file)."""
+        command agent); and why they cannot be (a name that is not one path's one spelling, a link, a fixed file, a
+        path outside the workspace, a deleted file). Nothing read through a link is returned: the record (and the
+        next prompt) shows what is returned, refused or not."""
         files = dict(proposal.files)
-        for entry in sorted(set(vcs.status_porcelain(checkout)) - before):
-            name = entry[3:]
-            if name == EDITABLE or name in files:
-                continue
+        outside = sorted(f for f in files if f.startswith("/") or ".." in f.split("/") or f == EDITABLE)
+        if outside:
+            return {}, f"the proposal names file(s) {', '.join(outside)}: only paths inside the workspace, besides " \
+                       f"{EDITABLE}, may be given as other files"
+        found = [e[3:] for e in sorted(set(vcs.status_porcelain(checkout)) - before)]
+        found = [n for n in found if n != EDITABLE and n not in files]
+        for name in (*sorted(files), *found):  # a command agent's files too: a newline, a zero-width space
+            why = _name_problem(name)
+            if why:
+                return {}, why
+        for name in (EDITABLE, *files, *found):  # a link would have the loop read what the agent may not (labels)
+            if through_link(checkout, name):
+                return {}, f"the agent made {name} a symbolic link: a proposal's files must be plain files"
+        for name in found:
             if not (checkout / name).is_file():
                 return files, f"the agent deleted {name}: a proposal may change files, not delete them"
             try:
                 files[name] = (checkout / name).read_text()
             except (OSError, UnicodeDecodeError) as e:
                 return files, f"the agent left {name} unreadable as text ({e})"
-        root = checkout.resolve()
-        for name in (EDITABLE, *files):  # a link would have the loop read what the agent may not (hidden labels)
+        for name in sorted(files):
             path = checkout / name
-            if path.is_symlink() or (path.exists() and not path.resolve().is_relative_to(root)):
-                return {}, f"the agent made {name} a symbolic link: a proposal's files must be plain files"
-        outside = sorted(f for f in files if f.startswith("/") or ".." in f.split("/") or f == EDITABLE)
-        if outside:
-            return {}, f"the proposal names file(s) {', '.join(outside)}: only paths inside the workspace, besides " \
-                       f"{EDITABLE}, may be given as other files"
+            if path.is_dir():
+                return {}, f"the proposal names {name}, which is a directory: name the files in it"
+            parent = next((q for q in path.relative_to(checkout).parents if (checkout / q).is_file()), None)
+            if parent is not None:
+                return {}, f"the proposal names {name}, but {parent.as_posix()} is a file: a file holds no files"
         bad = sorted(f for f in files if not self._editable(f))
         if bad and self.task is not None:  # the evaluator, its data, any fixed file: refused, with the reason
             return files, refused(self.task, {f: "" for f in bad})
         if bad:
             return files, f"the agent changed files other than {EDITABLE}: {', '.join(bad)}"
+        ignored = vcs.ignored(checkout, sorted(files))
+        if ignored:  # results.tsv, run.log, __pycache__/, .autoresearch/: git add would refuse them in the commit
+            return {}, f"the proposal names {', '.join(ignored)}, which git ignores (.gitignore): no commit can " \
+                       "hold it; name another path"
         return files, ""
 
     def check(self, proposal: Proposal, best_source: str, best_files: dict[str, str], files: dict[str, str]) -> str:
@@ -148,6 +165,9 @@ class Proposer:
         if proposal.train_py == best_source and not changed:
             return f"no change: the proposed {EDITABLE} is the current best"
         problems: list[str] = []
+        # what the task allows, what the best imports, and the editable modules themselves (a new helper too)
+        own = (*(self.task.allowed_imports if self.task else ()), *guard.imported_modules(best_source),
+               *(Path(f).parts[0].removesuffix(".py") for f in {**best_files, **files} if f.endswith(".py")))
         for name, text, before in ((EDITABLE, proposal.train_py, best_source),
                                    *((f, t, best_files.get(f, "")) for f, t in sorted(changed.items()))):
             if name != EDITABLE and not name.endswith(".py"):
@@ -157,8 +177,7 @@ class Proposer:
             except (SyntaxError, ValueError) as e:
                 return f"{name} does not parse: {getattr(e, 'msg', e)} (line {getattr(e, 'lineno', '?')})"
             found = (guard.check_source(text, self.settings.allowed_imports) if self.task is None
-                     else guard.check_task_source(text, (*self.task.allowed_imports, *guard.imported_modules(before),
-                                                         *guard.imported_modules(best_source))))
+                     else guard.check_task_source(text, (*own, *guard.imported_modules(before))))
             problems += [p if name == EDITABLE else f"{name}: {p}" for p in found]
         if not proposal.description.strip():
             return "the proposal has no description"
@@ -175,6 +194,22 @@ class Proposer:
     def in_flight(self) -> tuple[InFlight, ...]:
         return tuple(InFlight(number=e.number, description=e.description, diff=e.diff, train_py=e.train_py,
                               agent=e.agent, files=e.files) for e in self.ledger.in_flight())
+
+
+def _name_problem(name: str) -> str:
+    """Why `name` is not a file's one name ('' if it is): one path has one spelling in the record, the commit and
+    the run (`./m.py` beside `m.py` would be two files in the journal and one in git, the last written winning)."""
+    if any(not c.isprintable() for c in name):
+        return f"the proposal names {name!r}, which holds a control character: name files by their plain paths"
+    if len(name.encode()) > MAX_PATH or any(len(part.encode()) > MAX_NAME for part in name.split("/")):
+        return f"the proposal names {name[:80]}..., a path too long for the filesystem (a name of at most " \
+               f"{MAX_NAME} bytes, a path of {MAX_PATH}): name a shorter one"
+    if ".git" in name.lower().split("/"):
+        return f"the proposal names {name}, inside a .git directory: git keeps no such file; name another path"
+    canonical = posixpath.normpath(name)
+    if canonical != name or not name:
+        return f"the proposal names {name!r}, a second spelling of a path: give it as {canonical}"
+    return ""
 
 
 def _backoff():

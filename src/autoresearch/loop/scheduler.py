@@ -308,19 +308,22 @@ class Scheduler:
         return self.settle(rec, result, decision, slot, run_dir, t0)
 
     def commit(self, slot: Slot, parent: str, source: str, description: str,
-               files: dict[str, str] | None = None) -> str:
+               files: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> str:
         """The change as a commit on `parent`, made in the worker's own checkout (no branch moves): train.py and
-        a task's other editable `files` (path -> text, checked by the proposer), every one it changed."""
+        a task's other editable `files` (path -> text, checked by the proposer), every one it changed; `drop`:
+        editable files of `parent` the change ran without, taken out (a measured change kept on a newer best)."""
         checkout = self.checkout(slot)
         vcs.detach_at(checkout, parent)
         (checkout / EDITABLE).write_text(source)
         for name, text in sorted((files or {}).items()):
             (checkout / name).parent.mkdir(parents=True, exist_ok=True)
             (checkout / name).write_text(text)
+        for name in drop:
+            (checkout / name).unlink(missing_ok=True)
         if not vcs.status_porcelain(checkout):
             return parent
         return vcs.commit_file(checkout, EDITABLE, " ".join(description.split())[:200] or "unnamed change",
-                               *sorted(files or {}))
+                               *sorted(files or {}), *sorted(drop))
 
     def run_dir(self, rec: ExperimentRecord) -> Path:
         return self.loop.ws / RUN_DIR / "runs" / self.loop.tag / f"{rec.number:04d}-{rec.attempt}"
@@ -389,7 +392,9 @@ class Scheduler:
                 if merged is not None and (merged, files) != (rec.train_py, mine):  # the best kept moving
                     return self.finish(rec, result, Decision("discard", evidence, decision.runs, best), t0=t0,
                                        reason=f"the best moved {rebases + 1} times while it ran")
-                sha = self.commit(slot, best_commit, rec.train_py, rec.description, mine)
+                # exactly what ran: a file the newer best added, which its run never had, is taken out
+                sha = self.commit(slot, best_commit, rec.train_py, rec.description, mine,
+                                  drop=tuple(sorted(set(best_files) - set(mine))))
                 evidence["rebase"] = "conflict: the measured train.py kept as it is" if merged is None else "none"
                 rec = self.ledger.update(rec.id, parent_commit=best_commit, files=mine, diff=vcs.diff_files(
                     {EDITABLE: best_src, **best_files}, {EDITABLE: rec.train_py, **mine}))

@@ -48,8 +48,9 @@ class Experiment:
     # (CUDA_VISIBLE_DEVICES) and its share of the CPU cores (OMP_NUM_THREADS). Pairs, so the value stays hashable.
     env: tuple[tuple[str, str], ...] = ()
     # A task's editable files other than train.py, (path, complete text) pairs, as this experiment runs them (its
-    # commit's). Empty: as the workspace holds them (the GPT task has none).
-    files: tuple[tuple[str, str], ...] = ()
+    # commit's: exactly these, () for none). None: as the workspace holds them (`autoresearch train`; the GPT task
+    # has none).
+    files: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass

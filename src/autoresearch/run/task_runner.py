@@ -62,9 +62,11 @@ def run_task_experiment(exp: Experiment, on_line: Callable[[str], None] | None =
     editable = task.editable_files(exp.workspace)
     main = "train.py" if "train.py" in editable or not editable else editable[0]
     timeout = min(task.timeout, exp.timeout) if exp.timeout else task.timeout
-    # The other editable files as the experiment's commit holds them (exp.files); any it does not name, as the
-    # workspace holds them. A name that is not editable is refused by run_task_files with the reason.
-    files = {**{f: (exp.workspace / f).read_text() for f in editable if f != main}, **dict(exp.files)}
+    # The other editable files as the experiment's commit holds them (exp.files), and no other: a file an agent
+    # left in the workspace's own tree, which no commit holds, must not run. A single run (`autoresearch train`)
+    # takes them as the workspace holds them. A name that is not editable is refused by run_task_files.
+    files = ({f: (exp.workspace / f).read_text() for f in editable if f != main} if exp.files is None
+             else dict(exp.files))
     return run_task_files(task, exp.workspace, {**files, main: exp.source}, exp.run_dir, seed=seed_of(exp),
                           sandbox=exp.settings.sandbox, wants_test=exp.wants_test, on_line=on_line,
                           env=dict(exp.env), timeout=timeout)

@@ -221,6 +221,12 @@ def _check_before_prepare(task: Task, bad) -> None:
     for g in task.editable:
         if not any(matches(f, [g]) for f in files):
             raise bad("editable", f"{g!r} matches no file in {task.root}: name a file that exists (create it first)")
+    for f in (f for f in files if matches(f, task.editable)):
+        try:
+            (task.root / f).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise bad("editable", f"{f} is not UTF-8 text: the agent rewrites an editable file whole, as text; "
+                      "declare binary data (weights, arrays) readable instead") from None
     for g in task.editable:
         for h in task.hidden:
             if g.strip("/") == h.strip("/") or any(matches(f, [g]) and matches(f, [h]) for f in files):

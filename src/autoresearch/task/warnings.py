@@ -6,16 +6,26 @@ the one process that reads the hidden files."""
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
 from pathlib import Path
 
-from autoresearch.task.declaration import Task, script_of
+from autoresearch.task.declaration import Task, matches, script_of
 
 UNPICKLERS = ("pickle", "cPickle", "dill", "joblib", "cloudpickle", "shelve")
 
 
 def evaluator_warnings(task: Task, judge: Path, editable: list[str]) -> list[str]:
     scripts = {s for cmd in (task.evaluate, task.holdout) if cmd and (s := script_of(task.argv(cmd)))}
-    modules = {Path(e).with_suffix("").as_posix().replace("/", ".") for e in editable if e.endswith(".py")}
+    files = {Path(e).with_suffix("").as_posix().replace("/", ".") for e in editable if e.endswith(".py")}
+
+    def modules(name: str) -> bool:  # an editable file's module, or one an editable glob would match once written
+        path, top = name.replace(".", "/"), name.split(".")[0]
+        if name in files:
+            return True
+        if top in sys.stdlib_module_names or importlib.util.find_spec(top) is not None:  # json under ["*.py"]
+            return False
+        return matches(f"{path}.py", task.editable) or matches(f"{path}/__init__.py", task.editable)
     out: list[str] = []
     for script in sorted(scripts):
         path = judge / script
@@ -27,7 +37,7 @@ def evaluator_warnings(task: Task, judge: Path, editable: list[str]) -> list[str
     return out
 
 
-def _findings(tree: ast.AST, editable_modules: set[str]) -> list[tuple[int, str]]:
+def _findings(tree: ast.AST, editable_module) -> list[tuple[int, str]]:
     found = []
     for node in ast.walk(tree):
         names: list[str] = []
@@ -39,7 +49,7 @@ def _findings(tree: ast.AST, editable_modules: set[str]) -> list[tuple[int, str]
             if n.split(".")[0] in UNPICKLERS:
                 found.append((node.lineno, f"imports {n}: unpickling what the experiment wrote runs its code in the "
                               "evaluator; read .npy with allow_pickle=False, CSV, JSON or safetensors"))
-            if n in editable_modules:
+            if editable_module(n):
                 found.append((node.lineno, f"imports {n}, an editable file: the agent's code would run in the "
                               "evaluator, which reads the hidden files; move what it needs into a fixed file"))
         if isinstance(node, ast.Call):
