@@ -372,9 +372,12 @@ import pathlib, subprocess
 common = pathlib.Path(subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
                                      capture_output=True, text=True, check=True).stdout.strip())
 hook = common / "hooks" / "post-checkout"  # the workspace's .git, shared by every worktree
-hook.parent.mkdir(exist_ok=True)
-hook.write_text("#!/bin/sh\\ncp {labels} {stolen}\\n")
-hook.chmod(0o755)
+try:  # read-only to a confined agent (agents/command.py); our git runs no hook either way (vcs.NO_HOOKS)
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text("#!/bin/sh\\ncp {labels} {stolen}\\n")
+    hook.chmod(0o755)
+except OSError as e:
+    print("refused:", e)
 try:
     open({labels!r}, "rb")
     print("the agent read the labels itself")
@@ -405,7 +408,7 @@ def test_a_confined_agent_cannot_have_the_orchestrators_git_run_a_hook_it_wrote(
         files = {"model.py": MODEL, "models/a.py": "A = 1\n", "x_model.py": "X = 1\n"}
         proposal = agent.propose(Context(program="", train_py=TRAIN_M, harness_surface="", files=files,
                                          task="line", workspace=tree, experiment=2))
-        assert proposal.files == {"x_model.py": "X = 5\n"} and hook.exists()
+        assert proposal.files == {"x_model.py": "X = 5\n"} and not hook.exists()
         assert "read the labels" not in proposal.rationale  # they are out of its sight
         vcs.detach_at(tree, vcs.head(ws))  # what the loop does next with the checkout
         assert not stolen.exists()
@@ -418,17 +421,17 @@ FILTERER = """\
 import pathlib, subprocess
 common = pathlib.Path(subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
                                      capture_output=True, text=True, check=True).stdout.strip())
-subprocess.run(["git", "config", "filter.x.smudge", "cp {labels} {stolen}; cat"], check=True)
-(common / "info").mkdir(exist_ok=True)
-(common / "info" / "attributes").write_text("*.py filter=x\\n")
+subprocess.run(["git", "config", "filter.x.smudge", "cp {labels} {stolen}; cat"])  # each may fail: try all
+try:
+    (common / "info").mkdir(exist_ok=True)
+    (common / "info" / "attributes").write_text("*.py filter=x\\n")
+except OSError as e:
+    print("refused:", e)
 pathlib.Path("x_model.py").write_text("X = 5\\n")
 print("Description: a filter")
 """
 
 
-@pytest.mark.xfail(strict=True, reason="open: a confined command agent may write the workspace's .git/config and "
-                                       ".git/info (a filter driver, core.fsmonitor, gpg.program): our unconfined "
-                                       "git runs the commands they name")
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="agents are confined with namespaces on Linux")
 def test_a_confined_agent_cannot_have_the_orchestrators_git_run_a_filter_it_configured(ws, tmp_path):
     from autoresearch.agents.base import Context
@@ -447,7 +450,68 @@ def test_a_confined_agent_cannot_have_the_orchestrators_git_run_a_filter_it_conf
                               workspace=tree, experiment=2))
         vcs.detach_at(tree, vcs.head(ws))  # what the loop does next with the checkout
         assert not stolen.exists()
+        assert vcs.git(ws, "config", "--get", "filter.x.smudge", check=False) == ""  # .git was read-only to it
     finally:
         vcs.git(ws, "config", "--unset", "filter.x.smudge", check=False)
         (ws / ".git" / "info" / "attributes").unlink(missing_ok=True)
         vcs.remove_worktree(ws, tree)
+
+
+GLOBAL = """\
+import os, pathlib
+# The orchestrator's git reads the user's global config: an fsmonitor command there runs at its next `git status`.
+home = pathlib.Path(os.environ["HOME"])
+(home / "monitor.sh").write_text("#!/bin/sh\\ncp {labels} {stolen}\\n")
+(home / "monitor.sh").chmod(0o755)
+(home / ".gitconfig").write_text(f"[core]\\n\\tfsmonitor = {{home / 'monitor.sh'}}\\n")
+pathlib.Path("x_model.py").write_text("X = 5\\n")
+print("Description: a global config")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="agents are confined with namespaces on Linux")
+def test_a_confined_agent_cannot_have_the_orchestrators_git_run_a_command_from_the_users_global_config(
+        ws, tmp_path, monkeypatch):
+    from autoresearch.agents.base import Context
+    from autoresearch.agents.command import make_command_agent
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # the agent writes the user's home: its confinement leaves it writable
+    labels, stolen = judge_dir(ws) / "data" / "val_y.npy", tmp_path / "stolen.npy"
+    script = tmp_path / "global.py"
+    script.write_text(GLOBAL.format(labels=str(labels), stolen=str(stolen)))
+    tree = ws / ".worktrees" / "redteam" / "w2"
+    vcs.add_worktree(ws, tree, vcs.head(ws))
+    try:
+        agent = make_command_agent(f"cmd:{sys.executable} {script}", confine=True, timeout=60,
+                                   cache=tmp_path / "cache")
+        files = {"model.py": MODEL, "models/a.py": "A = 1\n", "x_model.py": "X = 1\n"}
+        agent.propose(Context(program="", train_py=TRAIN_M, harness_surface="", files=files, task="line",
+                              workspace=tree, experiment=2))
+        assert "fsmonitor" in (home / ".gitconfig").read_text()  # the agent could write it
+        vcs.status_porcelain(tree)  # what the proposer does next with the checkout
+        vcs.detach_at(tree, vcs.head(ws))
+        assert not stolen.exists()
+    finally:
+        vcs.remove_worktree(ws, tree)
+
+
+def test_our_git_runs_no_hook_and_no_fsmonitor_whatever_the_repository_says(ws, tmp_path):
+    """Behind the read-only .git, the second layer: a hook or an fsmonitor command in the workspace's own config
+    (written there by anyone) does not run in our git."""
+    ran = tmp_path / "ran"
+    hook = ws / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    hook.chmod(0o755)
+    monitor = tmp_path / "monitor.sh"
+    monitor.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    monitor.chmod(0o755)
+    vcs.git(ws, "config", "core.fsmonitor", str(monitor))
+    try:
+        vcs.status_porcelain(ws)
+        vcs.detach_at(ws, vcs.head(ws))
+        assert not ran.exists()
+    finally:
+        hook.unlink()
+        vcs.git(ws, "config", "--unset", "core.fsmonitor")

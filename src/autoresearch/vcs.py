@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from functools import cache
@@ -14,15 +15,18 @@ class VcsError(Exception):
     pass
 
 
-# A command agent may write the workspace's .git (its worktree's common directory): no hook it puts there may run
-# in our unconfined process (post-checkout at the next detach_at, post-commit, reference-transaction).
-NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+# A command agent may write what our unconfined git obeys: the workspace's .git (its confinement makes that
+# read-only, agents/command.py) and the user's home (~/.gitconfig, ~/.config/git/config). So our git reads neither
+# the global nor the system config, runs no hook (post-checkout at the next detach_at, post-commit) and no
+# fsmonitor; the user's name and e-mail are read once, by a `git config` that runs nothing.
+NO_HOOKS = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+_OWN_CONFIG = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 
 
 def git(repo: Path, *args: str, check: bool = True, input: str | None = None) -> str:
     cmd = ["git", "-C", str(repo), *NO_HOOKS, *_identity_args(repo), *args]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, input=input)
+        proc = subprocess.run(cmd, capture_output=True, text=True, input=input, env={**os.environ, **_OWN_CONFIG})
     except FileNotFoundError as e:
         raise VcsError("git is not installed or not on PATH; install git and try again") from e
     if check and proc.returncode != 0:
@@ -32,11 +36,18 @@ def git(repo: Path, *args: str, check: bool = True, input: str | None = None) ->
 
 @cache
 def _identity_args(repo: Path) -> list[str]:
-    """Commit as the user when git knows who they are, else as autoresearch (CI machines often have no identity)."""
-    probe = subprocess.run(["git", "-C", str(repo), "config", "user.email"], capture_output=True, text=True)
-    if probe.returncode == 0 and probe.stdout.strip():
-        return []
-    name, email = FALLBACK_IDENTITY
+    """Commit as the user when their git config names them (the repository's, else their global one), else as
+    autoresearch (CI machines often have none)."""
+    def get(key: str) -> str:
+        try:
+            probe = subprocess.run(["git", "-C", str(repo), "config", "--get", key], capture_output=True, text=True)
+        except FileNotFoundError:
+            return ""
+        return probe.stdout.strip() if probe.returncode == 0 else ""
+
+    name, email = get("user.name"), get("user.email")
+    if not (name and email):
+        name, email = FALLBACK_IDENTITY
     return ["-c", f"user.name={name}", "-c", f"user.email={email}"]
 
 

@@ -326,8 +326,12 @@ def confinement(name: str, workspace: Path, cache: Path | None, more: tuple[Path
             raise AgentError(f"agent {name}: the workspace {workspace} lies inside {h}, which agents may not see "
                              f"(it holds the evaluation data or the journal). Move the workspace, or the cache with "
                              f"--cache-dir / AUTORESEARCH_CACHE. {SANDBOX_OFF_HINT}", fatal=True)
+    # The workspace's .git (a worker's checkout shares it) read-only: our unconfined git obeys what its config, info
+    # and hooks say (a filter driver, core.fsmonitor), so an agent that wrote there would run commands as us.
+    git_dir = main_checkout(workspace) / ".git"
     policy = sandbox.Policy(network=True, filesystem=False, die_with_parent=True, private_dirs=("/dev/shm",),
-                            hidden_paths=hidden, private_pids=True, strict=True)
+                            hidden_paths=hidden, readonly_paths=[git_dir] if git_dir.is_dir() else [],
+                            private_pids=True, strict=True)
     return sandbox.launcher_argv(policy)
 
 

@@ -100,6 +100,14 @@ def private_dir(libc, path: str, keep: list[str] = (), writable: list[str] = ())
             os.close(fd)
 
 
+def read_only(libc, paths: list[str]) -> None:
+    """Bind each existing path (directory or file) read-only onto itself: what lies beneath can be read, not
+    written, created or removed, by any path (a symbolic link to it leads onto the read-only mount)."""
+    for p in paths:
+        _mount(libc, p, p, None, MS_BIND | MS_REC)
+        _mount(libc, None, p, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
 def hide(libc, paths: list[str]) -> None:
     """Cover each existing path (directory or file) with something empty that nobody can read or change."""
     files = [p for p in paths if not os.path.isdir(p)]

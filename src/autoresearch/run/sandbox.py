@@ -12,6 +12,8 @@ process the launcher applies the policy, prints ONE line to stderr saying what i
                      Without a mount namespace they are NOT private, said loudly, and stay out of the write rules.
     hidden_paths     in that mount namespace, covered with something empty and unreadable: the command cannot
                      read them by any path (a deny-list, which Landlock's allow-lists cannot express).
+    readonly_paths   in that mount namespace, bound read-only onto themselves: readable, never written (a command
+                     agent's view of the workspace's .git, whose config and hooks the orchestrator's git obeys).
     private_pids     a new PID namespace with its own /proc: the command sees no process outside, so no
                      /proc/<pid>/root leads back into the host's mounts. The launcher stays as a waiter outside
                      and a small init (PID 1) inside; both forward signals and exit as the command does.
@@ -155,7 +157,8 @@ def _unshare(libc: _Libc, policy: Policy, skip: set[str]) -> tuple[int, bool, di
     """New namespaces as the policy needs them, in one user namespace where one is needed (not root); if that
     fails, the network and the mount (+pid) namespaces one by one. -> (flags done, user namespace?, errors)."""
     flags = CLONE_NEWNET if not policy.network and "netns" not in skip else 0
-    if "mountns" not in skip and (policy.private_dirs or policy.hidden_paths or policy.private_pids):
+    if "mountns" not in skip and (policy.private_dirs or policy.hidden_paths or policy.readonly_paths
+                                  or policy.private_pids):
         flags |= CLONE_NEWNS | (CLONE_NEWPID if policy.private_pids else 0)
     groups = [g for g in (CLONE_NEWNET, CLONE_NEWNS | CLONE_NEWPID) if flags & g]
     done, userns, errors = 0, False, {}
@@ -174,7 +177,7 @@ def _unshare(libc: _Libc, policy: Policy, skip: set[str]) -> tuple[int, bool, di
 
 def _mount(libc: _Libc, policy: Policy, done: int, userns: bool, errors: dict[int, str], report: Report) -> list[str]:
     """Cover the hidden paths, mount the private dirs; -> the private dirs now mounted (for Landlock's rules)."""
-    if not (policy.private_dirs or policy.hidden_paths or policy.private_pids):
+    if not (policy.private_dirs or policy.hidden_paths or policy.readonly_paths or policy.private_pids):
         return []
     if not done & CLONE_NEWNS:
         report.mounts = _mounts_not_done(policy, errors.get(CLONE_NEWNS, "mount namespace skipped"), report)
@@ -186,6 +189,10 @@ def _mount(libc: _Libc, policy: Policy, done: int, userns: bool, errors: dict[in
         mounts.hide(libc, hidden)
         if hidden:
             parts.append("hidden: " + " ".join(hidden))
+        readonly = mounts.existing(policy.readonly_paths)
+        mounts.read_only(libc, readonly)
+        if readonly:
+            parts.append("read-only: " + " ".join(readonly))
         failed = []
         keep = [*policy.read_paths, *policy.write_paths, *system_read_paths(policy)]
         for d in policy.private_dirs:
@@ -211,6 +218,8 @@ def _mounts_not_done(policy: Policy, why: str, report: Report) -> str:
     parts = []
     for wanted, gap, text in ((policy.private_dirs, "private", f"{', '.join(policy.private_dirs)} NOT private"),
                               (policy.hidden_paths, "hidden", f"{', '.join(policy.hidden_paths)} NOT hidden"),
+                              (policy.readonly_paths, "readonly",
+                               f"{', '.join(policy.readonly_paths)} NOT read-only"),
                               (policy.private_pids, "pids", "other processes NOT hidden")):
         if wanted:
             parts.append(text)

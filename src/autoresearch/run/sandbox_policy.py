@@ -43,11 +43,12 @@ class Policy:
     strict: bool = False  # refuse to run (exit 126) when a requested restriction could not be applied
     private_dirs: tuple[str, ...] = ()  # an empty tmpfs over each (mount namespace); writable when private
     hidden_paths: tuple[str, ...] = ()  # covered, unreadable by any path (mount namespace); missing ones are skipped
+    readonly_paths: tuple[str, ...] = ()  # bound read-only onto themselves (mount namespace); missing ones skipped
     private_pids: bool = False  # a PID namespace with its own /proc
 
     def __post_init__(self) -> None:
         # Accept lists and Paths, store a hashable tuple of str.
-        for name in ("read_paths", "write_paths", "private_dirs", "hidden_paths"):
+        for name in ("read_paths", "write_paths", "private_dirs", "hidden_paths", "readonly_paths"):
             object.__setattr__(self, name, tuple(os.fspath(p) for p in getattr(self, name)))
 
     def to_json(self) -> str:
