@@ -34,6 +34,8 @@ AGENT_SAME_ERRORS = 3  # the same non-transient agent error this often in a row 
 class Stopped(Exception):
     """The orchestrator is stopping: the proposal in progress is dropped, unrecorded."""
 
+MAX_FILE_BYTES = 1 << 20  # a proposal's files, each: code and configs, which the journal and prompts hold
+
 
 class Proposer:
     def __init__(self, ws: Path, settings: Settings, ledger: Ledger, stop: threading.Event, message,
@@ -133,6 +135,13 @@ class Proposer:
         for name in (EDITABLE, *files, *found):  # a link would have the loop read what the agent may not (labels)
             if through_link(checkout, name):
                 return {}, f"the agent made {name} a symbolic link: a proposal's files must be plain files"
+        sizes = {**{n: len(t.encode(errors="replace")) for n, t in files.items()},
+                 **{n: (checkout / n).stat().st_size for n in found if (checkout / n).is_file()},
+                 EDITABLE: len(proposal.train_py.encode(errors="replace"))}
+        big = sorted(n for n, size in sizes.items() if size > MAX_FILE_BYTES)
+        if big:  # the journal keeps every record's files in full, and every prompt shows them
+            return {}, (f"{', '.join(big)} is {sizes[big[0]] / 2**20:.1f} MiB: an editable file may hold at most "
+                        f"{MAX_FILE_BYTES // 2**20} MiB (code and configs; declare data `readable` instead)")
         for name in found:
             if not (checkout / name).is_file():
                 return files, f"the agent deleted {name}: a proposal may change files, not delete them"
