@@ -103,11 +103,13 @@ case "${1:-}" in
         echo "note: the dashboard test needs Chromium: sudo apt-get install chromium (or set AUTORESEARCH_CHROMIUM)" >&2
       fi
     fi
-    # Two processes, a test module each at a time (module fixtures and a module's order stay as they are); the
-    # tests are written for a shared, busy machine, so they run beside each other as they would beside other jobs.
+    # Three processes, a test module each at a time (module fixtures and a module's order stay as they are), even on
+    # 2 cores: much of a test's time is its subprocesses starting (python, torch) and waiting, which a third process
+    # fills (bench/RESULTS.md). The tests are written for a shared, busy machine, so they run beside each other as
+    # they would beside other jobs.
     # A worker that dies (killed, out of memory) fails the run at once, naming the test: replacing it under
     # --dist loadfile can hang until CI's limit (pytest-xdist issue #784).
-    "$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile --max-worker-restart=0 "$@"
+    "$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-3}" --dist loadfile --max-worker-restart=0 "$@"
     ;;
   "") ;;
   *) echo "usage: ./setup.sh [demo|test|example NAME]" >&2; exit 2 ;;
