@@ -388,26 +388,32 @@ print("Description: a hook")
 """
 
 
+def confined_round(ws: Path, tmp_path: Path, attack: str, tree: Path):
+    """One round of a confined command agent running `attack` (formatted with the judge's labels and where a
+    stolen copy would go) in a worker's checkout `tree` of `ws`. -> (its proposal, the stolen copy's path)."""
+    from autoresearch.agents.base import Context
+    from autoresearch.agents.command import make_command_agent
+
+    labels, stolen = judge_dir(ws) / "data" / "val_y.npy", tmp_path / "stolen.npy"
+    script = tmp_path / "attack.py"
+    script.write_text(attack.format(labels=str(labels), stolen=str(stolen)))
+    agent = make_command_agent(f"cmd:{sys.executable} {script}", confine=True, timeout=60, cache=tmp_path / "cache")
+    files = {"model.py": MODEL, "models/a.py": "A = 1\n", "x_model.py": "X = 1\n"}
+    proposal = agent.propose(Context(program="", train_py=TRAIN_M, harness_surface="", files=files, task="line",
+                                     workspace=tree, experiment=2))
+    return proposal, stolen
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="agents are confined with namespaces on Linux")
 def test_a_confined_agent_cannot_have_the_orchestrators_git_run_a_hook_it_wrote(ws, tmp_path):
     """The confined agent cannot read the judge's labels, but it can write the workspace's .git (its worktree's
     common directory): a post-checkout hook there ran, unconfined, at the loop's next `git checkout` of a worker's
     checkout, and copied the labels out."""
-    from autoresearch.agents.base import Context
-    from autoresearch.agents.command import make_command_agent
-
-    labels, stolen = judge_dir(ws) / "data" / "val_y.npy", tmp_path / "stolen.npy"
-    script = tmp_path / "hooker.py"
-    script.write_text(HOOKER.format(labels=str(labels), stolen=str(stolen)))
     tree = ws / ".worktrees" / "redteam" / "w0"
     vcs.add_worktree(ws, tree, vcs.head(ws))
     hook = ws / ".git" / "hooks" / "post-checkout"
     try:
-        agent = make_command_agent(f"cmd:{sys.executable} {script}", confine=True, timeout=60,
-                                   cache=tmp_path / "cache")
-        files = {"model.py": MODEL, "models/a.py": "A = 1\n", "x_model.py": "X = 1\n"}
-        proposal = agent.propose(Context(program="", train_py=TRAIN_M, harness_surface="", files=files,
-                                         task="line", workspace=tree, experiment=2))
+        proposal, stolen = confined_round(ws, tmp_path, HOOKER, tree)
         assert proposal.files == {"x_model.py": "X = 5\n"} and not hook.exists()
         assert "read the labels" not in proposal.rationale  # they are out of its sight
         vcs.detach_at(tree, vcs.head(ws))  # what the loop does next with the checkout
@@ -434,20 +440,10 @@ print("Description: a filter")
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="agents are confined with namespaces on Linux")
 def test_a_confined_agent_cannot_have_the_orchestrators_git_run_a_filter_it_configured(ws, tmp_path):
-    from autoresearch.agents.base import Context
-    from autoresearch.agents.command import make_command_agent
-
-    labels, stolen = judge_dir(ws) / "data" / "val_y.npy", tmp_path / "stolen.npy"
-    script = tmp_path / "filterer.py"
-    script.write_text(FILTERER.format(labels=str(labels), stolen=str(stolen)))
     tree = ws / ".worktrees" / "redteam" / "w1"
     vcs.add_worktree(ws, tree, vcs.head(ws))
     try:
-        agent = make_command_agent(f"cmd:{sys.executable} {script}", confine=True, timeout=60,
-                                   cache=tmp_path / "cache")
-        files = {"model.py": MODEL, "models/a.py": "A = 1\n", "x_model.py": "X = 1\n"}
-        agent.propose(Context(program="", train_py=TRAIN_M, harness_surface="", files=files, task="line",
-                              workspace=tree, experiment=2))
+        _, stolen = confined_round(ws, tmp_path, FILTERER, tree)
         vcs.detach_at(tree, vcs.head(ws))  # what the loop does next with the checkout
         assert not stolen.exists()
         assert vcs.git(ws, "config", "--get", "filter.x.smudge", check=False) == ""  # .git was read-only to it
@@ -472,23 +468,13 @@ print("Description: a global config")
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="agents are confined with namespaces on Linux")
 def test_a_confined_agent_cannot_have_the_orchestrators_git_run_a_command_from_the_users_global_config(
         ws, tmp_path, monkeypatch):
-    from autoresearch.agents.base import Context
-    from autoresearch.agents.command import make_command_agent
-
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))  # the agent writes the user's home: its confinement leaves it writable
-    labels, stolen = judge_dir(ws) / "data" / "val_y.npy", tmp_path / "stolen.npy"
-    script = tmp_path / "global.py"
-    script.write_text(GLOBAL.format(labels=str(labels), stolen=str(stolen)))
     tree = ws / ".worktrees" / "redteam" / "w2"
     vcs.add_worktree(ws, tree, vcs.head(ws))
     try:
-        agent = make_command_agent(f"cmd:{sys.executable} {script}", confine=True, timeout=60,
-                                   cache=tmp_path / "cache")
-        files = {"model.py": MODEL, "models/a.py": "A = 1\n", "x_model.py": "X = 1\n"}
-        agent.propose(Context(program="", train_py=TRAIN_M, harness_surface="", files=files, task="line",
-                              workspace=tree, experiment=2))
+        _, stolen = confined_round(ws, tmp_path, GLOBAL, tree)
         assert "fsmonitor" in (home / ".gitconfig").read_text()  # the agent could write it
         vcs.status_porcelain(tree)  # what the proposer does next with the checkout
         vcs.detach_at(tree, vcs.head(ws))
