@@ -12,6 +12,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))  # the reference implementations the benchmarks compare against
 
+# One OpenMP thread for this process and every experiment it starts (they inherit it). The suite runs 3 processes
+# on 2 cores, each starting experiments: with torch's default (a thread per core) the threads outnumber the cores,
+# and OpenMP's waiting threads spin for a core they cannot get. The real-template search test beside two busy
+# processes burned 142 s of CPU that way against 12 s with one thread (bench/RESULTS.md). Tiny models gain nothing
+# from a second thread; tests of the thread shares (test_workers.py) pass the core count explicitly.
+os.environ["OMP_NUM_THREADS"] = "1"
+
 TINY = dict(profile="cpu", dataset="embedded", time_budget=4.0, max_seq_len=64, eval_tokens=2048, vocab_size=512,
             embedded_train_mb=0.4)
 TINY_TRAIN = {"DEVICE_BATCH_SIZE": 8, "TOTAL_BATCH_SIZE": 512}
