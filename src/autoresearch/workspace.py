@@ -96,6 +96,15 @@ def read_constants(source: str) -> dict[str, Any]:
     return out
 
 
+def constants_of(source: str, files: dict[str, str] | None = None) -> dict[str, Any]:
+    """train.py's CAPS constants by name, and those of a task's other editable Python files as `path:NAME`."""
+    out = dict(read_constants(source))
+    for path, text in sorted((files or {}).items()):
+        if path.endswith(".py"):
+            out.update({f"{path}:{k}": v for k, v in read_constants(text).items()})
+    return out
+
+
 class Code(str):
     """A value to write verbatim as Python source (e.g. Code("2**19")) rather than as a string literal."""
 

@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from autoresearch.agents.base import AgentError, Context, Proposal, Usage
 from autoresearch.agents.space import IMPORTANCE, Space, show, spell, spellings
-from autoresearch.workspace import RUN_DIR, Code, read_constants, set_constants
+from autoresearch.workspace import RUN_DIR, Code, constants_of, set_constants
 
 SAMPLERS = ("tpe", "cmaes", "random")
 STORE = "search.db"  # in the workspace's RUN_DIR, next to the journal
@@ -51,15 +51,6 @@ _LOCK = threading.Lock()
 _STORAGES: dict[str, BaseStorage] = {}
 _ASKED: dict[tuple[str, str], set[int]] = {}  # trials this process asked; others still RUNNING were abandoned
 _MEMORY = itertools.count()  # an agent without a workspace gets a study of its own (id() is reused after a gc)
-
-
-def constants_of(source: str, files: dict[str, str] | None = None) -> dict[str, Any]:
-    """train.py's CAPS constants by name, and those of a task's other editable Python files as `path:NAME`."""
-    out = dict(read_constants(source))
-    for path, text in sorted((files or {}).items()):
-        if path.endswith(".py"):
-            out.update({f"{path}:{k}": v for k, v in read_constants(text).items()})
-    return out
 
 
 def setting_key(source: str, files: dict[str, str] | None = None) -> str:
