@@ -135,6 +135,18 @@ def test_search_tunes_a_constant_of_model_py_and_the_keep_commits_it(ws):
     assert at(ws, tip.commit_sha, "model.py") == tip.files["model.py"] == at(ws, "autoresearch/s", "model.py")
     assert at(ws, "autoresearch/s", "train.py") == TRAIN_M
     assert tip.val_bpb > recs[0].val_bpb  # the task maximizes accuracy
+    # What a tracker gets of each experiment: model.py's constants as params, by path, and model.py as an artifact
+    from autoresearch.see.track.records import entries
+
+    journal = Journal(ws / ".autoresearch" / "journal.db")
+    try:
+        sent = {e.number: e for e in entries(journal.run("s"), journal.final_attempts("s"))}
+    finally:
+        journal.close()
+    for r in recs:
+        assert sent[r.number].artifacts["model.py"] == r.files["model.py"]
+        assert sent[r.number].artifacts["train.py"] == TRAIN_M
+        assert {"model.py:BIAS", "model.py:SCALE"} <= set(sent[r.number].params), sent[r.number].params
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from autoresearch.loop.journal import ExperimentRecord, RunRecord, SessionRecord
 from autoresearch.loop.keeps import keep_order
 from autoresearch.loop.ledger import mean_of
 from autoresearch.see.facts import load_note
-from autoresearch.workspace import read_constants
+from autoresearch.workspace import constants_of
 
 Param = str | int | float | bool
 
@@ -94,11 +94,11 @@ class Entry:
     decision: str  # keep | discard | crash | rejected
     started_at: float
     finished_at: float
-    params: dict[str, Param]  # train.py's CAPS constants
+    params: dict[str, Param]  # train.py's CAPS constants; another editable file's as `model.py:NAME`
     tags: dict[str, str]
     metrics: dict[str, float]
     curve: dict[str, list[tuple[int, float]]]  # series name -> (step, value), finite values only
-    artifacts: dict[str, str]  # file name -> text
+    artifacts: dict[str, str]  # file name -> text: every editable file as the run had it, the diff, the error
     best: BestPoint
 
     @property
@@ -157,7 +157,7 @@ def _entry(run: RunRecord, order: list[ExperimentRecord], i: int) -> Entry:
             "load": load_note(evidence), "commit": e.commit_sha or "", "parent_commit": e.parent_commit,
             "started_from": e.started_from or "", "worker": "" if e.worker is None else str(e.worker),
             "device": e.device, "node": e.node, "rationale": e.rationale}
-    artifacts = {"train.py": e.train_py}
+    artifacts = {"train.py": e.train_py, **{path: text for path, text in sorted((e.files or {}).items())}}
     if e.diff:
         artifacts["diff.patch"] = e.diff
     if e.error_tail:
@@ -167,7 +167,7 @@ def _entry(run: RunRecord, order: list[ExperimentRecord], i: int) -> Entry:
     return Entry(key=f"{run.tag}-{run.base_commit[:8]}/{slug}", slug=slug, number=e.number, attempt=e.attempt,
                  title=title[:250], decision=e.status or "", started_at=e.created_at,
                  finished_at=e.finished_at or e.created_at,
-                 params={k: param(v) for k, v in read_constants(e.train_py).items()},
+                 params={k: param(v) for k, v in constants_of(e.train_py, e.files).items()},
                  tags={k: v for k, v in tags.items() if v}, metrics=metrics, curve=curve_of(e),
                  artifacts=artifacts, best=BestPoint(step=i + 1, value=best, at=e.finished_at or e.created_at))
 
