@@ -24,6 +24,7 @@ from taskkit import TOML, TRAIN, make_task, scripted_agent
 from autoresearch.cli import cli
 from autoresearch.loop.journal import Journal
 from autoresearch.loop.merge import merge_files
+from autoresearch.workspace import set_constants
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -147,6 +148,16 @@ def test_search_tunes_a_constant_of_model_py_and_the_keep_commits_it(ws):
         assert sent[r.number].artifacts["model.py"] == r.files["model.py"]
         assert sent[r.number].artifacts["train.py"] == TRAIN_M
         assert {"model.py:BIAS", "model.py:SCALE"} <= set(sent[r.number].params), sent[r.number].params
+    # transfer sets a constant of model.py by path, in the baseline's and the best's own model.py
+    r = CliRunner().invoke(cli, ["transfer", "--tag", "s", "--set", "model.py:NOPE=1", "--seeds", "1"])
+    assert r.exit_code != 0 and "no constant model.py:NOPE" in r.output and "model.py:SCALE" in r.output, r.output
+    r = CliRunner().invoke(cli, ["transfer", "--tag", "s", "--set", "notes.md:X=1", "--seeds", "1"])
+    assert r.exit_code != 0 and "PATH:NAME" in r.output, r.output
+    invoke("transfer", "--tag", "s", "--set", "model.py:SCALE=3.0", "--seeds", "1")
+    ran = {d.name.split("-s")[0]: (d / "work" / "model.py").read_text()
+           for d in (ws / ".autoresearch" / "runs" / "s").glob("transfer-*/*-s*")}
+    assert ran == {"baseline": MODEL.replace("SCALE = 1.0", "SCALE = 3.0"),
+                   "best": set_constants(tip.files["model.py"], {"SCALE": 3.0})}, ran
 
 
 @pytest.mark.slow

@@ -57,3 +57,20 @@ def test_a_task_experiment_s_memory_is_the_runner_s_measurement_of_its_processes
     assert small.ok and big.ok, (small.reason, big.reason)
     assert 0.0 < small.memory_gb < 0.25, small.memory_gb  # python and numpy
     assert big.memory_gb > small.memory_gb + 0.25, (small.memory_gb, big.memory_gb)
+
+
+@pytest.mark.timeout(180)
+def test_the_user_s_thread_counts_reach_a_task_experiment_and_a_worker_s_share_comes_first(tmp_path, monkeypatch):
+    """OMP_NUM_THREADS and MKL_NUM_THREADS go to a task's script as they go to a GPT run (they were dropped with
+    the rest of the environment); a CPU worker's share (the runner's `env`) replaces the user's."""
+    ws, task = _ws(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("MKL_NUM_THREADS", "5")
+    spy = TRAIN.replace("import numpy as np\n", "import numpy as np\n"
+                        "print('THREADS', os.environ.get('OMP_NUM_THREADS'), os.environ.get('MKL_NUM_THREADS'))\n", 1)
+    own = run_task_files(task, ws, {"train.py": spy}, tmp_path / "own")
+    shared = run_task_files(task, ws, {"train.py": spy}, tmp_path / "shared",
+                            env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    assert own.ok and shared.ok, (own.reason, shared.reason)
+    assert "THREADS 3 5" in (tmp_path / "own" / "run.log").read_text()
+    assert "THREADS 1 1" in (tmp_path / "shared" / "run.log").read_text()

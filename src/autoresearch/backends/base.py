@@ -15,8 +15,6 @@ from typing import Protocol, runtime_checkable
 
 from autoresearch.run.result import Experiment, Progress, RunResult
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # the thread pools a CPU worker's share sets
-
 
 class BackendError(Exception):
     """A backend cannot start with these options (no such GPU, no Ray cluster); the message says how to fix it."""

@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from autoresearch.backends.base import THREAD_VARS, BackendError, Slot
+from autoresearch.backends.base import BackendError, Slot
 from autoresearch.backends.worker import Handle, run_isolated
-from autoresearch.run.result import Experiment, Progress, RunResult
+from autoresearch.run.result import THREAD_VARS, Experiment, Progress, RunResult
 
 
 class LocalBackend:

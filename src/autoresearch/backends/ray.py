@@ -30,10 +30,10 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from autoresearch.backends.base import THREAD_VARS, BackendError, Slot
+from autoresearch.backends.base import BackendError, Slot
 from autoresearch.backends.ray_progress import DRAIN_SECONDS, Channel, Forwarder
 from autoresearch.backends.worker import STOP_SECONDS, Handle, run_isolated
-from autoresearch.run.result import Experiment, Progress, RunResult
+from autoresearch.run.result import THREAD_VARS, Experiment, Progress, RunResult
 
 ADDRESS_ENV = "RAY_ADDRESS"
 CONNECT_SECONDS = 5.0

@@ -33,7 +33,7 @@ from autoresearch.loop.measure import (
     study_root,
 )
 from autoresearch.settings import Settings, SettingsError
-from autoresearch.workspace import CONSTANT_RE, read_constants, set_constants
+from autoresearch.workspace import CONSTANT_RE, constants_of, set_constants
 
 VERDICTS = {1: "holds", 0: "shrinks", -1: "reverses"}
 NAME_RE = re.compile(r"[A-Z][A-Z0-9_]*")
@@ -76,8 +76,10 @@ def parse_sets(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
     for item in items:
         name, eq, text = item.partition("=")
         name, text = name.strip(), text.strip()
-        if not eq or not NAME_RE.fullmatch(name) or not text:
-            raise StudyError(f"--set {item!r}: write NAME=VALUE, NAME a CAPS constant of train.py (e.g. DEPTH=12)")
+        path, _, bare = name.rpartition(":")  # `model.py:WIDTH`: a constant of a task's other editable file
+        if not eq or not NAME_RE.fullmatch(bare) or (":" in name and not path.endswith(".py")) or not text:
+            raise StudyError(f"--set {item!r}: write NAME=VALUE, NAME a CAPS constant of train.py (e.g. DEPTH=12), "
+                             "or of another editable Python file of a task as PATH:NAME (e.g. model.py:WIDTH=64)")
         try:
             out[name] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
@@ -87,14 +89,25 @@ def parse_sets(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return out
 
 
-def with_overrides(source: str, overrides: dict[str, Any], which: str, known: str) -> str:
-    """`source` with the constants set; a name it lacks is a StudyError that lists the constants it has."""
-    names = {m["name"] for line in source.splitlines() if (m := CONSTANT_RE.match(line))}
-    missing = sorted(set(overrides) - names)
+def with_overrides(source: str, overrides: dict[str, Any], which: str, known: str,
+                   files: dict[str, str] | None = None) -> Variant:
+    """The `which` variant: `source` and its other editable `files` with the constants set (`path:NAME` in the file
+    at path); a name that is not there is a StudyError that lists the constants both variants have."""
+    files = dict(files or {})
+    texts = {"train.py": source, **files}
+    by_file: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        path, _, name = key.rpartition(":")
+        by_file.setdefault(path or "train.py", {})[name] = value
+    missing = []
+    for path, values in by_file.items():
+        names = {m["name"] for line in texts.get(path, "").splitlines() if (m := CONSTANT_RE.match(line))}
+        missing += [name if path == "train.py" else f"{path}:{name}" for name in sorted(set(values) - names)]
     if missing:
-        raise StudyError(f"the {which}'s train.py has no constant {', '.join(missing)}; the constants both the "
-                         f"baseline and the best have: {known}")
-    return set_constants(source, overrides)
+        raise StudyError(f"the {which} has no constant {', '.join(missing)}; the constants both the baseline and the "
+                         f"best have: {known}")
+    out = {path: set_constants(texts[path], values) for path, values in by_file.items()}
+    return Variant(which, out.pop("train.py", source), {**files, **out})
 
 
 def budget_settings(settings: Settings, time_budget: float | None, token_budget: int | None) -> Settings:
@@ -130,10 +143,10 @@ def transfer(ws: Path, settings: Settings, overrides: dict[str, Any], *, tag: st
         if subject.best.number == 1:
             raise StudyError(f"run {subject.run.tag} kept no change after its baseline: there is no gain to transfer")
         base_src, best_src = subject.baseline.train_py, subject.best.train_py
-        both = sorted(set(read_constants(base_src)) & set(read_constants(best_src)))
         files = [subject.files_at(e.commit_sha or e.parent_commit) for e in (subject.baseline, subject.best)]
-        variants = [Variant("baseline", with_overrides(base_src, overrides, "baseline", ", ".join(both)), files[0]),
-                    Variant("best", with_overrides(best_src, overrides, "best", ", ".join(both)), files[1])]
+        both = ", ".join(sorted(set(constants_of(base_src, files[0])) & set(constants_of(best_src, files[1]))))
+        variants = [with_overrides(base_src, overrides, "baseline", both, files[0]),
+                    with_overrides(best_src, overrides, "best", both, files[1])]
         backend = local_backend(settings, workers, per_device)
         study = subject.journal.add_study(subject.run.tag, "transfer", subject.best.number, plan={
             "seeds": seeds, "set": overrides, "budget": settings.budget_label,

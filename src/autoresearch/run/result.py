@@ -23,6 +23,7 @@ STEP_RE = re.compile(
     r"(?:.*?tok/sec: (?P<tps>[\d,]+))?(?:.*?mfu: (?P<mfu>[\d.]+)%)?(?:.*?remaining: (?P<rem>\d+)s)?"
 )
 SUMMARY_RE = re.compile(r"^(?P<key>[a-z_]+):\s+(?P<value>\S+)\s*$")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # the thread pools a CPU worker's share (or the user) sets
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 from autoresearch.harness.budget import BUDGET_ENV, BUDGET_FD_ENV
 from autoresearch.run.evaluator import Evaluation, evaluate
 from autoresearch.run.proctree import tree_rss_mb
-from autoresearch.run.result import Experiment, RunResult, parse_summary
+from autoresearch.run.result import THREAD_VARS, Experiment, RunResult, parse_summary
 from autoresearch.task.declaration import GRACE_SECONDS, OUTPUT_ENV, Task
 from autoresearch.task.store import workspace_task
 from autoresearch.workspace import read_constants
@@ -109,7 +109,9 @@ def run_task_files(task: Task, workspace: Path, files: dict[str, str], run_dir: 
                            die_with_parent=True, private_dirs=sb.PRIVATE_DIRS, hidden_paths=[str(task.root)])
         prefix = sb.launcher_argv(policy)
     mark_read, mark_write = os.pipe()
-    child_env = {k: v for k, v in os.environ.items() if k.startswith(("PATH", "LANG", "LC_", "HOME", "PYTHON"))}
+    # The user's thread counts go along, as to a GPT run (a CPU worker's share comes in `env`, after them)
+    child_env = {k: v for k, v in os.environ.items()
+                 if k.startswith(("PATH", "LANG", "LC_", "HOME", "PYTHON")) or k in THREAD_VARS}
     child_env.update(env or {})
     child_env.update({OUTPUT_ENV: str(output), task.seed_env: str(seed), "TMPDIR": str(tmp),
                       "PYTHONUNBUFFERED": "1", BUDGET_FD_ENV: str(mark_write)})
