@@ -109,7 +109,10 @@ case "${1:-}" in
     # they would beside other jobs.
     # A worker that dies (killed, out of memory) fails the run at once, naming the test: replacing it under
     # --dist loadfile can hang until CI's limit (pytest-xdist issue #784).
-    "$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-3}" --dist loadfile --max-worker-restart=0 "$@"
+    # Modules go out longest first (tests/conftest.py orders them; xdist's own reorder, by test count, would send
+    # the one-test GPU check last, to end alone).
+    "$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-3}" --dist loadfile --no-loadscope-reorder \
+      --max-worker-restart=0 "$@"
     ;;
   "") ;;
   *) echo "usage: ./setup.sh [demo|test|example NAME]" >&2; exit 2 ;;

@@ -308,9 +308,11 @@ def test_cancel_stops_a_run_on_its_node_and_leaves_no_process(cluster, tiny_work
     assert len(procs) == 3  # the worker, the scorer, train.py
     t0 = time.monotonic()
     backend.cancel()
-    runner.join(timeout=30)
+    runner.join(timeout=90)
     assert results and results[0].status == "interrupted", results
-    assert time.monotonic() - t0 < 15
+    # Well before the run's own 120 s limit: the cancel stopped it (a bound of 15 s failed once under the suite's
+    # load at 15.2 s; how fast a stop is belongs in bench/, not here).
+    assert time.monotonic() - t0 < 90
     assert gone(procs), [p.cmdline() for p in procs if alive(p.pid)]
     assert backend.run(exp, backend.slots()[0]).status == "interrupted"  # nothing new starts once stopping
     after = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache))

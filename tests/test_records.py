@@ -3,6 +3,7 @@ before anything exists, and a resume that keeps the run's agent, policy and limi
 
 from __future__ import annotations
 
+import threading
 from io import StringIO
 
 import pytest
@@ -118,16 +119,25 @@ def test_ctrl_c_then_resume_keeps_the_agent_policy_and_limits(fast_ws, monkeypat
     import autoresearch.backends.local as local
     from autoresearch.run.result import RunResult
 
-    real_run = local.run_isolated
+    real_run, real_cancel = local.run_isolated, local.LocalBackend.cancel
+    cancelled = threading.Event()
+
+    def cancel(self):
+        cancelled.set()
+        real_cancel(self)
 
     def interrupted(exp, *args, **kw):
         if exp.run_dir.name.startswith("0002"):  # Ctrl-C while experiment 2 trains: the run is cancelled
             _thread.interrupt_main()
+            # As on a real Ctrl-C, the run comes back once the orchestrator has cancelled it (returning at once
+            # raced the main thread: the run could end "stopped" before the interrupt reached it).
+            cancelled.wait(timeout=60)
             return RunResult(status="interrupted", reason="stopped by the orchestrator")
         return real_run(exp, *args, **kw)
 
     monkeypatch.setattr(autoresearch.agents, "make_agent", make_agent)
     monkeypatch.setattr(local, "run_isolated", interrupted)
+    monkeypatch.setattr(local.LocalBackend, "cancel", cancel)
     invoke = lambda *args: CliRunner().invoke(cli, ["run", *args], catch_exceptions=False)  # noqa: E731
     r = invoke("--tag", "t", "--agent", "anthropic:claude-test", "--policy", "greedy", "--max-experiments", "2",
                "--max-cost", "5")
