@@ -33,7 +33,7 @@ from autoresearch.loop.measure import (
     study_root,
 )
 from autoresearch.settings import Settings, SettingsError
-from autoresearch.workspace import CONSTANT_RE, constants_of, set_constants
+from autoresearch.workspace import CONSTANT_RE, EDITABLE, constants_of, set_constants
 
 VERDICTS = {1: "holds", 0: "shrinks", -1: "reverses"}
 NAME_RE = re.compile(r"[A-Z][A-Z0-9_]*")
@@ -94,20 +94,20 @@ def with_overrides(source: str, overrides: dict[str, Any], which: str, known: st
     """The `which` variant: `source` and its other editable `files` with the constants set (`path:NAME` in the file
     at path); a name that is not there is a StudyError that lists the constants both variants have."""
     files = dict(files or {})
-    texts = {"train.py": source, **files}
+    texts = {EDITABLE: source, **files}
     by_file: dict[str, dict[str, Any]] = {}
     for key, value in overrides.items():
         path, _, name = key.rpartition(":")
-        by_file.setdefault(path or "train.py", {})[name] = value
+        by_file.setdefault(path or EDITABLE, {})[name] = value
     missing = []
     for path, values in by_file.items():
         names = {m["name"] for line in texts.get(path, "").splitlines() if (m := CONSTANT_RE.match(line))}
-        missing += [name if path == "train.py" else f"{path}:{name}" for name in sorted(set(values) - names)]
+        missing += [name if path == EDITABLE else f"{path}:{name}" for name in sorted(set(values) - names)]
     if missing:
         raise StudyError(f"the {which} has no constant {', '.join(missing)}; the constants both the baseline and the "
                          f"best have: {known}")
     out = {path: set_constants(texts[path], values) for path, values in by_file.items()}
-    return Variant(which, out.pop("train.py", source), {**files, **out})
+    return Variant(which, out.pop(EDITABLE, source), {**files, **out})
 
 
 def budget_settings(settings: Settings, time_budget: float | None, token_budget: int | None) -> Settings:
