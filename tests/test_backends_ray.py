@@ -28,7 +28,8 @@ from autoresearch.loop.policy import GreedyPolicy  # noqa: E402
 from autoresearch.run.result import Experiment  # noqa: E402
 from autoresearch.settings import Settings  # noqa: E402
 
-pytestmark = [pytest.mark.timeout(150),
+# A bound that catches a hang: the loop test takes ~45 s on 2 quiet cores and ran past 150 s under heavy load
+pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox and flock: Linux")]
 
 # train.py for the tests of lost nodes: slow on the nodes started with this variable, quick elsewhere (a retry)
@@ -313,7 +314,8 @@ def test_cancel_stops_a_run_on_its_node_and_leaves_no_process(cluster, tiny_work
     # Well before the run's own 120 s limit: the cancel stopped it (a bound of 15 s failed once under the suite's
     # load at 15.2 s; how fast a stop is belongs in bench/, not here).
     assert time.monotonic() - t0 < 90
-    assert gone(procs), [p.cmdline() for p in procs if alive(p.pid)]
+    # Gone, not at once: under a busy machine's load the killed processes took more than 15 s to be reaped
+    assert gone(procs, timeout=60.0), [p.cmdline() for p in procs if alive(p.pid)]
     assert backend.run(exp, backend.slots()[0]).status == "interrupted"  # nothing new starts once stopping
     after = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache))
     assert after.run(experiment(tiny_workspace, tmp_path, "after", fast_source()), after.slots()[0]).ok
@@ -470,3 +472,91 @@ def test_kill_9_on_ray_with_two_experiments_in_flight_then_resume(cluster, tiny_
 
     rows = resume_with_counter(counter)
     assert sorted(r["description"] for r in rows) == ["baseline", "quality 0.6", "quality 0.7", "quality 0.8"]
+
+
+# -- a researcher's task on Ray ------------------------------------------------------------------------------------
+
+# train.py of tests/taskkit.py's task that also opens the hidden labels in the node's copy of the judge's files
+# (it reads our source: it knows where a node unpacks them) and, if it can read them, writes them inverted:
+# an accuracy of 0 would show that it read them (the honest one is near 1).
+PEEK = '''
+path = os.environ["NODE_LABELS"]
+try:
+    np.save(os.path.join(os.environ["AUTORESEARCH_OUTPUT"], "val_pred.npy"), 1 - np.load(path))
+    print("PEEK read", path)
+except OSError as e:
+    print("PEEK refused", type(e).__name__)
+'''
+
+
+@pytest.fixture
+def task_ws(tmp_path):
+    from click.testing import CliRunner
+    from taskkit import make_task
+
+    from autoresearch.cli import cli
+
+    ws = tmp_path / "task-ws"
+    r = CliRunner().invoke(cli, ["init", str(ws), "--task", str(make_task(tmp_path / "line"))])
+    assert r.exit_code == 0, r.output
+    return ws
+
+
+@pytest.mark.slow
+def test_a_task_runs_on_a_node_with_its_judge_s_copy_out_of_the_experiment_s_reach(cluster, task_ws, tmp_path):
+    """The judge's copy travels once per node and is unpacked in the node's cache; the evaluator there gives the
+    figure, the holdout too; an experiment that looks for the hidden labels in that copy cannot open them."""
+    from taskkit import TRAIN
+
+    from autoresearch.backends import ray_task
+
+    node_cache = tmp_path / "node-cache"
+    backend = rb.RayBackend("cpu", workers=1, node_cache=str(node_cache))
+    settings = Settings.load(task_ws / "autoresearch.toml")
+    honest = backend.run(experiment(task_ws, tmp_path, "task", TRAIN, settings,
+                                    wants_test=TestWanted(GreedyPolicy(), best=None)),
+                         backend.slots()[0])
+    assert honest.status == "ok", (honest.reason, honest.error_tail)
+    assert 0.9 < honest.val_bpb <= 1.0 and honest.test_bpb is not None and "ray node" in honest.node
+    bundles = list((node_cache / "tasks").iterdir())
+    bundles = [b for b in bundles if not b.name.startswith(".")]
+    assert [b.name for b in bundles] == [ray_task.pack(task_ws)[0]]
+    assert "task: judge's copy" in (honest.log_path.parent / rb.NODE_LOG).read_text()
+
+    labels = bundles[0] / ".autoresearch" / "task" / "judge" / "data" / "val_y.npy"
+    assert labels.is_file()  # on the node, beside the run
+    r = backend.run(experiment(task_ws, tmp_path, "peek", TRAIN + PEEK, settings, env=(("NODE_LABELS", str(labels)),)),
+                    backend.slots()[0])
+    assert r.status == "ok", (r.reason, r.error_tail)
+    log = r.log_path.read_text()
+    assert "PEEK refused" in log and f"hidden: {labels.parents[1]}" in log, log
+    assert r.val_bpb == honest.val_bpb  # the honest predictions, not the labels
+    # A change of the judge's copy is a new bundle: never a stale copy on the node
+    (task_ws / ".autoresearch" / "task" / "judge" / "evaluate.py").write_text("print('{}')\n")
+    tampered = backend.run(experiment(task_ws, tmp_path, "tampered", TRAIN, settings), backend.slots()[0])
+    assert tampered.status == "crash" and "fixed files changed since init" in tampered.reason, tampered.reason
+    assert len([b for b in (node_cache / "tasks").iterdir() if not b.name.startswith(".")]) == 2
+
+
+@pytest.mark.slow
+def test_the_loop_runs_a_task_on_ray_in_the_task_s_metric(cluster, task_ws, monkeypatch):
+    """`--backend ray` on a task: the search agent's experiments run as Ray tasks; keeps follow the task's goal
+    (maximize accuracy), and results.tsv names the task's metric."""
+    from click.testing import CliRunner
+
+    from autoresearch.cli import cli
+
+    monkeypatch.chdir(task_ws)
+    r = CliRunner().invoke(cli, ["run", "--tag", "r", "--agent", "search", "--backend", "ray", "--max-experiments",
+                                 "3", "--policy", "greedy"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    header, *rows = (task_ws / "results.tsv").read_text().splitlines()
+    assert header.split("\t")[:2] == ["commit", "accuracy"] and len(rows) == 3, rows
+    from autoresearch.loop.journal import Journal
+
+    journal = Journal(task_ws / ".autoresearch" / "journal.db")
+    try:
+        recs = journal.final_attempts("r")
+    finally:
+        journal.close()
+    assert all("ray node" in e.node for e in recs) and recs[0].status == "keep" and 0.9 < recs[0].val_bpb <= 1.0

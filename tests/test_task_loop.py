@@ -213,14 +213,3 @@ def test_the_trackers_and_the_dashboard_name_the_tasks_metric(task_run):
         journal.close()
     assert (s.metric, s.goal) == ("accuracy", "maximize") and s.gain > 0 and s.best > s.baseline
 
-
-def test_a_task_on_the_ray_backend_is_refused_before_anything_starts(tmp_path, monkeypatch):
-    """A Ray node gets only the experiment's files, not the task's evaluator and hidden data: refused, with the way
-    to run it, before Ray, an agent or a run is started (it ran the task's script as a GPT experiment)."""
-    ws = tmp_path / "ws"
-    invoke("init", str(ws), "--task", str(make_task(tmp_path / "line")))
-    monkeypatch.chdir(ws)
-    r = CliRunner().invoke(cli, ["run", "--tag", "r", "--agent", "search", "--backend", "ray"])
-    assert r.exit_code != 0 and "local backend only" in r.output and "--workers N" in r.output, r.output
-    assert not (ws / "results.tsv").exists() and "autoresearch/r" not in subprocess.run(
-        ["git", "branch"], cwd=ws, capture_output=True, text=True, check=True).stdout

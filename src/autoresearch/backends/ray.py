@@ -7,8 +7,10 @@ What travels is what an experiment is: the train.py source, the workspace's sett
 never the orchestrator's paths. On the node the task finds the node's own cache (its AUTORESEARCH_CACHE or
 ~/.cache/autoresearch), prepares the data there if it is missing (once per node: data/prepare.py prepare_once),
 and runs the experiment with run_isolated in a run directory of the node's: the same worker process, sandbox and
-scorer as locally. While it runs, its output lines stream to the orchestrator (backends/ray_progress.py), so
-status, the live view and the dashboard follow it as they follow a local run. What comes back is the RunResult
+scorer as locally. A researcher's task also takes its judge's copy (evaluator, fixed and hidden files), which
+travels once per node through the object store (backends/ray_task.py). While it runs, its output lines stream to
+the orchestrator (backends/ray_progress.py), so status, the live view and the dashboard follow it as they follow a
+local run. What comes back is the RunResult
 with its curve, and the tails of the logs, which the orchestrator writes into the experiment's run directory here.
 
 A node that dies mid-run costs a retry (Ray reruns the task elsewhere, up to max_retries times); when no retry
@@ -73,6 +75,7 @@ class RayBackend:
         self._slots = plan_slots(profile, workers, per_device, self.options, _alive_nodes(ray))
         self._task = ray.remote(run_on_node).options(**self.options)
         self._inflight: set = set()
+        self._bundles: dict = {}  # a task's judge's copy in the object store, by sha256 (backends/ray_task.py)
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -90,7 +93,8 @@ class RayBackend:
                 _unstream(sink)
                 return RunResult(status="interrupted", reason="the orchestrator is stopping")
             try:
-                ref = self._task.remote(payload(exp, self.node_cache, sink.target if sink else None))
+                ref = self._task.remote(payload(exp, self.node_cache, sink.target if sink else None,
+                                                task=self._task_of(exp)))
             except Exception as e:  # noqa: BLE001 - the cluster went away, or the payload does not pickle
                 _unstream(sink)
                 return RunResult(status="lost", reason=f"could not submit the Ray task ({type(e).__name__}: "
@@ -107,6 +111,25 @@ class RayBackend:
             reply.wall_seconds = time.monotonic() - t0
             return reply
         return receive(exp, reply)
+
+    def _task_of(self, exp: Experiment) -> dict | None:
+        """What a run of a researcher's task takes along (backends/ray_task.py); None for the GPT task. The judge's
+        copy is packed and put in the object store once per bundle, and travels to a node only once."""
+        from autoresearch.task.store import is_task_workspace
+
+        if not is_task_workspace(exp.workspace):
+            return None
+        import ray
+
+        from autoresearch.backends.ray_task import main_and_others, pack
+        from autoresearch.run.task_runner import experiment_files
+        from autoresearch.task.store import workspace_task
+
+        key, data = pack(exp.workspace)
+        if key not in self._bundles:
+            self._bundles[key] = ray.put(data)
+        main, others = main_and_others(exp.workspace, experiment_files(workspace_task(exp.workspace), exp))
+        return {"key": key, "bundle": [self._bundles[key]], "main": main, "files": others}
 
     def cancel(self) -> None:
         import ray
@@ -257,14 +280,16 @@ def _unstream(sink, drain: bool = False) -> None:
         sink.close(DRAIN_SECONDS if drain else 0.0)
 
 
-def payload(exp: Experiment, node_cache: str | None = None, progress: tuple | None = None) -> dict:
+def payload(exp: Experiment, node_cache: str | None = None, progress: tuple | None = None,
+            task: dict | None = None) -> dict:
     """The experiment as it travels: plain values, no path of the orchestrator's; `progress`: where its lines
-    stream to (backends/ray_progress.py)."""
+    stream to (backends/ray_progress.py); `task`: a researcher's task (backends/ray_task.py), None for the GPT."""
     env = [(k, v) for k, v in exp.env if k != "CUDA_VISIBLE_DEVICES"]  # Ray assigns the node's devices
     return {"name": exp.run_dir.name, "source": exp.source, "settings": asdict(exp.settings),
             "timeout": exp.timeout, "eval_rate": exp.eval_rate, "first_answer_limit": exp.first_answer_limit,
             "wants_test": exp.wants_test, "env": env, "compile_cache": exp.compile_cache is not None,
-            "fills_compile_cache": exp.fills_compile_cache, "cache": node_cache, "progress": progress}
+            "fills_compile_cache": exp.fills_compile_cache, "cache": node_cache, "progress": progress,
+            "task": task}
 
 
 def receive(exp: Experiment, reply: dict) -> RunResult:
@@ -289,15 +314,20 @@ def run_on_node(p: dict) -> dict:
     notes = [f"node: {node}"]
     settings = Settings(**{**p["settings"], "allowed_imports": tuple(p["settings"]["allowed_imports"])})
     cache = Path(p["cache"]).expanduser() if p["cache"] else cache_dir()
+    task = p.get("task")
     try:
         t0 = time.monotonic()
-        if prepare_once(settings, cache, progress=lambda line: notes.append(f"data: {line}")):
+        if task:  # a researcher's task brings its own data, in the judge's copy
+            bundle = _task_bundle(task, cache)
+            notes.append(f"task: judge's copy {task['key'][:12]} in {bundle}")
+        elif prepare_once(settings, cache, progress=lambda line: notes.append(f"data: {line}")):
             notes.append(f"data: prepared in {cache} in {time.monotonic() - t0:.1f}s")
         else:
             notes.append(f"data: found ready in {cache}")
     except Exception as e:  # noqa: BLE001 - the node's fault (no network, a full disk), not the experiment's
         notes.append(f"data: failed: {type(e).__name__}: {e}")
-        return {"result": RunResult(status="lost", node=node, reason=f"node {node} could not prepare the data "
+        what = "unpack the task's judge's copy" if task else "prepare the data"
+        return {"result": RunResult(status="lost", node=node, reason=f"node {node} could not {what} "
                                     f"in {cache}: {type(e).__name__}: {e}"[:500]).to_dict(),
                 "notes": notes, "node": node}
     root = node_runs()
@@ -308,11 +338,17 @@ def run_on_node(p: dict) -> dict:
     notes.append(f"run directory: {home}")
     cpus = ray_assigned("CPU")
     env = [*(((v, str(max(1, int(cpus)))) for v in THREAD_VARS) if cpus else ()), *map(tuple, p["env"])]
-    exp = Experiment(source=p["source"], workspace=home, settings=_node_share(settings), run_dir=home / "run",
+    workspace, source, files = home, p["source"], None
+    if task:
+        from autoresearch.backends.ray_task import node_workspace
+
+        workspace = node_workspace(home, bundle, {**task["files"], task["main"]: p["source"]})
+        files = tuple(sorted(task["files"].items()))
+    exp = Experiment(source=source, workspace=workspace, settings=_node_share(settings), run_dir=home / "run",
                      timeout=p["timeout"], cache=cache, eval_rate=p["eval_rate"],
                      first_answer_limit=p["first_answer_limit"], wants_test=p["wants_test"], env=tuple(env),
                      compile_cache=_compile_seed(settings, cache) if p["compile_cache"] else None,
-                     fills_compile_cache=p["fills_compile_cache"])
+                     fills_compile_cache=p["fills_compile_cache"], files=files)
     forwarder = Forwarder(p.get("progress"), node)
     try:
         result = run_stoppably(exp, on_line=forwarder.line)
@@ -323,6 +359,17 @@ def run_on_node(p: dict) -> dict:
     finally:
         forwarder.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _task_bundle(task: dict, cache: Path) -> Path:
+    from autoresearch.backends.ray_task import unpacked
+
+    def fetch() -> bytes:
+        import ray
+
+        return ray.get(task["bundle"][0])  # only on a node that has not unpacked it yet
+
+    return unpacked(cache, task["key"], fetch)
 
 
 def run_stoppably(exp: Experiment, on_line: Callable[[str], None] | None = None) -> RunResult:

@@ -10,11 +10,6 @@ from autoresearch.cli.common import cache_option, friendly_errors, resolved_cach
 from autoresearch.loop.options import DEFAULTS, RunOptions, default_tag
 from autoresearch.settings import SETTINGS_FILE, Settings
 
-# A task's experiments need its judge copy (the fixed files, the evaluator and the hidden data) where they run; a
-# Ray node gets only the experiment's files, and would run the task's script as a GPT experiment.
-TASK_BACKEND = ("a task workspace runs on the local backend only, for now: a Ray node does not get the task's "
-                "evaluator and hidden data. Run without --backend (use --workers N for several experiments at once)")
-
 
 @click.command()
 @workspace_option
@@ -110,10 +105,7 @@ def run(workspace: Path | None, cache_dir: Path | None, tag: str | None, resume:
 
     options, trackers, track_config = trackers_for(root, options)
     from autoresearch.backends import BackendError, make_backend
-    from autoresearch.task.store import is_task_workspace
 
-    if options.backend != "local" and is_task_workspace(root):
-        raise click.ClickException(TASK_BACKEND)
     try:
         where = make_backend(options.backend, profile=settings.profile, workers=options.workers,
                              per_device=options.per_device, address=options.address)

@@ -29,7 +29,7 @@ from autoresearch.loop.proposer import Proposer
 from autoresearch.loop.scheduler import BaselineFailed, RunsLost, Scheduler
 from autoresearch.run.supervisor import Progress, protect_orchestrator
 from autoresearch.settings import Settings
-from autoresearch.task.store import is_task_workspace, workspace_metric
+from autoresearch.task.store import workspace_metric
 from autoresearch.workspace import EDITABLE, JOURNAL_FILE, RUN_DIR
 
 RESULTS_FILE = results.RESULTS_FILE
@@ -134,9 +134,6 @@ class Loop:
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            if self.config.backend != "local" and is_task_workspace(self.ws):
-                raise LoopError(f"a task workspace runs on the local backend only, not {self.config.backend!r}: a "
-                                "remote node does not get the task's evaluator and hidden data")
             try:
                 self._backend = make_backend(self.config.backend, profile=self.settings.profile,
                                              workers=self.config.workers, per_device=self.config.per_device,

@@ -59,17 +59,28 @@ def run_task_experiment(exp: Experiment, on_line: Callable[[str], None] | None =
     """The loop's entry (run/supervisor.py sends a task workspace's experiments here): exp.source is train.py,
     exp.files the other editable files."""
     task = workspace_task(exp.workspace)
-    editable = task.editable_files(exp.workspace)
-    main = "train.py" if "train.py" in editable or not editable else editable[0]
     timeout = min(task.timeout, exp.timeout) if exp.timeout else task.timeout
-    # The other editable files as the experiment's commit holds them (exp.files), and no other: a file an agent
-    # left in the workspace's own tree, which no commit holds, must not run. A single run (`autoresearch train`)
-    # takes them as the workspace holds them. A name that is not editable is refused by run_task_files.
-    files = ({f: (exp.workspace / f).read_text() for f in editable if f != main} if exp.files is None
-             else dict(exp.files))
-    return run_task_files(task, exp.workspace, {**files, main: exp.source}, exp.run_dir, seed=seed_of(exp),
+    return run_task_files(task, exp.workspace, experiment_files(task, exp), exp.run_dir, seed=seed_of(exp),
                           sandbox=exp.settings.sandbox, wants_test=exp.wants_test, on_line=on_line,
                           env=dict(exp.env), timeout=timeout)
+
+
+def experiment_files(task: Task, exp: Experiment) -> dict[str, str]:
+    """Every editable file of the experiment by name, its main script (train.py, else the first editable file)
+    holding exp.source. The other editable files are as the experiment's commit holds them (exp.files), and no
+    other: a file an agent left in the workspace's own tree, which no commit holds, must not run. A single run
+    (`autoresearch train`) takes them as the workspace holds them. A name that is not editable is refused by
+    run_task_files."""
+    editable = task.editable_files(exp.workspace)
+    main = main_script(editable)
+    files = ({f: (exp.workspace / f).read_text() for f in editable if f != main} if exp.files is None
+             else dict(exp.files))
+    return {**files, main: exp.source}
+
+
+def main_script(editable: list[str]) -> str:
+    """The editable file an experiment's source is: train.py, else the first editable file."""
+    return "train.py" if "train.py" in editable or not editable else editable[0]
 
 
 def seed_of(exp: Experiment) -> int:

@@ -143,7 +143,10 @@ def workspace_task(workspace: Path) -> Task:
         raise TaskError(f"{workspace} is not a task workspace ({DECLARATION}: {e}); make one with "
                         "`autoresearch init DIR --task PATH`") from e
     tuples = {k: tuple(d[k]) for k in ("editable", "readable", "hidden", "allowed_imports")}
-    return Task(root=judge_dir(workspace), name=d["name"], command=d["command"], metric=Metric(d["metric"], d["goal"]),
+    # The real path: on a Ray node .autoresearch/task is a link to the node's unpacked copy (backends/ray_task.py),
+    # and the sandbox's grants and covers hold for real paths
+    return Task(root=judge_dir(workspace).resolve(), name=d["name"], command=d["command"],
+                metric=Metric(d["metric"], d["goal"]),
                 evaluate=d["evaluate"], time_budget=d.get("time_budget"), timeout=d["timeout"],
                 prepare=d.get("prepare"), holdout=d.get("holdout"), seed_env=d["seed_env"], program=d["program"],
                 source=workspace / DECLARATION, **tuples)
