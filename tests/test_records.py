@@ -3,6 +3,8 @@ before anything exists, and a resume that keeps the run's agent, policy and limi
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from io import StringIO
 
@@ -114,8 +116,6 @@ def test_ctrl_c_then_resume_keeps_the_agent_policy_and_limits(fast_ws, monkeypat
         agent.name = spec
         return agent
 
-    import _thread
-
     import autoresearch.backends.local as local
     from autoresearch.run.result import RunResult
 
@@ -128,10 +128,12 @@ def test_ctrl_c_then_resume_keeps_the_agent_policy_and_limits(fast_ws, monkeypat
 
     def interrupted(exp, *args, **kw):
         if exp.run_dir.name.startswith("0002"):  # Ctrl-C while experiment 2 trains: the run is cancelled
-            _thread.interrupt_main()
+            # A real SIGINT, as a terminal's Ctrl-C sends: it also wakes the main thread from a blocking call
+            # (_thread.interrupt_main() only flags it, and under heavy load the run could end "stopped" first).
+            os.kill(os.getpid(), signal.SIGINT)
             # As on a real Ctrl-C, the run comes back once the orchestrator has cancelled it (returning at once
-            # raced the main thread: the run could end "stopped" before the interrupt reached it).
-            cancelled.wait(timeout=60)
+            # raced the main thread).
+            cancelled.wait(timeout=120)
             return RunResult(status="interrupted", reason="stopped by the orchestrator")
         return real_run(exp, *args, **kw)
 

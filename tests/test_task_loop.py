@@ -83,6 +83,8 @@ def test_a_task_run_keeps_the_higher_accuracy_and_names_its_metric(task_run):
     assert "accuracy" in task_run["status"] and "val_bpb" not in task_run["status"]
     html = next((ws / ".autoresearch").rglob("report.html")).read_text()
     assert "accuracy" in html and "val_bpb" not in html.split("<script")[0]
+    assert "<th class=num data-first=descending>accuracy</th>" in html  # sorts best (highest) first
+    assert "baseline minus best" not in html and "bpb" not in html.split("<script")[0]
 
 
 @pytest.mark.slow
@@ -213,3 +215,48 @@ def test_the_trackers_and_the_dashboard_name_the_tasks_metric(task_run):
         journal.close()
     assert (s.metric, s.goal) == ("accuracy", "maximize") and s.gain > 0 and s.best > s.baseline
 
+
+@pytest.mark.slow
+def test_the_dashboard_page_speaks_the_task_s_metric_in_chromium(task_run, tmp_path):
+    """The page of a maximize task, in a real browser: every figure is named by the task's metric (no val_bpb or bpb
+    anywhere), the summary goes up from the baseline, and sorting by the metric puts the best (highest) first."""
+    import threading
+
+    from playwright.sync_api import sync_playwright
+    from test_dashboard import CHROMIUM_ARGS, chromium
+
+    from autoresearch.see.dashboard import serve
+
+    server = serve(task_run["ws"], port=0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=chromium(),
+                                                           headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                problems: list[str] = []
+                page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+                page.goto(server.url, timeout=20_000)
+                page.wait_for_selector("body[data-ready]", timeout=15_000)
+                page.wait_for_function("document.querySelectorAll('#experiments tbody tr').length >= 4",
+                                       timeout=10_000)
+                text = page.inner_text("body")
+                heads = page.locator("#experiments th").all_inner_texts()
+                summary = page.inner_text("#summary")
+                page.click("#experiments th:nth-child(5)")
+                first = page.locator("#experiments tbody tr").first.inner_text()
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert not problems, problems
+    assert "accuracy" in heads and "holdout accuracy" in heads, heads
+    assert "bpb" not in text, [line for line in text.splitlines() if "bpb" in line]
+    lines = [line.strip().lower() for line in summary.splitlines()]
+    baseline, best = (float(x) for x in lines[lines.index("accuracy") + 1].split("→"))
+    assert best > baseline and "best minus baseline" in lines, summary  # the gain of a maximize task
+    assert "bias to zero" in first, first  # the kept change, the highest accuracy

@@ -74,6 +74,9 @@ def _test_name(s: Summary) -> str:
 
 def _named(html: str, s: Summary) -> str:
     """A table's headers and notes in the run's own metric (they are written for val_bpb, the GPT task's)."""
+    if s.goal == "maximize":  # the figure's columns sort best (highest) first, as val_bpb's do lowest first
+        for name in ("val_bpb", "test_bpb"):
+            html = html.replace(f"<th class=num>{name}</th>", f"<th class=num data-first=descending>{name}</th>")
     if s.metric == "val_bpb":
         return html
     return html.replace("test_bpb", _test_name(s)).replace("val_bpb", s.metric)
@@ -256,7 +259,7 @@ def _duration(seconds: float | None) -> str:
 def _noise_ratio(s: Summary) -> str:
     if s.noise_std and s.gain is not None:
         return f"{s.gain / s.noise_std:.1f}× the noise σ"
-    return "baseline minus best"
+    return "best minus baseline" if s.goal == "maximize" else "baseline minus best"
 
 
 def _val_only_why(r: Row) -> str:

@@ -48,11 +48,14 @@
     MAXIMIZE = !!(s && s.goal === "maximize");
     T = M === "val_bpb" ? "test_bpb" : "holdout " + M;
     UNIT = M === "val_bpb" ? " bpb" : "";
-    var heads = document.querySelectorAll("th");
+    var heads = document.querySelectorAll("th, [data-metric]");  // headers, and the notes that name the figure
     for (var i = 0; i < heads.length; i++) {
       var h = heads[i];
       if (!h.dataset.label) h.dataset.label = h.textContent;
       h.textContent = h.dataset.label.replace("test_bpb", T).replace("val_bpb", M);
+      if (h.tagName === "TH" && /^(val|test)_bpb$/.test(h.dataset.label)) {  // the figure's columns: best first
+        if (MAXIMIZE) h.setAttribute("data-first", "descending"); else h.removeAttribute("data-first");
+      }
     }
   }
 
@@ -60,7 +63,8 @@
     var out = [];
     if (s.baseline !== null && s.best !== null) {
       out.push([M, num(s.baseline, 4) + " → " + num(s.best, 4), "baseline → best (#" + s.best_number + ")"]);
-      var noise = s.noise_std > 0 ? (s.gain / s.noise_std).toFixed(1) + "× the noise σ" : "baseline minus best";
+      var noise = s.noise_std > 0 ? (s.gain / s.noise_std).toFixed(1) + "× the noise σ"
+        : MAXIMIZE ? "best minus baseline" : "baseline minus best";
       out.push(["gain", num(s.gain, 4) + UNIT + " (" + signed(s.gain_pct === null ? null : (MAXIMIZE ? s.gain_pct : -s.gain_pct), 2) + "%)", noise]);
     } else {
       out.push([M, "–", "nothing kept yet"]);

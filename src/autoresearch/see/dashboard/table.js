@@ -1,5 +1,6 @@
 // Sortable tables, shared by the dashboard and the HTML report (inlined there). Click a header to sort by it;
-// click again to reverse. Cells sort by their data-v attribute: numerically when both values are numbers.
+// click again to reverse. Cells sort by their data-v attribute: numerically when both values are numbers. A header
+// with data-first="descending" sorts high to low on its first click (a figure where higher is better).
 (function () {
   "use strict";
   function key(td) {
@@ -37,7 +38,8 @@
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
       th.addEventListener("click", function () {
         var cur = th.getAttribute("aria-sort");
-        sortBy(table, i, cur === "ascending" ? -1 : 1);
+        var first = th.getAttribute("data-first") === "descending" ? -1 : 1;
+        sortBy(table, i, cur === null ? first : cur === "ascending" ? -1 : 1);
       });
     });
   }
