@@ -4,7 +4,10 @@ by the tests of lost nodes. Each experiment is a real one (tests/loopkit.py's fa
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,17 +19,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from loopkit import alive, fast_source
+from taskkit import TRAIN as TRAIN_SRC
 
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
 from autoresearch.backends import ray as rb  # noqa: E402
+from autoresearch.backends import ray_task  # noqa: E402
 from autoresearch.backends import BackendError, make_backend  # noqa: E402
 from autoresearch.harness.constants import prepared_dir  # noqa: E402
 from autoresearch.loop.core import TestWanted  # noqa: E402
 from autoresearch.loop.policy import GreedyPolicy  # noqa: E402
 from autoresearch.run.result import Experiment  # noqa: E402
 from autoresearch.settings import Settings  # noqa: E402
+from autoresearch.task.store import DECLARATION  # noqa: E402
 
 # A bound that catches a hang: the loop test takes ~45 s on 2 quiet cores and ran past 150 s under heavy load
 pytestmark = [pytest.mark.timeout(300),
@@ -508,8 +514,6 @@ def test_a_task_runs_on_a_node_with_its_judge_s_copy_out_of_the_experiment_s_rea
     figure, the holdout too; an experiment that looks for the hidden labels in that copy cannot open them."""
     from taskkit import TRAIN
 
-    from autoresearch.backends import ray_task
-
     node_cache = tmp_path / "node-cache"
     backend = rb.RayBackend("cpu", workers=1, node_cache=str(node_cache))
     settings = Settings.load(task_ws / "autoresearch.toml")
@@ -529,7 +533,7 @@ def test_a_task_runs_on_a_node_with_its_judge_s_copy_out_of_the_experiment_s_rea
                     backend.slots()[0])
     assert r.status == "ok", (r.reason, r.error_tail)
     log = r.log_path.read_text()
-    assert "PEEK refused" in log and f"hidden: {labels.parents[1]}" in log, log
+    assert "PEEK refused" in log and f"hidden: {node_cache / 'tasks'}" in log, log
     assert r.val_bpb == honest.val_bpb  # the honest predictions, not the labels
     # A change of the judge's copy is a new bundle: never a stale copy on the node
     (task_ws / ".autoresearch" / "task" / "judge" / "evaluate.py").write_text("print('{}')\n")
@@ -560,3 +564,348 @@ def test_the_loop_runs_a_task_on_ray_in_the_task_s_metric(cluster, task_ws, monk
     finally:
         journal.close()
     assert all("ray node" in e.node for e in recs) and recs[0].status == "keep" and 0.9 < recs[0].val_bpb <= 1.0
+
+
+# -- attacks on a task on Ray, from a red team's session ------------------------------------------------------------
+# Each test is one attack on backends/ray_task.py, run/task_runner.py or run/evaluator.py, and asserts that it is
+# stopped (each passed as an attack before its fix). They share this module's cluster (a second cluster in the same
+# process, for a module of their own, took the test process down); each uses its own node cache.
+
+# The judge's directory as this experiment's sandbox covers it: the covering mount names it in mountinfo.
+FIND_JUDGE = '''
+def judge_dir():
+    for line in open("/proc/self/mountinfo"):
+        mp = line.split()[4].replace("\\\\040", " ")
+        if mp.endswith("/.autoresearch/task/judge"):
+            return mp
+'''
+
+
+def _backend(tmp_path: Path, name: str = "node-cache") -> tuple[rb.RayBackend, Path]:
+    cache = tmp_path / name
+    return rb.RayBackend("cpu", workers=1, node_cache=str(cache)), cache
+
+
+# -- (c) a figure from the hidden labels themselves: a link in the output ----------------------------------------
+
+# No training, no prediction: each prediction file is a link that, in the *evaluator's* process (cwd = the judge's
+# copy), resolves to the hidden labels. The experiment needs to know no path.
+LINK_TO_LABELS = '''
+import os
+out = os.environ["AUTORESEARCH_OUTPUT"]
+for split in ("val", "test"):
+    os.symlink(f"/proc/self/cwd/data/{split}_y.npy", os.path.join(out, f"{split}_pred.npy"))
+print("no predictions made")
+'''
+
+
+@pytest.mark.slow
+def test_a_link_in_the_output_to_the_labels_never_scores_on_a_node(cluster, task_ws, tmp_path):
+    """Before: a script that predicted nothing got a perfect validation and holdout figure."""
+    backend, _ = _backend(tmp_path)
+    settings = Settings.load(task_ws / "autoresearch.toml")
+    r = backend.run(experiment(task_ws, tmp_path, "link", LINK_TO_LABELS, settings,
+                               wants_test=TestWanted(GreedyPolicy(), best=None)), backend.slots()[0])
+    assert r.status == "crash" and r.val_bpb is None and r.test_bpb is None, (r.status, r.reason)
+    assert "links or special files (test_pred.npy, val_pred.npy)" in r.reason, r.reason
+
+
+def test_a_link_in_the_output_never_scores_locally_either(task_ws, tmp_path):
+    """run_task_files + evaluate() as the local backend runs them."""
+    from autoresearch.run.task_runner import run_task_files
+    from autoresearch.task.store import workspace_task
+
+    r = run_task_files(workspace_task(task_ws), task_ws, {"train.py": LINK_TO_LABELS}, tmp_path / "run",
+                       wants_test=lambda v: True)
+    assert r.status == "crash" and r.val_bpb is None and "links or special files" in r.reason, (r.status, r.reason)
+
+
+# -- (b)/(c) a file name of the payload writes through the node's link into the shared, cached judge's copy --------
+
+FORGED_EVAL = "python -c \"import json; print(json.dumps({'accuracy': 1.0}))\""
+NOTHING = 'print("no predictions made")\n'
+
+
+@pytest.mark.slow
+def test_a_payload_file_name_cannot_write_through_the_link_or_anywhere(cluster, task_ws, tmp_path):
+    """Before: node_workspace() wrote every payload name as ws/<name> before anything checked it, so
+    '.autoresearch/task/task.json' rewrote the node's cached declaration for every later run, and an absolute name
+    wrote anywhere. Now the names are checked against the copy's own declaration first."""
+    backend, cache = _backend(tmp_path)
+    settings = Settings.load(task_ws / "autoresearch.toml")
+    forged = json.loads((task_ws / DECLARATION).read_text())
+    forged.update(editable=["*"], hidden=[], evaluate=FORGED_EVAL, holdout=FORGED_EVAL)
+    anywhere = tmp_path / f"written-by-a-file-name{TAG}"
+    files = ((".autoresearch/task/task.json", json.dumps(forged)), (str(anywhere), "owned\n"))
+    r = backend.run(experiment(task_ws, tmp_path, "forge", NOTHING, settings, files=files), backend.slots()[0])
+    assert r.status == "rejected" and "not editable files of the task" in r.reason, (r.status, r.reason)
+    assert not anywhere.exists()
+    bundle = cache / "tasks" / ray_task.pack(task_ws)[0]
+    assert json.loads((bundle / DECLARATION).read_text())["evaluate"] != FORGED_EVAL
+    later = backend.run(experiment(task_ws, tmp_path, "later", NOTHING, settings), backend.slots()[0])
+    assert later.status == "crash" and later.val_bpb is None  # no predictions: the real evaluator says so
+
+
+# -- (d) a process of the experiment outlives its run on the node ---------------------------------------------------
+
+def _escapee(marker: str) -> str:
+    return f'''
+import os, sys, subprocess
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        fd = os.open(os.devnull, os.O_RDWR)
+        for k in (0, 1, 2):
+            os.dup2(fd, k)
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(90)", {marker!r}])
+    os._exit(0)
+os.wait()
+''' + "\n" + TRAIN_SRC
+
+
+def _marked(marker: str) -> list:
+    return [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or ())]
+
+
+@pytest.mark.slow
+def test_a_setsid_process_of_a_task_experiment_does_not_survive_its_run(cluster, task_ws, tmp_path):
+    """Before: run_task_files killed the process group only, so a double-forked setsid child escaped, kept its CPU
+    and memory on the node and could still write the output after it was checked. Now the experiment has a PID
+    namespace of its own, and what left its group is killed before the evaluation."""
+    backend, _ = _backend(tmp_path)
+    marker = f"escapee-{uuid.uuid4().hex}"
+    settings = Settings.load(task_ws / "autoresearch.toml")
+    r = backend.run(experiment(task_ws, tmp_path, "escape", _escapee(marker), settings), backend.slots()[0])
+    try:
+        assert r.status == "ok", (r.reason, r.error_tail)
+        assert not _marked(marker), "the escaped process outlived its run"
+    finally:
+        for p in _marked(marker):
+            p.kill()
+
+
+# -- (d) the evaluator's chmod follows a link out of the output ----------------------------------------------------
+
+@pytest.mark.slow
+def test_the_evaluator_s_chmod_never_follows_an_output_link_onto_the_node_s_cache(cluster, task_ws, tmp_path):
+    """Before: evaluate() made the output read-only with Path.chmod, which follows links: a link output/x -> the node
+    cache's tasks/ directory stripped its write bits. Now an output with a link is refused before anything."""
+    backend, cache = _backend(tmp_path)
+    settings = Settings.load(task_ws / "autoresearch.toml")
+    link = FIND_JUDGE + '''
+import os
+tasks = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(judge_dir()))))
+os.symlink(tasks, os.path.join(os.environ["AUTORESEARCH_OUTPUT"], "x"))
+''' + TRAIN_SRC
+    r = backend.run(experiment(task_ws, tmp_path, "chmod", link, settings), backend.slots()[0])
+    tasks = cache / "tasks"
+    try:
+        assert r.status == "crash" and "links or special files (x)" in r.reason, (r.status, r.reason)
+        assert tasks.stat().st_mode & 0o200, oct(tasks.stat().st_mode)
+    finally:
+        tasks.chmod(0o700)
+
+
+# -- what the sandbox stops: the bundle, the cache, Ray's object store and GCS, other runs --------------------------
+
+PROBE = FIND_JUDGE + '''
+import os, socket
+def probe(what, f):
+    try:
+        f()
+        print("PROBE", what, "OPEN")
+    except Exception as e:
+        print("PROBE", what, "refused", type(e).__name__)
+def nonempty(p):
+    found = os.listdir(p)
+    assert found, "empty"
+    return found
+j = judge_dir()
+task = os.path.dirname(j)
+tasks = os.path.dirname(os.path.dirname(os.path.dirname(task)))
+probe("read-labels", lambda: open(os.path.join(j, "data/val_y.npy"), "rb").read())
+probe("read-manifest", lambda: open(os.path.join(task, "manifest.json")).read())
+probe("write-declaration", lambda: open(os.path.join(task, "task.json"), "a").write(" "))
+probe("write-judge", lambda: open(os.path.join(j, "evaluate.py"), "a").write(" "))
+probe("list-cache", lambda: nonempty(tasks))
+probe("list-ray-tmp", lambda: nonempty("/tmp/ray"))
+probe("list-run-root", lambda: nonempty(os.environ["RUN_ROOT"]))
+probe("plasma-shm", lambda: nonempty("/dev/shm"))
+host, port = os.environ["GCS"].rsplit(":", 1)
+probe("gcs-tcp", lambda: socket.create_connection((host, int(port)), timeout=2))
+''' + TRAIN_SRC
+
+
+@pytest.fixture
+def outside_tmp():
+    """A node cache outside /tmp (the experiment's private /tmp would hide one inside it anyway): Landlock alone."""
+    root = Path("/var/tmp") / f"redteam-{uuid.uuid4().hex[:8]}"
+    root.mkdir(parents=True)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_sandbox_keeps_a_task_experiment_off_the_bundle_the_cache_and_ray(cluster, task_ws, tmp_path,
+                                                                               outside_tmp):
+    backend = rb.RayBackend("cpu", workers=1, node_cache=str(outside_tmp / "cache"))
+    settings = Settings.load(task_ws / "autoresearch.toml")
+    gcs = ray.get_runtime_context().gcs_address
+    r = backend.run(experiment(task_ws, tmp_path, "probe", PROBE, settings,
+                               env=(("GCS", gcs), ("RUN_ROOT", str(rb.node_runs())))), backend.slots()[0])
+    assert r.status == "ok", (r.reason, r.error_tail)
+    log = r.log_path.read_text()
+    lines = [ln for ln in log.splitlines() if ln.startswith("PROBE")]
+    assert f"{outside_tmp}/cache/tasks (mount namespace)" in log, log  # every copy on the node, covered
+    # The run root lists only this run's own directory (the private /tmp keeps just its own paths)
+    assert [ln for ln in lines if ln.endswith("OPEN")] == ["PROBE list-run-root OPEN"], lines
+    assert len(lines) == 9, lines
+
+
+@pytest.mark.slow
+def test_a_node_cache_under_a_granted_directory_hides_every_other_bundle_s_labels(cluster, task_ws, tmp_path):
+    """Before: only the running bundle's judge/ was covered; under /opt (a system directory Landlock grants), an older
+    copy of the same task (a new sha after a typo fix in evaluate.py) handed its labels to the new one's
+    experiments. Now the whole tasks/ directory of the node cache is covered."""
+    from autoresearch.task.store import MANIFEST, judge_dir, manifest
+
+    root = Path("/opt") / f"redteam-{uuid.uuid4().hex[:8]}"
+    try:
+        root.mkdir(parents=True)
+    except OSError as e:
+        pytest.skip(f"cannot write /opt here: {e}")
+    try:
+        backend = rb.RayBackend("cpu", workers=1, node_cache=str(root / "cache"))
+        settings = Settings.load(task_ws / "autoresearch.toml")
+        old_key = ray_task.pack(task_ws)[0]
+        first = backend.run(experiment(task_ws, tmp_path, "v1", TRAIN_SRC, settings), backend.slots()[0])
+        assert first.status == "ok", first.reason
+        evaluate = judge_dir(task_ws) / "evaluate.py"
+        evaluate.write_text(evaluate.read_text() + "# a comment\n")
+        (task_ws / MANIFEST).write_text(json.dumps(manifest(judge_dir(task_ws)), indent=1, sort_keys=True))
+        old = root / "cache" / "tasks" / old_key / ".autoresearch/task/judge/data/val_y.npy"
+        r = backend.run(experiment(task_ws, tmp_path, "v2", TRAIN_SRC + PEEK, settings,
+                                   env=(("NODE_LABELS", str(old)),)), backend.slots()[0])
+        assert r.status == "ok", (r.reason, r.error_tail)
+        assert "PEEK refused" in r.log_path.read_text() and r.val_bpb > 0.9
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- (a) the orchestrator's own judge's copy, on a node of the same machine ---------------------------------------
+
+@pytest.mark.slow
+def test_on_a_same_machine_node_the_workspace_s_own_judge_is_covered_too(cluster, tmp_path):
+    """Before: the node's sandbox covered the node's unpacked copy only; on a node that is the orchestrator's machine,
+    the workspace's own judge's copy (under /opt, a directory Landlock grants) was read. Now its path travels and
+    is covered too, as the local backend covers it (the control)."""
+    from click.testing import CliRunner
+    from taskkit import TRAIN, make_task
+
+    from autoresearch.cli import cli
+    from autoresearch.run.task_runner import run_task_files
+    from autoresearch.task.store import workspace_task
+
+    root = Path("/opt") / f"redteam-{uuid.uuid4().hex[:8]}"
+    try:
+        root.mkdir(parents=True)
+    except OSError as e:
+        pytest.skip(f"cannot make a workspace under /opt here: {e}")
+    try:
+        ws = root / "task-ws"
+        r = CliRunner().invoke(cli, ["init", str(ws), "--task", str(make_task(tmp_path / "line"))])
+        assert r.exit_code == 0, r.output
+        labels = ws / ".autoresearch" / "task" / "judge" / "data" / "val_y.npy"
+        local = run_task_files(workspace_task(ws), ws, {"train.py": TRAIN + PEEK}, tmp_path / "local",
+                               env={"NODE_LABELS": str(labels)})
+        assert "PEEK refused" in (tmp_path / "local" / "run.log").read_text()  # locally: covered
+        backend, _ = _backend(tmp_path)
+        on_ray = backend.run(experiment(ws, tmp_path, "opt", TRAIN + PEEK, env=(("NODE_LABELS", str(labels)),)),
+                             backend.slots()[0])
+        assert on_ray.status == "ok", (on_ray.reason, on_ray.error_tail)
+        assert "PEEK refused" in on_ray.log_path.read_text() and on_ray.val_bpb > 0.9
+        assert local.val_bpb > 0.9
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- unpacking on the node: races, crashes, a wrong name (no cluster) -----------------------------------------------
+
+def test_two_runs_unpacking_at_once_fetch_and_unpack_once(task_ws, tmp_path):
+    import threading
+
+    key, data = ray_task.pack(task_ws)
+    fetched, got = [], []
+
+    def fetch():
+        fetched.append(1)
+        time.sleep(0.5)
+        return data
+
+    threads = [threading.Thread(target=lambda: got.append(ray_task.unpacked(tmp_path, key, fetch))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(fetched) == 1 and len(set(got)) == 1 and (got[0] / DECLARATION).is_file()
+    assert sorted(p.name for p in (tmp_path / "tasks").iterdir()) == [".lock", key]
+
+
+def test_a_bundle_that_does_not_match_its_name_is_refused_and_leaves_nothing(task_ws, tmp_path):
+    key, data = ray_task.pack(task_ws)
+    with pytest.raises(ValueError, match="does not match"):
+        ray_task.unpacked(tmp_path, key, lambda: data + b"\0")
+    assert sorted(p.name for p in (tmp_path / "tasks").iterdir()) == [".lock"]
+
+
+CRASH = '''
+import os, signal, sys, tarfile
+from pathlib import Path
+from autoresearch.backends import ray_task
+data = Path(sys.argv[2]).read_bytes()
+real = tarfile._NAMED_FILTERS["data"]
+def dying(member, path):
+    if member.name.endswith("manifest.json"):  # the labels are out already
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(member, path)
+tarfile._NAMED_FILTERS["data"] = dying
+ray_task.unpacked(Path(sys.argv[1]), sys.argv[3], lambda: data)
+'''
+
+
+def test_a_node_killed_mid_unpack_leaves_no_copy_of_the_labels_behind(task_ws, tmp_path):
+    """SIGKILL (OOM killer, a node's preemption) mid-unpack: the except clause never runs. Before, the .unpack-*
+    directory with the hidden labels stayed in the cache for good; the next unpack now removes it under the lock."""
+    key, data = ray_task.pack(task_ws)
+    (tmp_path / "bundle.tar").write_bytes(data)
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH)
+    p = subprocess.run([sys.executable, str(script), str(tmp_path / "cache"), str(tmp_path / "bundle.tar"), key],
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert p.returncode == -signal.SIGKILL
+    assert list((tmp_path / "cache" / "tasks").glob(".unpack-*/.autoresearch/task/judge/data/val_y.npy"))  # left
+    bundle = ray_task.unpacked(tmp_path / "cache", key, lambda: data)  # the next run: fine
+    assert (bundle / DECLARATION).is_file()
+    assert list((tmp_path / "cache" / "tasks").glob(".unpack-*/.autoresearch/task/judge/data/val_y.npy")) == []
+    assert np.load(bundle / ".autoresearch/task/judge/data/val_y.npy").shape == (100,)
+
+
+def test_a_bundle_directory_missing_its_declaration_is_unpacked_again(task_ws, tmp_path):
+    """A bundle directory without task.json (a tmp cleaner took its old files, a partial copy, a user's rm). Before,
+    it was neither used nor replaced (the rename onto it failed on every run); now it is replaced."""
+    key, data = ray_task.pack(task_ws)
+    bundle = ray_task.unpacked(tmp_path, key, lambda: data)
+    (bundle / DECLARATION).unlink()
+    assert ray_task.unpacked(tmp_path, key, lambda: data) == bundle and (bundle / DECLARATION).is_file()
+
+
+def test_a_directory_already_named_by_the_sha_is_checked_against_the_seals(task_ws, tmp_path):
+    """Before, the fast path returned <cache>/tasks/<sha> if it had a task.json. Now the declaration and the
+    manifest must match the seals the run brings, or the copy is unpacked again."""
+    key, data = ray_task.pack(task_ws)
+    fake = tmp_path / "tasks" / key / ".autoresearch" / "task"
+    fake.mkdir(parents=True)
+    (fake / "task.json").write_text("{}")
+    fetched = []
+    bundle = ray_task.unpacked(tmp_path, key, lambda: fetched.append(1) or data, expect=ray_task.seals(task_ws))
+    assert fetched and (bundle / DECLARATION).read_text() == (task_ws / DECLARATION).read_text()

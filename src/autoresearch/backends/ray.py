@@ -121,15 +121,17 @@ class RayBackend:
             return None
         import ray
 
-        from autoresearch.backends.ray_task import main_and_others, pack
+        from autoresearch.backends.ray_task import main_and_others, pack, seals
         from autoresearch.run.task_runner import experiment_files
-        from autoresearch.task.store import workspace_task
+        from autoresearch.task.store import judge_dir, workspace_task
 
         key, data = pack(exp.workspace)
         if key not in self._bundles:
             self._bundles[key] = ray.put(data)
         main, others = main_and_others(exp.workspace, experiment_files(workspace_task(exp.workspace), exp))
-        return {"key": key, "bundle": [self._bundles[key]], "main": main, "files": others}
+        # `judge`: the workspace's own copy, covered too where a node is this machine (one box, `ray start --head`)
+        return {"key": key, "bundle": [self._bundles[key]], "seals": seals(exp.workspace), "main": main,
+                "files": others, "judge": str(judge_dir(exp.workspace).resolve())}
 
     def cancel(self) -> None:
         import ray
@@ -338,17 +340,24 @@ def run_on_node(p: dict) -> dict:
     notes.append(f"run directory: {home}")
     cpus = ray_assigned("CPU")
     env = [*(((v, str(max(1, int(cpus)))) for v in THREAD_VARS) if cpus else ()), *map(tuple, p["env"])]
-    workspace, source, files = home, p["source"], None
+    workspace, source, files, hidden = home, p["source"], None, ()
     if task:
-        from autoresearch.backends.ray_task import node_workspace
+        from autoresearch.backends.ray_task import TASKS_DIR, check_names, node_workspace
 
-        workspace = node_workspace(home, bundle, {**task["files"], task["main"]: p["source"]})
+        named = {**task["files"], task["main"]: p["source"]}
+        why = check_names(bundle, named)
+        if why:
+            shutil.rmtree(home, ignore_errors=True)
+            return {"result": RunResult(status="rejected", node=node, reason=why[:500]).to_dict(), "notes": notes,
+                    "node": node}
+        workspace = node_workspace(home, bundle, named)
         files = tuple(sorted(task["files"].items()))
+        hidden = (str(cache / TASKS_DIR), task["judge"])  # every copy on the node, and the orchestrator's own
     exp = Experiment(source=source, workspace=workspace, settings=_node_share(settings), run_dir=home / "run",
                      timeout=p["timeout"], cache=cache, eval_rate=p["eval_rate"],
                      first_answer_limit=p["first_answer_limit"], wants_test=p["wants_test"], env=tuple(env),
                      compile_cache=_compile_seed(settings, cache) if p["compile_cache"] else None,
-                     fills_compile_cache=p["fills_compile_cache"], files=files)
+                     fills_compile_cache=p["fills_compile_cache"], files=files, hidden=hidden)
     forwarder = Forwarder(p.get("progress"), node)
     try:
         result = run_stoppably(exp, on_line=forwarder.line)
@@ -369,7 +378,7 @@ def _task_bundle(task: dict, cache: Path) -> Path:
 
         return ray.get(task["bundle"][0])  # only on a node that has not unpacked it yet
 
-    return unpacked(cache, task["key"], fetch)
+    return unpacked(cache, task["key"], fetch, expect=task["seals"])
 
 
 def run_stoppably(exp: Experiment, on_line: Callable[[str], None] | None = None) -> RunResult:

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import signal
+import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,14 +39,21 @@ def evaluate(task: Task, workspace: Path, output: Path, command: str, sandbox: b
         return Evaluation(reason=f"the task's fixed files changed since init ({', '.join(broken[:5])}): the "
                                  "evaluator was not run; restore them or make a new workspace")
     judge = task.root
+    odd = not_plain(output)
+    if odd:  # a link resolves in the evaluator's process, whose cwd is the judge's copy: the labels themselves
+        return Evaluation(reason=f"the experiment's output holds links or special files ({', '.join(odd[:5])}): "
+                                 "the evaluator reads plain files only; write the predictions themselves (np.save, "
+                                 "CSV, JSON, safetensors)")
     pickled = pickles_in(output)
     if pickled:
         return Evaluation(reason=f"the experiment's output holds pickled data ({', '.join(pickled[:5])}): unpickling "
                                  "it would run its code in the evaluator, which reads the hidden files; save plain "
                                  "arrays (np.save of a numeric array), CSV, JSON or safetensors")
-    for path in [output, *output.rglob("*")]:  # read-only, besides Landlock's read-only grant
+    for path in [output, *output.rglob("*")]:  # read-only, besides Landlock's read-only grant (no links: above)
         try:
-            path.chmod(path.stat().st_mode & ~0o222)
+            mode = path.lstat().st_mode
+            if not stat.S_ISLNK(mode):
+                path.chmod(mode & ~0o222)
         except OSError:
             pass
     prefix: list[str] = []
@@ -81,6 +89,20 @@ def evaluate(task: Task, workspace: Path, output: Path, command: str, sandbox: b
 
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".bin", ".dill")
+
+
+def not_plain(output: Path) -> list[str]:
+    """What in the output is neither a regular file nor a directory: links (to the labels, in the evaluator's
+    process: /proc/self/cwd/...), FIFOs, sockets, devices. Checked once the experiment's processes are all gone,
+    so nothing can change the output afterwards."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(output):  # never follows a link
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath) / name
+            mode = path.lstat().st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                found.append(path.relative_to(output).as_posix())
+    return sorted(found)
 
 
 def pickles_in(output: Path) -> list[str]:

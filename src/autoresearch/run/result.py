@@ -52,6 +52,9 @@ class Experiment:
     # commit's: exactly these, () for none). None: as the workspace holds them (`autoresearch train`; the GPT task
     # has none).
     files: tuple[tuple[str, str], ...] | None = None
+    # More paths a task experiment's sandbox covers, beside its judge's copy: on a Ray node, the node's cache of
+    # judge's copies and the orchestrator's own (backends/ray_task.py).
+    hidden: tuple[str, ...] = ()
 
 
 @dataclass

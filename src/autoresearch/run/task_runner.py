@@ -62,7 +62,7 @@ def run_task_experiment(exp: Experiment, on_line: Callable[[str], None] | None =
     timeout = min(task.timeout, exp.timeout) if exp.timeout else task.timeout
     return run_task_files(task, exp.workspace, experiment_files(task, exp), exp.run_dir, seed=seed_of(exp),
                           sandbox=exp.settings.sandbox, wants_test=exp.wants_test, on_line=on_line,
-                          env=dict(exp.env), timeout=timeout)
+                          env=dict(exp.env), timeout=timeout, cover=exp.hidden)
 
 
 def experiment_files(task: Task, exp: Experiment) -> dict[str, str]:
@@ -95,7 +95,9 @@ def seed_of(exp: Experiment) -> int:
 def run_task_files(task: Task, workspace: Path, files: dict[str, str], run_dir: Path, seed: int = 0,
                    sandbox: bool = True, wants_test: Callable[[float], bool] | None = None,
                    on_line: Callable[[str], None] | None = None, env: dict[str, str] | None = None,
-                   timeout: float | None = None) -> RunResult:
+                   timeout: float | None = None, cover: tuple[str, ...] = ()) -> RunResult:
+    """`cover`: more paths the experiment's sandbox covers, beside the judge's copy (on a Ray node: every copy of
+    the node's, and the orchestrator's own)."""
     t0 = time.monotonic()
     why = refused(task, files)
     if why:
@@ -116,8 +118,10 @@ def run_task_files(task: Task, workspace: Path, files: dict[str, str], run_dir: 
     if sandbox:
         from autoresearch.run import sandbox as sb
 
+        # A PID namespace of its own: when the script's launcher goes, every process it started goes with it
         policy = sb.Policy(network=False, read_paths=[], write_paths=[str(work), str(output), str(tmp)],
-                           die_with_parent=True, private_dirs=sb.PRIVATE_DIRS, hidden_paths=[str(task.root)])
+                           die_with_parent=True, private_dirs=sb.PRIVATE_DIRS, private_pids=True,
+                           hidden_paths=[str(task.root), *cover])
         prefix = sb.launcher_argv(policy)
     mark_read, mark_write = os.pipe()
     # The user's thread counts go along, as to a GPT run (a CPU worker's share comes in `env`, after them)
@@ -130,6 +134,7 @@ def run_task_files(task: Task, workspace: Path, files: dict[str, str], run_dir: 
         child_env[BUDGET_ENV] = f"{task.time_budget:g}"
     limit = timeout or task.timeout
     log_path = run_dir / "run.log"
+    others = _descendants()  # what runs beside this experiment already: never its leftovers
     lines: list[str] = []
     with open(log_path, "w") as log:
         try:
@@ -151,6 +156,7 @@ def run_task_files(task: Task, workspace: Path, files: dict[str, str], run_dir: 
         except OSError:
             pass
         proc.wait()
+        _kill_escaped(others)  # a process that left the group (setsid) could change the output under the evaluator
         reader.join(timeout=30)
     os.close(mark_read)
     ended = time.monotonic()
@@ -174,6 +180,24 @@ def run_task_files(task: Task, workspace: Path, files: dict[str, str], run_dir: 
     timing["wall_seconds"] = time.monotonic() - t0
     return RunResult(status="ok", val_bpb=val.value, test_bpb=test.value if test and test.ok else None,
                      test_wanted=test is not None, harness=figures, eval_seconds=time.monotonic() - ended, **timing)
+
+
+def _descendants() -> list[int]:
+    try:
+        from autoresearch.run import sandbox as sb
+    except ImportError:
+        return []
+    return sb.descendants(os.getpid())
+
+
+def _kill_escaped(spare: list[int]) -> None:
+    """Kill the experiment's processes that left its process group: ours as their subreaper (the worker process
+    is one), or hidden in its PID namespace, which died with the launcher."""
+    try:
+        from autoresearch.run import sandbox as sb
+    except ImportError:
+        return
+    sb.kill_descendants(spare=spare)
 
 
 def _wait(proc: subprocess.Popen, marks: int, t0: float, timeout: float,
