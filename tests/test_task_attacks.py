@@ -32,7 +32,7 @@ from autoresearch.run import guard
 ROOT = Path(__file__).resolve().parents[1]
 ATTACKS = catalogue(tasks=True)
 REQUIRED = {"task_read_labels", "task_forge_metric", "task_write_other_run", "task_tamper_evaluator",
-            "task_pickle_output"}
+            "task_pickle_output", "task_link_labels"}
 
 pytestmark = pytest.mark.slow  # trains, or runs the loop on real runs
 
