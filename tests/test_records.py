@@ -3,8 +3,7 @@ before anything exists, and a resume that keeps the run's agent, policy and limi
 
 from __future__ import annotations
 
-import os
-import signal
+import ctypes
 import threading
 from io import StringIO
 
@@ -126,11 +125,14 @@ def test_ctrl_c_then_resume_keeps_the_agent_policy_and_limits(fast_ws, monkeypat
         cancelled.set()
         real_cancel(self)
 
+    caller = threading.get_ident()  # the thread that runs the CLI here: where a Ctrl-C's KeyboardInterrupt lands
+
     def interrupted(exp, *args, **kw):
         if exp.run_dir.name.startswith("0002"):  # Ctrl-C while experiment 2 trains: the run is cancelled
-            # A real SIGINT, as a terminal's Ctrl-C sends: it also wakes the main thread from a blocking call
-            # (_thread.interrupt_main() only flags it, and under heavy load the run could end "stopped" first).
-            os.kill(os.getpid(), signal.SIGINT)
+            # KeyboardInterrupt in the CLI's own thread, as Ctrl-C raises it in a terminal's main thread. A signal
+            # (SIGINT, or _thread.interrupt_main()) reaches the process's main thread, which under pytest-xdist
+            # is not always the test's: the run then ended "stopped" (exit 0) in CI.
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(caller), ctypes.py_object(KeyboardInterrupt))
             # As on a real Ctrl-C, the run comes back once the orchestrator has cancelled it (returning at once
             # raced the main thread).
             cancelled.wait(timeout=120)

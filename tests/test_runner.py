@@ -286,4 +286,5 @@ def test_time_before_the_first_answer_is_limited_for_an_agent_s_run(tiny_workspa
     if limit:
         assert "to answer the first evaluation call" in result.reason
     else:
-        assert result.harness["first_answer_seconds"] >= 3.0
+        # the model's 3 s wait, measured by the scorer (2.996 s once: the two processes read the clock apart)
+        assert result.harness["first_answer_seconds"] >= 2.9
