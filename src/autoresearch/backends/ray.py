@@ -395,20 +395,8 @@ def run_stoppably(exp: Experiment, on_line: Callable[[str], None] | None = None)
     except BaseException:
         handle.cancel()
         runner.join(timeout=STOP_SECONDS)
-        _kill_what_is_left()  # a worker slow to stop (a loaded node) is killed by Ray next, orphaning its train.py
         raise
     return done[0] if done else RunResult(status="crash", reason="the node's runner thread failed; see worker.log")
-
-
-def _kill_what_is_left() -> None:
-    """Kill every process this task's process still has below it: the worker and its experiment, while the worker
-    still holds them (Ray kills the task's process and its children only)."""
-    try:
-        from autoresearch.run import sandbox
-
-        sandbox.kill_descendants()
-    except Exception:  # noqa: BLE001 - not on Linux, or psutil is gone: Ray's own kill follows
-        pass
 
 
 def node_runs() -> Path:
