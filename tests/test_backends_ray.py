@@ -771,40 +771,47 @@ def test_the_sandbox_keeps_a_task_experiment_off_the_bundle_the_cache_and_ray(cl
     assert len(lines) == 9, lines
 
 
+@pytest.fixture
+def under_opt():
+    """A directory under /opt, a system directory Landlock grants for reading (so only the covers keep files there
+    from an experiment); removed after the test."""
+    root = Path("/opt") / f"redteam-{uuid.uuid4().hex[:8]}"
+    try:
+        root.mkdir(parents=True)
+    except OSError as e:
+        pytest.skip(f"cannot write /opt here (the test needs a directory Landlock grants): {e}")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_a_node_cache_under_a_granted_directory_hides_every_other_bundle_s_labels(cluster, task_ws, tmp_path):
+def test_a_node_cache_under_a_granted_directory_hides_every_other_bundle_s_labels(cluster, task_ws, tmp_path,
+                                                                                   under_opt):
     """Before: only the running bundle's judge/ was covered; under /opt (a system directory Landlock grants), an older
     copy of the same task (a new sha after a typo fix in evaluate.py) handed its labels to the new one's
     experiments. Now the whole tasks/ directory of the node cache is covered."""
     from autoresearch.task.store import MANIFEST, judge_dir, manifest
 
-    root = Path("/opt") / f"redteam-{uuid.uuid4().hex[:8]}"
-    try:
-        root.mkdir(parents=True)
-    except OSError as e:
-        pytest.skip(f"cannot write /opt here: {e}")
-    try:
-        backend = rb.RayBackend("cpu", workers=1, node_cache=str(root / "cache"))
-        settings = Settings.load(task_ws / "autoresearch.toml")
-        old_key = ray_task.pack(task_ws)[0]
-        first = backend.run(experiment(task_ws, tmp_path, "v1", TRAIN_SRC, settings), backend.slots()[0])
-        assert first.status == "ok", first.reason
-        evaluate = judge_dir(task_ws) / "evaluate.py"
-        evaluate.write_text(evaluate.read_text() + "# a comment\n")
-        (task_ws / MANIFEST).write_text(json.dumps(manifest(judge_dir(task_ws)), indent=1, sort_keys=True))
-        old = root / "cache" / "tasks" / old_key / ".autoresearch/task/judge/data/val_y.npy"
-        r = backend.run(experiment(task_ws, tmp_path, "v2", TRAIN_SRC + PEEK, settings,
-                                   env=(("NODE_LABELS", str(old)),)), backend.slots()[0])
-        assert r.status == "ok", (r.reason, r.error_tail)
-        assert "PEEK refused" in r.log_path.read_text() and r.val_bpb > 0.9
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    root = under_opt
+    backend = rb.RayBackend("cpu", workers=1, node_cache=str(root / "cache"))
+    settings = Settings.load(task_ws / "autoresearch.toml")
+    old_key = ray_task.pack(task_ws)[0]
+    first = backend.run(experiment(task_ws, tmp_path, "v1", TRAIN_SRC, settings), backend.slots()[0])
+    assert first.status == "ok", first.reason
+    evaluate = judge_dir(task_ws) / "evaluate.py"
+    evaluate.write_text(evaluate.read_text() + "# a comment\n")
+    (task_ws / MANIFEST).write_text(json.dumps(manifest(judge_dir(task_ws)), indent=1, sort_keys=True))
+    old = root / "cache" / "tasks" / old_key / ".autoresearch/task/judge/data/val_y.npy"
+    r = backend.run(experiment(task_ws, tmp_path, "v2", TRAIN_SRC + PEEK, settings,
+                               env=(("NODE_LABELS", str(old)),)), backend.slots()[0])
+    assert r.status == "ok", (r.reason, r.error_tail)
+    assert "PEEK refused" in r.log_path.read_text() and r.val_bpb > 0.9
 
 
 # -- (a) the orchestrator's own judge's copy, on a node of the same machine ---------------------------------------
 
 @pytest.mark.slow
-def test_on_a_same_machine_node_the_workspace_s_own_judge_is_covered_too(cluster, tmp_path):
+def test_on_a_same_machine_node_the_workspace_s_own_judge_is_covered_too(cluster, tmp_path, under_opt):
     """Before: the node's sandbox covered the node's unpacked copy only; on a node that is the orchestrator's machine,
     the workspace's own judge's copy (under /opt, a directory Landlock grants) was read. Now its path travels and
     is covered too, as the local backend covers it (the control)."""
@@ -815,27 +822,20 @@ def test_on_a_same_machine_node_the_workspace_s_own_judge_is_covered_too(cluster
     from autoresearch.run.task_runner import run_task_files
     from autoresearch.task.store import workspace_task
 
-    root = Path("/opt") / f"redteam-{uuid.uuid4().hex[:8]}"
-    try:
-        root.mkdir(parents=True)
-    except OSError as e:
-        pytest.skip(f"cannot make a workspace under /opt here: {e}")
-    try:
-        ws = root / "task-ws"
-        r = CliRunner().invoke(cli, ["init", str(ws), "--task", str(make_task(tmp_path / "line"))])
-        assert r.exit_code == 0, r.output
-        labels = ws / ".autoresearch" / "task" / "judge" / "data" / "val_y.npy"
-        local = run_task_files(workspace_task(ws), ws, {"train.py": TRAIN + PEEK}, tmp_path / "local",
-                               env={"NODE_LABELS": str(labels)})
-        assert "PEEK refused" in (tmp_path / "local" / "run.log").read_text()  # locally: covered
-        backend, _ = _backend(tmp_path)
-        on_ray = backend.run(experiment(ws, tmp_path, "opt", TRAIN + PEEK, env=(("NODE_LABELS", str(labels)),)),
-                             backend.slots()[0])
-        assert on_ray.status == "ok", (on_ray.reason, on_ray.error_tail)
-        assert "PEEK refused" in on_ray.log_path.read_text() and on_ray.val_bpb > 0.9
-        assert local.val_bpb > 0.9
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    root = under_opt
+    ws = root / "task-ws"
+    r = CliRunner().invoke(cli, ["init", str(ws), "--task", str(make_task(tmp_path / "line"))])
+    assert r.exit_code == 0, r.output
+    labels = ws / ".autoresearch" / "task" / "judge" / "data" / "val_y.npy"
+    local = run_task_files(workspace_task(ws), ws, {"train.py": TRAIN + PEEK}, tmp_path / "local",
+                           env={"NODE_LABELS": str(labels)})
+    assert "PEEK refused" in (tmp_path / "local" / "run.log").read_text()  # locally: covered
+    backend, _ = _backend(tmp_path)
+    on_ray = backend.run(experiment(ws, tmp_path, "opt", TRAIN + PEEK, env=(("NODE_LABELS", str(labels)),)),
+                         backend.slots()[0])
+    assert on_ray.status == "ok", (on_ray.reason, on_ray.error_tail)
+    assert "PEEK refused" in on_ray.log_path.read_text() and on_ray.val_bpb > 0.9
+    assert local.val_bpb > 0.9
 
 
 # -- unpacking on the node: races, crashes, a wrong name (no cluster) -----------------------------------------------
