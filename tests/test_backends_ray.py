@@ -305,7 +305,8 @@ def test_progress_lines_of_a_run_in_flight_reach_the_orchestrator(cluster, tiny_
 @pytest.mark.slow
 def test_cancel_stops_a_run_on_its_node_and_leaves_no_process(cluster, tiny_workspace, tiny_cache, tmp_path):
     backend = rb.RayBackend("cpu", workers=1, node_cache=str(tiny_cache))
-    # Without the sandbox nothing of the experiment dies with its parent (PR_SET_PDEATHSIG): only the stop reaches it.
+    # Without the sandbox: no namespaces or Landlock, only the stop and dying with the parent (PR_SET_PDEATHSIG,
+    # which the launcher sets even then) end the experiment's processes.
     settings = Settings.load(tiny_workspace / "autoresearch.toml").replace(sandbox=False)
     exp = experiment(tiny_workspace, tmp_path, "hang", fast_source(SLEEP=600.0), settings)
     results: list = []

@@ -158,9 +158,10 @@ def run_experiment(exp: Experiment, on_line: Callable[[str], None] | None = None
 
 
 def launcher(exp: Experiment, cache: Path) -> list[str]:
-    """The sandbox launcher in front of `python train.py` (empty when the workspace turns the sandbox off)."""
+    """The sandbox launcher in front of `python train.py`. With the sandbox off, one that only makes the run die
+    with its parent: a worker killed outright (Ray's force cancel) must not leave train.py running."""
     if not exp.settings.sandbox:
-        return []
+        return dies_with_parent()
     try:
         from autoresearch.run import sandbox
     except ImportError:
@@ -171,6 +172,15 @@ def launcher(exp: Experiment, cache: Path) -> list[str]:
     policy = sandbox.Policy(network=False, read_paths=training_files(prepared_dir(exp.settings, cache)),
                             write_paths=writable, die_with_parent=True, private_dirs=sandbox.PRIVATE_DIRS)
     return sandbox.launcher_argv(policy)
+
+
+def dies_with_parent() -> list[str]:
+    """A launcher that confines nothing and only sets PR_SET_PDEATHSIG (empty where there is no launcher)."""
+    try:
+        from autoresearch.run import sandbox
+    except ImportError:
+        return []
+    return sandbox.launcher_argv(sandbox.Policy(network=True, filesystem=False, die_with_parent=True))
 
 
 TRAINING_FILES = ("tokenizer.pkl", "meta.json", "train.")  # names, or prefixes ending in "."
@@ -214,7 +224,7 @@ def _start_scorer(exp: Experiment, cache: Path, sock: socket.socket) -> _ScorerP
     from autoresearch.harness.constants import prepared_dir
 
     prepared = prepared_dir(exp.settings, cache)
-    prefix: list[str] = []
+    prefix: list[str] = dies_with_parent()
     if exp.settings.sandbox:
         try:
             from autoresearch.run import sandbox
